@@ -1,0 +1,422 @@
+//! The engine's resolved configuration: every default of SPEC 3 and 4 in one place.
+//!
+//! Nothing here parses files; the harness and the CLI build an `EngineConfig` from a
+//! scenario, starting from `EngineConfig::default()`. `validate` checks the relations
+//! between values that the formulas depend on.
+
+use crate::task::{Kind, Path};
+use serde::{Deserialize, Serialize};
+
+/// OCPS valve parameters (SPEC 4.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValveConfig {
+    /// Allowed drift per task before S grows.
+    pub nu: f64,
+    /// Breach threshold.
+    pub h: f64,
+    /// S after a breach, as a fraction of `h` (anti-flapping).
+    pub reset_fraction: f64,
+}
+
+impl Default for ValveConfig {
+    fn default() -> Self {
+        ValveConfig { nu: 0.2, h: 2.5, reset_fraction: 0.8 }
+    }
+}
+
+/// Surprise router parameters (SPEC 4.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Weights of x1..x6.
+    pub weights: [f64; 6],
+    /// Surprise at or above which a task escalates softly.
+    pub tau_deep: f64,
+    /// Target share of the fast path; soft escalations keep the deep share at most 1 - this.
+    pub fast_target: f64,
+    /// Number of recent decisions the escalation budget looks at.
+    pub window: usize,
+    /// Fast-path latency objective that the pressure input x6 is measured against.
+    pub fast_slo_ms: f64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            weights: [0.25, 0.20, 0.15, 0.20, 0.10, 0.10],
+            tau_deep: 0.60,
+            fast_target: 0.90,
+            window: 1000,
+            fast_slo_ms: 200.0,
+        }
+    }
+}
+
+/// Prices per 1,000 tokens in micro-USD (SPEC 4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prices {
+    pub fast_in: u64,
+    pub fast_out: u64,
+    pub deep_in: u64,
+    pub deep_out: u64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices { fast_in: 500, fast_out: 1_500, deep_in: 10_000, deep_out: 30_000 }
+    }
+}
+
+impl Prices {
+    /// (input, output) price per 1,000 tokens for a path.
+    pub fn of(&self, path: Path) -> (u64, u64) {
+        match path {
+            Path::Fast => (self.fast_in, self.fast_out),
+            Path::Deep => (self.deep_in, self.deep_out),
+        }
+    }
+}
+
+/// Cost governor parameters (SPEC 4.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GovernorConfig {
+    /// Per-task ceiling.
+    pub ceiling_micro_usd: u64,
+    /// Budget per simulated UTC day.
+    pub daily_budget_micro_usd: u64,
+    /// Daily admission limit per kind (`None`: unlimited), indexed by `Kind::index`.
+    pub rate_limits_per_day: [Option<u32>; Kind::COUNT],
+    /// Token prices.
+    pub prices: Prices,
+    /// Clamp a backend's token overrun so that no charge exceeds the ceiling. Only a canary
+    /// scenario turns this off, to prove that the `cost_ceiling` invariant can fail.
+    pub clamp_overrun: bool,
+    /// Enforce the daily budget (off only in the `daily_budget` canary).
+    pub enforce_daily_budget: bool,
+    /// Enforce the rate limits (off only in the `rate_limits` canary).
+    pub enforce_rate_limits: bool,
+}
+
+impl Default for GovernorConfig {
+    fn default() -> Self {
+        let mut rate_limits_per_day = [None; Kind::COUNT];
+        rate_limits_per_day[Kind::Summary.index()] = Some(100);
+        GovernorConfig {
+            ceiling_micro_usd: 50_000,
+            daily_budget_micro_usd: 500_000_000,
+            rate_limits_per_day,
+            prices: Prices::default(),
+            clamp_overrun: true,
+            enforce_daily_budget: true,
+            enforce_rate_limits: true,
+        }
+    }
+}
+
+/// Token budget and forecast (SPEC 4.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenConfig {
+    /// Largest output any task may ask for.
+    pub max_tokens: u32,
+    /// Weight of the input EMA in the forecast.
+    pub alpha: f64,
+    /// Weight of the expected output in the forecast.
+    pub beta: f64,
+    /// Smoothing of the input EMA.
+    pub ema_smoothing: f64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig { max_tokens: 4096, alpha: 0.7, beta: 0.3, ema_smoothing: 0.05 }
+    }
+}
+
+/// The simulated model backend of one path (SPEC 4.8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathModel {
+    /// Median latency of a call.
+    pub median_ms: f64,
+    /// 99th percentile latency of a call; with the median it fixes the lognormal.
+    pub p99_ms: f64,
+    /// Probability that a call fails.
+    pub error_rate: f64,
+    /// Factor applied to the tokens the backend returns; above 1 the backend returns more
+    /// than it was asked for (SPEC 7 `token_inflation`).
+    pub token_inflation: f64,
+}
+
+/// Both simulated backends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendConfig {
+    pub fast: PathModel,
+    pub deep: PathModel,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            fast: PathModel { median_ms: 80.0, p99_ms: 180.0, error_rate: 0.002, token_inflation: 1.0 },
+            deep: PathModel { median_ms: 6_000.0, p99_ms: 18_000.0, error_rate: 0.005, token_inflation: 1.0 },
+        }
+    }
+}
+
+impl BackendConfig {
+    /// The model of a path.
+    pub fn of(&self, path: Path) -> &PathModel {
+        match path {
+            Path::Fast => &self.fast,
+            Path::Deep => &self.deep,
+        }
+    }
+}
+
+/// Dispatch, timeouts, retries and worker capacity (SPEC 4.8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchConfig {
+    pub fast_timeout_ms: u64,
+    pub deep_timeout_ms: u64,
+    /// Retries after the first attempt, each on the next replica.
+    pub retries: u32,
+    /// Backoff before retry `n` is `backoff_ms * 2^(n-1)`.
+    pub backoff_ms: u64,
+    /// Tasks in flight above which new work is rejected `overload`.
+    pub max_in_flight: u32,
+    /// Concurrent backend calls per fast worker; more wait in the worker's queue.
+    pub fast_concurrency: u32,
+    /// Concurrent backend calls per deep worker.
+    pub deep_concurrency: u32,
+    /// Timeout of a call to the state node.
+    pub state_timeout_ms: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            fast_timeout_ms: 1_000,
+            deep_timeout_ms: 30_000,
+            retries: 2,
+            backoff_ms: 50,
+            max_in_flight: 10_000,
+            fast_concurrency: 64,
+            deep_concurrency: 64,
+            state_timeout_ms: 500,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Timeout of one backend attempt on a path.
+    pub fn timeout_ms(&self, path: Path) -> u64 {
+        match path {
+            Path::Fast => self.fast_timeout_ms,
+            Path::Deep => self.deep_timeout_ms,
+        }
+    }
+
+    /// The longest a task can spend in dispatch: every attempt timing out, plus backoffs.
+    pub fn worst_case_ms(&self) -> u64 {
+        let attempts = u64::from(self.retries) + 1;
+        let backoff: u64 = (0..self.retries).map(|n| self.backoff_ms << n.min(16)).sum();
+        attempts * (self.deep_timeout_ms + self.state_timeout_ms) + backoff + 2 * self.state_timeout_ms
+    }
+}
+
+/// Organism, GraphMask and L_tot (SPEC 4.6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrganismConfig {
+    /// Number of agents.
+    pub agents: usize,
+    /// Number of organs; agents are split evenly.
+    pub organs: usize,
+    /// Dimension of each agent's state vector (Ma).
+    pub dim: usize,
+    /// Update rate.
+    pub eta: f64,
+    /// GraphMask keeps the certified L_tot below this.
+    pub l_max: f64,
+    /// Whether GraphMask acts. Only the `lipschitz_bound` canary turns it off.
+    pub graph_mask: bool,
+    /// Certified `||A||_inf * ||W||_2` at start; must be below `(l_max - (1 - eta)) / eta`.
+    pub init_gain: f64,
+    /// Completed tasks between promotions (edge reweighting and a W update).
+    pub promotion_every: u64,
+    /// Relative size of a W update, as a fraction of `||W||_F`.
+    pub promotion_step: f64,
+    /// Weight added to a collaboration edge at each promotion.
+    pub edge_growth: f64,
+    /// Keep a shadow copy from a perturbed start and check contraction empirically.
+    pub shadow: bool,
+    /// Seed of the organism's initial state and of its promotions.
+    pub seed: u64,
+}
+
+impl Default for OrganismConfig {
+    fn default() -> Self {
+        OrganismConfig {
+            agents: 24,
+            organs: 4,
+            dim: 128,
+            eta: 0.5,
+            l_max: 0.9,
+            graph_mask: true,
+            init_gain: 0.5,
+            promotion_every: 250,
+            promotion_step: 0.05,
+            edge_growth: 0.1,
+            shadow: true,
+            seed: 0,
+        }
+    }
+}
+
+/// The memory fabric; only the working cache Mw is built so far (SPEC 4.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryConfig {
+    /// Entries in Mw.
+    pub mw_capacity: usize,
+    /// Time to live per kind, indexed by `Kind::index`; 0 means the kind is never cached.
+    pub mw_ttl_ms: [u64; Kind::COUNT],
+    /// Latency of an Mw lookup.
+    pub mw_latency_ms: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        let mut mw_ttl_ms = [0; Kind::COUNT];
+        for kind in [Kind::Chat, Kind::Query, Kind::Summary, Kind::Graph] {
+            mw_ttl_ms[kind.index()] = 3_000;
+        }
+        MemoryConfig { mw_capacity: 4096, mw_ttl_ms, mw_latency_ms: 5 }
+    }
+}
+
+/// The ledger (SPEC 4.9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerConfig {
+    /// A cycle is signed after this many receipts...
+    pub cycle_receipts: u64,
+    /// ...or after this much time with receipts pending, whichever first.
+    pub cycle_ms: u64,
+    /// Directory of the ledger segments.
+    pub dir: String,
+    /// Seed of the Ed25519 ledger key. The default is a development key; a deployment sets
+    /// its own.
+    pub key_seed: [u8; 32],
+}
+
+/// The development ledger key seed: SHA-256 of a fixed string, public by construction.
+pub fn development_key_seed() -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b"seedcore development ledger key v1").into()
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            cycle_receipts: 1_000,
+            cycle_ms: 60_000,
+            dir: "ledger".to_string(),
+            key_seed: development_key_seed(),
+        }
+    }
+}
+
+/// Replica counts (SPEC 2.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub fast: u32,
+    pub deep: u32,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology { fast: 2, deep: 1 }
+    }
+}
+
+/// Everything the engine's nodes read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct EngineConfig {
+    pub topology: Topology,
+    pub valve: ValveConfig,
+    pub router: RouterConfig,
+    pub governor: GovernorConfig,
+    pub tokens: TokenConfig,
+    pub backend: BackendConfig,
+    pub dispatch: DispatchConfig,
+    pub organism: OrganismConfig,
+    pub memory: MemoryConfig,
+    pub ledger: LedgerConfig,
+    /// Unix time in ms of `at_ms = 0`; days of the budget are UTC days of `epoch + at_ms`.
+    pub epoch_utc_ms: u64,
+}
+
+/// A configuration whose values contradict the formulas they feed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid engine configuration: {field}: {message}")]
+pub struct ConfigError {
+    /// The offending setting, as a dotted path.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn check(ok: bool, field: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { field, message: message.into() })
+    }
+}
+
+impl EngineConfig {
+    /// Checks the relations the engine's formulas rely on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.topology.fast >= 1, "topology.fast", "at least one fast worker is needed")?;
+        check(self.topology.deep >= 1, "topology.deep", "at least one deep worker is needed")?;
+        check(self.valve.h > 0.0, "engine.valve.h", "must be > 0")?;
+        check((0.0..1.0).contains(&self.valve.reset_fraction), "engine.valve.reset_fraction", "must be in [0, 1)")?;
+        check(self.valve.nu >= 0.0, "engine.valve.nu", "must be >= 0")?;
+        check(self.router.window >= 1, "engine.router.window", "must be >= 1")?;
+        check((0.0..=1.0).contains(&self.router.fast_target), "engine.router.fast_target", "must be in [0, 1]")?;
+        check(self.router.weights.iter().all(|w| *w >= 0.0), "engine.router.weights", "must be >= 0")?;
+        let o = &self.organism;
+        check(o.agents >= 2, "engine.organism.agents", "must be >= 2")?;
+        check(o.organs >= 1 && o.organs <= o.agents, "engine.organism.organs", "must be in [1, agents]")?;
+        check(o.dim >= 2, "engine.organism.dim", "must be >= 2")?;
+        check(o.eta > 0.0 && o.eta <= 1.0, "engine.organism.eta", "must be in (0, 1]")?;
+        check(
+            o.l_max > 1.0 - o.eta && o.l_max <= 1.0,
+            "engine.organism.l_max",
+            format!("must be in (1 - eta, 1] = ({}, 1]", 1.0 - o.eta),
+        )?;
+        let limit = (o.l_max - (1.0 - o.eta)) / o.eta;
+        check(
+            o.init_gain > 0.0 && o.init_gain < limit,
+            "engine.organism.init_gain",
+            format!("must be in (0, (l_max - (1 - eta)) / eta) = (0, {limit})"),
+        )?;
+        check(o.promotion_every >= 1, "engine.organism.promotion_every", "must be >= 1")?;
+        check(self.memory.mw_capacity >= 1, "engine.memory.mw_capacity", "must be >= 1")?;
+        check(self.ledger.cycle_receipts >= 1, "engine.ledger.cycle_receipts", "must be >= 1")?;
+        check(self.ledger.cycle_ms >= 1, "engine.ledger.cycle_ms", "must be >= 1")?;
+        check(self.tokens.max_tokens >= 1, "engine.tokens.max_tokens", "must be >= 1")?;
+        check(self.governor.ceiling_micro_usd >= 1, "engine.governor.ceiling_micro_usd", "must be >= 1")?;
+        for (path, model) in [(Path::Fast, &self.backend.fast), (Path::Deep, &self.backend.deep)] {
+            let field = match path {
+                Path::Fast => "backend.fast",
+                Path::Deep => "backend.deep",
+            };
+            check(model.median_ms > 0.0 && model.p99_ms >= model.median_ms, field, "needs 0 < median_ms <= p99_ms")?;
+            check((0.0..=1.0).contains(&model.error_rate), field, "error_rate must be in [0, 1]")?;
+            check(model.token_inflation >= 1.0, field, "token_inflation must be >= 1")?;
+        }
+        Ok(())
+    }
+
+    /// The UTC day index of an arrival time.
+    pub fn day_of(&self, at_ms: u64) -> u64 {
+        (self.epoch_utc_ms + at_ms) / 86_400_000
+    }
+}

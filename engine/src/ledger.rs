@@ -1,0 +1,415 @@
+//! The ledger (SPEC 4.9): an append-only, hash-chained log of receipts, one per terminal
+//! outcome, with an Ed25519 signature over the chain head every cycle.
+//!
+//! Layout: a directory of segments `000000.log`, `000001.log`, ...; each start of the
+//! coordinator verifies every segment and then appends to a new one, so no byte that was
+//! written is ever rewritten. A line is committed once its newline is written; a segment
+//! may end in a torn, uncommitted line (a crash mid-write), which recovery skips. Anything
+//! else that fails to parse, chain or verify is corruption, and the coordinator halts.
+//!
+//! Receipts and cycle records are written in canonical form (RFC 8785: sorted keys, no
+//! floats), and `hash = SHA-256(JCS(receipt))`.
+
+use crate::task::{Kind, Path};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `prev_hash` of the first receipt.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One terminal outcome. Fields are declared in JCS order, so serde's bytes are canonical.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    pub cost_micro_usd: u64,
+    /// UTC day the task was admitted in (the governor's budget day).
+    pub day: u64,
+    pub kind: Kind,
+    pub latency_ms: u64,
+    /// `completed`, `rejected` or `failed`.
+    pub outcome: String,
+    pub path: Option<Path>,
+    pub prev_hash: String,
+    /// Reject reason, error, and flags such as `cache_hit`, `overrun_clamped`, `truncated`.
+    pub reasons: Vec<String>,
+    pub seq: u64,
+    /// Arrival time of the task.
+    pub t_ms: u64,
+    pub task_id: u64,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+}
+
+impl Receipt {
+    /// The canonical bytes (JCS) of the receipt.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a receipt always serialises")
+    }
+
+    /// `SHA-256(JCS(receipt))`.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.canonical()).into()
+    }
+
+    /// Whether the task was admitted (and so counts against rate limits).
+    pub fn admitted(&self) -> bool {
+        self.outcome != "rejected"
+    }
+}
+
+/// A signed cycle: the chain head after `last_seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleRecord {
+    pub cycle: u64,
+    pub first_seq: u64,
+    pub head: String,
+    pub last_seq: u64,
+    /// Hex Ed25519 signature over `cycle_message`.
+    pub signature: String,
+}
+
+/// One line of a segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Record {
+    Receipt(Receipt),
+    Cycle(CycleRecord),
+}
+
+/// The bytes a cycle signature covers.
+pub fn cycle_message(cycle: u64, first_seq: u64, last_seq: u64, head: &[u8; 32]) -> Vec<u8> {
+    let mut message = b"seedcore/ledger-cycle/v1\n".to_vec();
+    message.extend_from_slice(&cycle.to_be_bytes());
+    message.extend_from_slice(&first_seq.to_be_bytes());
+    message.extend_from_slice(&last_seq.to_be_bytes());
+    message.extend_from_slice(head);
+    message
+}
+
+/// Why a ledger cannot be trusted or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger I/O error on {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("ledger segment {segment} line {line}: {reason}")]
+    Corrupt { segment: u32, line: u64, reason: String },
+}
+
+/// What verification of a whole ledger found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Every committed receipt, in order.
+    pub receipts: Vec<Receipt>,
+    /// Every cycle record, in order.
+    pub cycles: Vec<CycleRecord>,
+    /// Chain head after the last receipt.
+    pub head: [u8; 32],
+    /// Segments read.
+    pub segments: u32,
+    /// Bytes of torn tails skipped.
+    pub torn_bytes: u64,
+}
+
+impl Verified {
+    /// Receipts after the last signed cycle.
+    pub fn unsigned(&self) -> u64 {
+        let signed = self.cycles.last().map_or(0, |c| c.last_seq + 1);
+        self.receipts.len() as u64 - signed
+    }
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+/// Verifies the chain and every cycle signature of a ledger given as its segments' bytes.
+pub fn verify(segments: &[Vec<u8>], key: &VerifyingKey) -> Result<Verified, LedgerError> {
+    let mut verified = Verified { head: [0; 32], segments: segments.len() as u32, ..Verified::default() };
+    let mut head_hex = GENESIS.to_string();
+    for (index, bytes) in segments.iter().enumerate() {
+        let segment = index as u32;
+        let mut rest: &[u8] = bytes;
+        let mut line_no = 0;
+        while !rest.is_empty() {
+            line_no += 1;
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                verified.torn_bytes += rest.len() as u64;
+                break;
+            };
+            let (line, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            let corrupt = |reason: String| LedgerError::Corrupt { segment, line: line_no, reason };
+            let record: Record =
+                serde_json::from_slice(line).map_err(|e| corrupt(format!("unreadable record: {e}")))?;
+            if serde_json::to_vec(&record).expect("a record always serialises") != line {
+                return Err(corrupt("record is not in canonical form".into()));
+            }
+            match record {
+                Record::Receipt(receipt) => {
+                    let seq = verified.receipts.len() as u64;
+                    if receipt.seq != seq {
+                        return Err(corrupt(format!("seq {} where {seq} was expected", receipt.seq)));
+                    }
+                    if receipt.prev_hash != head_hex {
+                        return Err(corrupt(format!("receipt {seq} does not chain to the previous head")));
+                    }
+                    verified.head = receipt.hash();
+                    head_hex = hex::encode(verified.head);
+                    verified.receipts.push(receipt);
+                }
+                Record::Cycle(cycle) => {
+                    let expected_cycle = verified.cycles.len() as u64;
+                    let first = verified.cycles.last().map_or(0, |c| c.last_seq + 1);
+                    let last = (verified.receipts.len() as u64).checked_sub(1);
+                    if cycle.cycle != expected_cycle || cycle.first_seq != first || Some(cycle.last_seq) != last {
+                        return Err(corrupt(format!(
+                            "cycle {} does not cover the receipts since the previous cycle",
+                            cycle.cycle
+                        )));
+                    }
+                    if cycle.head != head_hex {
+                        return Err(corrupt(format!("cycle {} signs a head that is not the chain's", cycle.cycle)));
+                    }
+                    let signature = hex::decode(&cycle.signature)
+                        .ok()
+                        .and_then(|bytes| Signature::from_slice(&bytes).ok())
+                        .ok_or_else(|| corrupt(format!("cycle {} has a malformed signature", cycle.cycle)))?;
+                    let head = decode_hex32(&cycle.head).expect("head equals a hex digest");
+                    key.verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature)
+                        .map_err(|_| corrupt(format!("cycle {} signature does not verify", cycle.cycle)))?;
+                    verified.cycles.push(cycle);
+                }
+            }
+        }
+    }
+    Ok(verified)
+}
+
+/// Path of a segment.
+pub fn segment_path(dir: &str, index: u32) -> String {
+    format!("{dir}/{index:06}.log")
+}
+
+/// Reads every segment of a ledger directory, in order.
+pub async fn read_segments(dir: &str) -> Result<Vec<Vec<u8>>, LedgerError> {
+    let mut segments = Vec::new();
+    loop {
+        let path = segment_path(dir, segments.len() as u32);
+        match madsim::fs::read(&path).await {
+            Ok(bytes) => segments.push(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segments),
+            Err(e) => return Err(LedgerError::Io { path, message: e.to_string() }),
+        }
+    }
+}
+
+/// The receipt fields the coordinator supplies; the writer adds `seq` and `prev_hash`.
+pub type Entry = Receipt;
+
+/// The appending side of the ledger.
+pub struct LedgerWriter {
+    /// Path of the segment being written.
+    path: String,
+    file: madsim::fs::File,
+    /// Bytes written to the current segment.
+    offset: u64,
+    head: [u8; 32],
+    next_seq: u64,
+    next_cycle: u64,
+    /// First seq of the open cycle.
+    cycle_first_seq: u64,
+    cycle_receipts: u64,
+    key: SigningKey,
+}
+
+impl LedgerWriter {
+    /// Verifies the existing ledger and opens a new segment after it.
+    pub async fn open(
+        dir: &str,
+        key_seed: &[u8; 32],
+        cycle_receipts: u64,
+    ) -> Result<(LedgerWriter, Verified), LedgerError> {
+        assert!(cycle_receipts >= 1);
+        let key = SigningKey::from_bytes(key_seed);
+        #[cfg(not(madsim))]
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| LedgerError::Io { path: dir.to_string(), message: e.to_string() })?;
+        let segments = read_segments(dir).await?;
+        let verified = verify(&segments, &key.verifying_key())?;
+        let path = segment_path(dir, verified.segments);
+        let file = madsim::fs::File::create(&path)
+            .await
+            .map_err(|e| LedgerError::Io { path: path.clone(), message: e.to_string() })?;
+        let writer = LedgerWriter {
+            path,
+            file,
+            offset: 0,
+            head: verified.head,
+            next_seq: verified.receipts.len() as u64,
+            next_cycle: verified.cycles.len() as u64,
+            cycle_first_seq: verified.cycles.last().map_or(0, |c| c.last_seq + 1),
+            cycle_receipts,
+            key,
+        };
+        Ok((writer, verified))
+    }
+
+    /// The public key that verifies this ledger's cycles.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    async fn write_line(&mut self, record: &Record) -> Result<(), LedgerError> {
+        let mut line = serde_json::to_vec(record).expect("a record always serialises");
+        line.push(b'\n');
+        self.file
+            .write_all_at(&line, self.offset)
+            .await
+            .map_err(|e| LedgerError::Io { path: self.path.clone(), message: e.to_string() })?;
+        self.offset += line.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a receipt, chaining it to the head; closes the cycle when it is full.
+    /// Returns the committed receipt and, if a cycle closed, its record.
+    pub async fn append(&mut self, mut entry: Entry) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
+        entry.seq = self.next_seq;
+        entry.prev_hash = hex::encode(self.head);
+        self.write_line(&Record::Receipt(entry.clone())).await?;
+        self.head = entry.hash();
+        self.next_seq += 1;
+        let cycle =
+            if self.next_seq - self.cycle_first_seq >= self.cycle_receipts { self.close_cycle().await? } else { None };
+        Ok((entry, cycle))
+    }
+
+    /// Signs the chain head if receipts are pending since the last cycle.
+    pub async fn close_cycle(&mut self) -> Result<Option<CycleRecord>, LedgerError> {
+        if self.next_seq == self.cycle_first_seq {
+            return Ok(None);
+        }
+        let last_seq = self.next_seq - 1;
+        let message = cycle_message(self.next_cycle, self.cycle_first_seq, last_seq, &self.head);
+        let record = CycleRecord {
+            cycle: self.next_cycle,
+            first_seq: self.cycle_first_seq,
+            head: hex::encode(self.head),
+            last_seq,
+            signature: hex::encode(self.key.sign(&message).to_bytes()),
+        };
+        self.write_line(&Record::Cycle(record.clone())).await?;
+        self.next_cycle += 1;
+        self.cycle_first_seq = self.next_seq;
+        Ok(Some(record))
+    }
+
+    /// Number of receipts in the ledger.
+    pub fn len(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether the ledger has no receipt.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(task_id: u64) -> Receipt {
+        Receipt {
+            cost_micro_usd: 812,
+            day: 19_677,
+            kind: Kind::Chat,
+            latency_ms: 93,
+            outcome: "completed".into(),
+            path: Some(Path::Fast),
+            prev_hash: String::new(),
+            reasons: vec!["cache_hit".into()],
+            seq: 0,
+            t_ms: 1_000,
+            task_id,
+            tokens_in: 374,
+            tokens_out: 44,
+        }
+    }
+
+    /// Builds a ledger in memory the way the writer does.
+    fn build(receipts: u64, cycle_every: u64) -> (Vec<u8>, VerifyingKey) {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut bytes = Vec::new();
+        let mut head = [0u8; 32];
+        let mut first = 0;
+        let mut cycle = 0;
+        for seq in 0..receipts {
+            let mut r = receipt(seq);
+            r.seq = seq;
+            r.prev_hash = hex::encode(head);
+            bytes.extend(serde_json::to_vec(&Record::Receipt(r.clone())).unwrap());
+            bytes.push(b'\n');
+            head = r.hash();
+            if (seq + 1 - first) == cycle_every {
+                let signature = key.sign(&cycle_message(cycle, first, seq, &head));
+                let record = CycleRecord {
+                    cycle,
+                    first_seq: first,
+                    head: hex::encode(head),
+                    last_seq: seq,
+                    signature: hex::encode(signature.to_bytes()),
+                };
+                bytes.extend(serde_json::to_vec(&Record::Cycle(record)).unwrap());
+                bytes.push(b'\n');
+                cycle += 1;
+                first = seq + 1;
+            }
+        }
+        (bytes, key.verifying_key())
+    }
+
+    #[test]
+    fn receipt_bytes_are_jcs() {
+        let r = receipt(3);
+        assert_eq!(r.canonical(), serde_json_canonicalizer::to_vec(&r).unwrap());
+        let line = serde_json::to_vec(&Record::Receipt(r.clone())).unwrap();
+        assert_eq!(line, serde_json_canonicalizer::to_vec(&Record::Receipt(r)).unwrap());
+    }
+
+    #[test]
+    fn a_good_ledger_verifies_and_a_torn_tail_is_skipped() {
+        let (mut bytes, key) = build(10, 4);
+        let verified = verify(&[bytes.clone()], &key).unwrap();
+        assert_eq!((verified.receipts.len(), verified.cycles.len(), verified.unsigned()), (10, 2, 2));
+        bytes.extend_from_slice(b"{\"receipt\":{\"cost_mi");
+        let verified = verify(&[bytes], &key).unwrap();
+        assert_eq!((verified.receipts.len(), verified.torn_bytes), (10, 20));
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected() {
+        let (bytes, key) = build(9, 3);
+        // Flip every byte position once, except newlines whose loss merges two lines.
+        for at in 0..bytes.len() {
+            if bytes[at] == b'\n' {
+                continue;
+            }
+            let mut tampered = bytes.clone();
+            tampered[at] ^= 0x01;
+            match verify(&[tampered], &key) {
+                Err(LedgerError::Corrupt { .. }) => {}
+                other => panic!("flip at {at} not detected: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_foreign_key_fails() {
+        let (bytes, _) = build(4, 2);
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(matches!(verify(&[bytes], &other), Err(LedgerError::Corrupt { .. })));
+    }
+}

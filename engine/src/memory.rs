@@ -1,0 +1,150 @@
+//! The working cache Mw of the memory fabric (SPEC 4.3): results keyed by task signature,
+//! LRU with a capacity, and a time to live per task kind.
+//!
+//! Guarantees: an entry older than its kind's TTL is never served; the cache never holds
+//! more than `capacity` entries. The other tiers (M2.5, Mlt, Mfb) plug in behind `lookup`.
+
+use crate::config::MemoryConfig;
+use crate::task::Kind;
+use std::collections::BTreeMap;
+
+/// One cached result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    kind: Kind,
+    stored_ms: u64,
+    tokens_out: u32,
+    /// LRU stamp; the key of this entry in `by_use`.
+    used: u64,
+}
+
+/// A cache hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Age of the served entry.
+    pub age_ms: u64,
+    /// Output tokens of the cached answer.
+    pub tokens_out: u32,
+}
+
+/// The working cache.
+#[derive(Clone, Debug)]
+pub struct WorkingCache {
+    config: MemoryConfig,
+    entries: BTreeMap<u64, Entry>,
+    /// LRU order: stamp to signature, oldest first.
+    by_use: BTreeMap<u64, u64>,
+    /// Next LRU stamp.
+    clock: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl WorkingCache {
+    /// An empty cache.
+    pub fn new(config: MemoryConfig) -> WorkingCache {
+        assert!(config.mw_capacity >= 1);
+        WorkingCache { config, entries: BTreeMap::new(), by_use: BTreeMap::new(), clock: 0, hits: 0, misses: 0 }
+    }
+
+    /// Whether results of a kind are cached at all.
+    pub fn caches(&self, kind: Kind) -> bool {
+        self.config.mw_ttl_ms[kind.index()] > 0
+    }
+
+    fn touch(&mut self, signature: u64) {
+        let entry = self.entries.get_mut(&signature).expect("touched entry exists");
+        self.by_use.remove(&entry.used);
+        self.clock += 1;
+        entry.used = self.clock;
+        self.by_use.insert(self.clock, signature);
+    }
+
+    fn remove(&mut self, signature: u64) {
+        if let Some(entry) = self.entries.remove(&signature) {
+            self.by_use.remove(&entry.used);
+        }
+    }
+
+    /// Looks a signature up at time `now_ms`. Expired entries are dropped, never served.
+    pub fn lookup(&mut self, signature: u64, kind: Kind, now_ms: u64) -> Option<Hit> {
+        let ttl = self.config.mw_ttl_ms[kind.index()];
+        let found = self.entries.get(&signature).map(|e| (e.kind, now_ms.saturating_sub(e.stored_ms), e.tokens_out));
+        match found {
+            Some((stored_kind, age_ms, tokens_out)) if stored_kind == kind && age_ms <= ttl => {
+                self.hits += 1;
+                self.touch(signature);
+                assert!(age_ms <= ttl);
+                Some(Hit { age_ms, tokens_out })
+            }
+            Some(_) => {
+                self.remove(signature);
+                self.misses += 1;
+                None
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Stores a result, evicting the least recently used entry when full.
+    pub fn insert(&mut self, signature: u64, kind: Kind, tokens_out: u32, now_ms: u64) {
+        if !self.caches(kind) {
+            return;
+        }
+        self.remove(signature);
+        if self.entries.len() == self.config.mw_capacity {
+            let (_, oldest) = self.by_use.pop_first().expect("a full cache has entries");
+            self.entries.remove(&oldest);
+        }
+        self.clock += 1;
+        self.entries.insert(signature, Entry { kind, stored_ms: now_ms, tokens_out, used: self.clock });
+        self.by_use.insert(self.clock, signature);
+        assert!(self.entries.len() <= self.config.mw_capacity);
+        assert_eq!(self.entries.len(), self.by_use.len());
+    }
+
+    /// (hits, misses) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(capacity: usize) -> MemoryConfig {
+        MemoryConfig { mw_capacity: capacity, ..MemoryConfig::default() }
+    }
+
+    #[test]
+    fn expired_entries_are_never_served() {
+        let mut cache = WorkingCache::new(config(4));
+        cache.insert(7, Kind::Chat, 10, 1_000);
+        assert_eq!(cache.lookup(7, Kind::Chat, 4_000), Some(Hit { age_ms: 3_000, tokens_out: 10 }));
+        assert_eq!(cache.lookup(7, Kind::Chat, 4_001), None);
+        assert_eq!(cache.lookup(7, Kind::Chat, 4_002), None);
+    }
+
+    #[test]
+    fn least_recently_used_is_evicted() {
+        let mut cache = WorkingCache::new(config(2));
+        cache.insert(1, Kind::Chat, 1, 0);
+        cache.insert(2, Kind::Chat, 2, 0);
+        assert!(cache.lookup(1, Kind::Chat, 1).is_some());
+        cache.insert(3, Kind::Chat, 3, 2);
+        assert!(cache.lookup(2, Kind::Chat, 3).is_none());
+        assert!(cache.lookup(1, Kind::Chat, 3).is_some());
+        assert!(cache.lookup(3, Kind::Chat, 3).is_some());
+    }
+
+    #[test]
+    fn uncacheable_kinds_are_not_stored() {
+        let mut cache = WorkingCache::new(config(2));
+        cache.insert(1, Kind::Action, 1, 0);
+        assert!(cache.lookup(1, Kind::Action, 0).is_none());
+    }
+}

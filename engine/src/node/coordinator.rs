@@ -1,0 +1,548 @@
+//! The coordinator: admission, OCPS valve, surprise router, cost governor, token forecast,
+//! dispatch with timeouts and bounded retries, and the ledger writer.
+//!
+//! Guarantees: every task gets exactly one terminal outcome, recorded in the ledger before
+//! it is reported; a resubmitted task gets its recorded outcome back, never a second
+//! execution or charge; no wait on another node is unbounded; after a restart the spend and
+//! counters come back from the ledger, and a ledger that fails verification halts the
+//! coordinator (it then rejects everything with `halted`).
+
+use super::{NodeContext, NodeError};
+use crate::governor::{AdmitRequest, Alert, Governor, Plan};
+use crate::ledger::{LedgerWriter, Receipt};
+use crate::organism::features;
+use crate::probe::{ppm, AlertSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
+use crate::router::{Reason, Router, RouterInputs};
+use crate::rpc::{Complete, Execute, Executed, Lookup, Submit};
+use crate::task::{Authority, Outcome, Path, RejectReason, Task};
+use crate::tokens::TokenForecast;
+use crate::valve::Valve;
+use madsim::net::Endpoint;
+use madsim::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Smoothing of the rolling Mw hit rate (about the last 1,000 lookups).
+const HIT_RATE_SMOOTHING: f64 = 1.0 / 1000.0;
+/// Poll period of a resubmitted task waiting for its first submission to finish.
+const DUPLICATE_POLL_MS: u64 = 100;
+
+/// Mutable state behind one lock; no `await` while it is held.
+struct Core {
+    valve: Valve,
+    router: Router,
+    governor: Governor,
+    forecast: TokenForecast,
+    /// Rolling Mw hit rate (x1 = 1 - this).
+    hit_rate: f64,
+    /// Last organism state change reported by the state node (x4).
+    state_change: f64,
+    /// Tasks in dispatch per path.
+    in_flight: [u32; 2],
+    /// Next replica per path (round robin).
+    next_replica: [usize; 2],
+    /// Terminal outcome of every task seen (recovered from the ledger and new).
+    outcomes: BTreeMap<u64, Outcome>,
+    /// Tasks between admission and outcome.
+    in_progress: BTreeSet<u64>,
+    /// Why the coordinator halted, if it did.
+    halted: Option<String>,
+}
+
+struct Coordinator {
+    context: NodeContext,
+    endpoint: Endpoint,
+    core: Mutex<Core>,
+    /// The ledger; `None` once halted.
+    ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
+}
+
+/// An admitted task.
+struct Admitted {
+    plan: Plan,
+    reason: Reason,
+    day: u64,
+}
+
+/// Extra facts recorded with an outcome.
+#[derive(Default)]
+struct Details {
+    attempts: u32,
+    cache_age_ms: Option<u64>,
+    overrun_clamped: bool,
+    truncated: bool,
+    day: u64,
+}
+
+fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
+    let first_reason = receipt.reasons.first().cloned().unwrap_or_default();
+    match (receipt.outcome.as_str(), receipt.path) {
+        ("completed", Some(path)) => Outcome::Completed {
+            path,
+            latency_ms: receipt.latency_ms,
+            cost_micro_usd: receipt.cost_micro_usd,
+            tokens_in: receipt.tokens_in,
+            tokens_out: receipt.tokens_out,
+            cache_hit: receipt.reasons.iter().any(|r| r == "cache_hit"),
+        },
+        ("failed", Some(path)) => Outcome::Failed { path, error: first_reason },
+        _ => Outcome::Rejected { reason: RejectReason::parse(&first_reason).unwrap_or(RejectReason::Halted) },
+    }
+}
+
+/// Starts the coordinator on `endpoint`: recovers the ledger, then serves `Submit`.
+pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Result<(), NodeError> {
+    let config = context.config.clone();
+    let mut core = Core {
+        valve: Valve::new(config.valve.clone()),
+        router: Router::new(config.router.clone()),
+        governor: Governor::new(config.governor.clone()),
+        forecast: TokenForecast::new(config.tokens.clone()),
+        hit_rate: 0.0,
+        state_change: 0.5,
+        in_flight: [0; 2],
+        next_replica: [0; 2],
+        outcomes: BTreeMap::new(),
+        in_progress: BTreeSet::new(),
+        halted: None,
+    };
+    context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "coordinator".into() }));
+    let ledger =
+        match LedgerWriter::open(&config.ledger.dir, &config.ledger.key_seed, config.ledger.cycle_receipts).await {
+            Ok((writer, verified)) => {
+                for receipt in &verified.receipts {
+                    core.governor.recover(
+                        receipt.task_id,
+                        receipt.day,
+                        receipt.kind,
+                        receipt.admitted(),
+                        receipt.cost_micro_usd,
+                    );
+                    core.outcomes.insert(receipt.task_id, outcome_of_receipt(receipt));
+                }
+                let last_day = verified.receipts.last().map(|r| r.day);
+                context.emit(Signal::Ledger(LedgerSignal {
+                    error: None,
+                    event: "recovered".into(),
+                    head: Some(hex::encode(verified.head)),
+                    receipts: verified.receipts.len() as u64,
+                    spent_micro_usd: last_day.map(|day| core.governor.day_state(day).spent_micro_usd),
+                }));
+                Some(writer)
+            }
+            Err(error) => {
+                // The seeds' deviation rule: signature verification failure halts the engine.
+                let message = error.to_string();
+                context.emit(Signal::Ledger(LedgerSignal {
+                    error: Some(message.clone()),
+                    event: "halt".into(),
+                    head: None,
+                    receipts: 0,
+                    spent_micro_usd: None,
+                }));
+                context.emit(Signal::Alert(AlertSignal {
+                    limit: 0,
+                    name: "ledger_verification_failed".into(),
+                    subject: message.clone(),
+                    value: 1,
+                }));
+                core.halted = Some(message);
+                None
+            }
+        };
+    let coordinator = Arc::new(Coordinator {
+        context,
+        endpoint: endpoint.clone(),
+        core: Mutex::new(core),
+        ledger: tokio::sync::Mutex::new(ledger),
+    });
+    let server = coordinator.clone();
+    endpoint.add_rpc_handler(move |Submit(task)| {
+        let coordinator = server.clone();
+        async move { coordinator.submit(task).await }
+    });
+    let ticker = coordinator.clone();
+    madsim::task::spawn(async move { ticker.close_cycles().await });
+    Ok(())
+}
+
+impl Coordinator {
+    fn emit(&self, signal: Signal) {
+        self.context.emit(signal);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().expect("coordinator lock is never poisoned")
+    }
+
+    fn emit_alerts(&self, alerts: Vec<Alert>) {
+        for alert in alerts {
+            self.emit(Signal::Alert(AlertSignal {
+                limit: alert.limit,
+                name: alert.name.into(),
+                subject: alert.subject,
+                value: alert.value,
+            }));
+        }
+    }
+
+    /// Signs the ledger head every cycle period while receipts are pending.
+    async fn close_cycles(self: Arc<Self>) {
+        let period = Duration::from_millis(self.context.config.ledger.cycle_ms);
+        loop {
+            madsim::time::sleep(period).await;
+            let mut ledger = self.ledger.lock().await;
+            let Some(writer) = ledger.as_mut() else { return };
+            match writer.close_cycle().await {
+                Ok(Some(cycle)) => self.emit(Signal::Ledger(LedgerSignal {
+                    error: None,
+                    event: "cycle".into(),
+                    head: Some(cycle.head),
+                    receipts: cycle.last_seq + 1,
+                    spent_micro_usd: None,
+                })),
+                Ok(None) => {}
+                Err(error) => {
+                    *ledger = None;
+                    drop(ledger);
+                    self.halt(error.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn halt(&self, message: String) {
+        self.emit(Signal::Ledger(LedgerSignal {
+            error: Some(message.clone()),
+            event: "halt".into(),
+            head: None,
+            receipts: 0,
+            spent_micro_usd: None,
+        }));
+        self.lock().halted = Some(message);
+    }
+
+    /// Runs one task to its terminal outcome, or returns the outcome already recorded.
+    async fn submit(self: Arc<Self>, task: Task) -> Outcome {
+        let received = Instant::now();
+        let config = &self.context.config;
+        let polls = config.dispatch.worst_case_ms() / DUPLICATE_POLL_MS + 1;
+        for _ in 0..polls {
+            {
+                let core = self.lock();
+                if let Some(outcome) = core.outcomes.get(&task.task_id) {
+                    return outcome.clone();
+                }
+                if !core.in_progress.contains(&task.task_id) {
+                    break;
+                }
+            }
+            madsim::time::sleep(Duration::from_millis(DUPLICATE_POLL_MS)).await;
+        }
+        let day = config.day_of(task.at_ms);
+        match self.admit(&task, day) {
+            Err(reason) => {
+                let details = Details { day, ..Details::default() };
+                self.finish(&task, Outcome::Rejected { reason }, details, received).await
+            }
+            Ok(admitted) => self.execute(&task, admitted, received).await,
+        }
+    }
+
+    /// Valve, router and governor, under the lock.
+    fn admit(&self, task: &Task, day: u64) -> Result<Admitted, RejectReason> {
+        let config = &self.context.config;
+        let mut core = self.lock();
+        let core = &mut *core;
+        core.in_progress.insert(task.task_id);
+        if core.halted.is_some() {
+            return Err(RejectReason::Halted);
+        }
+        let in_flight = core.in_flight[0] + core.in_flight[1];
+        if in_flight >= config.dispatch.max_in_flight {
+            return Err(RejectReason::Overload);
+        }
+        core.forecast.observe(task.tokens_in);
+        let forecast = core.forecast.forecast(task.tokens_out.min(config.tokens.max_tokens));
+        let step = core.valve.observe(task.drift);
+        let fast_capacity = (config.topology.fast * config.dispatch.fast_concurrency).max(1);
+        let waiting = core.in_flight[0].saturating_sub(fast_capacity);
+        let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
+        let inputs = RouterInputs {
+            cache_miss: 1.0 - core.hit_rate,
+            valve: if step.breached { 1.0 } else { step.s / core.valve.h() },
+            drift: task.drift,
+            state_change: core.state_change,
+            uncertainty: if task.needs_planning {
+                0.5
+            } else if task.authority == Authority::Low {
+                0.3
+            } else {
+                0.1
+            },
+            pressure: (0.5
+                * (queue_wait_ms / (0.8 * config.router.fast_slo_ms) + f64::from(task.priority.min(10)) / 10.0))
+                .clamp(0.0, 1.0),
+        };
+        let decision = core.router.decide(step.breached, task.needs_planning, &inputs);
+        // Under pressure, the forecast gates admission (SPEC 4.5).
+        if f64::from(in_flight) >= 0.8 * f64::from(config.dispatch.max_in_flight)
+            && forecast > f64::from(config.tokens.max_tokens)
+        {
+            return Err(RejectReason::Overload);
+        }
+        let plan = core.governor.admit(AdmitRequest {
+            task_id: task.task_id,
+            day,
+            kind: task.kind,
+            path: decision.path,
+            soft: decision.reason == Reason::Surprise,
+            tokens_in: task.tokens_in,
+            tokens_out: task.tokens_out,
+            max_tokens: config.tokens.max_tokens,
+        })?;
+        let reason = if plan.degraded { Reason::Deferred } else { decision.reason };
+        core.router.commit(plan.path);
+        core.in_flight[plan.path.index()] += 1;
+        self.emit(Signal::Decision(DecisionSignal {
+            cusum_s_ppm: ppm(step.s),
+            degraded: plan.degraded,
+            forecast_tokens: forecast.round() as u64,
+            max_tokens_out: plan.max_tokens_out,
+            path: plan.path.as_str().into(),
+            reason: reason.as_str().into(),
+            router_fast_ppm: ppm(1.0 - core.router.deep_share()),
+            surprise_ppm: ppm(decision.surprise),
+            task_id: task.task_id,
+            truncated_tokens: plan.truncated_tokens,
+            x_ppm: inputs.as_array().map(|x| ppm(x.clamp(0.0, 1.0))),
+        }));
+        let alerts = plan.alerts.clone();
+        self.emit_alerts(alerts);
+        Ok(Admitted { plan, reason, day })
+    }
+
+    fn scenario_now_ms(task: &Task, received: Instant) -> u64 {
+        task.at_ms + received.elapsed().as_millis() as u64
+    }
+
+    /// Cache lookup, dispatch with retries, charge, organism update.
+    async fn execute(&self, task: &Task, admitted: Admitted, received: Instant) -> Outcome {
+        let config = &self.context.config;
+        let addresses = &self.context.addresses;
+        let Admitted { plan, reason, day } = admitted;
+        let path = plan.path;
+        let state_timeout = Duration::from_millis(config.dispatch.state_timeout_ms);
+        let mut details = Details { day, truncated: plan.truncated_tokens > 0, ..Details::default() };
+        let cacheable = config.memory.mw_ttl_ms[task.kind.index()] > 0;
+        let task_features =
+            features(task.kind, task.drift, task.priority, plan.tokens_in, task.tokens_out, task.signature);
+        debug_assert!(reason != Reason::Surprise || path == Path::Deep);
+
+        if path == Path::Fast && cacheable {
+            let lookup =
+                Lookup { signature: task.signature, kind: task.kind, now_ms: Self::scenario_now_ms(task, received) };
+            let found = self.endpoint.call_timeout(addresses.state, lookup, state_timeout).await.ok().flatten();
+            {
+                let mut core = self.lock();
+                let hit = if found.is_some() { 1.0 } else { 0.0 };
+                core.hit_rate += HIT_RATE_SMOOTHING * (hit - core.hit_rate);
+            }
+            if let Some(found) = found {
+                let charge =
+                    self.lock().governor.settle_fixed(task.task_id, 0).expect("an in-progress task is not yet charged");
+                self.update_state(task, &task_features, found.tokens_out, false, received).await;
+                details.cache_age_ms = Some(found.age_ms);
+                let outcome = Outcome::Completed {
+                    path,
+                    latency_ms: received.elapsed().as_millis() as u64,
+                    cost_micro_usd: charge.cost_micro_usd,
+                    tokens_in: plan.tokens_in,
+                    tokens_out: found.tokens_out,
+                    cache_hit: true,
+                };
+                self.lock().in_flight[path.index()] -= 1;
+                return self.finish(task, outcome, details, received).await;
+            }
+        }
+
+        let workers = addresses.workers(path);
+        let timeout = Duration::from_millis(config.dispatch.timeout_ms(path));
+        let mut error = String::from("no attempt made");
+        let mut generated = None;
+        for attempt in 0..=config.dispatch.retries {
+            if attempt > 0 {
+                let backoff = config.dispatch.backoff_ms << (attempt - 1).min(16);
+                madsim::time::sleep(Duration::from_millis(backoff)).await;
+            }
+            let worker = {
+                let mut core = self.lock();
+                let next = &mut core.next_replica[path.index()];
+                let worker = workers[*next % workers.len()];
+                *next = (*next + 1) % workers.len();
+                worker
+            };
+            details.attempts += 1;
+            let request = Execute {
+                task_id: task.task_id,
+                attempt,
+                tokens_out: task.tokens_out,
+                max_tokens_out: plan.max_tokens_out,
+            };
+            match self.endpoint.call_timeout(worker, request, timeout).await {
+                Ok(Executed { result: Ok(tokens_out), .. }) => {
+                    generated = Some(tokens_out);
+                    break;
+                }
+                Ok(Executed { result: Err(e), .. }) => error = e,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    error = format!("timeout after {} ms", timeout.as_millis())
+                }
+                Err(e) => error = e.to_string(),
+            }
+        }
+        let outcome = match generated {
+            Some(tokens_out) => {
+                let charge = self
+                    .lock()
+                    .governor
+                    .settle(task.task_id, path, plan.tokens_in, tokens_out, plan.max_tokens_out)
+                    .expect("an in-progress task is not yet charged");
+                details.overrun_clamped = charge.overrun_clamped;
+                self.emit_alerts(charge.alerts);
+                self.update_state(task, &task_features, charge.tokens_out, cacheable, received).await;
+                Outcome::Completed {
+                    path,
+                    latency_ms: received.elapsed().as_millis() as u64,
+                    cost_micro_usd: charge.cost_micro_usd,
+                    tokens_in: plan.tokens_in,
+                    tokens_out: charge.tokens_out,
+                    cache_hit: false,
+                }
+            }
+            None => {
+                self.lock().governor.release(task.task_id);
+                Outcome::Failed { path, error }
+            }
+        };
+        self.lock().in_flight[path.index()] -= 1;
+        self.finish(task, outcome, details, received).await
+    }
+
+    /// Tells the state node about a completion; a state node that does not answer in time
+    /// costs the router its x4 update, never the task.
+    async fn update_state(
+        &self,
+        task: &Task,
+        task_features: &[f64; crate::organism::FEATURES],
+        tokens_out: u32,
+        store: bool,
+        received: Instant,
+    ) {
+        let request = Complete {
+            task_id: task.task_id,
+            kind: task.kind,
+            signature: task.signature,
+            features: *task_features,
+            tokens_out,
+            store,
+            now_ms: Self::scenario_now_ms(task, received),
+        };
+        let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
+        if let Ok(completed) = self.endpoint.call_timeout(self.context.addresses.state, request, timeout).await {
+            self.lock().state_change = completed.state_change;
+        }
+    }
+
+    /// Commits the outcome to the ledger, remembers it, and reports it.
+    async fn finish(&self, task: &Task, outcome: Outcome, details: Details, received: Instant) -> Outcome {
+        let (path, latency_ms, cost, tokens_in, tokens_out, mut reasons) = match &outcome {
+            Outcome::Completed { path, latency_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => {
+                let flags = [
+                    (*cache_hit, "cache_hit"),
+                    (details.overrun_clamped, "overrun_clamped"),
+                    (details.truncated, "truncated"),
+                ];
+                let reasons = flags.iter().filter(|(on, _)| *on).map(|(_, name)| name.to_string()).collect();
+                (Some(*path), *latency_ms, *cost_micro_usd, *tokens_in, *tokens_out, reasons)
+            }
+            Outcome::Rejected { reason } => {
+                (None, received.elapsed().as_millis() as u64, 0, 0, 0, vec![reason.as_str().to_string()])
+            }
+            Outcome::Failed { path, error } => {
+                (Some(*path), received.elapsed().as_millis() as u64, 0, 0, 0, vec![error.clone()])
+            }
+        };
+        reasons.sort();
+        let entry = Receipt {
+            cost_micro_usd: cost,
+            day: details.day,
+            kind: task.kind,
+            latency_ms,
+            outcome: outcome.status().into(),
+            path,
+            prev_hash: String::new(),
+            reasons,
+            seq: 0,
+            t_ms: task.at_ms,
+            task_id: task.task_id,
+            tokens_in,
+            tokens_out,
+        };
+        let mut ledger = self.ledger.lock().await;
+        let ledger_seq = match ledger.as_mut() {
+            Some(writer) => match writer.append(entry).await {
+                Ok((receipt, cycle)) => {
+                    if let Some(cycle) = cycle {
+                        self.emit(Signal::Ledger(LedgerSignal {
+                            error: None,
+                            event: "cycle".into(),
+                            head: Some(cycle.head),
+                            receipts: cycle.last_seq + 1,
+                            spent_micro_usd: None,
+                        }));
+                    }
+                    Some(receipt.seq)
+                }
+                Err(error) => {
+                    *ledger = None;
+                    self.halt(error.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        drop(ledger);
+        {
+            let mut core = self.lock();
+            core.outcomes.insert(task.task_id, outcome.clone());
+            core.in_progress.remove(&task.task_id);
+        }
+        let (status_path, reason, error) = match &outcome {
+            Outcome::Completed { path, .. } => (Some(path.as_str().to_string()), None, None),
+            Outcome::Rejected { reason } => (None, Some(reason.as_str().to_string()), None),
+            Outcome::Failed { path, error } => (Some(path.as_str().to_string()), None, Some(error.clone())),
+        };
+        self.emit(Signal::Outcome(OutcomeSignal {
+            attempts: details.attempts,
+            cache_age_ms: details.cache_age_ms,
+            cache_hit: matches!(outcome, Outcome::Completed { cache_hit: true, .. }),
+            cost_micro_usd: cost,
+            day: details.day,
+            error,
+            kind: task.kind.as_str().into(),
+            latency_ms,
+            ledger_seq,
+            overrun_clamped: details.overrun_clamped,
+            path: status_path,
+            reason,
+            status: outcome.status().into(),
+            task_id: task.task_id,
+            tokens_in,
+            tokens_out,
+        }));
+        outcome
+    }
+}

@@ -1,0 +1,534 @@
+//! The organism (SPEC 4.6): agents with state vectors, a weighted collaboration graph, a
+//! shared weight matrix `W`, the certified Lipschitz bound `L_tot` and GraphMask.
+//!
+//! Guarantees: `l_tot()` is an upper bound of the update's Lipschitz constant in the
+//! block-max norm, computed from certified bounds only (`||A_M||_inf` exactly, `||W||_2` by
+//! `min(||W||_F, sqrt(||W||_1 ||W||_inf))`); with GraphMask on, no promotion leaves it at or
+//! above `l_max`. With `shadow` on, a second copy of the state from a perturbed start takes
+//! the same updates, and each sweep's contraction is checked against the bound.
+
+use crate::config::OrganismConfig;
+use crate::task::Kind;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+/// Length of the task feature vector fed through `U`.
+pub const FEATURES: usize = 8;
+
+/// The norms behind `L_tot`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// Largest row sum of the masked edge weights.
+    pub a_inf: f64,
+    /// Certified upper bound of the spectral norm of `W`.
+    pub w2_bound: f64,
+    /// Power-iteration estimate of the spectral norm, shown beside the bound.
+    pub w2_estimate: f64,
+    /// `(1 - eta) + eta * a_inf * w2_bound`.
+    pub l_tot: f64,
+}
+
+/// What GraphMask did to keep a promotion under `l_max`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mask {
+    /// Edges removed from heavy rows.
+    pub edges_masked: u32,
+    /// Rows that were too heavy.
+    pub rows: u32,
+    /// Factor applied to the W update (1: untouched, 0: refused).
+    pub w_scale: f64,
+}
+
+/// A promotion: an edge reweighting and a W update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Promotion {
+    pub before: Bounds,
+    pub after: Bounds,
+    pub mask: Option<Mask>,
+}
+
+/// The empirical contraction check of one sweep.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Contraction {
+    /// Sweeps completed so far.
+    pub sweep: u64,
+    /// Block-max distance at the end of the sweep over the distance at its start.
+    pub ratio: f64,
+    /// What the certified bound allows for this sweep.
+    pub bound: f64,
+    /// `ratio <= bound`, up to rounding.
+    pub ok: bool,
+}
+
+/// What one update did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateReport {
+    /// The updated agent.
+    pub agent: usize,
+    /// Router input x4: last update norm over its running mean, halved and clamped to [0, 1].
+    pub state_change: f64,
+    /// Set when this update triggered a promotion.
+    pub promotion: Option<Promotion>,
+    /// Set when this update completed a sweep of the shadow check.
+    pub contraction: Option<Contraction>,
+}
+
+/// The shadow copy for the empirical contraction check.
+#[derive(Clone, Debug)]
+struct Shadow {
+    /// Shadow agent states, row-major like `Organism::h`.
+    g: Vec<f64>,
+    /// Agents updated in the current sweep.
+    touched: Vec<bool>,
+    /// Agents not yet updated in the current sweep.
+    remaining: usize,
+    /// Updates in the current sweep.
+    updates: u64,
+    /// Largest `L_tot` in effect during the current sweep.
+    l_max_sweep: f64,
+    /// Block-max distance at the start of the current sweep.
+    distance_start: f64,
+    /// Sweeps completed.
+    sweeps: u64,
+}
+
+/// The organism's state.
+#[derive(Clone, Debug)]
+pub struct Organism {
+    config: OrganismConfig,
+    /// Agent states, `agents x dim`, row-major.
+    h: Vec<f64>,
+    /// Shared weights, `dim x dim`, row-major.
+    w: Vec<f64>,
+    /// Input map, `dim x FEATURES`, row-major.
+    u: Vec<f64>,
+    /// Collaboration edges per agent: (neighbour, weight > 0), sorted by neighbour.
+    edges: Vec<Vec<(usize, f64)>>,
+    /// The current norms and `L_tot`.
+    bounds: Bounds,
+    /// Stream for promotions and shadow perturbations, from `config.seed`.
+    rng: ChaCha8Rng,
+    /// Completed updates.
+    updates: u64,
+    /// Round-robin cursor per organ.
+    cursor: Vec<usize>,
+    /// Running mean of update norms.
+    update_norm_mean: f64,
+    shadow: Option<Shadow>,
+    /// Scratch vectors, kept to avoid allocating on the hot path.
+    scratch_m: Vec<f64>,
+    scratch_z: Vec<f64>,
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample::<f64, _>(StandardNormal)
+}
+
+/// Certified upper bound of the spectral norm of a square row-major matrix.
+pub fn spectral_bound(w: &[f64], dim: usize) -> f64 {
+    assert_eq!(w.len(), dim * dim);
+    let frobenius = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let norm_inf = (0..dim).map(|r| w[r * dim..(r + 1) * dim].iter().map(|x| x.abs()).sum::<f64>()).fold(0.0, f64::max);
+    let norm_1 = (0..dim).map(|c| (0..dim).map(|r| w[r * dim + c].abs()).sum::<f64>()).fold(0.0, f64::max);
+    frobenius.min((norm_1 * norm_inf).sqrt())
+}
+
+/// Power-iteration estimate of the spectral norm (a lower bound, shown beside the bound).
+pub fn spectral_estimate(w: &[f64], dim: usize, iterations: usize) -> f64 {
+    let mut v = vec![1.0 / (dim as f64).sqrt(); dim];
+    let mut wv = vec![0.0; dim];
+    let mut sigma = 0.0;
+    for _ in 0..iterations {
+        matvec(w, dim, &v, &mut wv);
+        let mut wtwv = vec![0.0; dim];
+        for (r, x) in wv.iter().enumerate() {
+            for (c, acc) in wtwv.iter_mut().enumerate() {
+                *acc += w[r * dim + c] * x;
+            }
+        }
+        let norm = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return 0.0;
+        }
+        sigma = norm.sqrt();
+        v.iter_mut().zip(&wtwv).for_each(|(vi, x)| *vi = x / norm);
+    }
+    sigma
+}
+
+fn matvec(w: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = w[r * dim..(r + 1) * dim].iter().zip(x).map(|(a, b)| a * b).sum();
+    }
+}
+
+fn row_sum(row: &[(usize, f64)]) -> f64 {
+    row.iter().map(|(_, weight)| weight).sum()
+}
+
+impl Organism {
+    /// A fresh organism, initialised with `L_tot` well below `l_max`.
+    pub fn new(config: OrganismConfig) -> Organism {
+        let (agents, dim, organs) = (config.agents, config.dim, config.organs);
+        assert!(agents >= 2 && organs >= 1 && organs <= agents && dim >= 2);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let organ_of = |i: usize| i * organs / agents;
+        let mut edges = vec![Vec::new(); agents];
+        for (i, row) in edges.iter_mut().enumerate() {
+            for j in 0..agents {
+                if j != i && organ_of(j) == organ_of(i) {
+                    row.push((j, rng.gen_range(0.5..1.0)));
+                }
+            }
+            // One bridge to the next organ keeps the graph connected.
+            let bridge = (i + agents / organs) % agents;
+            if bridge != i && !row.iter().any(|(j, _)| *j == bridge) {
+                row.push((bridge, 0.25));
+            }
+            row.sort_by_key(|(j, _)| *j);
+        }
+        let a_inf = edges.iter().map(|r| row_sum(r)).fold(0.0, f64::max);
+        let mut w: Vec<f64> = (0..dim * dim).map(|_| normal(&mut rng)).collect();
+        let scale = config.init_gain / a_inf / spectral_bound(&w, dim);
+        w.iter_mut().for_each(|x| *x *= scale);
+        let u_scale = 0.5 / (FEATURES as f64).sqrt();
+        let u: Vec<f64> = (0..dim * FEATURES).map(|_| normal(&mut rng) * u_scale).collect();
+        let h: Vec<f64> = (0..agents * dim).map(|_| rng.gen_range(-0.5..0.5)).collect();
+        let mut organism = Organism {
+            bounds: Bounds { a_inf, w2_bound: 0.0, w2_estimate: 0.0, l_tot: 0.0 },
+            cursor: (0..organs)
+                .map(|o| (0..agents).find(|i| organ_of(*i) == o).expect("every organ has an agent"))
+                .collect(),
+            shadow: None,
+            scratch_m: vec![0.0; dim],
+            scratch_z: vec![0.0; dim],
+            update_norm_mean: 0.0,
+            updates: 0,
+            config,
+            h,
+            w,
+            u,
+            edges,
+            rng,
+        };
+        organism.bounds = organism.compute_bounds();
+        assert!(organism.bounds.l_tot < organism.config.l_max, "initial L_tot must be below l_max");
+        if organism.config.shadow {
+            organism.reset_shadow();
+        }
+        organism
+    }
+
+    fn organ_of(&self, agent: usize) -> usize {
+        agent * self.config.organs / self.config.agents
+    }
+
+    fn compute_bounds(&self) -> Bounds {
+        let a_inf = self.edges.iter().map(|r| row_sum(r)).fold(0.0, f64::max);
+        let w2_bound = spectral_bound(&self.w, self.config.dim);
+        let w2_estimate = spectral_estimate(&self.w, self.config.dim, 20);
+        let eta = self.config.eta;
+        Bounds { a_inf, w2_bound, w2_estimate, l_tot: (1.0 - eta) + eta * a_inf * w2_bound }
+    }
+
+    /// The current norms and `L_tot`.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// The organ that handles a kind.
+    pub fn organ_for(&self, kind: Kind) -> usize {
+        kind.index() % self.config.organs
+    }
+
+    /// Picks the agent for a task: round robin inside the kind's organ. (The energy-driven
+    /// choice of SPEC 4.7 replaces this.)
+    fn pick_agent(&mut self, kind: Kind) -> usize {
+        let organ = self.organ_for(kind);
+        let agent = self.cursor[organ];
+        let mut next = (agent + 1) % self.config.agents;
+        while self.organ_of(next) != organ {
+            next = (next + 1) % self.config.agents;
+        }
+        self.cursor[organ] = next;
+        agent
+    }
+
+    /// `h_i <- (1 - eta) h_i + eta tanh(sum_j a_ij W h_j + U x)` on `states`; returns the
+    /// norm of the change.
+    fn apply(&mut self, states_are_shadow: bool, agent: usize, features: &[f64; FEATURES]) -> f64 {
+        let dim = self.config.dim;
+        let eta = self.config.eta;
+        let states: &mut Vec<f64> =
+            if states_are_shadow { &mut self.shadow.as_mut().expect("shadow enabled").g } else { &mut self.h };
+        let m = &mut self.scratch_m;
+        m.iter_mut().for_each(|x| *x = 0.0);
+        for (j, weight) in &self.edges[agent] {
+            for (acc, x) in m.iter_mut().zip(&states[j * dim..(j + 1) * dim]) {
+                *acc += weight * x;
+            }
+        }
+        matvec(&self.w, dim, m, &mut self.scratch_z);
+        let mut change = 0.0;
+        for (r, z) in self.scratch_z.iter().enumerate() {
+            let input: f64 = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
+            let old = states[agent * dim + r];
+            let new = (1.0 - eta) * old + eta * (z + input).tanh();
+            change += (new - old) * (new - old);
+            states[agent * dim + r] = new;
+        }
+        change.sqrt()
+    }
+
+    /// Block-max distance between the organism and its shadow.
+    fn shadow_distance(&self) -> f64 {
+        let dim = self.config.dim;
+        let shadow = self.shadow.as_ref().expect("shadow enabled");
+        (0..self.config.agents)
+            .map(|i| {
+                let range = i * dim..(i + 1) * dim;
+                self.h[range.clone()].iter().zip(&shadow.g[range]).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Starts the shadow again from a fresh perturbation of the current state.
+    fn reset_shadow(&mut self) {
+        let g: Vec<f64> =
+            self.h.iter().map(|x| x + 0.1 * normal(&mut self.rng) / (self.config.dim as f64).sqrt()).collect();
+        let sweeps = self.shadow.as_ref().map_or(0, |s| s.sweeps);
+        self.shadow = Some(Shadow {
+            g,
+            touched: vec![false; self.config.agents],
+            remaining: self.config.agents,
+            updates: 0,
+            l_max_sweep: self.bounds.l_tot,
+            distance_start: 0.0,
+            sweeps,
+        });
+        let distance = self.shadow_distance();
+        self.shadow.as_mut().expect("just set").distance_start = distance;
+    }
+
+    /// Applies a completed task's update to an agent of the task's organ.
+    pub fn update(&mut self, kind: Kind, features: &[f64; FEATURES]) -> UpdateReport {
+        let agent = self.pick_agent(kind);
+        let change = self.apply(false, agent, features);
+        let contraction = if self.shadow.is_some() {
+            self.apply(true, agent, features);
+            self.track_sweep(agent)
+        } else {
+            None
+        };
+        self.updates += 1;
+        self.update_norm_mean =
+            if self.updates == 1 { change } else { self.update_norm_mean + 0.05 * (change - self.update_norm_mean) };
+        let ratio = if self.update_norm_mean > 0.0 { change / self.update_norm_mean } else { 1.0 };
+        let promotion = (self.updates % self.config.promotion_every == 0).then(|| self.promote());
+        UpdateReport { agent, state_change: (ratio / 2.0).clamp(0.0, 1.0), promotion, contraction }
+    }
+
+    fn track_sweep(&mut self, agent: usize) -> Option<Contraction> {
+        let l_tot = self.bounds.l_tot;
+        let shadow = self.shadow.as_mut().expect("shadow enabled");
+        shadow.updates += 1;
+        shadow.l_max_sweep = shadow.l_max_sweep.max(l_tot);
+        if !shadow.touched[agent] {
+            shadow.touched[agent] = true;
+            shadow.remaining -= 1;
+        }
+        if shadow.remaining > 0 {
+            return None;
+        }
+        let (start, l, updates) = (shadow.distance_start, shadow.l_max_sweep, shadow.updates);
+        let end = self.shadow_distance();
+        // Each update moves the block-max distance by at most a factor L; below 1 that gives
+        // L per sweep, above 1 only L per update.
+        let bound = if l <= 1.0 { l } else { l.powi(updates.min(i32::MAX as u64) as i32) };
+        let ratio = if start > 0.0 { end / start } else { 0.0 };
+        let ok = ratio <= bound * (1.0 + 1e-9) + 1e-12;
+        let shadow = self.shadow.as_mut().expect("shadow enabled");
+        shadow.sweeps += 1;
+        let sweep = shadow.sweeps;
+        if end < 1e-6 {
+            self.reset_shadow();
+        } else {
+            shadow.touched.iter_mut().for_each(|t| *t = false);
+            shadow.remaining = self.config.agents;
+            shadow.updates = 0;
+            shadow.l_max_sweep = l_tot;
+            shadow.distance_start = end;
+        }
+        Some(Contraction { sweep, ratio, bound, ok })
+    }
+
+    /// A promotion: one collaboration edge grows and `W` takes a random step; GraphMask
+    /// keeps the certified `L_tot` below `l_max`.
+    fn promote(&mut self) -> Promotion {
+        let before = self.bounds;
+        let agents = self.config.agents;
+        let i = self.rng.gen_range(0..agents);
+        let mut j = self.rng.gen_range(0..agents - 1);
+        if j >= i {
+            j += 1;
+        }
+        let growth = self.config.edge_growth;
+        match self.edges[i].binary_search_by_key(&j, |(k, _)| *k) {
+            Ok(at) => self.edges[i][at].1 += growth,
+            Err(at) => self.edges[i].insert(at, (j, growth)),
+        }
+        let dim = self.config.dim;
+        let step: Vec<f64> = (0..dim * dim).map(|_| normal(&mut self.rng)).collect();
+        let step_norm = step.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let w_norm = self.w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let factor = self.config.promotion_step * w_norm / step_norm;
+        let old_w = self.w.clone();
+        let with_step =
+            |scale: f64| -> Vec<f64> { old_w.iter().zip(&step).map(|(w, s)| w + scale * factor * s).collect() };
+        self.w = with_step(1.0);
+        let eta = self.config.eta;
+        let limit = (self.config.l_max - (1.0 - eta)) / eta * (1.0 - 1e-9);
+        let mut mask = None;
+        let a_inf = self.edges.iter().map(|r| row_sum(r)).fold(0.0, f64::max);
+        if self.config.graph_mask && a_inf * spectral_bound(&self.w, dim) >= limit {
+            // First scale the W update down against the current rows, then trim heavy rows.
+            let before_a = before.a_inf;
+            let mut w_scale = 1.0;
+            while w_scale > 0.0 && before_a * spectral_bound(&self.w, dim) >= limit {
+                w_scale = if w_scale < 1e-3 { 0.0 } else { w_scale / 2.0 };
+                self.w = with_step(w_scale);
+            }
+            let w2 = spectral_bound(&self.w, dim);
+            let (mut edges_masked, mut rows) = (0, 0);
+            for row in &mut self.edges {
+                if row_sum(row) * w2 < limit {
+                    continue;
+                }
+                rows += 1;
+                while !row.is_empty() && row_sum(row) * w2 >= limit {
+                    let lightest =
+                        (0..row.len()).min_by(|a, b| row[*a].1.total_cmp(&row[*b].1)).expect("row is not empty");
+                    row.remove(lightest);
+                    edges_masked += 1;
+                }
+            }
+            mask = Some(Mask { edges_masked, rows, w_scale });
+        }
+        self.bounds = self.compute_bounds();
+        if self.config.graph_mask {
+            assert!(self.bounds.l_tot < self.config.l_max, "GraphMask leaves L_tot below l_max");
+        }
+        Promotion { before, after: self.bounds, mask }
+    }
+
+    /// Number of updates so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+}
+
+/// The feature vector of a task, each entry in [-1, 1].
+pub fn features(
+    kind: Kind,
+    drift: f64,
+    priority: u8,
+    tokens_in: u32,
+    tokens_out: u32,
+    signature: u64,
+) -> [f64; FEATURES] {
+    let log_scale = |x: u32| (f64::from(x) + 1.0).ln() / 10.0;
+    [
+        drift.clamp(0.0, 1.0),
+        f64::from(priority.min(10)) / 10.0,
+        log_scale(tokens_in).min(1.0),
+        log_scale(tokens_out).min(1.0),
+        kind.index() as f64 / Kind::COUNT as f64,
+        ((signature & 0xffff) as f64 / 65_535.0) * 2.0 - 1.0,
+        (((signature >> 16) & 0xffff) as f64 / 65_535.0) * 2.0 - 1.0,
+        1.0,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(config: OrganismConfig) -> Organism {
+        Organism::new(OrganismConfig { dim: 16, agents: 8, organs: 2, ..config })
+    }
+
+    #[test]
+    fn spectral_bound_is_above_the_estimate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let w: Vec<f64> = (0..64 * 64).map(|_| normal(&mut rng)).collect();
+        let bound = spectral_bound(&w, 64);
+        let estimate = spectral_estimate(&w, 64, 50);
+        assert!(estimate <= bound + 1e-9, "{estimate} > {bound}");
+        // For a random matrix the certified bound is loose by about sqrt(d) / 2.
+        assert!(estimate > 0.2 * bound, "estimate {estimate} implausibly small against {bound}");
+    }
+
+    #[test]
+    fn identity_has_norm_one() {
+        let mut w = vec![0.0; 9];
+        w[0] = 1.0;
+        w[4] = 1.0;
+        w[8] = 1.0;
+        assert!((spectral_bound(&w, 3) - 1.0).abs() < 1e-12);
+        assert!((spectral_estimate(&w, 3, 5) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn graph_mask_keeps_l_tot_below_l_max_and_shadow_contracts() {
+        let mut organism = small(OrganismConfig {
+            promotion_every: 5,
+            edge_growth: 1.0,
+            promotion_step: 0.5,
+            ..OrganismConfig::default()
+        });
+        let mut masks = 0;
+        let mut sweeps = 0;
+        for n in 0..2_000u64 {
+            let kind = Kind::ALL[(n % 7) as usize];
+            let report = organism.update(kind, &features(kind, 0.3, 5, 500, 100, n));
+            assert!(organism.bounds().l_tot < 0.9);
+            if let Some(p) = report.promotion {
+                masks += usize::from(p.mask.is_some());
+            }
+            if let Some(c) = report.contraction {
+                sweeps += 1;
+                assert!(c.ok, "{c:?}");
+                assert!(c.ratio <= c.bound * (1.0 + 1e-9) + 1e-12);
+            }
+        }
+        assert!(masks > 0, "the test must exercise GraphMask");
+        assert!(sweeps > 10);
+    }
+
+    #[test]
+    fn without_graph_mask_l_tot_crosses_one() {
+        let mut organism = small(OrganismConfig {
+            graph_mask: false,
+            promotion_every: 5,
+            edge_growth: 1.0,
+            ..OrganismConfig::default()
+        });
+        for n in 0..1_000u64 {
+            organism.update(Kind::Chat, &features(Kind::Chat, 0.3, 5, 500, 100, n));
+        }
+        assert!(organism.bounds().l_tot >= 1.0);
+    }
+
+    #[test]
+    fn same_seed_same_state() {
+        let run = || {
+            let mut organism = small(OrganismConfig::default());
+            for n in 0..300u64 {
+                organism.update(Kind::Query, &features(Kind::Query, 0.1, 3, 100, 10, n));
+            }
+            organism.h.clone()
+        };
+        assert_eq!(run(), run());
+    }
+}

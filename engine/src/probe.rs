@@ -1,0 +1,212 @@
+//! What the engine reports about itself: typed signals handed to a `Probe`.
+//!
+//! The engine emits signals and never reads them back; the simulator's observer turns them
+//! into event lines, and live they go to the log. Every signal struct declares its fields
+//! in JCS (sorted) order and holds only integers, booleans and strings (ratios as parts per
+//! million), so that serde's bytes are canonical and reproducible.
+
+use serde::{Deserialize, Serialize};
+
+/// Receives the engine's signals. Implementations must not block.
+pub trait Probe: Send + Sync + 'static {
+    /// Records one signal emitted by `node`.
+    fn emit(&self, node: &str, signal: Signal);
+}
+
+/// A probe that drops everything.
+pub struct NullProbe;
+
+impl Probe for NullProbe {
+    fn emit(&self, _node: &str, _signal: Signal) {}
+}
+
+/// A probe that writes signals to the `tracing` log (live mode).
+pub struct LogProbe;
+
+impl Probe for LogProbe {
+    fn emit(&self, node: &str, signal: Signal) {
+        if let Ok(data) = serde_json::to_string(&signal) {
+            tracing::debug!(node, kind = signal.kind(), %data, "signal");
+        }
+    }
+}
+
+/// Converts a ratio to integer parts per million.
+pub fn ppm(x: f64) -> i64 {
+    if x.is_finite() {
+        (x * 1e6).round() as i64
+    } else if x > 0.0 {
+        i64::MAX
+    } else {
+        0
+    }
+}
+
+/// Declares a closed set of signal types with their event `kind` names, and the
+/// serialisation of the set: the payload alone (the kind travels beside it).
+#[macro_export]
+macro_rules! signal_set {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident($ty:ty) = $kind:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum $name { $($variant($ty),)* }
+
+        impl $name {
+            /// The event kind of this signal.
+            pub fn kind(&self) -> &'static str {
+                match self { $($name::$variant(_) => $kind,)* }
+            }
+
+            /// Parses a payload of a known kind; `Ok(None)` when the kind is not of this set.
+            pub fn parse(kind: &str, data: &str) -> Result<Option<$name>, serde_json::Error> {
+                match kind {
+                    $($kind => Ok(Some($name::$variant(serde_json::from_str(data)?))),)*
+                    _ => Ok(None),
+                }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $($name::$variant(inner) => inner.serialize(serializer),)* }
+            }
+        }
+    };
+}
+
+signal_set! {
+    /// Everything the engine emits.
+    Signal {
+        Node(NodeSignal) = "node",
+        Decision(DecisionSignal) = "decision",
+        Outcome(OutcomeSignal) = "outcome",
+        Alert(AlertSignal) = "alert",
+        LTot(LTotSignal) = "l_tot",
+        Mask(MaskSignal) = "mask",
+        Contraction(ContractionSignal) = "contraction",
+        Ledger(LedgerSignal) = "ledger",
+    }
+}
+
+/// A node started (or restarted) and what it recovered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSignal {
+    /// `started`.
+    pub event: String,
+    /// The node's role.
+    pub role: String,
+}
+
+/// A routing decision with the router's inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionSignal {
+    /// CUSUM S after this task (before a breach reset), ppm.
+    pub cusum_s_ppm: i64,
+    /// A soft escalation moved to the fast path by the governor.
+    pub degraded: bool,
+    /// Token forecast of SPEC 4.5, in tokens.
+    pub forecast_tokens: u64,
+    pub max_tokens_out: u32,
+    /// `fast` or `deep`.
+    pub path: String,
+    /// `fast`, `breach`, `planning`, `surprise` or `deferred`.
+    pub reason: String,
+    /// Rolling fast-path ratio of the router's window after this decision, ppm.
+    pub router_fast_ppm: i64,
+    pub surprise_ppm: i64,
+    pub task_id: u64,
+    /// Context tokens cut to fit the ceiling.
+    pub truncated_tokens: u32,
+    /// Router inputs x1..x6, ppm.
+    pub x_ppm: [i64; 6],
+}
+
+/// A terminal outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSignal {
+    /// Backend attempts made.
+    pub attempts: u32,
+    /// Age of the served cache entry, when `cache_hit`.
+    pub cache_age_ms: Option<u64>,
+    pub cache_hit: bool,
+    pub cost_micro_usd: u64,
+    /// UTC day the task was admitted in.
+    pub day: u64,
+    /// Error of a failed task.
+    pub error: Option<String>,
+    pub kind: String,
+    pub latency_ms: u64,
+    /// Ledger seq of the receipt (none when the ledger is halted).
+    pub ledger_seq: Option<u64>,
+    pub overrun_clamped: bool,
+    pub path: Option<String>,
+    /// Reject reason of a rejected task.
+    pub reason: Option<String>,
+    /// `completed`, `rejected` or `failed`.
+    pub status: String,
+    pub task_id: u64,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+}
+
+/// An alert (SPEC 4.4, 4.9).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSignal {
+    pub limit: u64,
+    pub name: String,
+    pub subject: String,
+    pub value: u64,
+}
+
+/// The certified `L_tot` changed (initialisation or promotion).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LTotSignal {
+    pub a_inf_ppm: i64,
+    /// `init` or `promotion`.
+    pub cause: String,
+    pub l_tot_ppm: i64,
+    pub w2_bound_ppm: i64,
+    pub w2_estimate_ppm: i64,
+}
+
+/// GraphMask acted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSignal {
+    pub edges_masked: u32,
+    pub l_tot_ppm: i64,
+    pub rows: u32,
+    pub w_scale_ppm: i64,
+}
+
+/// One sweep of the empirical contraction check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractionSignal {
+    /// What the certified bound allows, ppm (rounded up).
+    pub bound_ppm: i64,
+    pub ok: bool,
+    /// Distance ratio over the sweep, ppm (rounded down).
+    pub ratio_ppm: i64,
+    pub sweep: u64,
+}
+
+/// Ledger life cycle: `recovered`, `cycle` or `halt`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSignal {
+    /// Why the ledger halted.
+    pub error: Option<String>,
+    pub event: String,
+    /// Chain head (cycle) or head after recovery.
+    pub head: Option<String>,
+    /// Receipts in the ledger after this event.
+    pub receipts: u64,
+    /// Spend of the current day recovered from the ledger.
+    pub spent_micro_usd: Option<u64>,
+}

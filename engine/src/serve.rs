@@ -1,0 +1,58 @@
+//! All roles in one process (SPEC 2.3, `seedcore serve`): binds one endpoint per role on
+//! the given host, then starts every role on its endpoint. Live this is loopback TCP; the
+//! same function runs inside a single simulated node.
+
+use crate::config::EngineConfig;
+use crate::node::{start_coordinator, start_state, start_worker, NodeContext, NodeError};
+use crate::probe::Probe;
+use crate::rpc::Addresses;
+use crate::task::Path;
+use madsim::net::Endpoint;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+async fn bind(host: IpAddr, port: u16) -> Result<Endpoint, NodeError> {
+    let addr = SocketAddr::new(host, port);
+    Endpoint::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
+}
+
+fn local(endpoint: &Endpoint) -> SocketAddr {
+    endpoint.local_addr().expect("a bound endpoint has an address")
+}
+
+/// Starts every role; `base_port` 0 picks free ports. Returns where each role listens.
+pub async fn start_all_in_one(
+    config: Arc<EngineConfig>,
+    host: IpAddr,
+    base_port: u16,
+    probe: Arc<dyn Probe>,
+) -> Result<Addresses, NodeError> {
+    let port = |offset: u16| if base_port == 0 { 0 } else { base_port + offset };
+    let coordinator = bind(host, port(0)).await?;
+    let state = bind(host, port(1)).await?;
+    let mut fast = Vec::new();
+    for i in 0..config.topology.fast {
+        fast.push(bind(host, port(10 + i as u16)).await?);
+    }
+    let mut deep = Vec::new();
+    for i in 0..config.topology.deep {
+        deep.push(bind(host, port(40 + i as u16)).await?);
+    }
+    let addresses = Arc::new(Addresses {
+        coordinator: local(&coordinator),
+        state: local(&state),
+        fast: fast.iter().map(local).collect(),
+        deep: deep.iter().map(local).collect(),
+    });
+    let context =
+        |name: String| NodeContext { name, config: config.clone(), addresses: addresses.clone(), probe: probe.clone() };
+    start_state(state, context("state".into())).await;
+    for (i, endpoint) in fast.into_iter().enumerate() {
+        start_worker(endpoint, context(format!("fast-{}", i + 1)), Path::Fast).await;
+    }
+    for (i, endpoint) in deep.into_iter().enumerate() {
+        start_worker(endpoint, context(format!("deep-{}", i + 1)), Path::Deep).await;
+    }
+    start_coordinator(coordinator, context("coordinator".into())).await?;
+    Ok((*addresses).clone())
+}

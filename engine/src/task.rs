@@ -1,0 +1,188 @@
+//! The engine's data model (SPEC 3): tasks, paths and outcomes.
+//!
+//! Money is integer micro-USD and every other quantity that leaves the engine is an integer,
+//! so that receipts and event lines have one canonical byte form.
+
+use serde::{Deserialize, Serialize};
+
+/// What a task asks for. Kinds select the organ that handles the task, the cache policy and
+/// the daily rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Chat,
+    Query,
+    Action,
+    Graph,
+    Maintenance,
+    Anomaly,
+    Summary,
+}
+
+impl Kind {
+    /// Every kind, in the order of `index`.
+    pub const ALL: [Kind; 7] =
+        [Kind::Chat, Kind::Query, Kind::Action, Kind::Graph, Kind::Maintenance, Kind::Anomaly, Kind::Summary];
+    /// Number of kinds, for per-kind arrays.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Dense index of this kind, for per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Chat => "chat",
+            Kind::Query => "query",
+            Kind::Action => "action",
+            Kind::Graph => "graph",
+            Kind::Maintenance => "maintenance",
+            Kind::Anomaly => "anomaly",
+            Kind::Summary => "summary",
+        }
+    }
+
+    /// Parses the name used in files and events.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// How much a task's requester is trusted; low authority raises the router's uncertainty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Authority {
+    Low,
+    Medium,
+    High,
+}
+
+impl Authority {
+    /// The name used in files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authority::Low => "low",
+            Authority::Medium => "medium",
+            Authority::High => "high",
+        }
+    }
+
+    /// Parses the name used in files and events.
+    pub fn parse(name: &str) -> Option<Authority> {
+        [Authority::Low, Authority::Medium, Authority::High].into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+/// One unit of work (SPEC 3.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique per run.
+    pub task_id: u64,
+    /// Arrival time, ms from scenario start.
+    pub at_ms: u64,
+    /// What the task asks for.
+    pub kind: Kind,
+    /// Free label, e.g. `guest`.
+    pub domain: String,
+    /// Drift score in [0, 1], the valve's input.
+    pub drift: f64,
+    /// 0..=10.
+    pub priority: u8,
+    /// Trust in the requester.
+    pub authority: Authority,
+    /// A hard gate to the deep path.
+    pub needs_planning: bool,
+    /// Context tokens requested.
+    pub tokens_in: u32,
+    /// Tokens the model would generate if not capped.
+    pub tokens_out: u32,
+    /// Cache key: equal signatures are the same request.
+    pub signature: u64,
+}
+
+/// The two execution paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    Fast,
+    Deep,
+}
+
+impl Path {
+    /// The name used in files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Fast => "fast",
+            Path::Deep => "deep",
+        }
+    }
+
+    /// Parses the name used in files and events.
+    pub fn parse(name: &str) -> Option<Path> {
+        [Path::Fast, Path::Deep].into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Dense index, for per-path arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a task was refused (SPEC 3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    CostCeiling,
+    DailyBudget,
+    RateLimit,
+    Overload,
+    Halted,
+}
+
+impl RejectReason {
+    /// Every reason, for summaries.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::CostCeiling,
+        RejectReason::DailyBudget,
+        RejectReason::RateLimit,
+        RejectReason::Overload,
+        RejectReason::Halted,
+    ];
+
+    /// The name used in files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::CostCeiling => "cost_ceiling",
+            RejectReason::DailyBudget => "daily_budget",
+            RejectReason::RateLimit => "rate_limit",
+            RejectReason::Overload => "overload",
+            RejectReason::Halted => "halted",
+        }
+    }
+
+    /// Parses the name used in files and events.
+    pub fn parse(name: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// The terminal outcome of a task: exactly one per admitted or rejected task (SPEC 3.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Completed { path: Path, latency_ms: u64, cost_micro_usd: u64, tokens_in: u32, tokens_out: u32, cache_hit: bool },
+    Rejected { reason: RejectReason },
+    Failed { path: Path, error: String },
+}
+
+impl Outcome {
+    /// `completed`, `rejected` or `failed`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Completed { .. } => "completed",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
