@@ -1,1 +1,229 @@
-fn main() {}
+//! The `seedcore` command line: argument parsing, commands and exit codes (SPEC 8.3).
+//! Everything else lives in the library crates.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod summary;
+
+/// Exit codes of every command (SPEC 8.3).
+#[allow(dead_code, reason = "each build uses the codes of its own commands")]
+mod exit {
+    pub const PASS: u8 = 0;
+    pub const INVARIANT_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const RUNTIME: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "seedcore",
+    version,
+    about = "Coordination engine for AI task traffic, and its deterministic certification harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a scenario under the deterministic simulator and check its invariants
+    /// (simulation build: `cargo sim replay ...`).
+    Replay {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Run seed; defaults to the scenario's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Runs of the seed for the determinism check; defaults to the scenario's (2).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        replays: Option<u32>,
+        /// Directory for events.jsonl and tasks.csv; defaults to out/<scenario>-<seed>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Start every engine role in one process on loopback, with the simulated backend in
+    /// real time (live build: `cargo run --release -- serve`).
+    Serve {
+        /// Scenario whose engine settings to use; the defaults otherwise.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Port of the coordinator; the other roles take the next ports (0: any free port).
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+        /// Directory of the ledger.
+        #[arg(long, default_value = "seedcore-data/ledger")]
+        data_dir: String,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Submit this many generated tasks through the engine's client, print their
+        /// outcomes and stop.
+        #[arg(long)]
+        submit: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Replay { scenario, seed, replays, out } => replay(scenario, seed, replays, out),
+        Command::Serve { scenario, port, data_dir, seconds, submit } => {
+            serve(scenario, port, data_dir, seconds, submit)
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn load(path: &std::path::Path) -> Result<seedcore_sim::Scenario, u8> {
+    seedcore_sim::load(path).map_err(|error| {
+        eprintln!("error: {error}");
+        exit::USAGE
+    })
+}
+
+#[cfg(not(madsim))]
+fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: Option<PathBuf>) -> u8 {
+    eprintln!("error: replay runs under the simulator; use the simulation build: cargo sim replay <scenario>");
+    exit::USAGE
+}
+
+#[cfg(madsim)]
+fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<PathBuf>) -> u8 {
+    use seedcore_sim::invariants::critical_failures;
+    use seedcore_sim::run::{repro_command, Staging};
+
+    let scenario = match load(&path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let seed = seed.unwrap_or(scenario.seed);
+    let replays = replays.unwrap_or(scenario.harness.replays);
+    let out = out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", scenario.name)));
+    let staging = match Staging::new(&out) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("error: cannot write the output: {error}");
+            return exit::USAGE;
+        }
+    };
+    summary::banner(&scenario, seed, replays);
+    #[allow(
+        clippy::disallowed_types,
+        clippy::disallowed_methods,
+        reason = "wall-clock timing of the whole command, outside the simulation"
+    )]
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        seedcore_sim::run::replay(&scenario, seed, replays, Some(staging.path()))
+    }));
+    let wall = started.elapsed();
+    let report = match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            return exit::RUNTIME;
+        }
+        Err(_) => {
+            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
+            eprintln!("reproduce: {}", repro_command(&scenario, seed));
+            return exit::RUNTIME;
+        }
+    };
+    let written = match staging.commit() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
+    summary::print(&scenario, &report, &written, wall);
+    let failed = critical_failures(&report.results);
+    if failed.is_empty() {
+        exit::PASS
+    } else {
+        println!();
+        println!("FAIL: critical invariant(s) {} failed with seed {seed}", failed.join(", "));
+        println!("reproduce: {}", repro_command(&scenario, seed));
+        exit::INVARIANT_FAILED
+    }
+}
+
+#[cfg(madsim)]
+fn serve(_scenario: Option<PathBuf>, _port: u16, _data_dir: String, _seconds: Option<u64>, _submit: Option<u32>) -> u8 {
+    eprintln!("error: serve runs live; use the live build: cargo run --release -- serve");
+    exit::USAGE
+}
+
+#[cfg(not(madsim))]
+fn serve(scenario: Option<PathBuf>, port: u16, data_dir: String, seconds: Option<u64>, submit: Option<u32>) -> u8 {
+    use seedcore_engine::client::Client;
+    use seedcore_engine::probe::LogProbe;
+    use seedcore_engine::serve::start_all_in_one;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let (mut config, tasks) = match &scenario {
+        Some(path) => match load(path) {
+            Ok(s) => {
+                let tasks = s.workload.tasks(s.seed, s.duration_ms);
+                (s.engine_config(s.seed), tasks)
+            }
+            Err(code) => return code,
+        },
+        None => (seedcore_engine::EngineConfig::default(), Vec::new()),
+    };
+    config.ledger.dir = data_dir;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    runtime.block_on(async move {
+        let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let addresses = match start_all_in_one(Arc::new(config), host, port, Arc::new(LogProbe)).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::RUNTIME;
+            }
+        };
+        println!(
+            "seedcore serving on loopback: coordinator {}, state {}, fast {:?}, deep {:?}",
+            addresses.coordinator, addresses.state, addresses.fast, addresses.deep
+        );
+        if let Some(count) = submit {
+            let client = match Client::connect(SocketAddr::new(host, 0), addresses.coordinator).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: client: {e}");
+                    return exit::RUNTIME;
+                }
+            };
+            let sample = if tasks.is_empty() {
+                summary::demo_tasks(count)
+            } else {
+                tasks.into_iter().take(count as usize).collect()
+            };
+            for task in sample {
+                match client.submit(task.clone(), Duration::from_secs(120)).await {
+                    Ok(outcome) => println!("task {:>5} {:<8} -> {outcome:?}", task.task_id, task.kind.as_str()),
+                    Err(e) => println!("task {:>5} -> no answer: {e}", task.task_id),
+                }
+            }
+            return exit::PASS;
+        }
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        exit::PASS
+    })
+}

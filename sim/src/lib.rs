@@ -1,1 +1,20 @@
-//! placeholder
+//! The seedcore simulation harness (SPEC 5, 6): scenarios and workloads, the simulated
+//! world, the driver, the observer and its event log, the Merkle digest, and invariant
+//! evaluation.
+//!
+//! Everything here compiles in both builds; only the world (`world`, `run::replay`) needs
+//! the simulator (`--cfg madsim`). The harness drives the engine through its public node
+//! functions and its client, and learns what happened only from the engine's signals.
+
+pub mod event;
+pub mod invariants;
+pub mod merkle;
+pub mod observer;
+pub mod run;
+pub mod scenario;
+pub mod tasks;
+pub mod workload;
+#[cfg(madsim)]
+pub mod world;
+
+pub use scenario::{load, Scenario, ScenarioError};

@@ -1,0 +1,314 @@
+//! The event log (SPEC 6): one canonical JSON object per line,
+//! `{"data":{...},"kind":"...","node":"...","seq":n,"t_ms":n}`.
+//!
+//! Engine signals and the harness's own records share the line format. Every payload
+//! declares its fields in sorted order and carries no floats, so serde's output is the
+//! RFC 8785 canonical form (checked by the tests below), and lines parse back into the same
+//! types for verification.
+
+use seedcore_engine::probe::Signal;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+seedcore_engine::signal_set! {
+    /// Records written by the harness itself (never by the engine).
+    Harness {
+        RunStart(RunStart) = "run_start",
+        Arrival(Arrival) = "arrival",
+        Fault(FaultRecord) = "fault",
+        LedgerCheck(LedgerCheck) = "ledger_check",
+        RunEnd(RunEnd) = "run_end",
+    }
+}
+
+/// The first event of a run: what the run is and the limits its invariants check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunStart {
+    pub ceiling_micro_usd: u64,
+    pub daily_budget_micro_usd: u64,
+    pub duration_ms: u64,
+    pub engine_version: String,
+    pub fast_target_ppm: i64,
+    /// Daily limit per kind.
+    pub rate_limits: BTreeMap<String, u32>,
+    pub scenario: String,
+    pub scenario_sha256: String,
+    /// The run seed, as a decimal string (u64 does not fit a JSON number exactly).
+    pub seed: String,
+    /// Tasks the workload will submit.
+    pub tasks: u64,
+}
+
+/// A task submitted by the driver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arrival {
+    pub authority: String,
+    pub domain: String,
+    pub drift_ppm: i64,
+    pub kind: String,
+    pub needs_planning: bool,
+    pub priority: u8,
+    /// Hex cache key.
+    pub signature: String,
+    pub task_id: u64,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+}
+
+/// A fault applied by the injector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRecord {
+    pub fault: String,
+    pub node: String,
+}
+
+/// The harness's own verification of the coordinator's ledger at the end of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerCheck {
+    /// False when the coordinator was down at the end and its disk could not be read.
+    pub checked: bool,
+    pub cycles: u64,
+    pub error: Option<String>,
+    pub ok: bool,
+    pub receipts: u64,
+    pub torn_bytes: u64,
+    /// Receipts after the last signed cycle.
+    pub unsigned: u64,
+}
+
+/// The last event of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEnd {
+    pub arrivals: u64,
+    /// Arrivals the driver got no outcome for before the drain ended.
+    pub unanswered: u64,
+    pub sim_ms: u64,
+}
+
+/// The payload of an event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Engine(Signal),
+    Harness(Harness),
+}
+
+impl Body {
+    /// The event kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Engine(signal) => signal.kind(),
+            Body::Harness(record) => record.kind(),
+        }
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Body::Engine(signal) => signal.serialize(serializer),
+            Body::Harness(record) => record.serialize(serializer),
+        }
+    }
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub seq: u64,
+    pub t_ms: u64,
+    pub node: String,
+    pub body: Body,
+}
+
+#[derive(Serialize)]
+struct LineOut<'a> {
+    data: &'a Body,
+    kind: &'a str,
+    node: &'a str,
+    seq: u64,
+    t_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineIn<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+    kind: &'a str,
+    node: String,
+    seq: u64,
+    t_ms: u64,
+}
+
+/// Appends the canonical line of an event (without newline) to `out`.
+pub fn write_line(out: &mut Vec<u8>, seq: u64, t_ms: u64, node: &str, body: &Body) {
+    let line = LineOut { data: body, kind: body.kind(), node, seq, t_ms };
+    serde_json::to_writer(out, &line).expect("events always serialise");
+}
+
+/// A line that is not an event.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct EventError {
+    pub message: String,
+}
+
+impl Event {
+    /// The canonical line of this event.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_line(&mut out, self.seq, self.t_ms, &self.node, &self.body);
+        out
+    }
+
+    /// Parses a line; the line must be exactly the canonical form of the event it holds.
+    pub fn parse(line: &str) -> Result<Event, EventError> {
+        let error = |message: String| EventError { message };
+        let raw: LineIn<'_> = serde_json::from_str(line).map_err(|e| error(format!("not an event line: {e}")))?;
+        let body = match Signal::parse(raw.kind, raw.data.get()) {
+            Ok(Some(signal)) => Body::Engine(signal),
+            Ok(None) => match Harness::parse(raw.kind, raw.data.get()) {
+                Ok(Some(record)) => Body::Harness(record),
+                Ok(None) => return Err(error(format!("unknown event kind {:?}", raw.kind))),
+                Err(e) => return Err(error(format!("bad {} payload: {e}", raw.kind))),
+            },
+            Err(e) => return Err(error(format!("bad {} payload: {e}", raw.kind))),
+        };
+        let event = Event { seq: raw.seq, t_ms: raw.t_ms, node: raw.node, body };
+        if event.to_line() != line.as_bytes() {
+            return Err(error("line is not in canonical form".into()));
+        }
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedcore_engine::probe::*;
+
+    fn samples() -> Vec<Body> {
+        vec![
+            Body::Engine(Signal::Node(NodeSignal { event: "started".into(), role: "fast".into() })),
+            Body::Engine(Signal::Decision(DecisionSignal {
+                cusum_s_ppm: 2_500_001,
+                degraded: false,
+                forecast_tokens: 812,
+                max_tokens_out: 333,
+                path: "deep".into(),
+                reason: "breach".into(),
+                router_fast_ppm: 912_000,
+                surprise_ppm: 612_345,
+                task_id: 17,
+                truncated_tokens: 0,
+                x_ppm: [1, 2, 3, 4, 5, 6],
+            })),
+            Body::Engine(Signal::Outcome(OutcomeSignal {
+                attempts: 2,
+                cache_age_ms: Some(120),
+                cache_hit: true,
+                cost_micro_usd: 812,
+                day: 19_677,
+                error: None,
+                kind: "chat".into(),
+                latency_ms: 91,
+                ledger_seq: Some(16),
+                overrun_clamped: false,
+                path: Some("fast".into()),
+                reason: None,
+                status: "completed".into(),
+                task_id: 17,
+                tokens_in: 374,
+                tokens_out: 44,
+            })),
+            Body::Engine(Signal::Alert(AlertSignal {
+                limit: 100,
+                name: "rate_limit_80".into(),
+                subject: "summary day 1".into(),
+                value: 80,
+            })),
+            Body::Engine(Signal::LTot(LTotSignal {
+                a_inf_ppm: 1,
+                cause: "init".into(),
+                l_tot_ppm: 2,
+                w2_bound_ppm: 3,
+                w2_estimate_ppm: 4,
+            })),
+            Body::Engine(Signal::Mask(MaskSignal { edges_masked: 1, l_tot_ppm: 2, rows: 3, w_scale_ppm: 4 })),
+            Body::Engine(Signal::Contraction(ContractionSignal {
+                bound_ppm: 700_000,
+                ok: true,
+                ratio_ppm: 10,
+                sweep: 3,
+            })),
+            Body::Engine(Signal::Ledger(LedgerSignal {
+                error: Some("segment 0 line 3: \"quoted\"\n".into()),
+                event: "halt".into(),
+                head: None,
+                receipts: 0,
+                spent_micro_usd: None,
+            })),
+            Body::Harness(Harness::RunStart(RunStart {
+                ceiling_micro_usd: 50_000,
+                daily_budget_micro_usd: 500_000_000,
+                duration_ms: 3_600_000,
+                engine_version: "0.1.0".into(),
+                fast_target_ppm: 900_000,
+                rate_limits: [("summary".to_string(), 100)].into_iter().collect(),
+                scenario: "azure-conv".into(),
+                scenario_sha256: "ab".repeat(32),
+                seed: u64::MAX.to_string(),
+                tasks: 19_366,
+            })),
+            Body::Harness(Harness::Arrival(Arrival {
+                authority: "low".into(),
+                domain: "guest".into(),
+                drift_ppm: 120_000,
+                kind: "summary".into(),
+                needs_planning: true,
+                priority: 10,
+                signature: format!("{:016x}", u64::MAX),
+                task_id: 1,
+                tokens_in: 1,
+                tokens_out: 2,
+            })),
+            Body::Harness(Harness::Fault(FaultRecord { fault: "crash".into(), node: "fast-1".into() })),
+            Body::Harness(Harness::LedgerCheck(LedgerCheck {
+                checked: true,
+                cycles: 1,
+                error: None,
+                ok: true,
+                receipts: 2,
+                torn_bytes: 0,
+                unsigned: 0,
+            })),
+            Body::Harness(Harness::RunEnd(RunEnd { arrivals: 1, unanswered: 0, sim_ms: 5 })),
+        ]
+    }
+
+    #[test]
+    fn every_kind_is_jcs_canonical_and_parses_back() {
+        for (seq, body) in samples().into_iter().enumerate() {
+            let event = Event { seq: seq as u64, t_ms: 1_000, node: "coordinator".into(), body };
+            let line = event.to_line();
+            let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(serde_json_canonicalizer::to_vec(&value).unwrap(), line, "{}", String::from_utf8_lossy(&line));
+            assert_eq!(Event::parse(std::str::from_utf8(&line).unwrap()).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn non_canonical_and_unknown_lines_are_rejected() {
+        let good = Event { seq: 0, t_ms: 0, node: "driver".into(), body: samples().pop().unwrap() }.to_line();
+        let good = String::from_utf8(good).unwrap();
+        assert!(Event::parse(&good.replace(",\"seq\"", ", \"seq\"")).is_err());
+        assert!(Event::parse(&good.replace("run_end", "run_stop")).is_err());
+        assert!(Event::parse(&good.replace("\"t_ms\":0", "\"t_ms\":0,\"x\":1")).is_err());
+    }
+}

@@ -1,0 +1,539 @@
+//! Invariant evaluation (SPEC 8.1) as a fold over the event stream: `Stats::observe` takes
+//! events one by one (during the run, or read back from `events.jsonl` by a verifier), and
+//! `evaluate` turns the totals and the policy into verdicts.
+//!
+//! Guarantees: every number here comes from the events alone (the limits from `run_start`),
+//! plus the replay digests for `determinism`; the engine is never asked.
+
+use crate::event::{Body, Harness, LedgerCheck, RunEnd, RunStart};
+use crate::scenario::Policy;
+use hdrhistogram::Histogram;
+use seedcore_engine::probe::Signal;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Totals of a run, folded from its events.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Rolling window (tasks) of the fast-path ratio.
+    window: usize,
+    pub run_start: Option<RunStart>,
+    pub run_end: Option<RunEnd>,
+    pub arrivals: u64,
+    /// Tasks that arrived and have no outcome yet.
+    open: BTreeSet<u64>,
+    /// Every task that has had an outcome.
+    answered: BTreeSet<u64>,
+    /// Outcomes for a task that already had one.
+    pub duplicate_outcomes: u64,
+    /// Outcomes for a task that never arrived.
+    pub orphan_outcomes: u64,
+    /// Completed tasks per path (fast, deep).
+    pub completed: [u64; 2],
+    /// Failed tasks per path.
+    pub failed: [u64; 2],
+    pub cache_hits: u64,
+    pub overruns_clamped: u64,
+    pub rejected: BTreeMap<String, u64>,
+    /// Decisions per reason (`fast`, `breach`, `planning`, `surprise`, `deferred`).
+    pub decisions: BTreeMap<String, u64>,
+    /// Latency of completed tasks per path, ms.
+    pub latency_ms: [Histogram<u64>; 2],
+    pub spend_by_day: BTreeMap<u64, u64>,
+    /// Admitted (completed or failed) tasks per (day, kind).
+    pub admitted: BTreeMap<(u64, String), u64>,
+    pub max_cost_micro_usd: u64,
+    pub total_cost_micro_usd: u64,
+    pub l_tot_max_ppm: Option<i64>,
+    pub l_tot_updates: u64,
+    pub masks: u64,
+    pub edges_masked: u64,
+    pub sweeps: u64,
+    pub contraction_failures: u64,
+    pub max_cache_age_ms: u64,
+    pub alerts: BTreeMap<String, u64>,
+    pub faults: u64,
+    pub last_fault_ms: Option<u64>,
+    /// Time from the last fault until the rolling fast ratio was back at target.
+    pub recovery_ms: Option<u64>,
+    /// Completed-or-failed tasks in the rolling window: whether each completed fast.
+    recent: VecDeque<bool>,
+    recent_fast: usize,
+    /// Lowest fast ratio over any full window, ppm.
+    pub worst_window_fast_ppm: Option<i64>,
+    pub ledger_halts: u64,
+    pub ledger_cycles: u64,
+    pub ledger_check: Option<LedgerCheck>,
+    /// Outcomes that reported a committed ledger receipt.
+    pub receipts_reported: u64,
+    pub coordinator_starts: u64,
+    pub events: u64,
+    pub last_t_ms: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds")
+}
+
+impl Stats {
+    /// Empty totals with a rolling window of `window` tasks.
+    pub fn new(window: usize) -> Stats {
+        assert!(window >= 1);
+        Stats {
+            window,
+            run_start: None,
+            run_end: None,
+            arrivals: 0,
+            open: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            duplicate_outcomes: 0,
+            orphan_outcomes: 0,
+            completed: [0; 2],
+            failed: [0; 2],
+            cache_hits: 0,
+            overruns_clamped: 0,
+            rejected: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            latency_ms: [histogram(), histogram()],
+            spend_by_day: BTreeMap::new(),
+            admitted: BTreeMap::new(),
+            max_cost_micro_usd: 0,
+            total_cost_micro_usd: 0,
+            l_tot_max_ppm: None,
+            l_tot_updates: 0,
+            masks: 0,
+            edges_masked: 0,
+            sweeps: 0,
+            contraction_failures: 0,
+            max_cache_age_ms: 0,
+            alerts: BTreeMap::new(),
+            faults: 0,
+            last_fault_ms: None,
+            recovery_ms: None,
+            recent: VecDeque::with_capacity(window),
+            recent_fast: 0,
+            worst_window_fast_ppm: None,
+            ledger_halts: 0,
+            ledger_cycles: 0,
+            ledger_check: None,
+            receipts_reported: 0,
+            coordinator_starts: 0,
+            events: 0,
+            last_t_ms: 0,
+        }
+    }
+
+    fn fast_target_ppm(&self) -> i64 {
+        self.run_start.as_ref().map_or(900_000, |r| r.fast_target_ppm)
+    }
+
+    /// Folds one event in.
+    pub fn observe(&mut self, t_ms: u64, body: &Body) {
+        self.events += 1;
+        self.last_t_ms = self.last_t_ms.max(t_ms);
+        match body {
+            Body::Harness(Harness::RunStart(start)) => self.run_start = Some(start.clone()),
+            Body::Harness(Harness::RunEnd(end)) => self.run_end = Some(end.clone()),
+            Body::Harness(Harness::Arrival(arrival)) => {
+                self.arrivals += 1;
+                if !self.answered.contains(&arrival.task_id) {
+                    self.open.insert(arrival.task_id);
+                }
+            }
+            Body::Harness(Harness::Fault(_)) => {
+                self.faults += 1;
+                self.last_fault_ms = Some(t_ms);
+                self.recovery_ms = None;
+            }
+            Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
+            Body::Engine(Signal::Node(node)) => self.coordinator_starts += u64::from(node.role == "coordinator"),
+            Body::Engine(Signal::Decision(decision)) => {
+                *self.decisions.entry(decision.reason.clone()).or_default() += 1
+            }
+            Body::Engine(Signal::Outcome(outcome)) => {
+                if !self.answered.insert(outcome.task_id) {
+                    self.duplicate_outcomes += 1;
+                } else if !self.open.remove(&outcome.task_id) {
+                    self.orphan_outcomes += 1;
+                }
+                self.receipts_reported += u64::from(outcome.ledger_seq.is_some());
+                let path = match outcome.path.as_deref() {
+                    Some("deep") => 1,
+                    _ => 0,
+                };
+                match outcome.status.as_str() {
+                    "completed" => {
+                        self.completed[path] += 1;
+                        self.latency_ms[path].saturating_record(outcome.latency_ms.max(1));
+                        self.cache_hits += u64::from(outcome.cache_hit);
+                        self.overruns_clamped += u64::from(outcome.overrun_clamped);
+                        if let Some(age) = outcome.cache_age_ms {
+                            self.max_cache_age_ms = self.max_cache_age_ms.max(age);
+                        }
+                        self.push_recent(t_ms, path == 0);
+                    }
+                    "failed" => {
+                        self.failed[path] += 1;
+                        self.push_recent(t_ms, false);
+                    }
+                    _ => *self.rejected.entry(outcome.reason.clone().unwrap_or_default()).or_default() += 1,
+                }
+                if outcome.status != "rejected" {
+                    *self.admitted.entry((outcome.day, outcome.kind.clone())).or_default() += 1;
+                }
+                *self.spend_by_day.entry(outcome.day).or_default() += outcome.cost_micro_usd;
+                self.total_cost_micro_usd += outcome.cost_micro_usd;
+                if outcome.status == "completed" {
+                    self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
+                }
+            }
+            Body::Engine(Signal::Alert(alert)) => *self.alerts.entry(alert.name.clone()).or_default() += 1,
+            Body::Engine(Signal::LTot(l)) => {
+                self.l_tot_updates += 1;
+                self.l_tot_max_ppm = Some(self.l_tot_max_ppm.map_or(l.l_tot_ppm, |m| m.max(l.l_tot_ppm)));
+            }
+            Body::Engine(Signal::Mask(mask)) => {
+                self.masks += 1;
+                self.edges_masked += u64::from(mask.edges_masked);
+            }
+            Body::Engine(Signal::Contraction(c)) => {
+                self.sweeps += 1;
+                if !c.ok || c.ratio_ppm > c.bound_ppm {
+                    self.contraction_failures += 1;
+                }
+            }
+            Body::Engine(Signal::Ledger(ledger)) => match ledger.event.as_str() {
+                "halt" => self.ledger_halts += 1,
+                "cycle" => self.ledger_cycles += 1,
+                _ => {}
+            },
+        }
+    }
+
+    fn push_recent(&mut self, t_ms: u64, fast: bool) {
+        if self.recent.len() == self.window {
+            let oldest = self.recent.pop_front().expect("full window");
+            self.recent_fast -= usize::from(oldest);
+        }
+        self.recent.push_back(fast);
+        self.recent_fast += usize::from(fast);
+        let ratio_ppm = (self.recent_fast as i64 * 1_000_000) / self.recent.len() as i64;
+        if self.recent.len() == self.window {
+            self.worst_window_fast_ppm = Some(self.worst_window_fast_ppm.map_or(ratio_ppm, |w| w.min(ratio_ppm)));
+        }
+        if let (Some(fault_ms), None) = (self.last_fault_ms, self.recovery_ms) {
+            if ratio_ppm >= self.fast_target_ppm() {
+                self.recovery_ms = Some(t_ms.saturating_sub(fault_ms));
+            }
+        }
+    }
+
+    /// Tasks that arrived and never got an outcome.
+    pub fn lost(&self) -> u64 {
+        self.open.len() as u64
+    }
+
+    /// Completed fast over completed plus failed; `None` with no such task.
+    pub fn fast_ratio(&self) -> Option<f64> {
+        let total = self.completed[0] + self.completed[1] + self.failed[0] + self.failed[1];
+        (total > 0).then(|| self.completed[0] as f64 / total as f64)
+    }
+
+    /// Cache hits over fast-path completions.
+    pub fn hit_rate(&self) -> Option<f64> {
+        (self.completed[0] > 0).then(|| self.cache_hits as f64 / self.completed[0] as f64)
+    }
+}
+
+/// The verdict of one invariant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+    /// Nothing to judge (no deep task, no fault, a single run).
+    Skipped,
+}
+
+impl Verdict {
+    /// The name printed and written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// One evaluated invariant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvariantResult {
+    pub id: &'static str,
+    pub critical: bool,
+    pub verdict: Verdict,
+    /// Observed value, with its unit.
+    pub observed: String,
+    /// The rule, e.g. `>= 0.90`.
+    pub threshold: String,
+    /// What else a reader needs to judge the value.
+    pub detail: String,
+}
+
+/// Digests of the determinism replays: the reference root and each replay's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replays {
+    pub reference: [u8; 32],
+    pub replays: Vec<[u8; 32]>,
+}
+
+fn upper(observed: f64, threshold: f64, warn: f64) -> Verdict {
+    if observed <= threshold {
+        Verdict::Pass
+    } else if observed <= threshold + warn {
+        Verdict::Warn
+    } else {
+        Verdict::Fail
+    }
+}
+
+fn lower(observed: f64, threshold: f64, warn: f64) -> Verdict {
+    if observed >= threshold {
+        Verdict::Pass
+    } else if observed >= threshold - warn {
+        Verdict::Warn
+    } else {
+        Verdict::Fail
+    }
+}
+
+fn ppm_text(ppm: i64) -> String {
+    format!("{:.6}", ppm as f64 / 1e6)
+}
+
+/// Evaluates every invariant of the policy.
+pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Vec<InvariantResult> {
+    let critical_of = |id: &str| crate::scenario::INVARIANTS.iter().find(|i| i.0 == id).expect("known invariant").1;
+    let mut results = Vec::new();
+    let mut push = |id: &'static str, verdict: Verdict, observed: String, threshold: String, detail: String| {
+        results.push(InvariantResult { id, critical: critical_of(id), verdict, observed, threshold, detail });
+    };
+    let p = |id: &str| policy.invariants.get(id).expect("policy has every invariant");
+    let Some(start) = &stats.run_start else {
+        push("no_lost_tasks", Verdict::Fail, "no run_start event".into(), "a complete event log".into(), String::new());
+        return results;
+    };
+
+    let rule = p("fast_path_ratio");
+    match stats.fast_ratio() {
+        Some(ratio) => push(
+            "fast_path_ratio",
+            lower(ratio, rule.threshold, 0.0),
+            format!("{ratio:.4}"),
+            format!(">= {:.2}", rule.threshold),
+            stats.worst_window_fast_ppm.map_or("fewer tasks than one window".into(), |w| {
+                format!("worst window of {} tasks: {}", policy.window, ppm_text(w))
+            }),
+        ),
+        None => push(
+            "fast_path_ratio",
+            Verdict::Skipped,
+            "no admitted task".into(),
+            format!(">= {:.2}", rule.threshold),
+            String::new(),
+        ),
+    }
+
+    let rule = p("lipschitz_bound");
+    let (verdict, observed) = match stats.l_tot_max_ppm {
+        None => (Verdict::Fail, "no L_tot reported".to_string()),
+        Some(max) => {
+            let ok = (max as f64) < rule.threshold * 1e6 && stats.contraction_failures == 0;
+            (if ok { Verdict::Pass } else { Verdict::Fail }, ppm_text(max))
+        }
+    };
+    push(
+        "lipschitz_bound",
+        verdict,
+        observed,
+        format!("< {:.2}", rule.threshold),
+        format!(
+            "{} sweeps checked, {} contraction failures, {} masks",
+            stats.sweeps, stats.contraction_failures, stats.masks
+        ),
+    );
+
+    let ceiling = start.ceiling_micro_usd;
+    push(
+        "cost_ceiling",
+        if stats.max_cost_micro_usd <= ceiling { Verdict::Pass } else { Verdict::Fail },
+        format!("{} micro-USD", stats.max_cost_micro_usd),
+        format!("<= {ceiling} micro-USD per task"),
+        format!("{} overruns clamped", stats.overruns_clamped),
+    );
+
+    let budget = start.daily_budget_micro_usd;
+    let (worst_day, worst_spend) = stats.spend_by_day.iter().max_by_key(|(_, s)| **s).map_or((0, 0), |(d, s)| (*d, *s));
+    push(
+        "daily_budget",
+        if worst_spend <= budget { Verdict::Pass } else { Verdict::Fail },
+        format!("{worst_spend} micro-USD"),
+        format!("<= {budget} micro-USD per day"),
+        format!("highest day: {worst_day} (days since 1970-01-01 UTC)"),
+    );
+
+    let mut worst = (0.0, String::from("no limited kind"));
+    let mut over = 0;
+    for ((day, kind), count) in &stats.admitted {
+        if let Some(limit) = start.rate_limits.get(kind) {
+            let share = *count as f64 / f64::from((*limit).max(1));
+            if share > worst.0 || worst.0 == 0.0 {
+                worst = (share, format!("{kind} {count}/{limit} on day {day}"));
+            }
+            over += u64::from(*count > u64::from(*limit));
+        }
+    }
+    push(
+        "rate_limits",
+        if over == 0 { Verdict::Pass } else { Verdict::Fail },
+        worst.1,
+        "<= daily limit per kind".into(),
+        format!("{over} kind-days over"),
+    );
+
+    let rule = p("determinism");
+    match replays {
+        Some(r) if !r.replays.is_empty() => {
+            let matching = r.replays.iter().filter(|d| **d == r.reference).count();
+            let share = matching as f64 / r.replays.len() as f64;
+            push(
+                "determinism",
+                lower(share, rule.threshold, 0.0),
+                format!("{matching}/{} replays", r.replays.len()),
+                format!(">= {:.2}", rule.threshold),
+                format!("reference root {}", hex::encode(&r.reference[..8])),
+            );
+        }
+        _ => push(
+            "determinism",
+            Verdict::Skipped,
+            "no replay".into(),
+            format!(">= {:.2}", rule.threshold),
+            "run with --replays 2 or more".into(),
+        ),
+    }
+
+    let lost = stats.lost();
+    let problems = lost + stats.duplicate_outcomes + stats.orphan_outcomes;
+    push(
+        "no_lost_tasks",
+        if problems == 0 && stats.arrivals > 0 { Verdict::Pass } else { Verdict::Fail },
+        format!("{lost} lost"),
+        "every arrival has exactly one outcome".into(),
+        format!(
+            "{} arrivals, {} duplicate outcomes, {} outcomes without arrival",
+            stats.arrivals, stats.duplicate_outcomes, stats.orphan_outcomes
+        ),
+    );
+
+    let (verdict, detail) = match &stats.ledger_check {
+        _ if stats.ledger_halts > 0 => {
+            (Verdict::Fail, format!("coordinator halted {} time(s) on ledger verification", stats.ledger_halts))
+        }
+        None => (Verdict::Fail, "the ledger was not checked".to_string()),
+        Some(check) if !check.checked => {
+            (Verdict::Pass, "coordinator down at the end: ledger not read; no halt observed".to_string())
+        }
+        Some(check) if !check.ok => (Verdict::Fail, check.error.clone().unwrap_or_default()),
+        Some(check) if check.receipts < stats.receipts_reported => (
+            Verdict::Fail,
+            format!("{} receipts reported committed, {} in the ledger", stats.receipts_reported, check.receipts),
+        ),
+        Some(check) => (
+            Verdict::Pass,
+            format!("{} receipts, {} cycles signed, {} unsigned", check.receipts, check.cycles, check.unsigned),
+        ),
+    };
+    push(
+        "ledger_integrity",
+        verdict,
+        if verdict == Verdict::Fail { "broken".into() } else { "verified".into() },
+        "chain and every cycle signature verify".into(),
+        detail,
+    );
+
+    for (index, id) in [(0, "fast_latency_p99"), (1, "deep_latency_p99")] {
+        let rule = p(id);
+        let histogram = &stats.latency_ms[index];
+        if histogram.is_empty() {
+            push(id, Verdict::Skipped, "no completed task".into(), format!("<= {} ms", rule.threshold), String::new());
+        } else {
+            let p99 = histogram.value_at_quantile(0.99);
+            push(
+                id,
+                upper(p99 as f64, rule.threshold, rule.warn),
+                format!("{p99} ms"),
+                format!("<= {} ms", rule.threshold),
+                format!("{} tasks", histogram.len()),
+            );
+        }
+    }
+    for (index, id) in [(0, "fast_success_rate"), (1, "deep_success_rate")] {
+        let rule = p(id);
+        let total = stats.completed[index] + stats.failed[index];
+        if total == 0 {
+            push(id, Verdict::Skipped, "no admitted task".into(), format!(">= {:.2}", rule.threshold), String::new());
+        } else {
+            let rate = stats.completed[index] as f64 / total as f64;
+            push(
+                id,
+                lower(rate, rule.threshold, rule.warn),
+                format!("{rate:.4}"),
+                format!(">= {:.2}", rule.threshold),
+                format!("{} failed of {total}", stats.failed[index]),
+            );
+        }
+    }
+    let rule = p("memory_freshness");
+    push(
+        "memory_freshness",
+        if stats.cache_hits == 0 {
+            Verdict::Skipped
+        } else {
+            upper(stats.max_cache_age_ms as f64, rule.threshold, rule.warn)
+        },
+        format!("{} ms", stats.max_cache_age_ms),
+        format!("max served age <= {} ms", rule.threshold),
+        format!("{} cache hits", stats.cache_hits),
+    );
+    let rule = p("recovery_time");
+    match (stats.last_fault_ms, stats.recovery_ms) {
+        (None, _) => push(
+            "recovery_time",
+            Verdict::Skipped,
+            "no fault".into(),
+            format!("<= {} ms", rule.threshold),
+            String::new(),
+        ),
+        (Some(at), None) => push(
+            "recovery_time",
+            Verdict::Fail,
+            "not recovered".into(),
+            format!("<= {} ms", rule.threshold),
+            format!("last fault at {at} ms"),
+        ),
+        (Some(at), Some(ms)) => push(
+            "recovery_time",
+            upper(ms as f64, rule.threshold, rule.warn),
+            format!("{ms} ms"),
+            format!("<= {} ms", rule.threshold),
+            format!("last fault at {at} ms"),
+        ),
+    }
+    results
+}
+
+/// The critical invariants that failed.
+pub fn critical_failures(results: &[InvariantResult]) -> Vec<&'static str> {
+    results.iter().filter(|r| r.critical && r.verdict == Verdict::Fail).map(|r| r.id).collect()
+}

@@ -1,0 +1,132 @@
+//! A replay run: the first run of a seed writes `events.jsonl` and `tasks.csv` and folds
+//! the invariant totals; the determinism replays recompute the digest only; the verdicts
+//! come from the totals, the policy and the replay digests.
+
+use crate::invariants::{InvariantResult, Replays, Stats};
+use crate::scenario::Scenario;
+use std::path::{Path, PathBuf};
+
+/// A run that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The output directory cannot be prepared or written (a usage error).
+    #[error("{path}: {message}")]
+    Output { path: String, message: String },
+    /// The simulation failed to write its observations.
+    #[error("simulation I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The result of a replay.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub seed: u64,
+    /// Tasks the workload submitted.
+    pub tasks: usize,
+    /// Merkle root of the event log of the first run.
+    pub root: [u8; 32],
+    pub events: u64,
+    pub stats: Stats,
+    pub results: Vec<InvariantResult>,
+    pub replays: Replays,
+}
+
+/// A directory written atomically: filled under a temporary name next to the target and
+/// renamed over it by `commit`; dropped without commit, it is removed.
+pub struct Staging {
+    staging: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// Prepares a staging directory for `target`; fails early if the place is not writable.
+    pub fn new(target: &Path) -> Result<Staging, RunError> {
+        let name = target.file_name().ok_or_else(|| RunError::Output {
+            path: target.display().to_string(),
+            message: "not a directory name".into(),
+        })?;
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let error = |path: &Path, e: std::io::Error| RunError::Output {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| error(parent, e))?;
+        let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| error(&staging, e))?;
+        }
+        std::fs::create_dir(&staging).map_err(|e| error(&staging, e))?;
+        Ok(Staging { staging, target: target.to_path_buf(), committed: false })
+    }
+
+    /// The directory to write into.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Replaces the target with the staged directory.
+    pub fn commit(mut self) -> Result<PathBuf, RunError> {
+        let error = |path: &Path, e: std::io::Error| RunError::Output {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if self.target.exists() {
+            std::fs::remove_dir_all(&self.target).map_err(|e| error(&self.target, e))?;
+        }
+        std::fs::rename(&self.staging, &self.target).map_err(|e| error(&self.target, e))?;
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// The command that reproduces a run.
+pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
+    format!("cargo sim replay {} --seed {seed}", scenario.path.display())
+}
+
+/// Replays a scenario with `seed`, `replays` times in all, writing the first run's files
+/// into `out` (a staging directory).
+#[cfg(madsim)]
+pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) -> Result<RunReport, RunError> {
+    use crate::invariants::evaluate;
+    use crate::observer::Sinks;
+    use crate::world::run_once;
+    use std::sync::Arc;
+
+    assert!(replays >= 1);
+    let tasks = Arc::new(scenario.workload.tasks(seed, scenario.duration_ms));
+    let create = |name: &str| -> Result<Option<std::fs::File>, RunError> {
+        match out {
+            None => Ok(None),
+            Some(dir) => {
+                let path = dir.join(name);
+                std::fs::File::create(&path)
+                    .map(Some)
+                    .map_err(|e| RunError::Output { path: path.display().to_string(), message: e.to_string() })
+            }
+        }
+    };
+    let sinks = Sinks {
+        events: create("events.jsonl")?,
+        tasks: create("tasks.csv")?,
+        stats_window: Some(scenario.policy.window),
+    };
+    let first = run_once(scenario, tasks.clone(), seed, sinks)?;
+    let mut digests = Vec::new();
+    for _ in 1..replays {
+        digests.push(run_once(scenario, tasks.clone(), seed, Sinks::default())?.root);
+    }
+    let stats = first.stats.expect("the first run folds totals");
+    let replays = Replays { reference: first.root, replays: digests };
+    let results = evaluate(&stats, &scenario.policy, Some(&replays));
+    Ok(RunReport { seed, tasks: tasks.len(), root: first.root, events: first.events, stats, results, replays })
+}

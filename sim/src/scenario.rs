@@ -1,0 +1,988 @@
+//! Scenario files (SPEC 5.1): the raw `ScenarioSpec` read strictly from TOML, and the
+//! resolved `Scenario` with every default and derived value filled in. Nothing downstream
+//! reads TOML.
+//!
+//! Guarantees: an unknown key, a value of the wrong type and a value out of range are
+//! errors that name the file, the line and the key; a scenario that loads is complete and
+//! consistent (engine formulas validated, fault nodes exist).
+
+use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
+use seedcore_chaos::{Fault, FaultKind, FaultPlan};
+use seedcore_engine::config::{
+    BackendConfig, DispatchConfig, EngineConfig, GovernorConfig, LedgerConfig, MemoryConfig, OrganismConfig, PathModel,
+    Prices, RouterConfig, TokenConfig, Topology, ValveConfig,
+};
+use seedcore_engine::Kind;
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A scenario that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{file}: cannot read: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}:{line}: {key}: {message}", line = line.map_or("?".to_string(), |l| l.to_string()))]
+    Invalid { file: String, line: Option<usize>, key: String, message: String },
+    #[error("{0}")]
+    Workload(#[from] workload::WorkloadError),
+}
+
+/// A duration written as `"90s"`, `"250ms"`, `"10m"`, `"1h"`, `"2d"` or an integer of ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationMs(pub u64);
+
+impl DurationMs {
+    /// Parses the string form.
+    pub fn parse(text: &str) -> Option<DurationMs> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let scale = match unit {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            _ => return None,
+        };
+        let ms = number * scale;
+        (ms.is_finite() && ms >= 0.0 && ms < 1e15).then_some(DurationMs(ms.round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ms(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Ms(ms) => Ok(DurationMs(ms)),
+            Raw::Text(text) => DurationMs::parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!("invalid duration {text:?}: use a number with ms, s, m, h or d"))
+            }),
+        }
+    }
+}
+
+/// `[topology]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    pub fast: Option<u32>,
+    pub deep: Option<u32>,
+}
+
+/// `[network]`: the simulated network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// `[min, max]` one-way latency in ms.
+    pub latency_ms: Option<[u64; 2]>,
+    /// Packet loss probability.
+    pub loss: Option<f64>,
+}
+
+/// `[engine.valve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValveSpec {
+    pub nu: Option<f64>,
+    pub h: Option<f64>,
+    pub reset_fraction: Option<f64>,
+}
+
+/// `[engine.router]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub weights: Option<[f64; 6]>,
+    pub tau_deep: Option<f64>,
+    pub fast_target: Option<f64>,
+    pub window: Option<usize>,
+    pub fast_slo_ms: Option<f64>,
+}
+
+/// `[engine.governor]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernorSpec {
+    pub ceiling_micro_usd: Option<u64>,
+    pub daily_budget_micro_usd: Option<u64>,
+    /// Daily limits per kind; replaces the default table when given.
+    pub rate_limits: Option<BTreeMap<String, u32>>,
+    pub clamp_overrun: Option<bool>,
+    pub enforce_daily_budget: Option<bool>,
+    pub enforce_rate_limits: Option<bool>,
+}
+
+/// `[engine.prices]`, micro-USD per 1,000 tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesSpec {
+    pub fast_in: Option<u64>,
+    pub fast_out: Option<u64>,
+    pub deep_in: Option<u64>,
+    pub deep_out: Option<u64>,
+}
+
+/// `[engine.tokens]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensSpec {
+    pub max_tokens: Option<u32>,
+    pub alpha: Option<f64>,
+    pub beta: Option<f64>,
+    pub ema_smoothing: Option<f64>,
+}
+
+/// `[engine.dispatch]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSpec {
+    pub fast_timeout: Option<DurationMs>,
+    pub deep_timeout: Option<DurationMs>,
+    pub retries: Option<u32>,
+    pub backoff: Option<DurationMs>,
+    pub max_in_flight: Option<u32>,
+    pub fast_concurrency: Option<u32>,
+    pub deep_concurrency: Option<u32>,
+    pub state_timeout: Option<DurationMs>,
+}
+
+/// `[engine.organism]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganismSpec {
+    pub agents: Option<usize>,
+    pub organs: Option<usize>,
+    pub dim: Option<usize>,
+    pub eta: Option<f64>,
+    pub l_max: Option<f64>,
+    pub graph_mask: Option<bool>,
+    pub init_gain: Option<f64>,
+    pub promotion_every: Option<u64>,
+    pub promotion_step: Option<f64>,
+    pub edge_growth: Option<f64>,
+    pub shadow: Option<bool>,
+}
+
+/// `[engine.memory]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySpec {
+    pub mw_capacity: Option<usize>,
+    /// TTL per kind; replaces the default table when given (0: not cached).
+    pub mw_ttl: Option<BTreeMap<String, DurationMs>>,
+    pub mw_latency: Option<DurationMs>,
+}
+
+/// `[engine.ledger]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSpec {
+    pub cycle_receipts: Option<u64>,
+    pub cycle: Option<DurationMs>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    #[serde(default)]
+    pub valve: ValveSpec,
+    #[serde(default)]
+    pub router: RouterSpec,
+    #[serde(default)]
+    pub governor: GovernorSpec,
+    #[serde(default)]
+    pub prices: PricesSpec,
+    #[serde(default)]
+    pub tokens: TokensSpec,
+    #[serde(default)]
+    pub dispatch: DispatchSpec,
+    #[serde(default)]
+    pub organism: OrganismSpec,
+    #[serde(default)]
+    pub memory: MemorySpec,
+    #[serde(default)]
+    pub ledger: LedgerSpec,
+}
+
+/// `[backend.fast]` or `[backend.deep]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathModelSpec {
+    pub median_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub token_inflation: Option<f64>,
+}
+
+/// `[backend]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    #[serde(default)]
+    pub fast: PathModelSpec,
+    #[serde(default)]
+    pub deep: PathModelSpec,
+}
+
+/// One `[[chaos.fault]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at: DurationMs,
+    pub kind: String,
+    pub node: String,
+    /// For `crash`: restart after this long.
+    #[serde(rename = "for")]
+    pub down: Option<DurationMs>,
+}
+
+/// `[chaos]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSpec {
+    #[serde(default)]
+    pub fault: Vec<FaultSpec>,
+}
+
+/// `[harness]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessSpec {
+    /// Bounded drain after arrivals stop.
+    pub drain: Option<DurationMs>,
+    /// Runs of the same seed for the determinism check.
+    pub replays: Option<u32>,
+    /// Canary only: leak process-global state into arrival times, which breaks replay.
+    pub inject_nondeterminism: Option<bool>,
+}
+
+/// One invariant's policy override.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvariantSpec {
+    pub threshold: Option<f64>,
+    pub warn: Option<f64>,
+    pub weight: Option<f64>,
+}
+
+/// `[policy]`: thresholds, warning bands and weights (SPEC 8.1, 8.2).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Rolling window (tasks) of the fast-path ratio.
+    pub window: Option<usize>,
+    pub fast_path_ratio: Option<InvariantSpec>,
+    pub lipschitz_bound: Option<InvariantSpec>,
+    pub cost_ceiling: Option<InvariantSpec>,
+    pub daily_budget: Option<InvariantSpec>,
+    pub rate_limits: Option<InvariantSpec>,
+    pub determinism: Option<InvariantSpec>,
+    pub no_lost_tasks: Option<InvariantSpec>,
+    pub ledger_integrity: Option<InvariantSpec>,
+    pub fast_latency_p99: Option<InvariantSpec>,
+    pub deep_latency_p99: Option<InvariantSpec>,
+    pub fast_success_rate: Option<InvariantSpec>,
+    pub deep_success_rate: Option<InvariantSpec>,
+    pub memory_freshness: Option<InvariantSpec>,
+    pub recovery_time: Option<InvariantSpec>,
+}
+
+/// `[workload]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// `trace` or `generated`.
+    pub source: String,
+    /// Trace file, relative to the scenario file.
+    pub trace: Option<String>,
+    /// `azure` or `canonical`.
+    pub format: Option<String>,
+    /// Time scale of a trace: 2.0 replays twice as fast.
+    pub speed: Option<f64>,
+    /// Times a trace is played back to back.
+    pub loops: Option<u32>,
+    /// Generated workloads: arrivals per second.
+    pub rate_per_s: Option<f64>,
+    /// Generated workloads: daily swing of the rate, 0..1.
+    pub diurnal: Option<f64>,
+    /// Generated workloads: lognormal context tokens.
+    pub tokens_in: Option<TokenDistSpec>,
+    /// Generated workloads: lognormal output tokens.
+    pub tokens_out: Option<TokenDistSpec>,
+    #[serde(default)]
+    pub burst: Vec<BurstSpec>,
+    #[serde(default)]
+    pub enrich: EnrichSpec,
+}
+
+/// A lognormal token count by median and p99.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenDistSpec {
+    pub median: f64,
+    pub p99: f64,
+}
+
+/// `[[workload.burst]]`: the arrival rate times `factor` for a while.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstSpec {
+    pub at: DurationMs,
+    #[serde(rename = "for")]
+    pub length: DurationMs,
+    pub factor: f64,
+}
+
+/// `[[workload.enrich.drift_episode]]`: extra drift for a while.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEpisodeSpec {
+    pub at: DurationMs,
+    #[serde(rename = "for")]
+    pub length: DurationMs,
+    pub drift: f64,
+}
+
+/// `[workload.enrich]`: how task fields are drawn, deterministically from seed and row.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSpec {
+    /// Share of each kind.
+    pub mix: Option<BTreeMap<String, f64>>,
+    pub drift_base: Option<f64>,
+    /// Drift added per unit of `ln(1 + tokens_in) / ln(8192)`: larger contexts drift more.
+    pub drift_context: Option<f64>,
+    pub drift_noise: Option<f64>,
+    #[serde(default)]
+    pub drift_episode: Vec<DriftEpisodeSpec>,
+    pub planning_rate: Option<f64>,
+    pub low_authority_rate: Option<f64>,
+    /// Probability that a task repeats one of the last few requests (same signature).
+    pub repeat_rate: Option<f64>,
+    pub domains: Option<Vec<String>>,
+}
+
+/// A scenario file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub duration: Option<DurationMs>,
+    pub seed: Option<u64>,
+    /// RFC 3339 time of scenario start; days of the budget are UTC days from it.
+    pub start_utc: Option<String>,
+    #[serde(default)]
+    pub topology: TopologySpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub engine: EngineSpec,
+    #[serde(default)]
+    pub backend: BackendSpec,
+    pub workload: WorkloadSpec,
+    #[serde(default)]
+    pub chaos: ChaosSpec,
+    #[serde(default)]
+    pub harness: HarnessSpec,
+    #[serde(default)]
+    pub policy: PolicySpec,
+}
+
+/// One invariant's resolved policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvariantPolicy {
+    pub threshold: f64,
+    /// Width of the warning band beyond the threshold, in the invariant's unit.
+    pub warn: f64,
+    pub weight: f64,
+}
+
+/// The certification policy: per invariant id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub window: usize,
+    pub invariants: BTreeMap<&'static str, InvariantPolicy>,
+}
+
+/// The simulated network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub latency_ms: (u64, u64),
+    pub loss: f64,
+}
+
+/// The harness settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Harness {
+    pub drain_ms: u64,
+    pub replays: u32,
+    pub inject_nondeterminism: bool,
+}
+
+/// A resolved scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// Where the scenario was read from.
+    pub path: PathBuf,
+    /// The exact bytes of the file.
+    pub source: String,
+    /// SHA-256 of `source`, hex.
+    pub sha256: String,
+    pub duration_ms: u64,
+    pub seed: u64,
+    /// Engine configuration without the per-run seed (see `engine_config`).
+    pub engine: EngineConfig,
+    pub network: Network,
+    pub workload: Workload,
+    pub faults: FaultPlan,
+    pub harness: Harness,
+    pub policy: Policy,
+}
+
+impl Scenario {
+    /// The engine configuration of a run with `seed`: the organism's seed follows it.
+    pub fn engine_config(&self, seed: u64) -> EngineConfig {
+        let mut engine = self.engine.clone();
+        engine.organism.seed = seed ^ 0x6f72_6761_6e69_736d;
+        engine
+    }
+}
+
+/// The node names of a topology.
+pub fn node_names(topology: &Topology) -> Vec<String> {
+    let mut names = vec!["coordinator".to_string(), "state".to_string()];
+    names.extend((1..=topology.fast).map(|i| format!("fast-{i}")));
+    names.extend((1..=topology.deep).map(|i| format!("deep-{i}")));
+    names
+}
+
+/// The 1-based line of a dotted key (`engine.valve.h`, `workload.speed`) in TOML text,
+/// found by a plain scan of table headers and `key =` lines.
+pub fn locate(source: &str, key: &str) -> Option<usize> {
+    let mut table = String::new();
+    for (index, raw) in source.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            table = header.trim().to_string();
+            if table == key {
+                return Some(index + 1);
+            }
+        } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = header.trim().to_string();
+            if table == key {
+                return Some(index + 1);
+            }
+        } else if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim().trim_matches('"');
+            let full = if table.is_empty() { name.to_string() } else { format!("{table}.{name}") };
+            if full == key {
+                return Some(index + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Resolution context: the file and its text, for errors with lines.
+struct Resolver<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            file: self.file.to_string(),
+            line: locate(self.source, key),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn fraction(&self, key: &str, value: Option<f64>, default: f64) -> Result<f64, ScenarioError> {
+        let value = value.unwrap_or(default);
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(key, format!("{value} is not in [0, 1]")))
+        }
+    }
+
+    fn positive(&self, key: &str, value: Option<f64>, default: f64) -> Result<f64, ScenarioError> {
+        let value = value.unwrap_or(default);
+        if value > 0.0 && value.is_finite() {
+            Ok(value)
+        } else {
+            Err(self.invalid(key, format!("{value} must be a positive number")))
+        }
+    }
+
+    fn non_negative(&self, key: &str, value: Option<f64>, default: f64) -> Result<f64, ScenarioError> {
+        let value = value.unwrap_or(default);
+        if value >= 0.0 && value.is_finite() {
+            Ok(value)
+        } else {
+            Err(self.invalid(key, format!("{value} must be >= 0")))
+        }
+    }
+
+    fn kind(&self, key: &str, name: &str) -> Result<Kind, ScenarioError> {
+        Kind::parse(name).ok_or_else(|| {
+            let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            self.invalid(
+                &format!("{key}.{name}"),
+                format!("unknown task kind {name:?}; kinds are {}", names.join(", ")),
+            )
+        })
+    }
+}
+
+/// Reads, parses and resolves a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| ScenarioError::Read { file: file.clone(), message: e.to_string() })?;
+    let spec: ScenarioSpec =
+        toml::from_str(&source).map_err(|e| ScenarioError::Parse { file: file.clone(), message: e.to_string() })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    resolve(spec, &file, &source, &base, path)
+}
+
+fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Path) -> Result<Scenario, ScenarioError> {
+    let r = Resolver { file, source };
+    if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(r.invalid("name", "must be non-empty and use only letters, digits, '-' and '_'"));
+    }
+    let epoch_utc_ms = match &spec.start_utc {
+        None => None,
+        Some(text) => {
+            let time = chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| r.invalid("start_utc", format!("{text:?} is not RFC 3339: {e}")))?;
+            Some(u64::try_from(time.timestamp_millis()).map_err(|_| r.invalid("start_utc", "must be after 1970"))?)
+        }
+    };
+
+    let e = &spec.engine;
+    let defaults = EngineConfig::default();
+    let topology = Topology {
+        fast: spec.topology.fast.unwrap_or(defaults.topology.fast),
+        deep: spec.topology.deep.unwrap_or(defaults.topology.deep),
+    };
+    if !(1..=16).contains(&topology.fast) {
+        return Err(r.invalid("topology.fast", "must be in 1..=16"));
+    }
+    if !(1..=16).contains(&topology.deep) {
+        return Err(r.invalid("topology.deep", "must be in 1..=16"));
+    }
+    let valve = ValveConfig {
+        nu: r.non_negative("engine.valve.nu", e.valve.nu, defaults.valve.nu)?,
+        h: r.positive("engine.valve.h", e.valve.h, defaults.valve.h)?,
+        reset_fraction: r.fraction(
+            "engine.valve.reset_fraction",
+            e.valve.reset_fraction,
+            defaults.valve.reset_fraction,
+        )?,
+    };
+    if valve.reset_fraction >= 1.0 {
+        return Err(r.invalid("engine.valve.reset_fraction", "must be below 1"));
+    }
+    let router = RouterConfig {
+        weights: e.router.weights.unwrap_or(defaults.router.weights),
+        tau_deep: r.non_negative("engine.router.tau_deep", e.router.tau_deep, defaults.router.tau_deep)?,
+        fast_target: r.fraction("engine.router.fast_target", e.router.fast_target, defaults.router.fast_target)?,
+        window: e.router.window.unwrap_or(defaults.router.window),
+        fast_slo_ms: r.positive("engine.router.fast_slo_ms", e.router.fast_slo_ms, defaults.router.fast_slo_ms)?,
+    };
+    if router.weights.iter().any(|w| !(0.0..=1.0).contains(w)) {
+        return Err(r.invalid("engine.router.weights", "every weight must be in [0, 1]"));
+    }
+    let mut rate_limits_per_day = defaults.governor.rate_limits_per_day;
+    if let Some(limits) = &e.governor.rate_limits {
+        rate_limits_per_day = [None; Kind::COUNT];
+        for (name, limit) in limits {
+            rate_limits_per_day[r.kind("engine.governor.rate_limits", name)?.index()] = Some(*limit);
+        }
+    }
+    let d = &defaults.governor;
+    let governor = GovernorConfig {
+        ceiling_micro_usd: e.governor.ceiling_micro_usd.unwrap_or(d.ceiling_micro_usd),
+        daily_budget_micro_usd: e.governor.daily_budget_micro_usd.unwrap_or(d.daily_budget_micro_usd),
+        rate_limits_per_day,
+        prices: Prices {
+            fast_in: e.prices.fast_in.unwrap_or(d.prices.fast_in),
+            fast_out: e.prices.fast_out.unwrap_or(d.prices.fast_out),
+            deep_in: e.prices.deep_in.unwrap_or(d.prices.deep_in),
+            deep_out: e.prices.deep_out.unwrap_or(d.prices.deep_out),
+        },
+        clamp_overrun: e.governor.clamp_overrun.unwrap_or(d.clamp_overrun),
+        enforce_daily_budget: e.governor.enforce_daily_budget.unwrap_or(d.enforce_daily_budget),
+        enforce_rate_limits: e.governor.enforce_rate_limits.unwrap_or(d.enforce_rate_limits),
+    };
+    let t = &defaults.tokens;
+    let tokens = TokenConfig {
+        max_tokens: e.tokens.max_tokens.unwrap_or(t.max_tokens),
+        alpha: r.non_negative("engine.tokens.alpha", e.tokens.alpha, t.alpha)?,
+        beta: r.non_negative("engine.tokens.beta", e.tokens.beta, t.beta)?,
+        ema_smoothing: r.fraction("engine.tokens.ema_smoothing", e.tokens.ema_smoothing, t.ema_smoothing)?,
+    };
+    let dd = &defaults.dispatch;
+    let dispatch = DispatchConfig {
+        fast_timeout_ms: e.dispatch.fast_timeout.map_or(dd.fast_timeout_ms, |d| d.0),
+        deep_timeout_ms: e.dispatch.deep_timeout.map_or(dd.deep_timeout_ms, |d| d.0),
+        retries: e.dispatch.retries.unwrap_or(dd.retries),
+        backoff_ms: e.dispatch.backoff.map_or(dd.backoff_ms, |d| d.0),
+        max_in_flight: e.dispatch.max_in_flight.unwrap_or(dd.max_in_flight),
+        fast_concurrency: e.dispatch.fast_concurrency.unwrap_or(dd.fast_concurrency),
+        deep_concurrency: e.dispatch.deep_concurrency.unwrap_or(dd.deep_concurrency),
+        state_timeout_ms: e.dispatch.state_timeout.map_or(dd.state_timeout_ms, |d| d.0),
+    };
+    if dispatch.retries > 10 {
+        return Err(r.invalid("engine.dispatch.retries", "at most 10 retries"));
+    }
+    if dispatch.fast_timeout_ms == 0 || dispatch.deep_timeout_ms == 0 || dispatch.state_timeout_ms == 0 {
+        return Err(r.invalid("engine.dispatch", "timeouts must be positive"));
+    }
+    let o = &defaults.organism;
+    let organism = OrganismConfig {
+        agents: e.organism.agents.unwrap_or(o.agents),
+        organs: e.organism.organs.unwrap_or(o.organs),
+        dim: e.organism.dim.unwrap_or(o.dim),
+        eta: r.fraction("engine.organism.eta", e.organism.eta, o.eta)?,
+        l_max: r.fraction("engine.organism.l_max", e.organism.l_max, o.l_max)?,
+        graph_mask: e.organism.graph_mask.unwrap_or(o.graph_mask),
+        init_gain: r.positive("engine.organism.init_gain", e.organism.init_gain, o.init_gain)?,
+        promotion_every: e.organism.promotion_every.unwrap_or(o.promotion_every),
+        promotion_step: r.non_negative(
+            "engine.organism.promotion_step",
+            e.organism.promotion_step,
+            o.promotion_step,
+        )?,
+        edge_growth: r.non_negative("engine.organism.edge_growth", e.organism.edge_growth, o.edge_growth)?,
+        shadow: e.organism.shadow.unwrap_or(o.shadow),
+        seed: 0,
+    };
+    let mut memory = MemoryConfig {
+        mw_capacity: e.memory.mw_capacity.unwrap_or(defaults.memory.mw_capacity),
+        mw_ttl_ms: defaults.memory.mw_ttl_ms,
+        mw_latency_ms: e.memory.mw_latency.map_or(defaults.memory.mw_latency_ms, |d| d.0),
+    };
+    if let Some(ttls) = &e.memory.mw_ttl {
+        memory.mw_ttl_ms = [0; Kind::COUNT];
+        for (name, ttl) in ttls {
+            memory.mw_ttl_ms[r.kind("engine.memory.mw_ttl", name)?.index()] = ttl.0;
+        }
+    }
+    let ledger = LedgerConfig {
+        cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
+        cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
+        ..LedgerConfig::default()
+    };
+    let path_model = |name: &str, spec: &PathModelSpec, d: &PathModel| -> Result<PathModel, ScenarioError> {
+        Ok(PathModel {
+            median_ms: r.positive(&format!("backend.{name}.median_ms"), spec.median_ms, d.median_ms)?,
+            p99_ms: r.positive(&format!("backend.{name}.p99_ms"), spec.p99_ms, d.p99_ms)?,
+            error_rate: r.fraction(&format!("backend.{name}.error_rate"), spec.error_rate, d.error_rate)?,
+            token_inflation: r.positive(
+                &format!("backend.{name}.token_inflation"),
+                spec.token_inflation,
+                d.token_inflation,
+            )?,
+        })
+    };
+    let backend = BackendConfig {
+        fast: path_model("fast", &spec.backend.fast, &defaults.backend.fast)?,
+        deep: path_model("deep", &spec.backend.deep, &defaults.backend.deep)?,
+    };
+
+    let network = Network {
+        latency_ms: spec.network.latency_ms.map_or((1, 5), |[a, b]| (a, b)),
+        loss: r.fraction("network.loss", spec.network.loss, 0.0)?,
+    };
+    if network.latency_ms.0 > network.latency_ms.1 || network.latency_ms.1 > 10_000 {
+        return Err(r.invalid("network.latency_ms", "needs min <= max <= 10000"));
+    }
+
+    let (workload, trace_start) = resolve_workload(&r, &spec.workload, base)?;
+    let duration_ms = match (spec.duration, workload.span_ms()) {
+        (Some(d), _) => d.0,
+        (None, Some(span)) => span + 1,
+        (None, None) => return Err(r.invalid("duration", "a generated workload needs a duration")),
+    };
+    if duration_ms == 0 {
+        return Err(r.invalid("duration", "must be positive"));
+    }
+    let mut engine = EngineConfig {
+        topology,
+        valve,
+        router,
+        governor,
+        tokens,
+        backend,
+        dispatch,
+        organism,
+        memory,
+        ledger,
+        epoch_utc_ms: epoch_utc_ms.or(trace_start).unwrap_or(1_767_225_600_000),
+    };
+    engine.validate().map_err(|e| r.invalid(e.field, e.message))?;
+    engine.organism.seed = 0;
+
+    let names = node_names(&engine.topology);
+    let mut faults = Vec::new();
+    for (index, fault) in spec.chaos.fault.iter().enumerate() {
+        let key = "chaos.fault";
+        if !names.contains(&fault.node) {
+            return Err(r.invalid(
+                key,
+                format!("fault {}: unknown node {:?}; nodes are {}", index + 1, fault.node, names.join(", ")),
+            ));
+        }
+        let node = fault.node.clone();
+        let kind = match fault.kind.as_str() {
+            "crash" => FaultKind::Crash { node, down_ms: fault.down.map(|d| d.0) },
+            "restart" => FaultKind::Restart { node },
+            "ledger_corrupt" if fault.node == "coordinator" => FaultKind::LedgerCorrupt { node },
+            "ledger_corrupt" => return Err(r.invalid(key, "ledger_corrupt acts on the coordinator only")),
+            other => {
+                return Err(r.invalid(
+                    key,
+                    format!("fault {}: unknown kind {other:?}; kinds are crash, restart, ledger_corrupt", index + 1),
+                ))
+            }
+        };
+        faults.push(Fault { at_ms: fault.at.0, kind });
+    }
+
+    let harness = Harness {
+        drain_ms: spec.harness.drain.map_or(engine.dispatch.worst_case_ms() + 10_000, |d| d.0),
+        replays: spec.harness.replays.unwrap_or(2),
+        inject_nondeterminism: spec.harness.inject_nondeterminism.unwrap_or(false),
+    };
+    if !(1..=100).contains(&harness.replays) {
+        return Err(r.invalid("harness.replays", "must be in 1..=100"));
+    }
+    let policy = resolve_policy(&r, &spec.policy, &engine)?;
+
+    Ok(Scenario {
+        name: spec.name,
+        description: spec.description,
+        path: path.to_path_buf(),
+        sha256: hex::encode(Sha256::digest(source.as_bytes())),
+        source: source.to_string(),
+        duration_ms,
+        seed: spec.seed.unwrap_or(1),
+        engine,
+        network,
+        workload,
+        faults: FaultPlan::new(faults),
+        harness,
+        policy,
+    })
+}
+
+fn resolve_workload(
+    r: &Resolver<'_>,
+    spec: &WorkloadSpec,
+    base: &Path,
+) -> Result<(Workload, Option<u64>), ScenarioError> {
+    let enrich = &spec.enrich;
+    let mut mix = [0.0; Kind::COUNT];
+    match &enrich.mix {
+        None => mix = Enrichment::default().mix,
+        Some(table) => {
+            for (name, share) in table {
+                let kind = r.kind("workload.enrich.mix", name)?;
+                mix[kind.index()] = r.non_negative(&format!("workload.enrich.mix.{name}"), Some(*share), 0.0)?;
+            }
+        }
+    }
+    if mix.iter().sum::<f64>() <= 0.0 {
+        return Err(r.invalid("workload.enrich.mix", "the shares must add up to more than 0"));
+    }
+    let defaults = Enrichment::default();
+    let enrichment = Enrichment {
+        mix,
+        drift_base: r.fraction("workload.enrich.drift_base", enrich.drift_base, defaults.drift_base)?,
+        drift_context: r.fraction("workload.enrich.drift_context", enrich.drift_context, defaults.drift_context)?,
+        drift_noise: r.fraction("workload.enrich.drift_noise", enrich.drift_noise, defaults.drift_noise)?,
+        drift_episodes: enrich.drift_episode.iter().map(|e| (e.at.0, e.at.0 + e.length.0, e.drift)).collect(),
+        planning_rate: r.fraction("workload.enrich.planning_rate", enrich.planning_rate, defaults.planning_rate)?,
+        low_authority_rate: r.fraction(
+            "workload.enrich.low_authority_rate",
+            enrich.low_authority_rate,
+            defaults.low_authority_rate,
+        )?,
+        repeat_rate: r.fraction("workload.enrich.repeat_rate", enrich.repeat_rate, defaults.repeat_rate)?,
+        domains: enrich.domains.clone().unwrap_or(defaults.domains),
+    };
+    if enrichment.domains.is_empty() {
+        return Err(r.invalid("workload.enrich.domains", "needs at least one domain"));
+    }
+    if let Some(e) = enrich.drift_episode.iter().find(|e| !(-1.0..=1.0).contains(&e.drift)) {
+        return Err(r.invalid("workload.enrich.drift_episode", format!("drift {} is not in [-1, 1]", e.drift)));
+    }
+    match spec.source.as_str() {
+        "trace" => {
+            let Some(trace) = &spec.trace else {
+                return Err(r.invalid("workload.trace", "a trace workload needs a trace file"));
+            };
+            let format = match spec.format.as_deref().unwrap_or("canonical") {
+                "azure" => TraceFormat::Azure,
+                "canonical" => TraceFormat::Canonical,
+                other => {
+                    return Err(
+                        r.invalid("workload.format", format!("unknown format {other:?}; formats are azure, canonical"))
+                    )
+                }
+            };
+            let speed = r.positive("workload.speed", spec.speed, 1.0)?;
+            let loops = spec.loops.unwrap_or(1);
+            if !(1..=1000).contains(&loops) {
+                return Err(r.invalid("workload.loops", "must be in 1..=1000"));
+            }
+            let path = base.join(trace);
+            let loaded = workload::load_trace(&path, format)?;
+            let start = loaded.start_utc_ms;
+            Ok((Workload::Trace { path, format, rows: loaded.rows, speed, loops, enrichment }, start))
+        }
+        "generated" => {
+            let rate = r.positive("workload.rate_per_s", spec.rate_per_s, 1.0)?;
+            let tokens_in = spec.tokens_in.unwrap_or(TokenDistSpec { median: 800.0, p99: 6_000.0 });
+            let tokens_out = spec.tokens_out.unwrap_or(TokenDistSpec { median: 200.0, p99: 1_200.0 });
+            for (key, dist) in [("workload.tokens_in", tokens_in), ("workload.tokens_out", tokens_out)] {
+                if !(dist.median >= 1.0 && dist.p99 >= dist.median && dist.p99 < 1e7) {
+                    return Err(r.invalid(key, "needs 1 <= median <= p99 < 10000000"));
+                }
+            }
+            let bursts: Vec<(u64, u64, f64)> =
+                spec.burst.iter().map(|b| (b.at.0, b.at.0 + b.length.0, b.factor)).collect();
+            if bursts.iter().any(|b| !(b.2 > 0.0 && b.2 <= 1000.0)) {
+                return Err(r.invalid("workload.burst", "factor must be in (0, 1000]"));
+            }
+            let generated = GeneratedSpec {
+                rate_per_s: rate,
+                diurnal: r.fraction("workload.diurnal", spec.diurnal, 0.0)?,
+                tokens_in: (tokens_in.median, tokens_in.p99),
+                tokens_out: (tokens_out.median, tokens_out.p99),
+                bursts,
+            };
+            Ok((Workload::Generated { spec: generated, enrichment }, None))
+        }
+        other => Err(r.invalid("workload.source", format!("unknown source {other:?}; sources are trace, generated"))),
+    }
+}
+
+/// The invariants of SPEC 8.1: (id, critical, default threshold, default warning band,
+/// default weight).
+pub const INVARIANTS: [(&str, bool, f64, f64, f64); 14] = [
+    ("fast_path_ratio", true, 0.90, 0.0, 3.0),
+    ("lipschitz_bound", true, 1.0, 0.0, 3.0),
+    ("cost_ceiling", true, 0.0, 0.0, 3.0),
+    ("daily_budget", true, 0.0, 0.0, 3.0),
+    ("rate_limits", true, 0.0, 0.0, 2.0),
+    ("determinism", true, 0.95, 0.0, 3.0),
+    ("no_lost_tasks", true, 0.0, 0.0, 3.0),
+    ("ledger_integrity", true, 1.0, 0.0, 3.0),
+    ("fast_latency_p99", false, 200.0, 50.0, 1.0),
+    ("deep_latency_p99", false, 20_000.0, 5_000.0, 1.0),
+    ("fast_success_rate", false, 0.95, 0.05, 1.0),
+    ("deep_success_rate", false, 0.90, 0.05, 1.0),
+    ("memory_freshness", false, 3_000.0, 1_000.0, 1.0),
+    ("recovery_time", false, 60_000.0, 30_000.0, 1.0),
+];
+
+fn resolve_policy(r: &Resolver<'_>, spec: &PolicySpec, engine: &EngineConfig) -> Result<Policy, ScenarioError> {
+    let overrides: [(&str, &Option<InvariantSpec>); 14] = [
+        ("fast_path_ratio", &spec.fast_path_ratio),
+        ("lipschitz_bound", &spec.lipschitz_bound),
+        ("cost_ceiling", &spec.cost_ceiling),
+        ("daily_budget", &spec.daily_budget),
+        ("rate_limits", &spec.rate_limits),
+        ("determinism", &spec.determinism),
+        ("no_lost_tasks", &spec.no_lost_tasks),
+        ("ledger_integrity", &spec.ledger_integrity),
+        ("fast_latency_p99", &spec.fast_latency_p99),
+        ("deep_latency_p99", &spec.deep_latency_p99),
+        ("fast_success_rate", &spec.fast_success_rate),
+        ("deep_success_rate", &spec.deep_success_rate),
+        ("memory_freshness", &spec.memory_freshness),
+        ("recovery_time", &spec.recovery_time),
+    ];
+    let mut invariants = BTreeMap::new();
+    for ((id, critical, threshold, warn, weight), (override_id, given)) in INVARIANTS.iter().zip(overrides) {
+        assert_eq!(*id, override_id);
+        let given = given.clone().unwrap_or_default();
+        let key = format!("policy.{id}");
+        // The money limits are the engine's own: the policy cannot loosen them.
+        let fixed =
+            matches!(*id, "cost_ceiling" | "daily_budget" | "rate_limits" | "no_lost_tasks" | "ledger_integrity");
+        if fixed && given.threshold.is_some() {
+            return Err(r.invalid(
+                &format!("{key}.threshold"),
+                "this invariant's threshold is fixed by the engine configuration",
+            ));
+        }
+        if *critical && given.warn.is_some() {
+            return Err(r.invalid(&format!("{key}.warn"), "critical invariants have no warning band"));
+        }
+        let threshold = r.non_negative(&format!("{key}.threshold"), given.threshold, *threshold)?;
+        if matches!(*id, "fast_path_ratio" | "determinism" | "fast_success_rate" | "deep_success_rate")
+            && threshold > 1.0
+        {
+            return Err(r.invalid(&format!("{key}.threshold"), "a ratio threshold must be in [0, 1]"));
+        }
+        invariants.insert(
+            *id,
+            InvariantPolicy {
+                threshold,
+                warn: r.non_negative(&format!("{key}.warn"), given.warn, *warn)?,
+                weight: r.non_negative(&format!("{key}.weight"), given.weight, *weight)?,
+            },
+        );
+    }
+    let window = spec.window.unwrap_or(engine.router.window);
+    if window == 0 {
+        return Err(r.invalid("policy.window", "must be >= 1"));
+    }
+    Ok(Policy { window, invariants })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(DurationMs::parse("250ms"), Some(DurationMs(250)));
+        assert_eq!(DurationMs::parse("1.5s"), Some(DurationMs(1_500)));
+        assert_eq!(DurationMs::parse("10m"), Some(DurationMs(600_000)));
+        assert_eq!(DurationMs::parse("1h"), Some(DurationMs(3_600_000)));
+        assert_eq!(DurationMs::parse("10 parsecs"), None);
+        assert_eq!(DurationMs::parse("s"), None);
+    }
+
+    #[test]
+    fn locate_finds_dotted_keys() {
+        let text = "name = \"x\"\n[engine.valve]\nh = 3\n[[chaos.fault]]\nat = \"1s\"\n";
+        assert_eq!(locate(text, "name"), Some(1));
+        assert_eq!(locate(text, "engine.valve.h"), Some(3));
+        assert_eq!(locate(text, "chaos.fault"), Some(4));
+        assert_eq!(locate(text, "engine.valve.nu"), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! The simulated world (SPEC 6), built only under `--cfg madsim`: one madsim runtime per
+//! run, a node per engine role at fixed addresses, a driver node that plays the client,
+//! the fault injector, a bounded drain, and the harness's own check of the ledger.
+
+use crate::event::{Arrival, FaultRecord, Harness, LedgerCheck, RunEnd, RunStart};
+use crate::observer::{Observed, Observer, Sinks};
+use crate::scenario::Scenario;
+use madsim::net::Endpoint;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+use madsim::time::{sleep, sleep_until, Instant};
+use seedcore_chaos::{inject, Fault, FaultKind, FaultTarget};
+use seedcore_engine::client::Client;
+use seedcore_engine::ledger::{read_segments, segment_path, verify};
+use seedcore_engine::node::{start_coordinator, start_state, start_worker, NodeContext};
+use seedcore_engine::probe::{ppm, Probe};
+use seedcore_engine::rpc::Addresses;
+use seedcore_engine::{EngineConfig, Path, Task};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Port every role listens on, each node having its own address.
+const PORT: u16 = 7000;
+/// Pause between two submissions of an unanswered task by the driver.
+const RESUBMIT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs started in this process. Read only by the `determinism` canary, which leaks it
+/// into arrival times on purpose: global state that survives between runs is exactly the
+/// hazard the determinism check exists to catch.
+static RUNS_IN_PROCESS: AtomicU64 = AtomicU64::new(0);
+
+fn addr(a: u8, b: u8, c: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), PORT)
+}
+
+/// Where each role of a topology lives in the simulated network.
+pub fn addresses(config: &EngineConfig) -> Addresses {
+    Addresses {
+        coordinator: addr(0, 0, 1),
+        state: addr(0, 0, 2),
+        fast: (1..=config.topology.fast).map(|i| addr(0, 1, i as u8)).collect(),
+        deep: (1..=config.topology.deep).map(|i| addr(0, 2, i as u8)).collect(),
+    }
+}
+
+/// The running world, as the fault injector sees it.
+struct World {
+    handle: Handle,
+    nodes: BTreeMap<String, NodeHandle>,
+    /// Nodes currently killed.
+    down: Mutex<BTreeSet<String>>,
+    observer: Arc<Observer>,
+    config: Arc<EngineConfig>,
+}
+
+impl FaultTarget for World {
+    async fn apply(&self, fault: &Fault) {
+        let node = fault.kind.node().to_string();
+        self.observer
+            .harness("chaos", Harness::Fault(FaultRecord { fault: fault.kind.name().into(), node: node.clone() }));
+        let id = self.nodes[&node].id();
+        match &fault.kind {
+            FaultKind::Crash { .. } => {
+                self.handle.kill(id);
+                self.down.lock().expect("lock").insert(node);
+            }
+            FaultKind::Restart { .. } => {
+                self.handle.restart(id);
+                self.down.lock().expect("lock").remove(&node);
+            }
+            FaultKind::LedgerCorrupt { .. } => {
+                if self.down.lock().expect("lock").contains(&node) {
+                    return;
+                }
+                let path = segment_path(&self.config.ledger.dir, 0);
+                self.nodes[&node]
+                    .spawn(async move {
+                        let Ok(mut bytes) = madsim::fs::read(&path).await else { return };
+                        let first_line = bytes.iter().position(|b| *b == b'\n').unwrap_or(0);
+                        if first_line == 0 {
+                            return;
+                        }
+                        bytes[first_line / 2] ^= 0x01;
+                        let file = madsim::fs::File::create(&path).await.expect("the segment exists");
+                        file.write_all_at(&bytes, 0).await.expect("simulated writes succeed");
+                    })
+                    .await
+                    .expect("the corruption task completes");
+            }
+        }
+    }
+}
+
+/// Builds the nodes of the engine in the current runtime.
+fn build_nodes(handle: &Handle, config: &Arc<EngineConfig>, probe: &Arc<dyn Probe>) -> BTreeMap<String, NodeHandle> {
+    let addresses = Arc::new(addresses(config));
+    let mut roles: Vec<(String, SocketAddr, Option<Path>)> =
+        vec![("coordinator".into(), addresses.coordinator, None), ("state".into(), addresses.state, None)];
+    roles.extend(addresses.fast.iter().enumerate().map(|(i, a)| (format!("fast-{}", i + 1), *a, Some(Path::Fast))));
+    roles.extend(addresses.deep.iter().enumerate().map(|(i, a)| (format!("deep-{}", i + 1), *a, Some(Path::Deep))));
+    let mut nodes = BTreeMap::new();
+    for (name, address, path) in roles {
+        let context = NodeContext {
+            name: name.clone(),
+            config: config.clone(),
+            addresses: addresses.clone(),
+            probe: probe.clone(),
+        };
+        let key = name.clone();
+        let node = handle
+            .create_node()
+            .name(name.clone())
+            .ip(address.ip())
+            .init(move || {
+                let context = context.clone();
+                let role = name.clone();
+                async move {
+                    let endpoint = Endpoint::bind(address).await.expect("each node has its own address");
+                    match (role.as_str(), path) {
+                        ("coordinator", _) => {
+                            start_coordinator(endpoint, context).await.expect("the coordinator starts")
+                        }
+                        ("state", _) => start_state(endpoint, context).await,
+                        (_, Some(path)) => start_worker(endpoint, context, path).await,
+                        _ => unreachable!("every role is known"),
+                    }
+                    std::future::pending::<()>().await;
+                }
+            })
+            .build();
+        nodes.insert(key, node);
+    }
+    nodes
+}
+
+/// Submits a task until it is answered or the drain deadline passes.
+async fn submit(client: Arc<Client>, task: Task, attempt_timeout: Duration, deadline: Instant) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let timeout = attempt_timeout.min(deadline - now);
+        if client.submit(task.clone(), timeout).await.is_ok() {
+            return true;
+        }
+        sleep(RESUBMIT_PAUSE).await;
+    }
+}
+
+/// Runs one simulation of `tasks` with `seed`, observed into `sinks`.
+pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Sinks) -> std::io::Result<Observed> {
+    let run_index = RUNS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
+    let mut config = madsim::Config::default();
+    let (low, high) = scenario.network.latency_ms;
+    config.net.send_latency = Duration::from_millis(low)..Duration::from_millis(high) + Duration::from_micros(1);
+    config.net.packet_loss_rate = scenario.network.loss;
+    let runtime = Runtime::with_seed_and_config(seed, config);
+    let engine = Arc::new(scenario.engine_config(seed));
+    let scenario = scenario.clone();
+    let result = runtime.block_on(async move {
+        let handle = Handle::current();
+        let observer = Arc::new(Observer::new(sinks)?);
+        let probe: Arc<dyn Probe> = observer.clone();
+        let rate_limits = seedcore_engine::Kind::ALL
+            .iter()
+            .filter_map(|k| engine.governor.rate_limits_per_day[k.index()].map(|l| (k.as_str().to_string(), l)))
+            .collect();
+        observer.harness(
+            "harness",
+            Harness::RunStart(RunStart {
+                ceiling_micro_usd: engine.governor.ceiling_micro_usd,
+                daily_budget_micro_usd: engine.governor.daily_budget_micro_usd,
+                duration_ms: scenario.duration_ms,
+                engine_version: env!("CARGO_PKG_VERSION").into(),
+                fast_target_ppm: ppm(engine.router.fast_target),
+                rate_limits,
+                scenario: scenario.name.clone(),
+                scenario_sha256: scenario.sha256.clone(),
+                seed: seed.to_string(),
+                tasks: tasks.len() as u64,
+            }),
+        );
+        let nodes = build_nodes(&handle, &engine, &probe);
+        let world = Arc::new(World {
+            handle: handle.clone(),
+            nodes,
+            down: Mutex::new(BTreeSet::new()),
+            observer: observer.clone(),
+            config: engine.clone(),
+        });
+        let driver = handle.create_node().name("driver").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1))).build();
+        let coordinator = addresses(&engine).coordinator;
+        let attempt_timeout = Duration::from_millis(engine.dispatch.deep_timeout_ms + 5_000);
+        let drain = Duration::from_millis(scenario.harness.drain_ms);
+        let duration = Duration::from_millis(scenario.duration_ms);
+        let jitter_ms = if scenario.harness.inject_nondeterminism { run_index % 2 } else { 0 };
+        let faults = scenario.faults.clone();
+        let driver_world = world.clone();
+        let task_count = tasks.len() as u64;
+        let unanswered = driver
+            .spawn(async move {
+                let world = driver_world;
+                let start = Instant::now();
+                let injector_world = world.clone();
+                madsim::task::spawn(async move { inject(&faults, injector_world.as_ref()).await });
+                let endpoint = Endpoint::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1)), 9000))
+                    .await
+                    .expect("driver binds");
+                let client = Arc::new(Client::new(endpoint, coordinator));
+                let deadline = start + duration + drain;
+                let mut pending = Vec::with_capacity(tasks.len());
+                for task in tasks.iter() {
+                    sleep_until(start + Duration::from_millis(task.at_ms + jitter_ms)).await;
+                    world.observer.harness(
+                        "driver",
+                        Harness::Arrival(Arrival {
+                            authority: task.authority.as_str().into(),
+                            domain: task.domain.clone(),
+                            drift_ppm: ppm(task.drift),
+                            kind: task.kind.as_str().into(),
+                            needs_planning: task.needs_planning,
+                            priority: task.priority,
+                            signature: format!("{:016x}", task.signature),
+                            task_id: task.task_id,
+                            tokens_in: task.tokens_in,
+                            tokens_out: task.tokens_out,
+                        }),
+                    );
+                    pending.push(madsim::task::spawn(submit(client.clone(), task.clone(), attempt_timeout, deadline)));
+                }
+                let mut unanswered = 0;
+                for answer in pending {
+                    unanswered += u64::from(!answer.await.unwrap_or(false));
+                }
+                unanswered
+            })
+            .await
+            .expect("the driver completes");
+
+        // Let the ledger sign its last cycle, then check it from the coordinator's disk.
+        let coordinator_up = !world.down.lock().expect("lock").contains("coordinator");
+        let check = if coordinator_up {
+            sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
+            let dir = engine.ledger.dir.clone();
+            let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
+            let result = world.nodes["coordinator"]
+                .spawn(async move { read_segments(&dir).await.and_then(|segments| verify(&segments, &key)) })
+                .await
+                .expect("the ledger check completes");
+            match result {
+                Ok(v) => LedgerCheck {
+                    checked: true,
+                    cycles: v.cycles.len() as u64,
+                    error: None,
+                    ok: true,
+                    receipts: v.receipts.len() as u64,
+                    torn_bytes: v.torn_bytes,
+                    unsigned: v.unsigned(),
+                },
+                Err(e) => LedgerCheck {
+                    checked: true,
+                    cycles: 0,
+                    error: Some(e.to_string()),
+                    ok: false,
+                    receipts: 0,
+                    torn_bytes: 0,
+                    unsigned: 0,
+                },
+            }
+        } else {
+            LedgerCheck { checked: false, cycles: 0, error: None, ok: true, receipts: 0, torn_bytes: 0, unsigned: 0 }
+        };
+        observer.harness("harness", Harness::LedgerCheck(check));
+        let sim_ms = observer.elapsed_ms();
+        observer.harness("harness", Harness::RunEnd(RunEnd { arrivals: task_count, unanswered, sim_ms }));
+        drop(world);
+        Ok::<_, std::io::Error>(observer)
+    });
+    // Dropping the runtime drops every node's tasks, and with them their handles on the
+    // observer.
+    drop(runtime);
+    result?.finish()
+}

@@ -1,0 +1,175 @@
+//! The human-readable run banner, summary and invariant table of `replay`.
+
+use seedcore_engine::{Authority, Kind, Task};
+use seedcore_sim::invariants::Verdict;
+use seedcore_sim::Scenario;
+use std::path::Path;
+use std::time::Duration;
+
+/// Demo tasks for `serve --submit` without a scenario.
+#[cfg_attr(madsim, allow(dead_code))]
+pub fn demo_tasks(count: u32) -> Vec<Task> {
+    (0..u64::from(count))
+        .map(|i| Task {
+            task_id: i,
+            at_ms: i * 100,
+            kind: Kind::ALL[(i % 3) as usize],
+            domain: "guest".into(),
+            drift: 0.1,
+            priority: 5,
+            authority: Authority::Medium,
+            needs_planning: i % 10 == 9,
+            tokens_in: 400,
+            tokens_out: 100,
+            signature: i % 4,
+        })
+        .collect()
+}
+
+/// Prints the run banner: the seed, the scenario digest and the derived parameters.
+#[cfg_attr(not(madsim), allow(dead_code))]
+pub fn banner(scenario: &Scenario, seed: u64, replays: u32) {
+    let e = &scenario.engine;
+    println!(
+        "seedcore replay  scenario {} ({})  seed {seed}  replays {replays}",
+        scenario.name,
+        &scenario.sha256[..16]
+    );
+    println!(
+        "  duration {} s, drain {} s, topology fast {} / deep {}, network {}-{} ms, loss {}",
+        scenario.duration_ms / 1000,
+        scenario.harness.drain_ms / 1000,
+        e.topology.fast,
+        e.topology.deep,
+        scenario.network.latency_ms.0,
+        scenario.network.latency_ms.1,
+        scenario.network.loss
+    );
+    println!(
+        "  valve nu {} h {} reset {}; tau_deep {} fast_target {}; ceiling {} µUSD, daily budget {} µUSD; faults {}",
+        e.valve.nu,
+        e.valve.h,
+        e.valve.reset_fraction,
+        e.router.tau_deep,
+        e.router.fast_target,
+        e.governor.ceiling_micro_usd,
+        e.governor.daily_budget_micro_usd,
+        scenario.faults.faults().len()
+    );
+}
+
+fn usd(micro: u64) -> String {
+    format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// Prints the run summary and the invariant table.
+#[cfg_attr(not(madsim), allow(dead_code))]
+pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, out: &Path, wall: Duration) {
+    let s = &report.stats;
+    let completed = s.completed[0] + s.completed[1];
+    let failed = s.failed[0] + s.failed[1];
+    let rejected: u64 = s.rejected.values().sum();
+    println!();
+    println!("Run summary");
+    println!("  tasks            {} arrived: {completed} completed, {rejected} rejected, {failed} failed", s.arrivals);
+    println!(
+        "  fast-path ratio  {}   (worst window of {}: {})",
+        s.fast_ratio().map_or("-".into(), |r| format!("{r:.4}")),
+        scenario.policy.window,
+        s.worst_window_fast_ppm.map_or("-".into(), |w| format!("{:.4}", w as f64 / 1e6))
+    );
+    let reason = |r: &str| s.decisions.get(r).copied().unwrap_or(0);
+    println!(
+        "  escalations      breach {} · planning {} · surprise {} · deferred {}",
+        reason("breach"),
+        reason("planning"),
+        reason("surprise"),
+        reason("deferred")
+    );
+    let rejections: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    println!("  rejections       {}", if rejections.is_empty() { "none".into() } else { rejections.join(" · ") });
+    let start = s.run_start.as_ref();
+    let ceiling = start.map_or(0, |r| r.ceiling_micro_usd);
+    let budget = start.map_or(0, |r| r.daily_budget_micro_usd);
+    let top_day = s.spend_by_day.values().max().copied().unwrap_or(0);
+    println!(
+        "  spend            {} total; costliest task {} of ceiling {}; highest day {} of budget {} ({:.2} %)",
+        usd(s.total_cost_micro_usd),
+        usd(s.max_cost_micro_usd),
+        usd(ceiling),
+        usd(top_day),
+        usd(budget),
+        if budget > 0 { top_day as f64 / budget as f64 * 100.0 } else { 0.0 }
+    );
+    for (index, path) in ["fast", "deep"].iter().enumerate() {
+        let h = &s.latency_ms[index];
+        if h.is_empty() {
+            println!("  latency {path}     no completed task");
+        } else {
+            println!(
+                "  latency {path}     p50 {} ms · p95 {} ms · p99 {} ms · max {} ms ({} tasks)",
+                h.value_at_quantile(0.50),
+                h.value_at_quantile(0.95),
+                h.value_at_quantile(0.99),
+                h.max(),
+                h.len()
+            );
+        }
+    }
+    println!(
+        "  L_tot            max certified {} (< 1); {} promotions, {} masks, {} sweeps checked, {} contraction failures",
+        s.l_tot_max_ppm.map_or("-".into(), |l| format!("{:.6}", l as f64 / 1e6)),
+        s.l_tot_updates.saturating_sub(1),
+        s.masks,
+        s.sweeps,
+        s.contraction_failures
+    );
+    println!(
+        "  memory (Mw)      hit rate {} ({} hits of {} fast completions); max served age {} ms",
+        s.hit_rate().map_or("-".into(), |r| format!("{r:.4}")),
+        s.cache_hits,
+        s.completed[0],
+        s.max_cache_age_ms
+    );
+    let alerts: Vec<String> = s.alerts.iter().map(|(a, n)| format!("{a} {n}")).collect();
+    println!("  alerts           {}", if alerts.is_empty() { "none".into() } else { alerts.join(" · ") });
+    println!("  lost tasks       {}", s.lost());
+    println!("  event log        {} events, Merkle root {}", report.events, hex(&report.root));
+    let replays = &report.replays.replays;
+    let same = replays.iter().filter(|r| **r == report.replays.reference).count();
+    println!("  determinism      {same}/{} replays gave the same root", replays.len());
+    println!();
+    println!("Invariants");
+    println!("  {:<20} {:<5} {:<8} {:<24} {:<40} detail", "invariant", "crit", "verdict", "observed", "threshold");
+    for r in &report.results {
+        let verdict = match r.verdict {
+            Verdict::Fail => "FAIL".to_string(),
+            v => v.as_str().to_string(),
+        };
+        println!(
+            "  {:<20} {:<5} {:<8} {:<24} {:<40} {}",
+            r.id,
+            if r.critical { "yes" } else { "no" },
+            verdict,
+            r.observed,
+            r.threshold,
+            r.detail
+        );
+    }
+    println!();
+    let runs = u32::try_from(replays.len() + 1).unwrap_or(u32::MAX);
+    let per_run = wall / runs;
+    let simulated_s = s.last_t_ms as f64 / 1000.0;
+    println!("wrote {}/events.jsonl and tasks.csv", out.display());
+    println!(
+        "wall {:.3} s for {runs} run(s): {:.3} s per run, {:.0} simulated tasks per wall-second, time compression {:.0}x",
+        wall.as_secs_f64(),
+        per_run.as_secs_f64(),
+        report.tasks as f64 / per_run.as_secs_f64(),
+        simulated_s / per_run.as_secs_f64()
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
