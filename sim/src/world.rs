@@ -75,7 +75,7 @@ impl FaultTarget for World {
                     return;
                 }
                 let path = segment_path(&self.config.ledger.dir, 0);
-                self.nodes[&node]
+                self.current(&node)
                     .spawn(async move {
                         let Ok(mut bytes) = madsim::fs::read(&path).await else { return };
                         let first_line = bytes.iter().position(|b| *b == b'\n').unwrap_or(0);
@@ -90,6 +90,14 @@ impl FaultTarget for World {
                     .expect("the corruption task completes");
             }
         }
+    }
+}
+
+impl World {
+    /// A handle on the current incarnation of a node: a handle taken before a restart
+    /// spawns onto the killed incarnation, where tasks never run.
+    fn current(&self, node: &str) -> NodeHandle {
+        self.handle.get_node(self.nodes[node].id()).expect("nodes are never removed")
     }
 }
 
@@ -150,17 +158,36 @@ async fn submit(client: Arc<Client>, task: Task, attempt_timeout: Duration, dead
     }
 }
 
-/// Runs one simulation of `tasks` with `seed`, observed into `sinks`.
+/// Runs one simulation of `tasks` with `seed`, observed into `sinks`, in a runtime of its own.
 pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Sinks) -> std::io::Result<Observed> {
-    let run_index = RUNS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
+    let runtime = Runtime::with_seed_and_config(seed, sim_config(scenario));
+    let result = runtime.block_on(simulate(scenario.clone(), tasks, seed, sinks));
+    // Dropping the runtime drops every node's tasks, and with them their handles on the
+    // observer.
+    drop(runtime);
+    result?.finish()
+}
+
+/// The madsim configuration of a scenario's network.
+pub fn sim_config(scenario: &Scenario) -> madsim::Config {
     let mut config = madsim::Config::default();
     let (low, high) = scenario.network.latency_ms;
     config.net.send_latency = Duration::from_millis(low)..Duration::from_millis(high) + Duration::from_micros(1);
     config.net.packet_loss_rate = scenario.network.loss;
-    let runtime = Runtime::with_seed_and_config(seed, config);
+    config
+}
+
+/// Runs one simulation inside the current madsim runtime and returns its observer
+/// (call `finish` on it for the digest and totals).
+pub async fn simulate(
+    scenario: Scenario,
+    tasks: Arc<Vec<Task>>,
+    seed: u64,
+    sinks: Sinks,
+) -> std::io::Result<Arc<Observer>> {
+    let run_index = RUNS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
     let engine = Arc::new(scenario.engine_config(seed));
-    let scenario = scenario.clone();
-    let result = runtime.block_on(async move {
+    {
         let handle = Handle::current();
         let observer = Arc::new(Observer::new(sinks)?);
         let probe: Arc<dyn Probe> = observer.clone();
@@ -196,7 +223,7 @@ pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Si
         let attempt_timeout = Duration::from_millis(engine.dispatch.deep_timeout_ms + 5_000);
         let drain = Duration::from_millis(scenario.harness.drain_ms);
         let duration = Duration::from_millis(scenario.duration_ms);
-        let jitter_ms = if scenario.harness.inject_nondeterminism { run_index % 2 } else { 0 };
+        let jitter_ms = if scenario.harness.inject_nondeterminism { run_index } else { 0 };
         let faults = scenario.faults.clone();
         let driver_world = world.clone();
         let task_count = tasks.len() as u64;
@@ -246,7 +273,8 @@ pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Si
             sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
             let dir = engine.ledger.dir.clone();
             let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
-            let result = world.nodes["coordinator"]
+            let result = world
+                .current("coordinator")
                 .spawn(async move { read_segments(&dir).await.and_then(|segments| verify(&segments, &key)) })
                 .await
                 .expect("the ledger check completes");
@@ -277,10 +305,6 @@ pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Si
         let sim_ms = observer.elapsed_ms();
         observer.harness("harness", Harness::RunEnd(RunEnd { arrivals: task_count, unanswered, sim_ms }));
         drop(world);
-        Ok::<_, std::io::Error>(observer)
-    });
-    // Dropping the runtime drops every node's tasks, and with them their handles on the
-    // observer.
-    drop(runtime);
-    result?.finish()
+        Ok(observer)
+    }
 }

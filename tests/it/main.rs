@@ -1,1 +1,15 @@
+//! The integration tests: one binary, a module per concern. Simulation tests are
+//! `#[cfg(madsim)]` and run with `cargo simtest`; live tests are `#[cfg(not(madsim))]`;
+//! the rest runs in both builds.
 
+mod cli;
+mod scenario;
+mod support;
+
+#[cfg(madsim)]
+mod canary;
+#[cfg(madsim)]
+mod replay;
+
+#[cfg(not(madsim))]
+mod live;

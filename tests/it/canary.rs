@@ -1,0 +1,62 @@
+//! Every critical invariant has a canary scenario built to violate it; each must fail
+//! exactly its own critical invariant. A checker that cannot fail proves nothing.
+
+use crate::support::{critical_failed, replay, scenario};
+
+fn canary(invariant: &str) {
+    let file = format!("canary-{}.toml", invariant.replace('_', "-"));
+    let scenario = scenario(&file);
+    let (report, _) = replay(&scenario, scenario.seed, scenario.harness.replays);
+    assert_eq!(critical_failed(&report), vec![invariant], "{file}: {:#?}", report.results);
+}
+
+#[test]
+fn fast_path_ratio() {
+    canary("fast_path_ratio");
+}
+
+#[test]
+fn lipschitz_bound() {
+    canary("lipschitz_bound");
+}
+
+#[test]
+fn cost_ceiling() {
+    canary("cost_ceiling");
+}
+
+#[test]
+fn daily_budget() {
+    canary("daily_budget");
+}
+
+#[test]
+fn rate_limits() {
+    canary("rate_limits");
+}
+
+#[test]
+fn determinism() {
+    canary("determinism");
+}
+
+#[test]
+fn no_lost_tasks() {
+    canary("no_lost_tasks");
+}
+
+#[test]
+fn ledger_integrity() {
+    canary("ledger_integrity");
+}
+
+/// The canaries cover every critical invariant of the policy.
+#[test]
+fn every_critical_invariant_has_a_canary() {
+    for (id, critical, ..) in seedcore_sim::scenario::INVARIANTS {
+        if critical {
+            let path = crate::support::scenario_path(&format!("canary-{}.toml", id.replace('_', "-")));
+            assert!(path.exists(), "no canary for {id}: {}", path.display());
+        }
+    }
+}

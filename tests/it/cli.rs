@@ -1,0 +1,53 @@
+//! The command line as a user runs it: exit codes (SPEC 8.3) and messages.
+
+use crate::support::seedcore;
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let output = seedcore(&["replay", "scenarios/steady.toml", "--sede", "3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--sede"));
+}
+
+#[cfg(madsim)]
+#[test]
+fn missing_scenario_exits_2_naming_it() {
+    let output = seedcore(&["replay", "scenarios/nope.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("scenarios/nope.toml"));
+}
+
+#[cfg(madsim)]
+#[test]
+fn unwritable_out_exits_2_and_writes_nothing() {
+    let output = seedcore(&["replay", "scenarios/canary-determinism.toml", "--out", "/proc/seedcore/out"]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/proc/seedcore"));
+}
+
+/// A failing canary exits 1 and prints the seed and the command that reproduces it; the
+/// output directory holds complete files and no staging leftovers.
+#[cfg(madsim)]
+#[test]
+fn failure_prints_a_repro_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output =
+        seedcore(&["replay", "scenarios/canary-determinism.toml", "--seed", "5", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FAIL: critical invariant(s) determinism failed with seed 5"), "{stdout}");
+    assert!(stdout.contains("reproduce: cargo sim replay scenarios/canary-determinism.toml --seed 5"), "{stdout}");
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, vec!["run".to_string()]);
+    assert!(out.join("events.jsonl").exists() && out.join("tasks.csv").exists());
+}
+
+#[cfg(not(madsim))]
+#[test]
+fn replay_in_the_live_build_points_to_the_simulation_build() {
+    let output = seedcore(&["replay", "scenarios/steady.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cargo sim replay"));
+}

@@ -1,0 +1,134 @@
+//! Replays of the bundled scenarios under the simulator, with faults.
+
+use crate::support::{critical_failed, failed, replay, scenario};
+use seedcore_chaos::{Fault, FaultKind, FaultPlan};
+use seedcore_engine::probe::Signal;
+use seedcore_sim::event::{Body, Harness};
+use std::collections::BTreeMap;
+
+/// The steady scenario passes every critical invariant, its replays agree, and the
+/// event log is complete: one arrival and one outcome per task, a receipt for each.
+#[test]
+fn steady_passes() {
+    let scenario = scenario("steady.toml");
+    let (report, events) = replay(&scenario, scenario.seed, 2);
+    assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
+    assert_eq!(report.replays.replays, vec![report.root]);
+    let arrivals = events.iter().filter(|e| matches!(e.body, Body::Harness(Harness::Arrival(_)))).count();
+    let outcomes = events.iter().filter(|e| matches!(e.body, Body::Engine(Signal::Outcome(_)))).count();
+    assert_eq!((arrivals, outcomes), (report.tasks, report.tasks));
+    assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].t_ms >= w[0].t_ms));
+    let check = report.stats.ledger_check.clone().expect("the ledger is checked");
+    assert_eq!(check.receipts, report.tasks as u64);
+}
+
+/// The real Azure hour: all 19,366 requests replayed, every critical invariant holds.
+#[test]
+fn azure_hour_passes() {
+    let scenario = scenario("azure-conv.toml");
+    let (report, _) = replay(&scenario, 7, 1);
+    assert_eq!(report.tasks, 19_366);
+    assert_eq!(
+        critical_failed(&report).into_iter().filter(|id| *id != "determinism").count(),
+        0,
+        "{:#?}",
+        report.results
+    );
+    assert_eq!(report.stats.lost(), 0);
+}
+
+/// Same seed, same root; another seed, another root.
+#[test]
+fn roots_depend_on_the_seed_only() {
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 60_000;
+    let (a, _) = replay(&scenario, 3, 2);
+    let (b, _) = replay(&scenario, 3, 1);
+    let (c, _) = replay(&scenario, 4, 1);
+    assert_eq!(a.root, b.root);
+    assert_eq!(a.replays.replays, vec![a.root]);
+    assert_ne!(a.root, c.root);
+}
+
+/// madsim's own determinism check: two runs of the world compared draw by draw.
+#[test]
+fn madsim_check_determinism() {
+    fn world() -> impl std::future::Future<Output = [u8; 32]> {
+        async {
+            let mut scenario = crate::support::scenario("steady.toml");
+            scenario.duration_ms = 20_000;
+            let tasks = std::sync::Arc::new(scenario.workload.tasks(5, scenario.duration_ms));
+            let observer =
+                seedcore_sim::world::simulate(scenario, tasks, 5, Default::default()).await.expect("the run completes");
+            observer.finish().expect("finishes").root
+        }
+    }
+    let scenario = crate::support::scenario("steady.toml");
+    madsim::runtime::Runtime::check_determinism(5, seedcore_sim::world::sim_config(&scenario), world);
+}
+
+/// A fast worker is killed mid-run and comes back later: its tasks time out and are
+/// retried on the other replica; no task is lost and none is charged twice.
+#[test]
+fn fast_worker_crash_loses_nothing_and_charges_once() {
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 180_000;
+    scenario.faults = FaultPlan::new(vec![Fault {
+        at_ms: 60_000,
+        kind: FaultKind::Crash { node: "fast-1".into(), down_ms: Some(30_000) },
+    }]);
+    let (report, events) = replay(&scenario, 21, 1);
+    assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
+    assert_eq!((report.stats.lost(), report.stats.duplicate_outcomes), (0, 0));
+    let mut receipts_per_task: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut retried = 0;
+    for event in &events {
+        if let Body::Engine(Signal::Outcome(o)) = &event.body {
+            *receipts_per_task.entry(o.task_id).or_default() += u32::from(o.ledger_seq.is_some());
+            retried += u32::from(o.attempts > 1);
+        }
+    }
+    assert!(retried > 0, "the crash must have hit tasks in flight");
+    assert!(receipts_per_task.values().all(|n| *n == 1));
+    assert_eq!(receipts_per_task.len(), report.tasks);
+    assert_eq!(report.stats.ledger_check.clone().unwrap().receipts, report.tasks as u64);
+}
+
+/// The coordinator restarts under a tight daily budget: it recovers the day's spend from
+/// its ledger, keeps rejecting once the budget is spent, and the day never goes over.
+#[test]
+fn coordinator_restart_keeps_the_daily_spend() {
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 240_000;
+    scenario.engine.governor.daily_budget_micro_usd = 1_500_000;
+    scenario.faults = FaultPlan::new(vec![Fault {
+        at_ms: 90_000,
+        kind: FaultKind::Crash { node: "coordinator".into(), down_ms: Some(5_000) },
+    }]);
+    let (report, events) = replay(&scenario, 22, 1);
+    assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
+    let crash_ms = events
+        .iter()
+        .find_map(|e| matches!(&e.body, Body::Harness(Harness::Fault(f)) if f.fault == "crash").then_some(e.t_ms))
+        .expect("the crash happened");
+    let spent_before: u64 = events
+        .iter()
+        .filter(|e| e.t_ms <= crash_ms)
+        .filter_map(|e| if let Body::Engine(Signal::Outcome(o)) = &e.body { Some(o.cost_micro_usd) } else { None })
+        .sum();
+    let recovered: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Engine(Signal::Ledger(l)) if l.event == "recovered" && e.t_ms > crash_ms => l.spent_micro_usd,
+            _ => None,
+        })
+        .collect();
+    assert!(spent_before > 0);
+    assert_eq!(recovered, vec![spent_before], "the restarted coordinator recovers exactly the spend before the crash");
+    assert!(
+        report.stats.rejected.get("daily_budget").copied().unwrap_or(0) > 0,
+        "the budget must bind after the restart"
+    );
+    assert!(report.stats.spend_by_day.values().all(|s| *s <= 1_500_000));
+    assert!(!failed(&report).contains(&"daily_budget"));
+}

@@ -1,0 +1,73 @@
+//! Bad scenario and trace input: a clear error naming file, line and key or column.
+
+use crate::support::write_scenario;
+
+fn load_error(text: &str) -> String {
+    let (_dir, path) = write_scenario(text);
+    seedcore_sim::load(&path).expect_err("the scenario is invalid").to_string()
+}
+
+const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[workload]\nsource = \"generated\"\n";
+
+#[test]
+fn bundled_scenarios_load() {
+    for entry in std::fs::read_dir(crate::support::scenario_path("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            seedcore_sim::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let error = load_error(&format!("{MINIMAL}[engine.valve]\nh = 2.0\nthreshold = 3\n"));
+    assert!(error.contains("scenario.toml"), "{error}");
+    assert!(error.contains("line 7"), "{error}");
+    assert!(error.contains("unknown field `threshold`"), "{error}");
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let error = load_error(&format!("{MINIMAL}[engine.valve]\nh = \"high\"\n"));
+    assert!(error.contains("line 6") && error.contains("h"), "{error}");
+}
+
+#[test]
+fn out_of_range_value_names_line_and_key() {
+    let error = load_error(&format!("{MINIMAL}[engine.router]\nfast_target = 1.5\n"));
+    assert!(error.contains("scenario.toml:6: engine.router.fast_target"), "{error}");
+}
+
+#[test]
+fn l_max_must_exceed_one_minus_eta() {
+    let error = load_error(&format!("{MINIMAL}[engine.organism]\neta = 0.5\nl_max = 0.4\n"));
+    assert!(error.contains("engine.organism.l_max"), "{error}");
+}
+
+#[test]
+fn unknown_fault_node_is_named() {
+    let error = load_error(&format!("{MINIMAL}[[chaos.fault]]\nat = \"1s\"\nkind = \"crash\"\nnode = \"fast-9\"\n"));
+    assert!(error.contains("fast-9") && error.contains("chaos.fault"), "{error}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let error = seedcore_sim::load(std::path::Path::new("no/such/scenario.toml")).unwrap_err().to_string();
+    assert!(error.contains("no/such/scenario.toml"), "{error}");
+}
+
+#[test]
+fn bad_trace_row_names_row_and_column() {
+    let (dir, _) = write_scenario("");
+    std::fs::write(
+        dir.path().join("trace.csv"),
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:47.00,12,-3\n",
+    )
+    .unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, "name = \"t\"\n[workload]\nsource = \"trace\"\ntrace = \"trace.csv\"\nformat = \"azure\"\n")
+        .unwrap();
+    let error = seedcore_sim::load(&path).unwrap_err().to_string();
+    assert!(error.contains("trace.csv: line 3, column GeneratedTokens"), "{error}");
+}
