@@ -86,9 +86,9 @@ pub struct LedgerCheck {
 #[serde(deny_unknown_fields)]
 pub struct RunEnd {
     pub arrivals: u64,
+    pub sim_ms: u64,
     /// Arrivals the driver got no outcome for before the drain ended.
     pub unanswered: u64,
-    pub sim_ms: u64,
 }
 
 /// The payload of an event.
