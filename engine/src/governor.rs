@@ -120,13 +120,13 @@ impl Governor {
         let mut kept_in = u64::from(tokens_in);
         if kept_in * price_in + want_out * price_out > budget_milli {
             let room = budget_milli.checked_sub(want_out * price_out)?;
-            kept_in = if price_in == 0 { kept_in } else { room / price_in };
+            kept_in = room.checked_div(price_in).unwrap_or(kept_in);
             if kept_in == 0 && tokens_in > 0 {
                 return None;
             }
         }
         let left = budget_milli - kept_in * price_in;
-        let by_cost = if price_out == 0 { u64::from(u32::MAX) } else { left / price_out };
+        let by_cost = left.checked_div(price_out).unwrap_or(u64::from(u32::MAX));
         let max_out = by_cost.min(u64::from(max_tokens)) as u32;
         let kept_in = kept_in as u32;
         let plan = (kept_in, tokens_in - kept_in, max_out);

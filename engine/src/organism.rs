@@ -325,7 +325,7 @@ impl Organism {
         self.update_norm_mean =
             if self.updates == 1 { change } else { self.update_norm_mean + 0.05 * (change - self.update_norm_mean) };
         let ratio = if self.update_norm_mean > 0.0 { change / self.update_norm_mean } else { 1.0 };
-        let promotion = (self.updates % self.config.promotion_every == 0).then(|| self.promote());
+        let promotion = self.updates.is_multiple_of(self.config.promotion_every).then(|| self.promote());
         UpdateReport { agent, state_change: (ratio / 2.0).clamp(0.0, 1.0), promotion, contraction }
     }
 

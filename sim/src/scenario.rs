@@ -51,7 +51,7 @@ impl DurationMs {
             _ => return None,
         };
         let ms = number * scale;
-        (ms.is_finite() && ms >= 0.0 && ms < 1e15).then_some(DurationMs(ms.round() as u64))
+        (0.0..1e15).contains(&ms).then_some(DurationMs(ms.round() as u64))
     }
 }
 
