@@ -53,15 +53,13 @@ fn roots_depend_on_the_seed_only() {
 /// madsim's own determinism check: two runs of the world compared draw by draw.
 #[test]
 fn madsim_check_determinism() {
-    fn world() -> impl std::future::Future<Output = [u8; 32]> {
-        async {
-            let mut scenario = crate::support::scenario("steady.toml");
-            scenario.duration_ms = 20_000;
-            let tasks = std::sync::Arc::new(scenario.workload.tasks(5, scenario.duration_ms));
-            let observer =
-                seedcore_sim::world::simulate(scenario, tasks, 5, Default::default()).await.expect("the run completes");
-            observer.finish().expect("finishes").root
-        }
+    async fn world() -> [u8; 32] {
+        let mut scenario = crate::support::scenario("steady.toml");
+        scenario.duration_ms = 20_000;
+        let tasks = std::sync::Arc::new(scenario.workload.tasks(5, scenario.duration_ms));
+        let observer =
+            seedcore_sim::world::simulate(scenario, tasks, 5, Default::default()).await.expect("the run completes");
+        observer.finish().expect("finishes").root
     }
     let scenario = crate::support::scenario("steady.toml");
     madsim::runtime::Runtime::check_determinism(5, seedcore_sim::world::sim_config(&scenario), world);
