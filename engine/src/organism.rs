@@ -101,6 +101,9 @@ pub struct Organism {
     h: Vec<f64>,
     /// Shared weights, `dim x dim`, row-major.
     w: Vec<f64>,
+    /// The same weights column-major (the transpose, row-major): the update computes
+    /// `W m` as a sum of columns, which vectorises, where row dot products do not.
+    w_columns: Vec<f64>,
     /// Input map, `dim x FEATURES`, row-major.
     u: Vec<f64>,
     /// Collaboration edges per agent: (neighbour, weight > 0), sorted by neighbour.
@@ -163,6 +166,17 @@ fn matvec(w: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// The transpose of a square row-major matrix.
+fn transpose(w: &[f64], dim: usize) -> Vec<f64> {
+    let mut t = vec![0.0; dim * dim];
+    for r in 0..dim {
+        for c in 0..dim {
+            t[c * dim + r] = w[r * dim + c];
+        }
+    }
+    t
+}
+
 fn row_sum(row: &[(usize, f64)]) -> f64 {
     row.iter().map(|(_, weight)| weight).sum()
 }
@@ -207,6 +221,7 @@ impl Organism {
             updates: 0,
             config,
             h,
+            w_columns: transpose(&w, dim),
             w,
             u,
             edges,
@@ -269,12 +284,30 @@ impl Organism {
                 *acc += weight * x;
             }
         }
-        matvec(&self.w, dim, m, &mut self.scratch_z);
+        // z = U x + W m, with W m accumulated column by column.
+        for (r, z) in self.scratch_z.iter_mut().enumerate() {
+            *z = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
+        }
+        // Four columns per pass: a quarter of the loads and stores of z.
+        let mut columns = self.w_columns.chunks_exact(4 * dim).zip(m.chunks_exact(4));
+        for (block, weights) in &mut columns {
+            let (c0, rest) = block.split_at(dim);
+            let (c1, rest) = rest.split_at(dim);
+            let (c2, c3) = rest.split_at(dim);
+            for (r, z) in self.scratch_z.iter_mut().enumerate() {
+                *z += weights[0] * c0[r] + weights[1] * c1[r] + weights[2] * c2[r] + weights[3] * c3[r];
+            }
+        }
+        for c in (dim - dim % 4)..dim {
+            let column = &self.w_columns[c * dim..(c + 1) * dim];
+            for (z, w) in self.scratch_z.iter_mut().zip(column) {
+                *z += m[c] * w;
+            }
+        }
         let mut change = 0.0;
         for (r, z) in self.scratch_z.iter().enumerate() {
-            let input: f64 = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
             let old = states[agent * dim + r];
-            let new = (1.0 - eta) * old + eta * (z + input).tanh();
+            let new = (1.0 - eta) * old + eta * z.tanh();
             change += (new - old) * (new - old);
             states[agent * dim + r] = new;
         }
@@ -415,6 +448,7 @@ impl Organism {
             }
             mask = Some(Mask { edges_masked, rows, w_scale });
         }
+        self.w_columns = transpose(&self.w, dim);
         self.bounds = self.compute_bounds();
         if self.config.graph_mask {
             assert!(self.bounds.l_tot < self.config.l_max, "GraphMask leaves L_tot below l_max");

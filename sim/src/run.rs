@@ -120,11 +120,18 @@ pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) 
         tasks: create("tasks.csv")?,
         stats_window: Some(scenario.policy.window),
     };
-    let first = run_once(scenario, tasks.clone(), seed, sinks)?;
-    let mut digests = Vec::new();
-    for _ in 1..replays {
-        digests.push(run_once(scenario, tasks.clone(), seed, Sinks::default())?.root);
-    }
+    // The determinism replays only need their digests; they run beside the first run, each
+    // on its own OS thread with its own runtime (threads outside any simulation; at most
+    // two at a time, the CI machine's cores).
+    let (first, digests) = std::thread::scope(|scope| {
+        #[allow(clippy::disallowed_methods, reason = "one whole simulation per thread, outside any runtime")]
+        let replaying = scope.spawn(|| -> std::io::Result<Vec<[u8; 32]>> {
+            (1..replays).map(|_| run_once(scenario, tasks.clone(), seed, Sinks::default()).map(|o| o.root)).collect()
+        });
+        let first = run_once(scenario, tasks.clone(), seed, sinks);
+        (first, replaying.join().expect("a replay thread does not panic"))
+    });
+    let (first, digests) = (first?, digests?);
     let stats = first.stats.expect("the first run folds totals");
     let replays = Replays { reference: first.root, replays: digests };
     let results = evaluate(&stats, &scenario.policy, Some(&replays));
