@@ -298,10 +298,10 @@ impl Organism {
                 *z += weights[0] * c0[r] + weights[1] * c1[r] + weights[2] * c2[r] + weights[3] * c3[r];
             }
         }
-        for c in (dim - dim % 4)..dim {
-            let column = &self.w_columns[c * dim..(c + 1) * dim];
+        let done = dim - dim % 4;
+        for (column, weight) in self.w_columns[done * dim..].chunks_exact(dim).zip(&m[done..]) {
             for (z, w) in self.scratch_z.iter_mut().zip(column) {
-                *z += m[c] * w;
+                *z += weight * w;
             }
         }
         let mut change = 0.0;
