@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 mod summary;
 
+/// The simulator allocates per message and per event; mimalloc spends markedly less time
+/// there than the system allocator (see ARCHITECTURE.md, performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes of every command (SPEC 8.3).
 #[allow(dead_code, reason = "each build uses the codes of its own commands")]
 mod exit {

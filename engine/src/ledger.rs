@@ -265,6 +265,10 @@ impl LedgerWriter {
     async fn write_line(&mut self, record: &Record) -> Result<(), LedgerError> {
         let mut line = serde_json::to_vec(record).expect("a record always serialises");
         line.push(b'\n');
+        self.write_bytes(&line).await
+    }
+
+    async fn write_bytes(&mut self, line: &[u8]) -> Result<(), LedgerError> {
         self.file
             .write_all_at(&line, self.offset)
             .await
@@ -278,8 +282,19 @@ impl LedgerWriter {
     pub async fn append(&mut self, mut entry: Entry) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
         entry.seq = self.next_seq;
         entry.prev_hash = hex::encode(self.head);
-        self.write_line(&Record::Receipt(entry.clone())).await?;
-        self.head = entry.hash();
+        // One serialisation gives both the hashed bytes and the line: the canonical form
+        // of `Record::Receipt(r)` is `{"receipt":` + JCS(r) + `}`.
+        let canonical = entry.canonical();
+        let mut line = Vec::with_capacity(canonical.len() + 13);
+        line.extend_from_slice(b"{\"receipt\":");
+        line.extend_from_slice(&canonical);
+        line.extend_from_slice(b"}\n");
+        debug_assert_eq!(
+            &line[..line.len() - 1],
+            serde_json::to_vec(&Record::Receipt(entry.clone())).unwrap().as_slice()
+        );
+        self.write_bytes(&line).await?;
+        self.head = Sha256::digest(&canonical).into();
         self.next_seq += 1;
         let cycle =
             if self.next_seq - self.cycle_first_seq >= self.cycle_receipts { self.close_cycle().await? } else { None };

@@ -39,8 +39,8 @@ pub struct Stats {
     /// Latency of completed tasks per path, ms.
     pub latency_ms: [Histogram<u64>; 2],
     pub spend_by_day: BTreeMap<u64, u64>,
-    /// Admitted (completed or failed) tasks per (day, kind).
-    pub admitted: BTreeMap<(u64, String), u64>,
+    /// Admitted (completed or failed) tasks per day and kind.
+    pub admitted: BTreeMap<u64, BTreeMap<String, u64>>,
     pub max_cost_micro_usd: u64,
     pub total_cost_micro_usd: u64,
     pub l_tot_max_ppm: Option<i64>,
@@ -68,6 +68,16 @@ pub struct Stats {
     pub coordinator_starts: u64,
     pub events: u64,
     pub last_t_ms: u64,
+}
+
+/// Counts one more of `key`, allocating the key only the first time.
+fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
+        }
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -146,9 +156,7 @@ impl Stats {
             }
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
             Body::Engine(Signal::Node(node)) => self.coordinator_starts += u64::from(node.role == "coordinator"),
-            Body::Engine(Signal::Decision(decision)) => {
-                *self.decisions.entry(decision.reason.clone()).or_default() += 1
-            }
+            Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, &decision.reason),
             Body::Engine(Signal::Outcome(outcome)) => {
                 if !self.answered.insert(outcome.task_id) {
                     self.duplicate_outcomes += 1;
@@ -175,10 +183,10 @@ impl Stats {
                         self.failed[path] += 1;
                         self.push_recent(t_ms, false);
                     }
-                    _ => *self.rejected.entry(outcome.reason.clone().unwrap_or_default()).or_default() += 1,
+                    _ => bump(&mut self.rejected, outcome.reason.as_deref().unwrap_or_default()),
                 }
                 if outcome.status != "rejected" {
-                    *self.admitted.entry((outcome.day, outcome.kind.clone())).or_default() += 1;
+                    bump(self.admitted.entry(outcome.day).or_default(), &outcome.kind);
                 }
                 *self.spend_by_day.entry(outcome.day).or_default() += outcome.cost_micro_usd;
                 self.total_cost_micro_usd += outcome.cost_micro_usd;
@@ -186,7 +194,7 @@ impl Stats {
                     self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
                 }
             }
-            Body::Engine(Signal::Alert(alert)) => *self.alerts.entry(alert.name.clone()).or_default() += 1,
+            Body::Engine(Signal::Alert(alert)) => bump(&mut self.alerts, &alert.name),
             Body::Engine(Signal::LTot(l)) => {
                 self.l_tot_updates += 1;
                 self.l_tot_max_ppm = Some(self.l_tot_max_ppm.map_or(l.l_tot_ppm, |m| m.max(l.l_tot_ppm)));
@@ -384,7 +392,8 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
 
     let mut worst = (0.0, String::from("no limited kind"));
     let mut over = 0;
-    for ((day, kind), count) in &stats.admitted {
+    for (day, kind, count) in stats.admitted.iter().flat_map(|(day, kinds)| kinds.iter().map(move |(k, n)| (day, k, n)))
+    {
         if let Some(limit) = start.rate_limits.get(kind) {
             let share = *count as f64 / f64::from((*limit).max(1));
             if share > worst.0 || worst.0 == 0.0 {

@@ -41,8 +41,11 @@ pub const COLUMNS: [&str; 31] = [
     "done_ms",
 ];
 
+/// A ppm value as a decimal with six places, exactly (no float rounding).
 fn decimal(ppm: i64) -> String {
-    format!("{:.6}", ppm as f64 / 1e6)
+    let sign = if ppm < 0 { "-" } else { "" };
+    let magnitude = ppm.unsigned_abs();
+    format!("{sign}{}.{:06}", magnitude / 1_000_000, magnitude % 1_000_000)
 }
 
 /// The join state and the CSV writer.
@@ -73,43 +76,45 @@ impl<W: Write> TaskTable<W> {
             Body::Engine(Signal::Outcome(o)) => {
                 let arrival = self.arrivals.remove(&o.task_id);
                 let decision = self.decisions.remove(&o.task_id);
-                let mut row: Vec<String> = Vec::with_capacity(COLUMNS.len());
-                row.push(o.task_id.to_string());
+                let w = &mut self.writer;
+                let mut n = itoa::Buffer::new();
+                w.write_field(n.format(o.task_id))?;
                 match &arrival {
-                    Some((at, a)) => row.extend([
-                        at.to_string(),
-                        a.kind.clone(),
-                        a.domain.clone(),
-                        decimal(a.drift_ppm),
-                        a.priority.to_string(),
-                        a.authority.clone(),
-                        a.needs_planning.to_string(),
-                        a.tokens_in.to_string(),
-                        a.tokens_out.to_string(),
-                    ]),
-                    None => row.extend(std::iter::repeat_n(String::new(), 9)),
+                    Some((at, a)) => {
+                        w.write_field(n.format(*at))?;
+                        w.write_field(&a.kind)?;
+                        w.write_field(&a.domain)?;
+                        w.write_field(decimal(a.drift_ppm))?;
+                        w.write_field(n.format(a.priority))?;
+                        w.write_field(&a.authority)?;
+                        w.write_field(if a.needs_planning { "true" } else { "false" })?;
+                        w.write_field(n.format(a.tokens_in))?;
+                        w.write_field(n.format(a.tokens_out))?;
+                    }
+                    None => (0..9).try_for_each(|_| w.write_field(""))?,
                 }
                 match &decision {
                     Some(d) => {
-                        row.extend([d.path.clone(), d.reason.clone(), decimal(d.cusum_s_ppm), decimal(d.surprise_ppm)]);
-                        row.extend(d.x_ppm.iter().map(|x| decimal(*x)));
-                        row.extend([d.max_tokens_out.to_string(), d.truncated_tokens.to_string()]);
+                        w.write_field(&d.path)?;
+                        w.write_field(&d.reason)?;
+                        w.write_field(decimal(d.cusum_s_ppm))?;
+                        w.write_field(decimal(d.surprise_ppm))?;
+                        d.x_ppm.iter().try_for_each(|x| w.write_field(decimal(*x)))?;
+                        w.write_field(n.format(d.max_tokens_out))?;
+                        w.write_field(n.format(d.truncated_tokens))?;
                     }
-                    None => row.extend(std::iter::repeat_n(String::new(), 12)),
+                    None => (0..12).try_for_each(|_| w.write_field(""))?,
                 }
-                row.extend([
-                    o.status.clone(),
-                    o.reason.clone().unwrap_or_default(),
-                    o.error.clone().unwrap_or_default(),
-                    o.latency_ms.to_string(),
-                    o.cost_micro_usd.to_string(),
-                    o.tokens_in.to_string(),
-                    o.tokens_out.to_string(),
-                    o.cache_hit.to_string(),
-                    t_ms.to_string(),
-                ]);
-                debug_assert_eq!(row.len(), COLUMNS.len());
-                self.writer.write_record(&row)?;
+                w.write_field(&o.status)?;
+                w.write_field(o.reason.as_deref().unwrap_or_default())?;
+                w.write_field(o.error.as_deref().unwrap_or_default())?;
+                w.write_field(n.format(o.latency_ms))?;
+                w.write_field(n.format(o.cost_micro_usd))?;
+                w.write_field(n.format(o.tokens_in))?;
+                w.write_field(n.format(o.tokens_out))?;
+                w.write_field(if o.cache_hit { "true" } else { "false" })?;
+                w.write_field(n.format(t_ms))?;
+                w.write_record(None::<&[u8]>)?;
             }
             _ => {}
         }
@@ -119,5 +124,54 @@ impl<W: Write> TaskTable<W> {
     /// Flushes and returns the writer.
     pub fn finish(self) -> std::io::Result<W> {
         self.writer.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Arrival, Harness};
+    use seedcore_engine::probe::OutcomeSignal;
+
+    #[test]
+    fn a_row_joins_arrival_decision_and_outcome() {
+        let mut table = TaskTable::new(Vec::new()).unwrap();
+        let arrival = Arrival {
+            authority: "low".into(),
+            domain: "guest".into(),
+            drift_ppm: 120_000,
+            kind: "chat".into(),
+            needs_planning: false,
+            priority: 3,
+            signature: "00".into(),
+            task_id: 9,
+            tokens_in: 10,
+            tokens_out: 20,
+        };
+        table.observe(5, &Body::Harness(Harness::Arrival(arrival))).unwrap();
+        let outcome = OutcomeSignal {
+            attempts: 0,
+            cache_age_ms: None,
+            cache_hit: false,
+            cost_micro_usd: 0,
+            day: 1,
+            error: None,
+            kind: "chat".into(),
+            latency_ms: 2,
+            ledger_seq: Some(0),
+            overrun_clamped: false,
+            path: None,
+            reason: Some("halted".into()),
+            status: "rejected".into(),
+            task_id: 9,
+            tokens_in: 0,
+            tokens_out: 0,
+        };
+        table.observe(7, &Body::Engine(Signal::Outcome(outcome))).unwrap();
+        let text = String::from_utf8(table.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].split(',').count(), COLUMNS.len());
+        assert_eq!(lines[1], "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,7");
+        assert_eq!(decimal(-1_500_000), "-1.500000");
     }
 }
