@@ -270,7 +270,7 @@ impl LedgerWriter {
 
     async fn write_bytes(&mut self, line: &[u8]) -> Result<(), LedgerError> {
         self.file
-            .write_all_at(&line, self.offset)
+            .write_all_at(line, self.offset)
             .await
             .map_err(|e| LedgerError::Io { path: self.path.clone(), message: e.to_string() })?;
         self.offset += line.len() as u64;

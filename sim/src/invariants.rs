@@ -53,8 +53,11 @@ pub struct Stats {
     pub alerts: BTreeMap<String, u64>,
     pub faults: u64,
     pub last_fault_ms: Option<u64>,
-    /// Time from the last fault until the rolling fast ratio was back at target.
+    /// Time from the last fault until the rolling fast ratio was last restored to the
+    /// target (0 if it never dropped below).
     pub recovery_ms: Option<u64>,
+    /// The rolling fast ratio is below target after the last fault.
+    below_target: bool,
     /// Completed-or-failed tasks in the rolling window: whether each completed fast.
     recent: VecDeque<bool>,
     recent_fast: usize,
@@ -119,6 +122,7 @@ impl Stats {
             faults: 0,
             last_fault_ms: None,
             recovery_ms: None,
+            below_target: false,
             recent: VecDeque::with_capacity(window),
             recent_fast: 0,
             worst_window_fast_ppm: None,
@@ -152,7 +156,8 @@ impl Stats {
             Body::Harness(Harness::Fault(_)) => {
                 self.faults += 1;
                 self.last_fault_ms = Some(t_ms);
-                self.recovery_ms = None;
+                self.recovery_ms = Some(0);
+                self.below_target = false;
             }
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
             Body::Engine(Signal::Node(node)) => self.coordinator_starts += u64::from(node.role == "coordinator"),
@@ -228,10 +233,12 @@ impl Stats {
         if self.recent.len() == self.window {
             self.worst_window_fast_ppm = Some(self.worst_window_fast_ppm.map_or(ratio_ppm, |w| w.min(ratio_ppm)));
         }
-        if let (Some(fault_ms), None) = (self.last_fault_ms, self.recovery_ms) {
-            if ratio_ppm >= self.fast_target_ppm() {
+        if let Some(fault_ms) = self.last_fault_ms {
+            let below = ratio_ppm < self.fast_target_ppm();
+            if self.below_target && !below {
                 self.recovery_ms = Some(t_ms.saturating_sub(fault_ms));
             }
+            self.below_target = below;
         }
     }
 
@@ -516,7 +523,7 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
         format!("{} cache hits", stats.cache_hits),
     );
     let rule = p("recovery_time");
-    match (stats.last_fault_ms, stats.recovery_ms) {
+    match (stats.last_fault_ms, stats.recovery_ms.filter(|_| !stats.below_target)) {
         (None, _) => push(
             "recovery_time",
             Verdict::Skipped,
@@ -545,4 +552,206 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
 /// The critical invariants that failed.
 pub fn critical_failures(results: &[InvariantResult]) -> Vec<&'static str> {
     results.iter().filter(|r| r.critical && r.verdict == Verdict::Fail).map(|r| r.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each checker, fed synthetic events, passes on good input and fails on bad: unit-level
+    //! canaries beside the scenario canaries of the critical invariants.
+
+    use super::*;
+    use crate::event::{Arrival, FaultRecord, RunStart};
+    use crate::scenario::{InvariantPolicy, INVARIANTS};
+    use seedcore_engine::probe::{ContractionSignal, LTotSignal, OutcomeSignal};
+
+    fn policy() -> Policy {
+        let invariants = INVARIANTS
+            .iter()
+            .map(|(id, _, threshold, warn, weight)| {
+                (*id, InvariantPolicy { threshold: *threshold, warn: *warn, weight: *weight })
+            })
+            .collect();
+        Policy { window: 10, invariants }
+    }
+
+    fn start() -> Body {
+        Body::Harness(Harness::RunStart(RunStart {
+            ceiling_micro_usd: 50_000,
+            daily_budget_micro_usd: 1_000_000,
+            duration_ms: 1_000,
+            engine_version: "test".into(),
+            fast_target_ppm: 900_000,
+            rate_limits: [("summary".to_string(), 2)].into_iter().collect(),
+            scenario: "t".into(),
+            scenario_sha256: String::new(),
+            seed: "1".into(),
+            tasks: 0,
+        }))
+    }
+
+    fn arrival(task_id: u64, kind: &str) -> Body {
+        Body::Harness(Harness::Arrival(Arrival {
+            authority: "high".into(),
+            domain: "guest".into(),
+            drift_ppm: 0,
+            kind: kind.into(),
+            needs_planning: false,
+            priority: 0,
+            signature: "00".into(),
+            task_id,
+            tokens_in: 1,
+            tokens_out: 1,
+        }))
+    }
+
+    fn outcome(task_id: u64, kind: &str, path: &str, status: &str, latency_ms: u64, cost: u64) -> Body {
+        Body::Engine(Signal::Outcome(OutcomeSignal {
+            attempts: 1,
+            cache_age_ms: None,
+            cache_hit: false,
+            cost_micro_usd: cost,
+            day: 0,
+            error: (status == "failed").then(|| "timeout".into()),
+            kind: kind.into(),
+            latency_ms,
+            ledger_seq: Some(task_id),
+            overrun_clamped: false,
+            path: Some(path.into()),
+            reason: None,
+            status: status.into(),
+            task_id,
+            tokens_in: 1,
+            tokens_out: 1,
+        }))
+    }
+
+    fn l_tot(ppm: i64) -> Body {
+        Body::Engine(Signal::LTot(LTotSignal {
+            a_inf_ppm: 0,
+            cause: "init".into(),
+            l_tot_ppm: ppm,
+            w2_bound_ppm: 0,
+            w2_estimate_ppm: 0,
+        }))
+    }
+
+    fn ledger_ok(receipts: u64) -> Body {
+        Body::Harness(Harness::LedgerCheck(LedgerCheck {
+            checked: true,
+            cycles: 1,
+            error: None,
+            ok: true,
+            receipts,
+            torn_bytes: 0,
+            unsigned: 0,
+        }))
+    }
+
+    /// An edit of a healthy run's events.
+    type Tweak = Box<dyn FnOnce(&mut Vec<Body>)>;
+
+    /// A healthy run of `n` fast chats, with `tweak` applied to the events before folding.
+    fn verdicts(n: u64, tweak: impl FnOnce(&mut Vec<Body>)) -> BTreeMap<&'static str, Verdict> {
+        let mut events = vec![start(), l_tot(700_000)];
+        for id in 0..n {
+            events.push(arrival(id, "chat"));
+            events.push(outcome(id, "chat", "fast", "completed", 80, 500));
+        }
+        events.push(ledger_ok(n));
+        tweak(&mut events);
+        let mut stats = Stats::new(10);
+        for (t, body) in events.iter().enumerate() {
+            stats.observe(t as u64, body);
+        }
+        let replays = Replays { reference: [1; 32], replays: vec![[1; 32]] };
+        evaluate(&stats, &policy(), Some(&replays)).into_iter().map(|r| (r.id, r.verdict)).collect()
+    }
+
+    #[test]
+    fn a_healthy_run_passes_every_critical_invariant() {
+        let v = verdicts(20, |_| {});
+        for (id, critical, ..) in INVARIANTS {
+            if critical {
+                assert_eq!(v[id], Verdict::Pass, "{id}");
+            }
+        }
+        assert_eq!(v["fast_latency_p99"], Verdict::Pass);
+        assert_eq!(v["recovery_time"], Verdict::Skipped);
+    }
+
+    #[test]
+    fn each_checker_can_fail() {
+        let cases: Vec<(&str, Tweak)> = vec![
+            (
+                "fast_path_ratio",
+                Box::new(|e| (100..110).for_each(|id| e.push(outcome(id, "chat", "deep", "completed", 10, 1)))),
+            ),
+            ("lipschitz_bound", Box::new(|e| e.push(l_tot(1_000_000)))),
+            (
+                "lipschitz_bound",
+                Box::new(|e| {
+                    e.push(Body::Engine(Signal::Contraction(ContractionSignal {
+                        bound_ppm: 5,
+                        ok: true,
+                        ratio_ppm: 6,
+                        sweep: 1,
+                    })))
+                }),
+            ),
+            ("cost_ceiling", Box::new(|e| e.push(outcome(200, "chat", "fast", "completed", 80, 50_001)))),
+            ("daily_budget", Box::new(|e| e.push(outcome(201, "chat", "fast", "failed", 80, 990_001)))),
+            (
+                "rate_limits",
+                Box::new(|e| (300..303).for_each(|id| e.push(outcome(id, "summary", "fast", "completed", 80, 1)))),
+            ),
+            ("no_lost_tasks", Box::new(|e| e.push(arrival(400, "chat")))),
+            ("no_lost_tasks", Box::new(|e| e.push(outcome(3, "chat", "fast", "completed", 80, 1)))),
+            ("ledger_integrity", Box::new(|e| e.push(ledger_ok(3)))),
+            (
+                "fast_latency_p99",
+                Box::new(|e| (500..520).for_each(|id| e.push(outcome(id, "chat", "fast", "completed", 900, 1)))),
+            ),
+            ("deep_latency_p99", Box::new(|e| e.push(outcome(600, "chat", "deep", "completed", 40_000, 1)))),
+            (
+                "fast_success_rate",
+                Box::new(|e| (700..720).for_each(|id| e.push(outcome(id, "chat", "fast", "failed", 1, 0)))),
+            ),
+            ("deep_success_rate", Box::new(|e| e.push(outcome(800, "chat", "deep", "failed", 1, 0)))),
+            (
+                "recovery_time",
+                Box::new(|e| {
+                    e.push(Body::Harness(Harness::Fault(FaultRecord { fault: "crash".into(), node: "fast-1".into() })));
+                    (900..920).for_each(|id| e.push(outcome(id, "chat", "deep", "completed", 10, 1)));
+                }),
+            ),
+        ];
+        for (id, tweak) in cases {
+            let v = verdicts(20, tweak);
+            assert_eq!(v[id], Verdict::Fail, "{id}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn memory_freshness_fails_on_a_stale_hit() {
+        let v = verdicts(20, |e| {
+            if let Some(Body::Engine(Signal::Outcome(o))) =
+                e.iter_mut().find(|b| matches!(b, Body::Engine(Signal::Outcome(_))))
+            {
+                o.cache_hit = true;
+                o.cache_age_ms = Some(10_000);
+            }
+        });
+        assert_eq!(v["memory_freshness"], Verdict::Fail);
+    }
+
+    #[test]
+    fn determinism_fails_on_a_different_replay_and_is_skipped_without_one() {
+        let mut stats = Stats::new(10);
+        stats.observe(0, &start());
+        let different = Replays { reference: [1; 32], replays: vec![[2; 32]] };
+        let result = evaluate(&stats, &policy(), Some(&different));
+        assert_eq!(result.iter().find(|r| r.id == "determinism").unwrap().verdict, Verdict::Fail);
+        let result = evaluate(&stats, &policy(), None);
+        assert_eq!(result.iter().find(|r| r.id == "determinism").unwrap().verdict, Verdict::Skipped);
+    }
 }
