@@ -6,7 +6,7 @@
 
 use crate::config::MemoryConfig;
 use crate::task::Kind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One cached result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,9 +112,70 @@ impl WorkingCache {
     }
 }
 
+/// The coordinator's record of what it asked Mw to store, and when: a lookup for a
+/// signature that was not stored within its TTL must miss, so the coordinator skips the
+/// round trip. The filter only ever says "may hit" too often (after a state node restart,
+/// say), never "miss" for an entry Mw would serve, except after pruning by a clock that
+/// ran ahead, which costs a hit, never a stale answer.
+#[derive(Clone, Debug, Default)]
+pub struct StoreIndex {
+    /// Longest TTL of any kind.
+    ttl_max_ms: u64,
+    /// Signature to the time of its latest store.
+    latest: BTreeMap<u64, u64>,
+    /// (time, signature) of every store still in `latest`, oldest first.
+    by_time: BTreeSet<(u64, u64)>,
+}
+
+impl StoreIndex {
+    /// An empty index for a cache configuration.
+    pub fn new(config: &MemoryConfig) -> StoreIndex {
+        StoreIndex { ttl_max_ms: config.mw_ttl_ms.iter().copied().max().unwrap_or(0), ..StoreIndex::default() }
+    }
+
+    /// Records that `signature` was sent to Mw at `now_ms`.
+    pub fn record(&mut self, signature: u64, now_ms: u64) {
+        if let Some(previous) = self.latest.insert(signature, now_ms) {
+            self.by_time.remove(&(previous, signature));
+        }
+        self.by_time.insert((now_ms, signature));
+        self.prune(now_ms);
+    }
+
+    /// Whether a lookup of `signature` with time to live `ttl_ms` at `now_ms` can hit.
+    pub fn may_hit(&mut self, signature: u64, ttl_ms: u64, now_ms: u64) -> bool {
+        self.prune(now_ms);
+        self.latest.get(&signature).is_some_and(|stored| now_ms.saturating_sub(*stored) <= ttl_ms)
+    }
+
+    fn prune(&mut self, now_ms: u64) {
+        while let Some(&(stored, signature)) = self.by_time.first() {
+            if now_ms.saturating_sub(stored) <= self.ttl_max_ms {
+                break;
+            }
+            self.by_time.pop_first();
+            self.latest.remove(&signature);
+        }
+        debug_assert_eq!(self.latest.len(), self.by_time.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_index_skips_only_certain_misses() {
+        let mut index = StoreIndex::new(&MemoryConfig::default());
+        assert!(!index.may_hit(1, 3_000, 0));
+        index.record(1, 1_000);
+        assert!(index.may_hit(1, 3_000, 4_000));
+        assert!(!index.may_hit(1, 3_000, 4_001));
+        index.record(2, 10_000);
+        assert!(!index.may_hit(1, 3_000, 10_000));
+        assert!(index.may_hit(2, 3_000, 10_500));
+        assert_eq!(index.latest.len(), 1);
+    }
 
     fn config(capacity: usize) -> MemoryConfig {
         MemoryConfig { mw_capacity: capacity, ..MemoryConfig::default() }

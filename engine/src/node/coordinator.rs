@@ -10,6 +10,7 @@
 use super::{NodeContext, NodeError};
 use crate::governor::{AdmitRequest, Alert, Governor, Plan};
 use crate::ledger::{LedgerWriter, Receipt};
+use crate::memory::StoreIndex;
 use crate::organism::features;
 use crate::probe::{ppm, AlertSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
 use crate::router::{Reason, Router, RouterInputs};
@@ -38,6 +39,8 @@ struct Core {
     hit_rate: f64,
     /// Last organism state change reported by the state node (x4).
     state_change: f64,
+    /// What was sent to Mw: lookups that must miss are skipped.
+    stored: StoreIndex,
     /// Tasks in dispatch per path.
     in_flight: [u32; 2],
     /// Next replica per path (round robin).
@@ -101,6 +104,7 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         forecast: TokenForecast::new(config.tokens.clone()),
         hit_rate: 0.0,
         state_change: 0.5,
+        stored: StoreIndex::new(&config.memory),
         in_flight: [0; 2],
         next_replica: [0; 2],
         outcomes: BTreeMap::new(),
@@ -342,9 +346,15 @@ impl Coordinator {
         debug_assert!(reason != Reason::Surprise || path == Path::Deep);
 
         if path == Path::Fast && cacheable {
-            let lookup =
-                Lookup { signature: task.signature, kind: task.kind, now_ms: Self::scenario_now_ms(task, received) };
-            let found = self.endpoint.call_timeout(addresses.state, lookup, state_timeout).await.ok().flatten();
+            let now_ms = Self::scenario_now_ms(task, received);
+            let ttl_ms = config.memory.mw_ttl_ms[task.kind.index()];
+            let may_hit = self.lock().stored.may_hit(task.signature, ttl_ms, now_ms);
+            let found = if may_hit {
+                let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms };
+                self.endpoint.call_timeout(addresses.state, lookup, state_timeout).await.ok().flatten()
+            } else {
+                None
+            };
             {
                 let mut core = self.lock();
                 let hit = if found.is_some() { 1.0 } else { 0.0 };
@@ -441,6 +451,11 @@ impl Coordinator {
         store: bool,
         received: Instant,
     ) {
+        let now_ms = Self::scenario_now_ms(task, received);
+        if store {
+            // Recorded before the call: a store that may have happened counts.
+            self.lock().stored.record(task.signature, now_ms);
+        }
         let request = Complete {
             task_id: task.task_id,
             kind: task.kind,
@@ -448,7 +463,7 @@ impl Coordinator {
             features: *task_features,
             tokens_out,
             store,
-            now_ms: Self::scenario_now_ms(task, received),
+            now_ms,
         };
         let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
         if let Ok(completed) = self.endpoint.call_timeout(self.context.addresses.state, request, timeout).await {
