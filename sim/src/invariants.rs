@@ -16,8 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub struct Stats {
     /// Rolling window (tasks) of the fast-path ratio.
     window: usize,
+    /// The `run_start` record: the limits the money invariants check.
     pub run_start: Option<RunStart>,
+    /// The `run_end` record.
     pub run_end: Option<RunEnd>,
+    /// Tasks submitted by the driver.
     pub arrivals: u64,
     /// Tasks that arrived and have no outcome yet.
     open: BTreeSet<u64>,
@@ -31,27 +34,43 @@ pub struct Stats {
     pub completed: [u64; 2],
     /// Failed tasks per path.
     pub failed: [u64; 2],
+    /// Completions served from Mw.
     pub cache_hits: u64,
+    /// Completions whose backend overran and whose charge was clamped.
     pub overruns_clamped: u64,
+    /// Rejections per reason.
     pub rejected: BTreeMap<String, u64>,
     /// Decisions per reason (`fast`, `breach`, `planning`, `surprise`, `deferred`).
     pub decisions: BTreeMap<String, u64>,
     /// Latency of completed tasks per path, ms.
     pub latency_ms: [Histogram<u64>; 2],
+    /// Charged micro-USD per UTC day.
     pub spend_by_day: BTreeMap<u64, u64>,
     /// Admitted (completed or failed) tasks per day and kind.
     pub admitted: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// Highest charge of a completed task.
     pub max_cost_micro_usd: u64,
+    /// Sum of all charges.
     pub total_cost_micro_usd: u64,
+    /// Highest certified `L_tot` reported, ppm.
     pub l_tot_max_ppm: Option<i64>,
+    /// `l_tot` signals (initialisations and promotions).
     pub l_tot_updates: u64,
+    /// GraphMask interventions.
     pub masks: u64,
+    /// Edges removed by GraphMask.
     pub edges_masked: u64,
+    /// Sweeps of the shadow contraction check.
     pub sweeps: u64,
+    /// Sweeps whose distance ratio exceeded the bound.
     pub contraction_failures: u64,
+    /// Oldest Mw entry served.
     pub max_cache_age_ms: u64,
+    /// Alerts per name.
     pub alerts: BTreeMap<String, u64>,
+    /// Faults injected.
     pub faults: u64,
+    /// Time of the last fault.
     pub last_fault_ms: Option<u64>,
     /// Time from the last fault until the rolling fast ratio was last restored to the
     /// target (0 if it never dropped below).
@@ -63,13 +82,19 @@ pub struct Stats {
     recent_fast: usize,
     /// Lowest fast ratio over any full window, ppm.
     pub worst_window_fast_ppm: Option<i64>,
+    /// Times the coordinator halted on its ledger.
     pub ledger_halts: u64,
+    /// Ledger cycles signed.
     pub ledger_cycles: u64,
+    /// The harness's own check of the ledger at the end.
     pub ledger_check: Option<LedgerCheck>,
     /// Outcomes that reported a committed ledger receipt.
     pub receipts_reported: u64,
+    /// Coordinator starts (1 plus restarts).
     pub coordinator_starts: u64,
+    /// Events folded.
     pub events: u64,
+    /// Time of the latest event.
     pub last_t_ms: u64,
 }
 
@@ -284,8 +309,11 @@ impl Verdict {
 /// One evaluated invariant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvariantResult {
+    /// The invariant id of SPEC 8.1.
     pub id: &'static str,
+    /// A critical failure forces FAIL.
     pub critical: bool,
+    /// Pass, warn, fail or skipped.
     pub verdict: Verdict,
     /// Observed value, with its unit.
     pub observed: String,
@@ -298,7 +326,9 @@ pub struct InvariantResult {
 /// Digests of the determinism replays: the reference root and each replay's root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Replays {
+    /// Root of the first run.
     pub reference: [u8; 32],
+    /// Roots of the other runs of the same seed.
     pub replays: Vec<[u8; 32]>,
 }
 
