@@ -25,6 +25,9 @@ pub struct LogProbe;
 
 impl Probe for LogProbe {
     fn emit(&self, node: &str, signal: Signal) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
         if let Ok(data) = serde_json::to_string(&signal) {
             tracing::debug!(node, kind = signal.kind(), %data, "signal");
         }

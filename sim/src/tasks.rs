@@ -121,8 +121,30 @@ impl<W: Write> TaskTable<W> {
         Ok(())
     }
 
-    /// Flushes and returns the writer.
-    pub fn finish(self) -> std::io::Result<W> {
+    /// Writes a row for every task that arrived and never got an outcome (status `lost`),
+    /// then flushes and returns the writer: the table has one row per task.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        let lost = std::mem::take(&mut self.arrivals);
+        let mut n = itoa::Buffer::new();
+        for (task_id, (at, a)) in lost {
+            let w = &mut self.writer;
+            let mut row: Vec<String> = vec![
+                n.format(task_id).to_string(),
+                n.format(at).to_string(),
+                a.kind,
+                a.domain,
+                decimal(a.drift_ppm),
+                n.format(a.priority).to_string(),
+                a.authority,
+                a.needs_planning.to_string(),
+                n.format(a.tokens_in).to_string(),
+                n.format(a.tokens_out).to_string(),
+            ];
+            row.resize(22, String::new());
+            row.push("lost".into());
+            row.resize(COLUMNS.len(), String::new());
+            w.write_record(&row).map_err(std::io::Error::other)?;
+        }
         self.writer.into_inner().map_err(|e| e.into_error())
     }
 }
@@ -173,5 +195,25 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert_eq!(lines[1], "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,7");
         assert_eq!(decimal(-1_500_000), "-1.500000");
+    }
+
+    #[test]
+    fn a_task_without_outcome_gets_a_lost_row() {
+        let mut table = TaskTable::new(Vec::new()).unwrap();
+        let arrival = Arrival {
+            authority: "high".into(),
+            domain: "guest".into(),
+            drift_ppm: 0,
+            kind: "query".into(),
+            needs_planning: true,
+            priority: 1,
+            signature: "00".into(),
+            task_id: 4,
+            tokens_in: 1,
+            tokens_out: 2,
+        };
+        table.observe(3, &Body::Harness(Harness::Arrival(arrival))).unwrap();
+        let text = String::from_utf8(table.finish().unwrap()).unwrap();
+        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,"));
     }
 }

@@ -61,6 +61,16 @@ struct Coordinator {
     ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
 }
 
+/// Who processes a submission.
+enum Claim {
+    /// This submission: the task was neither recorded nor in progress.
+    Claimed,
+    /// Another submission is processing the task.
+    InProgress,
+    /// The task has a recorded outcome.
+    Recorded(Outcome),
+}
+
 /// An admitted task.
 struct Admitted {
     plan: Plan,
@@ -232,18 +242,24 @@ impl Coordinator {
     async fn submit(self: Arc<Self>, task: Task) -> Outcome {
         let received = Instant::now();
         let config = &self.context.config;
-        let polls = config.dispatch.worst_case_ms() / DUPLICATE_POLL_MS + 1;
+        // A resubmission waits for the first submission, which is bounded by the worst
+        // case of dispatch; twice that is a generous bound on the wait.
+        let polls = 2 * config.dispatch.worst_case_ms() / DUPLICATE_POLL_MS + 1;
+        let mut claimed = false;
         for _ in 0..polls {
-            {
-                let core = self.lock();
-                if let Some(outcome) = core.outcomes.get(&task.task_id) {
-                    return outcome.clone();
-                }
-                if !core.in_progress.contains(&task.task_id) {
+            match self.claim(task.task_id) {
+                Claim::Recorded(outcome) => return outcome,
+                Claim::Claimed => {
+                    claimed = true;
                     break;
                 }
+                Claim::InProgress => madsim::time::sleep(Duration::from_millis(DUPLICATE_POLL_MS)).await,
             }
-            madsim::time::sleep(Duration::from_millis(DUPLICATE_POLL_MS)).await;
+        }
+        if !claimed {
+            // Not recorded and not reported: the first submission will record the outcome,
+            // and the client may ask again.
+            return Outcome::Failed { path: Path::Fast, error: "task still in progress; submit again".into() };
         }
         let day = config.day_of(task.at_ms);
         match self.admit(&task, day) {
@@ -255,12 +271,26 @@ impl Coordinator {
         }
     }
 
-    /// Valve, router and governor, under the lock.
+    /// Takes a task for processing, atomically: exactly one submission of a task id gets
+    /// `Claimed`; the others see it in progress or recorded.
+    fn claim(&self, task_id: u64) -> Claim {
+        let mut core = self.lock();
+        if let Some(outcome) = core.outcomes.get(&task_id) {
+            return Claim::Recorded(outcome.clone());
+        }
+        if core.in_progress.insert(task_id) {
+            Claim::Claimed
+        } else {
+            Claim::InProgress
+        }
+    }
+
+    /// Valve, router and governor, under the lock. The task has been claimed.
     fn admit(&self, task: &Task, day: u64) -> Result<Admitted, RejectReason> {
         let config = &self.context.config;
         let mut core = self.lock();
         let core = &mut *core;
-        core.in_progress.insert(task.task_id);
+        assert!(core.in_progress.contains(&task.task_id), "admitted tasks are claimed");
         if core.halted.is_some() {
             return Err(RejectReason::Halted);
         }
