@@ -187,124 +187,142 @@ pub async fn simulate(
 ) -> std::io::Result<Arc<Observer>> {
     let run_index = RUNS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
     let engine = Arc::new(scenario.engine_config(seed));
-    {
-        let handle = Handle::current();
-        let observer = Arc::new(Observer::new(sinks)?);
-        let probe: Arc<dyn Probe> = observer.clone();
-        let rate_limits = seedcore_engine::Kind::ALL
-            .iter()
-            .filter_map(|k| engine.governor.rate_limits_per_day[k.index()].map(|l| (k.as_str().to_string(), l)))
-            .collect();
-        observer.harness(
-            "harness",
-            Harness::RunStart(RunStart {
-                ceiling_micro_usd: engine.governor.ceiling_micro_usd,
-                daily_budget_micro_usd: engine.governor.daily_budget_micro_usd,
-                duration_ms: scenario.duration_ms,
-                engine_version: env!("CARGO_PKG_VERSION").into(),
-                fast_target_ppm: ppm(engine.router.fast_target),
-                rate_limits,
-                scenario: scenario.name.clone(),
-                scenario_sha256: scenario.sha256.clone(),
-                seed: seed.to_string(),
-                tasks: tasks.len() as u64,
-            }),
-        );
-        let nodes = build_nodes(&handle, &engine, &probe);
-        let world = Arc::new(World {
-            handle: handle.clone(),
-            nodes,
-            down: Mutex::new(BTreeSet::new()),
-            observer: observer.clone(),
-            config: engine.clone(),
-        });
-        let driver = handle.create_node().name("driver").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1))).build();
-        let coordinator = addresses(&engine).coordinator;
-        let attempt_timeout = Duration::from_millis(engine.dispatch.deep_timeout_ms + 5_000);
-        let drain = Duration::from_millis(scenario.harness.drain_ms);
-        let duration = Duration::from_millis(scenario.duration_ms);
-        let jitter_ms = if scenario.harness.inject_nondeterminism { run_index } else { 0 };
-        let faults = scenario.faults.clone();
-        let driver_world = world.clone();
-        let task_count = tasks.len() as u64;
-        let unanswered = driver
-            .spawn(async move {
-                let world = driver_world;
-                let start = Instant::now();
-                let injector_world = world.clone();
-                madsim::task::spawn(async move { inject(&faults, injector_world.as_ref()).await });
-                let endpoint = Endpoint::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1)), 9000))
-                    .await
-                    .expect("driver binds");
-                let client = Arc::new(Client::new(endpoint, coordinator));
-                let deadline = start + duration + drain;
-                let mut pending = Vec::with_capacity(tasks.len());
-                for task in tasks.iter() {
-                    sleep_until(start + Duration::from_millis(task.at_ms + jitter_ms)).await;
-                    world.observer.harness(
-                        "driver",
-                        Harness::Arrival(Arrival {
-                            authority: task.authority.as_str().into(),
-                            domain: task.domain.clone(),
-                            drift_ppm: ppm(task.drift),
-                            kind: task.kind.as_str().into(),
-                            needs_planning: task.needs_planning,
-                            priority: task.priority,
-                            signature: format!("{:016x}", task.signature),
-                            task_id: task.task_id,
-                            tokens_in: task.tokens_in,
-                            tokens_out: task.tokens_out,
-                        }),
-                    );
-                    pending.push(madsim::task::spawn(submit(client.clone(), task.clone(), attempt_timeout, deadline)));
-                }
-                let mut unanswered = 0;
-                for answer in pending {
-                    unanswered += u64::from(!answer.await.unwrap_or(false));
-                }
-                unanswered
-            })
-            .await
-            .expect("the driver completes");
+    let handle = Handle::current();
+    let observer = Arc::new(Observer::new(sinks)?);
+    observer.harness("harness", run_start(&scenario, &engine, seed, tasks.len()));
+    let probe: Arc<dyn Probe> = observer.clone();
+    let nodes = build_nodes(&handle, &engine, &probe);
+    let world = Arc::new(World {
+        handle: handle.clone(),
+        nodes,
+        down: Mutex::new(BTreeSet::new()),
+        observer: observer.clone(),
+        config: engine.clone(),
+    });
+    let driver = Driver {
+        coordinator: addresses(&engine).coordinator,
+        attempt_timeout: Duration::from_millis(engine.dispatch.deep_timeout_ms + 5_000),
+        until: Duration::from_millis(scenario.duration_ms + scenario.harness.drain_ms),
+        jitter_ms: if scenario.harness.inject_nondeterminism { run_index } else { 0 },
+    };
+    let arrivals = tasks.len() as u64;
+    let faults = scenario.faults.clone();
+    let driving = world.clone();
+    let unanswered = handle
+        .create_node()
+        .name("driver")
+        .ip(DRIVER.ip())
+        .build()
+        .spawn(async move {
+            let injecting = driving.clone();
+            madsim::task::spawn(async move { inject(&faults, injecting.as_ref()).await });
+            driver.drive(&driving.observer, &tasks).await
+        })
+        .await
+        .expect("the driver completes");
+    let check = check_ledger(&world, &engine).await;
+    observer.harness("harness", Harness::LedgerCheck(check));
+    let sim_ms = observer.elapsed_ms();
+    observer.harness("harness", Harness::RunEnd(RunEnd { arrivals, unanswered, sim_ms }));
+    Ok(observer)
+}
 
-        // Let the ledger sign its last cycle, then check it from the coordinator's disk.
-        let coordinator_up = !world.down.lock().expect("lock").contains("coordinator");
-        let check = if coordinator_up {
-            sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
-            let dir = engine.ledger.dir.clone();
-            let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
-            let result = world
-                .current("coordinator")
-                .spawn(async move { read_segments(&dir).await.and_then(|segments| verify(&segments, &key)) })
-                .await
-                .expect("the ledger check completes");
-            match result {
-                Ok(v) => LedgerCheck {
-                    checked: true,
-                    cycles: v.cycles.len() as u64,
-                    error: None,
-                    ok: true,
-                    receipts: v.receipts.len() as u64,
-                    torn_bytes: v.torn_bytes,
-                    unsigned: v.unsigned(),
-                },
-                Err(e) => LedgerCheck {
-                    checked: true,
-                    cycles: 0,
-                    error: Some(e.to_string()),
-                    ok: false,
-                    receipts: 0,
-                    torn_bytes: 0,
-                    unsigned: 0,
-                },
-            }
-        } else {
-            LedgerCheck { checked: false, cycles: 0, error: None, ok: true, receipts: 0, torn_bytes: 0, unsigned: 0 }
-        };
-        observer.harness("harness", Harness::LedgerCheck(check));
-        let sim_ms = observer.elapsed_ms();
-        observer.harness("harness", Harness::RunEnd(RunEnd { arrivals: task_count, unanswered, sim_ms }));
-        drop(world);
-        Ok(observer)
+/// The first event of a run.
+fn run_start(scenario: &Scenario, engine: &EngineConfig, seed: u64, tasks: usize) -> Harness {
+    let rate_limits = seedcore_engine::Kind::ALL
+        .iter()
+        .filter_map(|k| engine.governor.rate_limits_per_day[k.index()].map(|l| (k.as_str().to_string(), l)))
+        .collect();
+    Harness::RunStart(RunStart {
+        ceiling_micro_usd: engine.governor.ceiling_micro_usd,
+        daily_budget_micro_usd: engine.governor.daily_budget_micro_usd,
+        duration_ms: scenario.duration_ms,
+        engine_version: env!("CARGO_PKG_VERSION").into(),
+        fast_target_ppm: ppm(engine.router.fast_target),
+        rate_limits,
+        scenario: scenario.name.clone(),
+        scenario_sha256: scenario.sha256.clone(),
+        seed: seed.to_string(),
+        tasks: tasks as u64,
+    })
+}
+
+/// Address of the driver's endpoint.
+const DRIVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1)), 9000);
+
+/// The client side of the world: submits the workload at its arrival times.
+struct Driver {
+    coordinator: SocketAddr,
+    /// How long one submission waits for its outcome.
+    attempt_timeout: Duration,
+    /// End of the drain, from the start of the run.
+    until: Duration,
+    /// Added to every arrival time (nonzero only in the `determinism` canary).
+    jitter_ms: u64,
+}
+
+impl Driver {
+    /// Submits every task at its arrival time; returns how many got no outcome before the
+    /// drain ended.
+    async fn drive(self, observer: &Observer, tasks: &[Task]) -> u64 {
+        let start = Instant::now();
+        let endpoint = Endpoint::bind(DRIVER).await.expect("the driver's address is free");
+        let client = Arc::new(Client::new(endpoint, self.coordinator));
+        let deadline = start + self.until;
+        let mut pending = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            sleep_until(start + Duration::from_millis(task.at_ms + self.jitter_ms)).await;
+            observer.harness("driver", arrival(task));
+            pending.push(madsim::task::spawn(submit(client.clone(), task.clone(), self.attempt_timeout, deadline)));
+        }
+        let mut unanswered = 0;
+        for answer in pending {
+            unanswered += u64::from(!answer.await.unwrap_or(false));
+        }
+        unanswered
+    }
+}
+
+fn arrival(task: &Task) -> Harness {
+    Harness::Arrival(Arrival {
+        authority: task.authority.as_str().into(),
+        domain: task.domain.clone(),
+        drift_ppm: ppm(task.drift),
+        kind: task.kind.as_str().into(),
+        needs_planning: task.needs_planning,
+        priority: task.priority,
+        signature: format!("{:016x}", task.signature),
+        task_id: task.task_id,
+        tokens_in: task.tokens_in,
+        tokens_out: task.tokens_out,
+    })
+}
+
+/// Lets the ledger sign its last cycle, then verifies it from the coordinator's disk.
+async fn check_ledger(world: &World, engine: &EngineConfig) -> LedgerCheck {
+    let unchecked =
+        LedgerCheck { checked: false, cycles: 0, error: None, ok: true, receipts: 0, torn_bytes: 0, unsigned: 0 };
+    if world.down.lock().expect("lock").contains("coordinator") {
+        return unchecked;
+    }
+    sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
+    let dir = engine.ledger.dir.clone();
+    let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
+    let result = world
+        .current("coordinator")
+        .spawn(async move { read_segments(&dir).await.and_then(|segments| verify(&segments, &key)) })
+        .await
+        .expect("the ledger check completes");
+    match result {
+        Ok(v) => LedgerCheck {
+            checked: true,
+            cycles: v.cycles.len() as u64,
+            ok: true,
+            receipts: v.receipts.len() as u64,
+            torn_bytes: v.torn_bytes,
+            unsigned: v.unsigned(),
+            ..unchecked
+        },
+        Err(e) => LedgerCheck { checked: true, error: Some(e.to_string()), ok: false, ..unchecked },
     }
 }

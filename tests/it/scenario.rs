@@ -71,3 +71,9 @@ fn bad_trace_row_names_row_and_column() {
     let error = seedcore_sim::load(&path).unwrap_err().to_string();
     assert!(error.contains("trace.csv: line 3, column GeneratedTokens"), "{error}");
 }
+
+#[test]
+fn malformed_toml_names_the_line() {
+    let error = load_error("name = \"t\"\nduration = \"1m\n[workload]\n");
+    assert!(error.contains("scenario.toml") && error.contains("line 2"), "{error}");
+}
