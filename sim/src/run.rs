@@ -51,6 +51,12 @@ impl Staging {
             path: path.display().to_string(),
             message: e.to_string(),
         };
+        if target.exists() && !target.is_dir() {
+            return Err(RunError::Output {
+                path: target.display().to_string(),
+                message: "exists and is not a directory".into(),
+            });
+        }
         std::fs::create_dir_all(parent).map_err(|e| error(parent, e))?;
         let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
         if staging.exists() {

@@ -51,3 +51,15 @@ fn replay_in_the_live_build_points_to_the_simulation_build() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cargo sim replay"));
 }
+
+#[cfg(madsim)]
+#[test]
+fn out_that_is_a_file_exits_2_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "keep me").unwrap();
+    let output = seedcore(&["replay", "scenarios/canary-determinism.toml", "--out", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a directory"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
