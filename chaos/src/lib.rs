@@ -17,6 +17,9 @@ pub enum FaultKind {
     /// Flip one byte inside the first committed receipt of a node's ledger. A later
     /// restart must detect it and halt (the `ledger_integrity` canary).
     LedgerCorrupt { node: String },
+    /// Kill a node in the middle of a ledger append: its last segment ends in half a
+    /// record. Recovery must skip the torn tail and go on. Down for `down_ms` if set.
+    TornWrite { node: String, down_ms: Option<u64> },
 }
 
 impl FaultKind {
@@ -26,13 +29,17 @@ impl FaultKind {
             FaultKind::Crash { .. } => "crash",
             FaultKind::Restart { .. } => "restart",
             FaultKind::LedgerCorrupt { .. } => "ledger_corrupt",
+            FaultKind::TornWrite { .. } => "torn_write",
         }
     }
 
     /// The node the fault acts on.
     pub fn node(&self) -> &str {
         match self {
-            FaultKind::Crash { node, .. } | FaultKind::Restart { node } | FaultKind::LedgerCorrupt { node } => node,
+            FaultKind::Crash { node, .. }
+            | FaultKind::Restart { node }
+            | FaultKind::LedgerCorrupt { node }
+            | FaultKind::TornWrite { node, .. } => node,
         }
     }
 }
@@ -57,7 +64,9 @@ impl FaultPlan {
     pub fn new(faults: Vec<Fault>) -> FaultPlan {
         let mut expanded = Vec::with_capacity(faults.len());
         for fault in faults {
-            if let FaultKind::Crash { node, down_ms: Some(down) } = &fault.kind {
+            if let FaultKind::Crash { node, down_ms: Some(down) } | FaultKind::TornWrite { node, down_ms: Some(down) } =
+                &fault.kind
+            {
                 expanded.push(Fault { at_ms: fault.at_ms + down, kind: FaultKind::Restart { node: node.clone() } });
             }
             expanded.push(fault);

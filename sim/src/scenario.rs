@@ -243,7 +243,7 @@ pub struct FaultSpec {
     pub at: DurationMs,
     pub kind: String,
     pub node: String,
-    /// For `crash`: restart after this long.
+    /// For `crash` and `torn_write`: restart after this long.
     #[serde(rename = "for")]
     pub down: Option<DurationMs>,
 }
@@ -757,12 +757,18 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         let kind = match fault.kind.as_str() {
             "crash" => FaultKind::Crash { node, down_ms: fault.down.map(|d| d.0) },
             "restart" => FaultKind::Restart { node },
-            "ledger_corrupt" if fault.node == "coordinator" => FaultKind::LedgerCorrupt { node },
-            "ledger_corrupt" => return Err(r.invalid(key, "ledger_corrupt acts on the coordinator only")),
+            "ledger_corrupt" | "torn_write" if fault.node != "coordinator" => {
+                return Err(r.invalid(key, format!("{} acts on the coordinator only", fault.kind)))
+            }
+            "ledger_corrupt" => FaultKind::LedgerCorrupt { node },
+            "torn_write" => FaultKind::TornWrite { node, down_ms: fault.down.map(|d| d.0) },
             other => {
                 return Err(r.invalid(
                     key,
-                    format!("fault {}: unknown kind {other:?}; kinds are crash, restart, ledger_corrupt", index + 1),
+                    format!(
+                        "fault {}: unknown kind {other:?}; kinds are crash, restart, ledger_corrupt, torn_write",
+                        index + 1
+                    ),
                 ))
             }
         };

@@ -70,6 +70,27 @@ impl FaultTarget for World {
                 self.handle.restart(id);
                 self.down.lock().expect("lock").remove(&node);
             }
+            FaultKind::TornWrite { .. } => {
+                if self.down.lock().expect("lock").contains(&node) {
+                    return;
+                }
+                // Half a record at the end of the segment being written, then the crash.
+                let dir = self.config.ledger.dir.clone();
+                self.current(&node)
+                    .spawn(async move {
+                        let segments = read_segments(&dir).await.expect("the coordinator's ledger is readable");
+                        let last = segments.len().checked_sub(1).expect("a started coordinator has a segment");
+                        let mut bytes = segments[last].clone();
+                        bytes.extend_from_slice(b"{\"receipt\":{\"cost_micro_usd\":1");
+                        let path = segment_path(&dir, last as u32);
+                        let file = madsim::fs::File::create(&path).await.expect("the segment exists");
+                        file.write_all_at(&bytes, 0).await.expect("simulated writes succeed");
+                    })
+                    .await
+                    .expect("the torn write completes");
+                self.handle.kill(id);
+                self.down.lock().expect("lock").insert(node);
+            }
             FaultKind::LedgerCorrupt { .. } => {
                 if self.down.lock().expect("lock").contains(&node) {
                     return;
