@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(madsim)]
 mod summary;
 
 /// The simulator allocates per message and per event; mimalloc spends markedly less time
@@ -210,11 +211,8 @@ fn serve(scenario: Option<PathBuf>, port: u16, data_dir: String, seconds: Option
                     return exit::RUNTIME;
                 }
             };
-            let sample = if tasks.is_empty() {
-                summary::demo_tasks(count)
-            } else {
-                tasks.into_iter().take(count as usize).collect()
-            };
+            let sample =
+                if tasks.is_empty() { demo_tasks(count) } else { tasks.into_iter().take(count as usize).collect() };
             for task in sample {
                 match client.submit(task.clone(), Duration::from_secs(120)).await {
                     Ok(outcome) => println!("task {:>5} {:<8} -> {outcome:?}", task.task_id, task.kind.as_str()),
@@ -231,4 +229,24 @@ fn serve(scenario: Option<PathBuf>, port: u16, data_dir: String, seconds: Option
         }
         exit::PASS
     })
+}
+
+/// Demo tasks for `serve --submit` without a scenario.
+#[cfg(not(madsim))]
+fn demo_tasks(count: u32) -> Vec<seedcore_engine::Task> {
+    (0..u64::from(count))
+        .map(|i| seedcore_engine::Task {
+            task_id: i,
+            at_ms: i * 100,
+            kind: seedcore_engine::Kind::ALL[(i % 3) as usize],
+            domain: "guest".into(),
+            drift: 0.1,
+            priority: 5,
+            authority: seedcore_engine::Authority::Medium,
+            needs_planning: i % 10 == 9,
+            tokens_in: 400,
+            tokens_out: 100,
+            signature: i % 4,
+        })
+        .collect()
 }

@@ -1,33 +1,12 @@
-//! The human-readable run banner, summary and invariant table of `replay`.
+//! The human-readable run banner, summary and invariant table of `replay` (simulation
+//! build only).
 
-use seedcore_engine::{Authority, Kind, Task};
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::Scenario;
 use std::path::Path;
 use std::time::Duration;
 
-/// Demo tasks for `serve --submit` without a scenario.
-#[cfg_attr(madsim, allow(dead_code))]
-pub fn demo_tasks(count: u32) -> Vec<Task> {
-    (0..u64::from(count))
-        .map(|i| Task {
-            task_id: i,
-            at_ms: i * 100,
-            kind: Kind::ALL[(i % 3) as usize],
-            domain: "guest".into(),
-            drift: 0.1,
-            priority: 5,
-            authority: Authority::Medium,
-            needs_planning: i % 10 == 9,
-            tokens_in: 400,
-            tokens_out: 100,
-            signature: i % 4,
-        })
-        .collect()
-}
-
 /// Prints the run banner: the seed, the scenario digest and the derived parameters.
-#[cfg_attr(not(madsim), allow(dead_code))]
 pub fn banner(scenario: &Scenario, seed: u64, replays: u32) {
     let e = &scenario.engine;
     println!(
@@ -63,7 +42,6 @@ fn usd(micro: u64) -> String {
 }
 
 /// Prints the run summary and the invariant table.
-#[cfg_attr(not(madsim), allow(dead_code))]
 pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, out: &Path, wall: Duration) {
     let s = &report.stats;
     let completed = s.completed[0] + s.completed[1];
