@@ -298,6 +298,8 @@ pub struct LedgerConfig {
     pub cycle_receipts: u64,
     /// ...or after this much time with receipts pending, whichever first.
     pub cycle_ms: u64,
+    /// Receipts per segment file; the writer starts a new segment after this many.
+    pub segment_receipts: u64,
     /// Directory of the ledger segments.
     pub dir: String,
     /// Seed of the Ed25519 ledger key. The default is a development key; a deployment sets
@@ -316,6 +318,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             cycle_receipts: 1_000,
             cycle_ms: 60_000,
+            segment_receipts: 100_000,
             dir: "ledger".to_string(),
             key_seed: development_key_seed(),
         }
@@ -401,6 +404,7 @@ impl EngineConfig {
         check(self.memory.mw_capacity >= 1, "engine.memory.mw_capacity", "must be >= 1")?;
         check(self.ledger.cycle_receipts >= 1, "engine.ledger.cycle_receipts", "must be >= 1")?;
         check(self.ledger.cycle_ms >= 1, "engine.ledger.cycle_ms", "must be >= 1")?;
+        check(self.ledger.segment_receipts >= 1, "engine.ledger.segment_receipts", "must be >= 1")?;
         check(self.tokens.max_tokens >= 1, "engine.tokens.max_tokens", "must be >= 1")?;
         check(self.governor.ceiling_micro_usd >= 1, "engine.governor.ceiling_micro_usd", "must be >= 1")?;
         for (path, model) in [(Path::Fast, &self.backend.fast), (Path::Deep, &self.backend.deep)] {

@@ -10,6 +10,7 @@
 //! Receipts and cycle records are written in canonical form (RFC 8785: sorted keys, no
 //! floats), and `hash = SHA-256(JCS(receipt))`.
 
+use crate::config::LedgerConfig;
 use crate::task::{Kind, Path};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -100,10 +101,12 @@ pub enum LedgerError {
 /// What verification of a whole ledger found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verified {
-    /// Every committed receipt, in order.
-    pub receipts: Vec<Receipt>,
-    /// Every cycle record, in order.
-    pub cycles: Vec<CycleRecord>,
+    /// Committed receipts.
+    pub receipts: u64,
+    /// Signed cycles.
+    pub cycles: u64,
+    /// Receipts covered by the signed cycles (`receipts - unsigned`).
+    pub signed: u64,
     /// Chain head after the last receipt.
     pub head: [u8; 32],
     /// Segments read.
@@ -115,8 +118,7 @@ pub struct Verified {
 impl Verified {
     /// Receipts after the last signed cycle.
     pub fn unsigned(&self) -> u64 {
-        let signed = self.cycles.last().map_or(0, |c| c.last_seq + 1);
-        self.receipts.len() as u64 - signed
+        self.receipts - self.signed
     }
 }
 
@@ -124,12 +126,25 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
     hex::decode(text).ok()?.try_into().ok()
 }
 
-/// Verifies the chain and every cycle signature of a ledger given as its segments' bytes.
-pub fn verify(segments: &[Vec<u8>], key: &VerifyingKey) -> Result<Verified, LedgerError> {
-    let mut verified = Verified { head: [0; 32], segments: segments.len() as u32, ..Verified::default() };
-    let mut head_hex = GENESIS.to_string();
-    for (index, bytes) in segments.iter().enumerate() {
-        let segment = index as u32;
+/// Verifies a ledger segment by segment, in order, handing each committed receipt to the
+/// caller: memory stays at one segment, however long the ledger.
+pub struct Verifier<'k> {
+    key: &'k VerifyingKey,
+    verified: Verified,
+    head_hex: String,
+}
+
+impl<'k> Verifier<'k> {
+    /// A verifier at the genesis of a ledger signed by `key`.
+    pub fn new(key: &'k VerifyingKey) -> Verifier<'k> {
+        Verifier { key, verified: Verified::default(), head_hex: GENESIS.to_string() }
+    }
+
+    /// Verifies the next segment; calls `on_receipt` with every committed receipt in it.
+    pub fn segment(&mut self, bytes: &[u8], mut on_receipt: impl FnMut(&Receipt)) -> Result<(), LedgerError> {
+        let segment = self.verified.segments;
+        self.verified.segments += 1;
+        let verified = &mut self.verified;
         let mut rest: &[u8] = bytes;
         let mut line_no = 0;
         while !rest.is_empty() {
@@ -148,28 +163,30 @@ pub fn verify(segments: &[Vec<u8>], key: &VerifyingKey) -> Result<Verified, Ledg
             }
             match record {
                 Record::Receipt(receipt) => {
-                    let seq = verified.receipts.len() as u64;
+                    let seq = verified.receipts;
                     if receipt.seq != seq {
                         return Err(corrupt(format!("seq {} where {seq} was expected", receipt.seq)));
                     }
-                    if receipt.prev_hash != head_hex {
+                    if receipt.prev_hash != self.head_hex {
                         return Err(corrupt(format!("receipt {seq} does not chain to the previous head")));
                     }
                     verified.head = receipt.hash();
-                    head_hex = hex::encode(verified.head);
-                    verified.receipts.push(receipt);
+                    self.head_hex = hex::encode(verified.head);
+                    verified.receipts += 1;
+                    on_receipt(&receipt);
                 }
                 Record::Cycle(cycle) => {
-                    let expected_cycle = verified.cycles.len() as u64;
-                    let first = verified.cycles.last().map_or(0, |c| c.last_seq + 1);
-                    let last = (verified.receipts.len() as u64).checked_sub(1);
-                    if cycle.cycle != expected_cycle || cycle.first_seq != first || Some(cycle.last_seq) != last {
+                    let last = verified.receipts.checked_sub(1);
+                    if cycle.cycle != verified.cycles
+                        || cycle.first_seq != verified.signed
+                        || Some(cycle.last_seq) != last
+                    {
                         return Err(corrupt(format!(
                             "cycle {} does not cover the receipts since the previous cycle",
                             cycle.cycle
                         )));
                     }
-                    if cycle.head != head_hex {
+                    if cycle.head != self.head_hex {
                         return Err(corrupt(format!("cycle {} signs a head that is not the chain's", cycle.cycle)));
                     }
                     let signature = hex::decode(&cycle.signature)
@@ -177,14 +194,30 @@ pub fn verify(segments: &[Vec<u8>], key: &VerifyingKey) -> Result<Verified, Ledg
                         .and_then(|bytes| Signature::from_slice(&bytes).ok())
                         .ok_or_else(|| corrupt(format!("cycle {} has a malformed signature", cycle.cycle)))?;
                     let head = decode_hex32(&cycle.head).expect("head equals a hex digest");
-                    key.verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature)
+                    self.key
+                        .verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature)
                         .map_err(|_| corrupt(format!("cycle {} signature does not verify", cycle.cycle)))?;
-                    verified.cycles.push(cycle);
+                    verified.cycles += 1;
+                    verified.signed = cycle.last_seq + 1;
                 }
             }
         }
+        Ok(())
     }
-    Ok(verified)
+
+    /// What the segments so far hold.
+    pub fn finish(self) -> Verified {
+        self.verified
+    }
+}
+
+/// Verifies the chain and every cycle signature of a ledger given as its segments' bytes.
+pub fn verify(segments: &[Vec<u8>], key: &VerifyingKey) -> Result<Verified, LedgerError> {
+    let mut verifier = Verifier::new(key);
+    for bytes in segments {
+        verifier.segment(bytes, |_| {})?;
+    }
+    Ok(verifier.finish())
 }
 
 /// Path of a segment.
@@ -192,17 +225,30 @@ pub fn segment_path(dir: &str, index: u32) -> String {
     format!("{dir}/{index:06}.log")
 }
 
-/// Reads every segment of a ledger directory, in order.
-pub async fn read_segments(dir: &str) -> Result<Vec<Vec<u8>>, LedgerError> {
-    let mut segments = Vec::new();
-    loop {
-        let path = segment_path(dir, segments.len() as u32);
-        match madsim::fs::read(&path).await {
-            Ok(bytes) => segments.push(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segments),
-            Err(e) => return Err(LedgerError::Io { path, message: e.to_string() }),
-        }
+/// Reads one segment; `None` past the last.
+pub async fn read_segment(dir: &str, index: u32) -> Result<Option<Vec<u8>>, LedgerError> {
+    let path = segment_path(dir, index);
+    match madsim::fs::read(&path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LedgerError::Io { path, message: e.to_string() }),
     }
+}
+
+/// Verifies the ledger in `dir` one segment at a time, handing every committed receipt
+/// to `on_receipt`.
+pub async fn verify_dir(
+    dir: &str,
+    key: &VerifyingKey,
+    mut on_receipt: impl FnMut(&Receipt),
+) -> Result<Verified, LedgerError> {
+    let mut verifier = Verifier::new(key);
+    let mut index = 0;
+    while let Some(bytes) = read_segment(dir, index).await? {
+        verifier.segment(&bytes, &mut on_receipt)?;
+        index += 1;
+    }
+    Ok(verifier.finish())
 }
 
 /// The receipt fields the coordinator supplies; the writer adds `seq` and `prev_hash`.
@@ -210,6 +256,14 @@ pub type Entry = Receipt;
 
 /// The appending side of the ledger.
 pub struct LedgerWriter {
+    /// The ledger's directory.
+    dir: String,
+    /// Index of the segment being written.
+    segment: u32,
+    /// Receipts in the segment being written.
+    segment_len: u64,
+    /// Receipts after which the writer moves to a new segment.
+    segment_receipts: u64,
     /// Path of the segment being written.
     path: String,
     file: madsim::fs::File,
@@ -225,36 +279,53 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Verifies the existing ledger and opens a new segment after it.
+    /// Verifies the existing ledger, handing every committed receipt to `on_receipt`, and
+    /// opens a new segment after it.
     pub async fn open(
-        dir: &str,
-        key_seed: &[u8; 32],
-        cycle_receipts: u64,
+        config: &LedgerConfig,
+        on_receipt: impl FnMut(&Receipt),
     ) -> Result<(LedgerWriter, Verified), LedgerError> {
-        assert!(cycle_receipts >= 1);
-        let key = SigningKey::from_bytes(key_seed);
+        assert!(config.cycle_receipts >= 1 && config.segment_receipts >= 1);
+        let dir = config.dir.as_str();
+        let key = SigningKey::from_bytes(&config.key_seed);
         #[cfg(not(madsim))]
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| LedgerError::Io { path: dir.to_string(), message: e.to_string() })?;
-        let segments = read_segments(dir).await?;
-        let verified = verify(&segments, &key.verifying_key())?;
+        let verified = verify_dir(dir, &key.verifying_key(), on_receipt).await?;
         let path = segment_path(dir, verified.segments);
         let file = madsim::fs::File::create(&path)
             .await
             .map_err(|e| LedgerError::Io { path: path.clone(), message: e.to_string() })?;
         let writer = LedgerWriter {
+            dir: dir.to_string(),
+            segment: verified.segments,
+            segment_len: 0,
+            segment_receipts: config.segment_receipts,
             path,
             file,
             offset: 0,
             head: verified.head,
-            next_seq: verified.receipts.len() as u64,
-            next_cycle: verified.cycles.len() as u64,
-            cycle_first_seq: verified.cycles.last().map_or(0, |c| c.last_seq + 1),
-            cycle_receipts,
+            next_seq: verified.receipts,
+            next_cycle: verified.cycles,
+            cycle_first_seq: verified.signed,
+            cycle_receipts: config.cycle_receipts,
             key,
         };
         Ok((writer, verified))
+    }
+
+    /// Moves to a fresh segment, so that no single file (nor, in the simulator, any single
+    /// buffer) grows without bound.
+    async fn rotate(&mut self) -> Result<(), LedgerError> {
+        self.segment += 1;
+        self.path = segment_path(&self.dir, self.segment);
+        self.file = madsim::fs::File::create(&self.path)
+            .await
+            .map_err(|e| LedgerError::Io { path: self.path.clone(), message: e.to_string() })?;
+        self.offset = 0;
+        self.segment_len = 0;
+        Ok(())
     }
 
     /// The public key that verifies this ledger's cycles.
@@ -296,8 +367,12 @@ impl LedgerWriter {
         self.write_bytes(&line).await?;
         self.head = Sha256::digest(&canonical).into();
         self.next_seq += 1;
+        self.segment_len += 1;
         let cycle =
             if self.next_seq - self.cycle_first_seq >= self.cycle_receipts { self.close_cycle().await? } else { None };
+        if self.segment_len >= self.segment_receipts {
+            self.rotate().await?;
+        }
         Ok((entry, cycle))
     }
 
@@ -398,10 +473,10 @@ mod tests {
     fn a_good_ledger_verifies_and_a_torn_tail_is_skipped() {
         let (mut bytes, key) = build(10, 4);
         let verified = verify(&[bytes.clone()], &key).unwrap();
-        assert_eq!((verified.receipts.len(), verified.cycles.len(), verified.unsigned()), (10, 2, 2));
+        assert_eq!((verified.receipts, verified.cycles, verified.unsigned()), (10, 2, 2));
         bytes.extend_from_slice(b"{\"receipt\":{\"cost_mi");
         let verified = verify(&[bytes], &key).unwrap();
-        assert_eq!((verified.receipts.len(), verified.torn_bytes), (10, 20));
+        assert_eq!((verified.receipts, verified.torn_bytes), (10, 20));
     }
 
     #[test]
@@ -418,6 +493,26 @@ mod tests {
                 Err(LedgerError::Corrupt { .. }) => {}
                 other => panic!("flip at {at} not detected: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn verification_flows_across_segments() {
+        let (bytes, key) = build(9, 3);
+        // Split the ledger at every line boundary into two segments: same result.
+        let whole = verify(std::slice::from_ref(&bytes), &key).unwrap();
+        for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            let (first, second) = bytes.split_at(at + 1);
+            let mut seen = Vec::new();
+            let mut verifier = Verifier::new(&key);
+            verifier.segment(first, |r| seen.push(r.seq)).unwrap();
+            verifier.segment(second, |r| seen.push(r.seq)).unwrap();
+            let split = verifier.finish();
+            assert_eq!(
+                (split.receipts, split.cycles, split.head, split.segments),
+                (whole.receipts, whole.cycles, whole.head, 2)
+            );
+            assert_eq!(seen, (0..9).collect::<Vec<u64>>());
         }
     }
 

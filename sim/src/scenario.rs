@@ -190,6 +190,7 @@ pub struct MemorySpec {
 pub struct LedgerSpec {
     pub cycle_receipts: Option<u64>,
     pub cycle: Option<DurationMs>,
+    pub segment_receipts: Option<u64>,
 }
 
 /// `[engine]`.
@@ -690,6 +691,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
     }
     let ledger = LedgerConfig {
         cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
+        segment_receipts: e.ledger.segment_receipts.unwrap_or(defaults.ledger.segment_receipts),
         cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
         ..LedgerConfig::default()
     };

@@ -4,7 +4,7 @@
 
 use seedcore_engine::client::Client;
 use seedcore_engine::config::{EngineConfig, PathModel};
-use seedcore_engine::ledger::{read_segments, verify};
+use seedcore_engine::ledger::verify_dir;
 use seedcore_engine::probe::NullProbe;
 use seedcore_engine::serve::start_all_in_one;
 use seedcore_engine::{Authority, Kind, Outcome, Task};
@@ -34,6 +34,7 @@ fn serve_on_loopback_answers_tasks_and_keeps_a_verified_ledger() {
     let mut config = EngineConfig::default();
     config.ledger.dir = data.path().join("ledger").display().to_string();
     config.ledger.cycle_receipts = 10;
+    config.ledger.segment_receipts = 10;
     config.backend.deep = PathModel { median_ms: 40.0, p99_ms: 90.0, error_rate: 0.0, token_inflation: 1.0 };
     let key = ed25519_dalek_key(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -59,10 +60,10 @@ fn serve_on_loopback_answers_tasks_and_keeps_a_verified_ledger() {
         // Resubmitting returns the recorded outcome instead of running the task again.
         let again = client.submit(task(3), Duration::from_secs(10)).await.unwrap();
         assert!(matches!(again, Outcome::Completed { .. }));
-        let segments = read_segments(&config.ledger.dir).await.unwrap();
-        let verified = verify(&segments, &key).unwrap();
-        assert_eq!(verified.receipts.len(), 24);
-        assert_eq!(verified.cycles.len(), 2);
+        let verified = verify_dir(&config.ledger.dir, &key, |_| {}).await.unwrap();
+        assert_eq!(verified.receipts, 24);
+        assert_eq!(verified.cycles, 2);
+        assert_eq!(verified.segments, 3, "segments of 10 receipts: 10, 10 and the open one");
     });
 }
 

@@ -122,49 +122,46 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         halted: None,
     };
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "coordinator".into() }));
-    let ledger =
-        match LedgerWriter::open(&config.ledger.dir, &config.ledger.key_seed, config.ledger.cycle_receipts).await {
-            Ok((writer, verified)) => {
-                for receipt in &verified.receipts {
-                    core.governor.recover(
-                        receipt.task_id,
-                        receipt.day,
-                        receipt.kind,
-                        receipt.admitted(),
-                        receipt.cost_micro_usd,
-                    );
-                    core.outcomes.insert(receipt.task_id, outcome_of_receipt(receipt));
-                }
-                let last_day = verified.receipts.last().map(|r| r.day);
-                context.emit(Signal::Ledger(LedgerSignal {
-                    error: None,
-                    event: "recovered".into(),
-                    head: Some(hex::encode(verified.head)),
-                    receipts: verified.receipts.len() as u64,
-                    spent_micro_usd: last_day.map(|day| core.governor.day_state(day).spent_micro_usd),
-                }));
-                Some(writer)
-            }
-            Err(error) => {
-                // The seeds' deviation rule: signature verification failure halts the engine.
-                let message = error.to_string();
-                context.emit(Signal::Ledger(LedgerSignal {
-                    error: Some(message.clone()),
-                    event: "halt".into(),
-                    head: None,
-                    receipts: 0,
-                    spent_micro_usd: None,
-                }));
-                context.emit(Signal::Alert(AlertSignal {
-                    limit: 0,
-                    name: "ledger_verification_failed".into(),
-                    subject: message.clone(),
-                    value: 1,
-                }));
-                core.halted = Some(message);
-                None
-            }
-        };
+    // Recovery rebuilds spend, counters and outcomes receipt by receipt; if verification
+    // fails part way, the coordinator halts and the partial state only serves rejections.
+    let mut last_day = None;
+    let opened = LedgerWriter::open(&config.ledger, |receipt| {
+        core.governor.recover(receipt.task_id, receipt.day, receipt.kind, receipt.admitted(), receipt.cost_micro_usd);
+        core.outcomes.insert(receipt.task_id, outcome_of_receipt(receipt));
+        last_day = Some(receipt.day);
+    })
+    .await;
+    let ledger = match opened {
+        Ok((writer, verified)) => {
+            context.emit(Signal::Ledger(LedgerSignal {
+                error: None,
+                event: "recovered".into(),
+                head: Some(hex::encode(verified.head)),
+                receipts: verified.receipts,
+                spent_micro_usd: last_day.map(|day| core.governor.day_state(day).spent_micro_usd),
+            }));
+            Some(writer)
+        }
+        Err(error) => {
+            // The seeds' deviation rule: signature verification failure halts the engine.
+            let message = error.to_string();
+            context.emit(Signal::Ledger(LedgerSignal {
+                error: Some(message.clone()),
+                event: "halt".into(),
+                head: None,
+                receipts: 0,
+                spent_micro_usd: None,
+            }));
+            context.emit(Signal::Alert(AlertSignal {
+                limit: 0,
+                name: "ledger_verification_failed".into(),
+                subject: message.clone(),
+                value: 1,
+            }));
+            core.halted = Some(message);
+            None
+        }
+    };
     let coordinator = Arc::new(Coordinator {
         context,
         endpoint: endpoint.clone(),
