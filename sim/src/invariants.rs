@@ -84,14 +84,10 @@ pub struct Stats {
     pub worst_window_fast_ppm: Option<i64>,
     /// Times the coordinator halted on its ledger.
     pub ledger_halts: u64,
-    /// Ledger cycles signed.
-    pub ledger_cycles: u64,
     /// The harness's own check of the ledger at the end.
     pub ledger_check: Option<LedgerCheck>,
     /// Outcomes that reported a committed ledger receipt.
     pub receipts_reported: u64,
-    /// Coordinator starts (1 plus restarts).
-    pub coordinator_starts: u64,
     /// Events folded.
     pub events: u64,
     /// Time of the latest event.
@@ -152,10 +148,8 @@ impl Stats {
             recent_fast: 0,
             worst_window_fast_ppm: None,
             ledger_halts: 0,
-            ledger_cycles: 0,
             ledger_check: None,
             receipts_reported: 0,
-            coordinator_starts: 0,
             events: 0,
             last_t_ms: 0,
         }
@@ -185,7 +179,7 @@ impl Stats {
                 self.below_target = false;
             }
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
-            Body::Engine(Signal::Node(node)) => self.coordinator_starts += u64::from(node.role == "coordinator"),
+            Body::Engine(Signal::Node(_)) => {}
             Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, &decision.reason),
             Body::Engine(Signal::Outcome(outcome)) => {
                 if !self.answered.insert(outcome.task_id) {
@@ -239,11 +233,7 @@ impl Stats {
                     self.contraction_failures += 1;
                 }
             }
-            Body::Engine(Signal::Ledger(ledger)) => match ledger.event.as_str() {
-                "halt" => self.ledger_halts += 1,
-                "cycle" => self.ledger_cycles += 1,
-                _ => {}
-            },
+            Body::Engine(Signal::Ledger(ledger)) => self.ledger_halts += u64::from(ledger.event == "halt"),
         }
     }
 
