@@ -447,6 +447,46 @@ mod tests {
     }
 
     #[test]
+    fn canonical_traces_loop_and_scale() {
+        let dir = std::env::temp_dir().join(format!("seedcore-canonical-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trace.csv");
+        let header = CANONICAL_HEADER.join(",");
+        std::fs::write(
+            &path,
+            format!(
+                "{header}\n7,0,chat,guest,0.1,3,low,false,100,20,42\n8,2000,summary,facility,0.9,10,high,true,5,6,43\n"
+            ),
+        )
+        .unwrap();
+        let loaded = load_trace(&path, TraceFormat::Canonical).unwrap();
+        let workload = Workload::Trace {
+            path: path.clone(),
+            format: TraceFormat::Canonical,
+            rows: loaded.rows,
+            speed: 2.0,
+            loops: 2,
+            enrichment: Enrichment::default(),
+        };
+        // One loop spans (2000 + 1) / 2 rounded up = 1001 ms; the second loop follows it.
+        assert_eq!(workload.span_ms(), Some(2_002));
+        let tasks = workload.tasks(1, 10_000);
+        let summary: Vec<(u64, u64, Kind, bool)> =
+            tasks.iter().map(|t| (t.task_id, t.at_ms, t.kind, t.needs_planning)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (0, 0, Kind::Chat, false),
+                (1, 1_000, Kind::Summary, true),
+                (2, 1_001, Kind::Chat, false),
+                (3, 2_001, Kind::Summary, true)
+            ]
+        );
+        assert_eq!(workload.tasks(1, 1_001).len(), 2, "arrivals stop at the duration");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_bad_row_names_line_and_column() {
         let dir = std::env::temp_dir().join(format!("seedcore-trace-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
