@@ -168,3 +168,23 @@ fn lossy_network_loses_no_task() {
     assert!(retried > 0, "lost messages must have caused retries");
     assert_eq!(report.stats.ledger_check.clone().unwrap().receipts, report.tasks as u64);
 }
+
+/// Half a minute of steady traffic under madsim's own test runner, so that its variables
+/// apply: `MADSIM_TEST_SEED` picks the seed, `MADSIM_TEST_NUM` sweeps that many seeds, and
+/// `MADSIM_TEST_CHECK_DETERMINISM=1` runs each seed twice and compares every random draw,
+/// e.g. `MADSIM_TEST_NUM=20 MADSIM_TEST_CHECK_DETERMINISM=1 cargo simtest madsim_runner`.
+#[madsim::test]
+async fn madsim_runner_steady_half_minute() {
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 30_000;
+    let seed = madsim::runtime::Handle::current().seed();
+    let tasks = std::sync::Arc::new(scenario.workload.tasks(seed, scenario.duration_ms));
+    let policy = scenario.policy.clone();
+    let sinks = seedcore_sim::observer::Sinks { stats_window: Some(policy.window), ..Default::default() };
+    let observer =
+        seedcore_sim::world::simulate(scenario, tasks.clone(), seed, sinks).await.expect("the run completes");
+    let stats = observer.finish().expect("finishes").stats.expect("totals were folded");
+    let results = seedcore_sim::invariants::evaluate(&stats, &policy, None);
+    assert_eq!(seedcore_sim::invariants::critical_failures(&results), Vec::<&str>::new(), "seed {seed}: {results:#?}");
+    assert_eq!((stats.arrivals, stats.lost()), (tasks.len() as u64, 0));
+}
