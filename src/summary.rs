@@ -95,7 +95,7 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, out: &P
         }
     }
     println!(
-        "  L_tot            max certified {} (< 1); {} promotions, {} masks, {} sweeps checked, {} contraction failures",
+        "  L_tot            max certified {} (must stay below 1); {} promotions, {} masks, {} sweeps checked, {} contraction failures",
         s.l_tot_max_ppm.map_or("-".into(), |l| format!("{:.6}", l as f64 / 1e6)),
         s.l_tot_updates.saturating_sub(1),
         s.masks,
