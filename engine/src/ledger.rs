@@ -251,9 +251,6 @@ pub async fn verify_dir(
     Ok(verifier.finish())
 }
 
-/// The receipt fields the coordinator supplies; the writer adds `seq` and `prev_hash`.
-pub type Entry = Receipt;
-
 /// The appending side of the ledger.
 pub struct LedgerWriter {
     /// The ledger's directory.
@@ -328,11 +325,6 @@ impl LedgerWriter {
         Ok(())
     }
 
-    /// The public key that verifies this ledger's cycles.
-    pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
-    }
-
     async fn write_line(&mut self, record: &Record) -> Result<(), LedgerError> {
         let mut line = serde_json::to_vec(record).expect("a record always serialises");
         line.push(b'\n');
@@ -348,9 +340,10 @@ impl LedgerWriter {
         Ok(())
     }
 
-    /// Appends a receipt, chaining it to the head; closes the cycle when it is full.
-    /// Returns the committed receipt and, if a cycle closed, its record.
-    pub async fn append(&mut self, mut entry: Entry) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
+    /// Appends a receipt, filling in its `seq` and `prev_hash` and chaining it to the head;
+    /// closes the cycle when it is full. Returns the committed receipt and, if a cycle
+    /// closed, its record.
+    pub async fn append(&mut self, mut entry: Receipt) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
         entry.seq = self.next_seq;
         entry.prev_hash = hex::encode(self.head);
         // One serialisation gives both the hashed bytes and the line: the canonical form
@@ -394,16 +387,6 @@ impl LedgerWriter {
         self.next_cycle += 1;
         self.cycle_first_seq = self.next_seq;
         Ok(Some(record))
-    }
-
-    /// Number of receipts in the ledger.
-    pub fn len(&self) -> u64 {
-        self.next_seq
-    }
-
-    /// Whether the ledger has no receipt.
-    pub fn is_empty(&self) -> bool {
-        self.next_seq == 0
     }
 }
 

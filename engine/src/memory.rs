@@ -36,15 +36,13 @@ pub struct WorkingCache {
     by_use: BTreeMap<u64, u64>,
     /// Next LRU stamp.
     clock: u64,
-    hits: u64,
-    misses: u64,
 }
 
 impl WorkingCache {
     /// An empty cache.
     pub fn new(config: MemoryConfig) -> WorkingCache {
         assert!(config.mw_capacity >= 1);
-        WorkingCache { config, entries: BTreeMap::new(), by_use: BTreeMap::new(), clock: 0, hits: 0, misses: 0 }
+        WorkingCache { config, entries: BTreeMap::new(), by_use: BTreeMap::new(), clock: 0 }
     }
 
     /// Whether results of a kind are cached at all.
@@ -72,20 +70,15 @@ impl WorkingCache {
         let found = self.entries.get(&signature).map(|e| (e.kind, now_ms.saturating_sub(e.stored_ms), e.tokens_out));
         match found {
             Some((stored_kind, age_ms, tokens_out)) if stored_kind == kind && age_ms <= ttl => {
-                self.hits += 1;
                 self.touch(signature);
                 assert!(age_ms <= ttl);
                 Some(Hit { age_ms, tokens_out })
             }
             Some(_) => {
                 self.remove(signature);
-                self.misses += 1;
                 None
             }
-            None => {
-                self.misses += 1;
-                None
-            }
+            None => None,
         }
     }
 
@@ -104,11 +97,6 @@ impl WorkingCache {
         self.by_use.insert(self.clock, signature);
         assert!(self.entries.len() <= self.config.mw_capacity);
         assert_eq!(self.entries.len(), self.by_use.len());
-    }
-
-    /// (hits, misses) so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.hits, self.misses)
     }
 }
 

@@ -455,11 +455,6 @@ impl Organism {
         }
         Promotion { before, after: self.bounds, mask }
     }
-
-    /// Number of updates so far.
-    pub fn updates(&self) -> u64 {
-        self.updates
-    }
 }
 
 /// The feature vector of a task, each entry in [-1, 1].

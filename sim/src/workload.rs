@@ -208,15 +208,6 @@ impl Workload {
         }
     }
 
-    /// Number of rows in a trace (one loop).
-    pub fn trace_rows(&self) -> Option<usize> {
-        match self {
-            Workload::Trace { rows: TraceRows::Canonical(t), .. } => Some(t.len()),
-            Workload::Trace { rows: TraceRows::Azure(r), .. } => Some(r.len()),
-            Workload::Generated { .. } => None,
-        }
-    }
-
     /// Every task of a run with `seed`, in arrival order, arriving before `duration_ms`.
     pub fn tasks(&self, seed: u64, duration_ms: u64) -> Vec<Task> {
         let mut tasks = Vec::new();
