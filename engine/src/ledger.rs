@@ -113,6 +113,8 @@ pub struct Verified {
     pub segments: u32,
     /// Bytes of torn tails skipped.
     pub torn_bytes: u64,
+    /// Every signed cycle, in order: the per-cycle signature log of a report.
+    pub cycle_log: Vec<CycleRecord>,
 }
 
 impl Verified {
@@ -199,6 +201,7 @@ impl<'k> Verifier<'k> {
                         .map_err(|_| corrupt(format!("cycle {} signature does not verify", cycle.cycle)))?;
                     verified.cycles += 1;
                     verified.signed = cycle.last_seq + 1;
+                    verified.cycle_log.push(cycle);
                 }
             }
         }

@@ -17,6 +17,7 @@ seedcore_engine::signal_set! {
         RunStart(RunStart) = "run_start",
         Arrival(Arrival) = "arrival",
         Fault(FaultRecord) = "fault",
+        LedgerCycle(LedgerCycle) = "ledger_cycle",
         LedgerCheck(LedgerCheck) = "ledger_check",
         RunEnd(RunEnd) = "run_end",
     }
@@ -75,10 +76,26 @@ pub struct LedgerCheck {
     pub cycles: u64,
     pub error: Option<String>,
     pub ok: bool,
+    /// The ledger's Ed25519 public key, hex: what the cycle signatures verify against.
+    pub public_key: String,
     pub receipts: u64,
     pub torn_bytes: u64,
     /// Receipts after the last signed cycle.
     pub unsigned: u64,
+}
+
+/// One signed cycle of the coordinator's ledger, as the harness verified it at the end of
+/// the run (emitted before `ledger_check`): a report's signature log is built from these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerCycle {
+    pub cycle: u64,
+    pub first_seq: u64,
+    /// Chain head after `last_seq`, hex.
+    pub head: String,
+    pub last_seq: u64,
+    /// Hex Ed25519 signature over the engine's `cycle_message`.
+    pub signature: String,
 }
 
 /// The last event of a run.
@@ -279,11 +296,19 @@ mod tests {
                 tokens_out: 2,
             })),
             Body::Harness(Harness::Fault(FaultRecord { fault: "crash".into(), node: "fast-1".into() })),
+            Body::Harness(Harness::LedgerCycle(LedgerCycle {
+                cycle: 0,
+                first_seq: 0,
+                head: "ab".repeat(32),
+                last_seq: 1,
+                signature: "cd".repeat(64),
+            })),
             Body::Harness(Harness::LedgerCheck(LedgerCheck {
                 checked: true,
                 cycles: 1,
                 error: None,
                 ok: true,
+                public_key: "ef".repeat(32),
                 receipts: 2,
                 torn_bytes: 0,
                 unsigned: 0,

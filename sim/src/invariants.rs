@@ -86,6 +86,8 @@ pub struct Stats {
     pub ledger_halts: u64,
     /// The harness's own check of the ledger at the end.
     pub ledger_check: Option<LedgerCheck>,
+    /// Signed cycles the harness listed (`ledger_cycle` events).
+    pub ledger_cycles: u64,
     /// Outcomes that reported a committed ledger receipt.
     pub receipts_reported: u64,
     /// Events folded.
@@ -149,6 +151,7 @@ impl Stats {
             worst_window_fast_ppm: None,
             ledger_halts: 0,
             ledger_check: None,
+            ledger_cycles: 0,
             receipts_reported: 0,
             events: 0,
             last_t_ms: 0,
@@ -179,6 +182,7 @@ impl Stats {
                 self.below_target = false;
             }
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
+            Body::Harness(Harness::LedgerCycle(_)) => self.ledger_cycles += 1,
             Body::Engine(Signal::Node(_)) => {}
             Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, &decision.reason),
             Body::Engine(Signal::Outcome(outcome)) => {
@@ -481,6 +485,10 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
             (Verdict::Pass, "coordinator down at the end: ledger not read; no halt observed".to_string())
         }
         Some(check) if !check.ok => (Verdict::Fail, check.error.clone().unwrap_or_default()),
+        Some(check) if check.cycles != stats.ledger_cycles => (
+            Verdict::Fail,
+            format!("{} cycles verified, {} listed in the event log", check.cycles, stats.ledger_cycles),
+        ),
         Some(check) if check.receipts < stats.receipts_reported => (
             Verdict::Fail,
             format!("{} receipts reported committed, {} in the ledger", stats.receipts_reported, check.receipts),
@@ -658,9 +666,10 @@ mod tests {
     fn ledger_ok(receipts: u64) -> Body {
         Body::Harness(Harness::LedgerCheck(LedgerCheck {
             checked: true,
-            cycles: 1,
+            cycles: 0,
             error: None,
             ok: true,
+            public_key: "00".repeat(32),
             receipts,
             torn_bytes: 0,
             unsigned: 0,

@@ -58,10 +58,17 @@ impl Staging {
             });
         }
         std::fs::create_dir_all(parent).map_err(|e| error(parent, e))?;
-        let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| error(&staging, e))?;
+        // Leftovers of interrupted runs into the same target (killed before they could
+        // clean up) go first; they were never the report.
+        let prefix = format!(".{}.partial-", name.to_string_lossy());
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
+        let staging = parent.join(format!("{prefix}{}", std::process::id()));
         std::fs::create_dir(&staging).map_err(|e| error(&staging, e))?;
         Ok(Staging { staging, target: target.to_path_buf(), committed: false })
     }

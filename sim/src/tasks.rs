@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Column names of `tasks.csv`.
-pub const COLUMNS: [&str; 31] = [
+pub const COLUMNS: [&str; 32] = [
     "task_id",
     "at_ms",
     "kind",
@@ -39,6 +39,7 @@ pub const COLUMNS: [&str; 31] = [
     "tokens_out",
     "cache_hit",
     "done_ms",
+    "day",
 ];
 
 /// A ppm value as a decimal with six places, exactly (no float rounding).
@@ -114,6 +115,7 @@ impl<W: Write> TaskTable<W> {
                 w.write_field(n.format(o.tokens_out))?;
                 w.write_field(if o.cache_hit { "true" } else { "false" })?;
                 w.write_field(n.format(t_ms))?;
+                w.write_field(n.format(o.day))?;
                 w.write_record(None::<&[u8]>)?;
             }
             _ => {}
@@ -193,7 +195,10 @@ mod tests {
         let text = String::from_utf8(table.finish().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
-        assert_eq!(lines[1], "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,7");
+        assert_eq!(
+            lines[1],
+            "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,7,1"
+        );
         assert_eq!(decimal(-1_500_000), "-1.500000");
     }
 
@@ -214,6 +219,6 @@ mod tests {
         };
         table.observe(3, &Body::Harness(Harness::Arrival(arrival))).unwrap();
         let text = String::from_utf8(table.finish().unwrap()).unwrap();
-        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,"));
+        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,,"));
     }
 }

@@ -2,7 +2,7 @@
 //! run, a node per engine role at fixed addresses, a driver node that plays the client,
 //! the fault injector, a bounded drain, and the harness's own check of the ledger.
 
-use crate::event::{Arrival, FaultRecord, Harness, LedgerCheck, RunEnd, RunStart};
+use crate::event::{Arrival, FaultRecord, Harness, LedgerCheck, LedgerCycle, RunEnd, RunStart};
 use crate::observer::{Observed, Observer, Sinks};
 use crate::scenario::Scenario;
 use madsim::net::Endpoint;
@@ -10,6 +10,7 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::time::{sleep, sleep_until, Instant};
 use seedcore_chaos::{inject, Fault, FaultKind, FaultTarget};
 use seedcore_engine::client::Client;
+use seedcore_engine::ledger::CycleRecord;
 use seedcore_engine::ledger::{read_segment, segment_path, verify_dir};
 use seedcore_engine::node::{start_coordinator, start_state, start_worker, NodeContext};
 use seedcore_engine::probe::{ppm, Probe};
@@ -243,7 +244,17 @@ pub async fn simulate(
         })
         .await
         .expect("the driver completes");
-    let check = check_ledger(&world, &engine).await;
+    let (check, cycles) = check_ledger(&world, &engine).await;
+    for c in cycles {
+        let cycle = LedgerCycle {
+            cycle: c.cycle,
+            first_seq: c.first_seq,
+            head: c.head,
+            last_seq: c.last_seq,
+            signature: c.signature,
+        };
+        observer.harness("harness", Harness::LedgerCycle(cycle));
+    }
     observer.harness("harness", Harness::LedgerCheck(check));
     let sim_ms = observer.elapsed_ms();
     observer.harness("harness", Harness::RunEnd(RunEnd { arrivals, unanswered, sim_ms }));
@@ -330,30 +341,41 @@ fn arrival(task: &Task) -> Harness {
 }
 
 /// Lets the ledger sign its last cycle, then verifies it from the coordinator's disk.
-async fn check_ledger(world: &World, engine: &EngineConfig) -> LedgerCheck {
-    let unchecked =
-        LedgerCheck { checked: false, cycles: 0, error: None, ok: true, receipts: 0, torn_bytes: 0, unsigned: 0 };
+async fn check_ledger(world: &World, engine: &EngineConfig) -> (LedgerCheck, Vec<CycleRecord>) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
+    let unchecked = LedgerCheck {
+        checked: false,
+        cycles: 0,
+        error: None,
+        ok: true,
+        public_key: hex::encode(key.as_bytes()),
+        receipts: 0,
+        torn_bytes: 0,
+        unsigned: 0,
+    };
     if world.down.lock().expect("lock").contains("coordinator") {
-        return unchecked;
+        return (unchecked, Vec::new());
     }
     sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
     let dir = engine.ledger.dir.clone();
-    let key = ed25519_dalek::SigningKey::from_bytes(&engine.ledger.key_seed).verifying_key();
     let result = world
         .current("coordinator")
         .spawn(async move { verify_dir(&dir, &key, |_| {}).await })
         .await
         .expect("the ledger check completes");
     match result {
-        Ok(v) => LedgerCheck {
-            checked: true,
-            cycles: v.cycles,
-            ok: true,
-            receipts: v.receipts,
-            torn_bytes: v.torn_bytes,
-            unsigned: v.unsigned(),
-            ..unchecked
-        },
-        Err(e) => LedgerCheck { checked: true, error: Some(e.to_string()), ok: false, ..unchecked },
+        Ok(v) => (
+            LedgerCheck {
+                checked: true,
+                cycles: v.cycles,
+                ok: true,
+                receipts: v.receipts,
+                torn_bytes: v.torn_bytes,
+                unsigned: v.unsigned(),
+                ..unchecked
+            },
+            v.cycle_log,
+        ),
+        Err(e) => (LedgerCheck { checked: true, error: Some(e.to_string()), ok: false, ..unchecked }, Vec::new()),
     }
 }
