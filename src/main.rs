@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod certify;
 #[cfg(madsim)]
 mod summary;
 
@@ -20,6 +21,7 @@ mod exit {
     pub const INVARIANT_FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const RUNTIME: u8 = 3;
+    pub const REJECTED: u8 = 4;
 }
 
 #[derive(Parser)]
@@ -50,6 +52,52 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Certify a scenario: replay it under the simulator with its determinism replays,
+    /// evaluate and score every invariant, and write a signed report directory
+    /// (simulation build: `cargo sim certify ...`).
+    Certify {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Run seed; defaults to the scenario's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Runs of the seed for the determinism check; defaults to the scenario's (2).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        replays: Option<u32>,
+        /// Ed25519 private key (PKCS#8 PEM, from `seedcore keygen`); without it, the
+        /// development key keys/development.key is used (and created if missing).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Report directory; defaults to reports/<scenario>-<seed>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exit 1 on PASS WITH CONDITIONS too.
+        #[arg(long)]
+        fail_on_conditions: bool,
+        /// A previous report directory of the same scenario: flag regressions against it.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Verify a report directory offline: signature, digests, event log, and every
+    /// invariant recomputed from the events (exit 4 when rejected).
+    Verify {
+        /// The report directory.
+        bundle: PathBuf,
+        /// Trusted public key (SPKI PEM); repeatable.
+        #[arg(long)]
+        pubkey: Vec<PathBuf>,
+        /// Directory of trusted public keys (*.pub).
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        /// Require the bundle to certify exactly this scenario file.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+    /// Generate an Ed25519 signing key: <path>.key (PKCS#8 PEM, mode 0600) and <path>.pub.
+    Keygen {
+        /// Where to write the private key, e.g. keys/release.key (never overwritten).
+        path: PathBuf,
+    },
     /// Start every engine role in one process on loopback, with the simulated backend in
     /// real time (live build: `cargo run --release -- serve`).
     Serve {
@@ -76,6 +124,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Replay { scenario, seed, replays, out } => replay(scenario, seed, replays, out),
+        Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline } => {
+            certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline })
+        }
+        Command::Verify { bundle, pubkey, keyring, scenario } => certify::verify(bundle, pubkey, keyring, scenario),
+        Command::Keygen { path } => certify::keygen(path),
         Command::Serve { scenario, port, data_dir, seconds, submit } => {
             serve(scenario, port, data_dir, seconds, submit)
         }
@@ -115,7 +168,7 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
             return exit::USAGE;
         }
     };
-    summary::banner(&scenario, seed, replays);
+    summary::banner("replay", &scenario, seed, replays);
     #[allow(
         clippy::disallowed_types,
         clippy::disallowed_methods,
@@ -145,7 +198,8 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
             return exit::USAGE;
         }
     };
-    summary::print(&scenario, &report, &written, wall);
+    summary::print(&scenario, &report, wall);
+    println!("wrote {}/events.jsonl and tasks.csv", written.display());
     let failed = critical_failures(&report.results);
     if failed.is_empty() {
         exit::PASS

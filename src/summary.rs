@@ -3,14 +3,13 @@
 
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::Scenario;
-use std::path::Path;
 use std::time::Duration;
 
 /// Prints the run banner: the seed, the scenario digest and the derived parameters.
-pub fn banner(scenario: &Scenario, seed: u64, replays: u32) {
+pub fn banner(command: &str, scenario: &Scenario, seed: u64, replays: u32) {
     let e = &scenario.engine;
     println!(
-        "seedcore replay  scenario {} ({})  seed {seed}  replays {replays}",
+        "seedcore {command}  scenario {} ({})  seed {seed}  replays {replays}",
         scenario.name,
         &scenario.sha256[..16]
     );
@@ -42,7 +41,7 @@ fn usd(micro: u64) -> String {
 }
 
 /// Prints the run summary and the invariant table.
-pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, out: &Path, wall: Duration) {
+pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: Duration) {
     let s = &report.stats;
     let completed = s.completed[0] + s.completed[1];
     let failed = s.failed[0] + s.failed[1];
@@ -137,7 +136,6 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, out: &P
     println!();
     let runs = replays.len() + 1;
     let simulated_s = s.last_t_ms as f64 / 1000.0;
-    println!("wrote {}/events.jsonl and tasks.csv", out.display());
     if runs == 1 {
         println!(
             "wall {:.3} s for one run: {:.0} simulated tasks per wall-second, time compression {:.0}x",

@@ -1,5 +1,23 @@
-//! seedcore-reports: scoring, attestation (JCS, DSSE, Ed25519, Merkle), offline
-//! verification, analytics and rendering of certification reports (SPEC 8, 9).
+//! Certification reports (SPEC 8, 9): scoring, attestation (RFC 8785 canonical JSON, DSSE,
+//! Ed25519 keys), the bundle a certification writes, its offline verification, and the
+//! human reports (analytics with polars, plots with plotters, Markdown and HTML).
 //!
-//! Empty so far: the spine issue only reserves the crate and its place in the dependency
-//! graph (`reports` reads the event log and run results, never engine internals).
+//! This crate reads the event log and the run's results; it never reaches into the engine
+//! (it uses the ledger's public cycle-message format to check cycle signatures).
+
+pub mod analytics;
+pub mod certify;
+pub mod data;
+pub mod dsse;
+pub mod fold;
+pub mod jcs;
+pub mod keys;
+pub mod model;
+pub mod render;
+pub mod score;
+pub mod siglog;
+pub mod statement;
+pub mod verify;
+
+/// The Merkle tree of the event log (RFC 6962), shared with the observer that builds it.
+pub use seedcore_sim::merkle;

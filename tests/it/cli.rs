@@ -63,3 +63,31 @@ fn out_that_is_a_file_exits_2_before_running() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a directory"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
+
+/// `keygen` and `verify` run in both builds; verify without a trusted key, or of a path
+/// that is not a report, is a usage error.
+#[test]
+fn keygen_writes_a_pair_and_verify_needs_a_key_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release");
+    let output = seedcore(&["keygen", key.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("key id"));
+    assert!(dir.path().join("release.key").exists() && dir.path().join("release.pub").exists());
+    let again = seedcore(&["keygen", dir.path().join("release.key").to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let output = seedcore(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no trusted key"));
+    let public = dir.path().join("release.pub");
+    let output =
+        seedcore(&["verify", dir.path().join("nothing").to_str().unwrap(), "--pubkey", public.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a directory"));
+    // A directory without a certificate is a rejected bundle.
+    let output = seedcore(&["verify", dir.path().to_str().unwrap(), "--pubkey", public.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("certificate.dsse.json"));
+}

@@ -9,6 +9,8 @@ mod support;
 #[cfg(madsim)]
 mod canary;
 #[cfg(madsim)]
+mod certify;
+#[cfg(madsim)]
 mod replay;
 
 #[cfg(not(madsim))]

@@ -1,0 +1,121 @@
+//! Builds a report's `ReportData` from a folded event log, the scenario and the replay
+//! digests: the one place both certification and verification turn events into verdicts,
+//! so that a verifier recomputes exactly what a certificate states.
+
+use crate::fold::EventFold;
+use crate::model::{Determinism, InvariantRow, Limits, PathLatency, ReportData};
+use crate::score::{outcome, score};
+use seedcore_sim::invariants::{critical_failures, evaluate, InvariantResult, Replays};
+use seedcore_sim::Scenario;
+
+/// What the event log does not say: who ran and signed it, and against what baseline.
+#[derive(Clone, Debug)]
+pub struct Provenance {
+    pub build_sha256: String,
+    pub key_id: String,
+    pub development_key: bool,
+    pub regressions: Vec<String>,
+}
+
+/// Unit of each invariant's observed value.
+pub fn unit(id: &str) -> &'static str {
+    match id {
+        "fast_path_ratio" | "fast_success_rate" | "deep_success_rate" => "ratio",
+        "lipschitz_bound" => "L_tot",
+        "cost_ceiling" | "daily_budget" => "micro-USD",
+        "rate_limits" => "tasks per kind per day",
+        "determinism" => "replays",
+        "no_lost_tasks" => "tasks",
+        "ledger_integrity" => "chain and signatures",
+        _ => "ms",
+    }
+}
+
+/// Evaluates the run and gathers what the report shows.
+pub fn report_data(
+    scenario: &Scenario,
+    seed: u64,
+    fold: &EventFold,
+    replays: &Replays,
+    provenance: Provenance,
+) -> (ReportData, Vec<InvariantResult>) {
+    let stats = &fold.stats;
+    let results = evaluate(stats, &scenario.policy, Some(replays));
+    let score = score(&results, &scenario.policy);
+    let outcome = outcome(&results, score);
+    let invariants = results
+        .iter()
+        .map(|r| InvariantRow {
+            id: r.id.to_string(),
+            critical: r.critical,
+            verdict: r.verdict.as_str().to_string(),
+            observed: r.observed.clone(),
+            threshold: r.threshold.clone(),
+            unit: unit(r.id).to_string(),
+            weight: scenario.policy.invariants.get(r.id).map_or(0.0, |p| p.weight).to_string(),
+            detail: r.detail.clone(),
+        })
+        .collect();
+    let latency = ["fast", "deep"]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let h = &stats.latency_ms[i];
+            let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+            PathLatency {
+                path: path.to_string(),
+                completed: stats.completed[i],
+                failed: stats.failed[i],
+                p50_ms: q(0.50),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+                max_ms: if h.is_empty() { 0 } else { h.max() },
+            }
+        })
+        .collect();
+    let start = stats.run_start.as_ref();
+    let data = ReportData {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        scenario_sha256: scenario.sha256.clone(),
+        seed,
+        engine_version: start.map_or_else(String::new, |s| s.engine_version.clone()),
+        build_sha256: provenance.build_sha256,
+        epoch_utc_ms: scenario.engine.epoch_utc_ms,
+        duration_ms: scenario.duration_ms,
+        outcome,
+        score,
+        critical_failures: critical_failures(&results).iter().map(|s| s.to_string()).collect(),
+        invariants,
+        latency,
+        arrivals: stats.arrivals,
+        lost: stats.lost(),
+        rejections: stats.rejected.clone(),
+        decisions: stats.decisions.clone(),
+        alerts: stats.alerts.clone(),
+        total_cost_micro_usd: stats.total_cost_micro_usd,
+        spend_by_day: stats.spend_by_day.clone(),
+        limits: Limits {
+            ceiling_micro_usd: start.map_or(scenario.engine.governor.ceiling_micro_usd, |s| s.ceiling_micro_usd),
+            daily_budget_micro_usd: start
+                .map_or(scenario.engine.governor.daily_budget_micro_usd, |s| s.daily_budget_micro_usd),
+            rate_limits: start.map(|s| s.rate_limits.clone()).unwrap_or_default(),
+            fast_target_ppm: start.map_or(900_000, |s| s.fast_target_ppm),
+            cusum_h: scenario.engine.valve.h,
+            window: scenario.policy.window,
+        },
+        determinism: Determinism {
+            reference: hex::encode(replays.reference),
+            replays: replays.replays.iter().map(hex::encode).collect(),
+        },
+        faults: fold.faults.clone(),
+        recovery_ms: stats.last_fault_ms.and(stats.recovery_ms),
+        l_tot: fold.l_tot.clone(),
+        events: fold.size,
+        merkle_root: hex::encode(fold.root),
+        key_id: provenance.key_id,
+        development_key: provenance.development_key,
+        regressions: provenance.regressions,
+    };
+    (data, results)
+}

@@ -1,0 +1,161 @@
+//! What a report shows: the evaluated run, as the certifier (or a verifier) recomputed it
+//! from the bundle. The renderers read this and the bundle's `tasks.csv`; they never see
+//! the engine or the simulator.
+
+use std::collections::BTreeMap;
+
+/// The certification outcome of SPEC 8.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Pass,
+    PassWithConditions,
+    Fail,
+}
+
+impl Outcome {
+    /// The name written in certificates and printed in banners.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::PassWithConditions => "PASS WITH CONDITIONS",
+            Outcome::Fail => "FAIL",
+        }
+    }
+
+    /// Reads a stated outcome back.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Pass, Outcome::PassWithConditions, Outcome::Fail].into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// A score out of 100, held in hundredths so that it is written exactly: `9750` is 97.50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Score(pub u32);
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// One row of the invariant table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantRow {
+    /// The invariant id of SPEC 8.1, e.g. `fast_path_ratio`.
+    pub id: String,
+    pub critical: bool,
+    /// `pass`, `warn`, `fail` or `skipped`.
+    pub verdict: String,
+    /// Observed value as text, e.g. `0.9648` or `199 ms`.
+    pub observed: String,
+    /// The rule, e.g. `>= 0.90`.
+    pub threshold: String,
+    /// Unit of the observed value, e.g. `ratio`, `ms`, `micro-USD`.
+    pub unit: String,
+    /// Weight in the score, as a decimal string (policy weights are decimals).
+    pub weight: String,
+    /// What else a reader needs to judge the value.
+    pub detail: String,
+}
+
+/// Latency percentiles of one path (completed tasks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathLatency {
+    /// `fast` or `deep`.
+    pub path: String,
+    pub completed: u64,
+    pub failed: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+/// The limits a run was checked against (from its `run_start` event and its scenario).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub ceiling_micro_usd: u64,
+    pub daily_budget_micro_usd: u64,
+    /// Daily limit per task kind; kinds without a limit are absent.
+    pub rate_limits: BTreeMap<String, u32>,
+    /// Target of the fast-path ratio, ppm (900000 is 90 %).
+    pub fast_target_ppm: i64,
+    /// CUSUM threshold `h` of the OCPS valve.
+    pub cusum_h: f64,
+    /// Rolling window (tasks) of the fast-path ratio.
+    pub window: usize,
+}
+
+/// The determinism replays: the reference root and every replay's root, hex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Determinism {
+    pub reference: String,
+    pub replays: Vec<String>,
+}
+
+impl Determinism {
+    /// Replays whose root equals the reference.
+    pub fn matching(&self) -> usize {
+        self.replays.iter().filter(|r| **r == self.reference).count()
+    }
+}
+
+/// A fault the injector applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRow {
+    pub t_ms: u64,
+    pub fault: String,
+    pub node: String,
+}
+
+/// Everything a report shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportData {
+    /// Scenario name, e.g. `azure-conv`.
+    pub scenario: String,
+    pub description: String,
+    /// SHA-256 of `scenario.toml`, hex.
+    pub scenario_sha256: String,
+    pub seed: u64,
+    pub engine_version: String,
+    /// SHA-256 of the binary that ran the simulation, hex.
+    pub build_sha256: String,
+    /// Simulated start of the run, ms since 1970-01-01 UTC (for dates).
+    pub epoch_utc_ms: u64,
+    /// Simulated duration of the arrivals, ms.
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+    pub score: Score,
+    /// Ids of the critical invariants that failed.
+    pub critical_failures: Vec<String>,
+    pub invariants: Vec<InvariantRow>,
+    /// Fast first, then deep.
+    pub latency: Vec<PathLatency>,
+    pub arrivals: u64,
+    pub lost: u64,
+    /// Rejections per reason.
+    pub rejections: BTreeMap<String, u64>,
+    /// Decisions per reason (`fast`, `breach`, `planning`, `surprise`, `deferred`).
+    pub decisions: BTreeMap<String, u64>,
+    /// Alerts per name.
+    pub alerts: BTreeMap<String, u64>,
+    pub total_cost_micro_usd: u64,
+    /// Charged micro-USD per simulated UTC day (days since 1970-01-01).
+    pub spend_by_day: BTreeMap<u64, u64>,
+    pub limits: Limits,
+    pub determinism: Determinism,
+    pub faults: Vec<FaultRow>,
+    /// From the last fault until the fast ratio was back above target, if measured.
+    pub recovery_ms: Option<u64>,
+    /// Certified `L_tot` over time: (t_ms, ppm), one point per change.
+    pub l_tot: Vec<(u64, i64)>,
+    /// Events in the log and their RFC 6962 Merkle root, hex.
+    pub events: u64,
+    pub merkle_root: String,
+    /// Key id of the signer (hex SHA-256 of the raw public key).
+    pub key_id: String,
+    /// Signed with the development key: not for a reviewer's trust.
+    pub development_key: bool,
+    /// Regressions against a baseline certificate, as sentences.
+    pub regressions: Vec<String>,
+}

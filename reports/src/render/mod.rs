@@ -1,0 +1,905 @@
+//! The human side of a certification bundle (SPEC 9): `plots/*.svg`, `report.md`,
+//! `report.html` and `cost_report.json`, written beside the bundle's `tasks.csv`.
+//!
+//! Guarantees: every file is a pure function of [`ReportData`] and the bytes of `tasks.csv`
+//! (no clock, no hash-ordered map, fixed number formatting), so writing a bundle twice gives
+//! identical bytes, as the certificate that digests them requires. The HTML report is one
+//! self-contained file: plots are inlined as SVG markup, the style sheet is inline, nothing
+//! is fetched, and every text taken from the data is escaped. Markdown and HTML are rendered
+//! from one document model ([`document`]), so they hold the same content.
+
+mod cost;
+mod plots;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::analytics::{self, Analytics, AnalyticsError};
+use crate::model::{Outcome, ReportData};
+
+/// Milliseconds in a UTC day.
+const DAY_MS: u64 = 86_400_000;
+
+/// Why a report file could not be written. Every variant names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// `tasks.csv` could not be read or analysed (the error names it).
+    #[error(transparent)]
+    Analytics(#[from] AnalyticsError),
+    #[error("{}: cannot draw the plot: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
+    #[error("{}: cannot serialise: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Writes plots/*.svg, report.md, report.html and cost_report.json into `dir`, which
+/// already holds tasks.csv (and events.jsonl). Returns the relative paths it wrote, sorted.
+pub fn write_all(dir: &Path, data: &ReportData) -> Result<Vec<String>, RenderError> {
+    let analytics = analytics::analyse(&dir.join("tasks.csv"), data)?;
+    let svgs = plots::render_all(data, &analytics)
+        .map_err(|(file, message)| RenderError::Plot { path: dir.join("plots").join(file), message })?;
+
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(|source| RenderError::Write { path: plots_dir.clone(), source })?;
+    let mut written = Vec::with_capacity(svgs.len() + 3);
+    let write = |relative: &str, bytes: &[u8], written: &mut Vec<String>| -> Result<(), RenderError> {
+        let path = dir.join(relative);
+        std::fs::write(&path, bytes).map_err(|source| RenderError::Write { path, source })?;
+        written.push(relative.to_string());
+        Ok(())
+    };
+    for (file, svg) in &svgs {
+        write(&format!("plots/{file}"), svg.as_bytes(), &mut written)?;
+    }
+    write("report.md", markdown(data, &analytics).as_bytes(), &mut written)?;
+    write("report.html", html(data, &analytics, &svgs).as_bytes(), &mut written)?;
+    let cost_report = cost::cost_report(data, &analytics)
+        .map_err(|source| RenderError::Json { path: dir.join("cost_report.json"), source })?;
+    write("cost_report.json", cost_report.as_bytes(), &mut written)?;
+    written.sort();
+    Ok(written)
+}
+
+/// The Markdown report alone (the HTML holds the same content).
+pub fn markdown(data: &ReportData, analytics: &Analytics) -> String {
+    let mut out = String::new();
+    for block in document(data, analytics) {
+        match block {
+            Block::Title(text) => {
+                let _ = writeln!(out, "# {}\n", md_escape(&text));
+            }
+            Block::Heading(text) => {
+                let _ = writeln!(out, "## {}\n", md_escape(&text));
+            }
+            Block::Banner { outcome, lines } => {
+                let _ = writeln!(out, "> **{}**", outcome.as_str());
+                for line in lines {
+                    let _ = writeln!(out, ">\n> {}", md_escape(&line));
+                }
+                out.push('\n');
+            }
+            Block::Notice(text) => {
+                let _ = writeln!(out, "> **Notice:** {}\n", md_escape(&text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "{}\n", md_escape(&text));
+            }
+            Block::List(items) => {
+                for item in items {
+                    let _ = writeln!(out, "- {}", md_escape(&item));
+                }
+                out.push('\n');
+            }
+            Block::Table(table) => {
+                let _ = writeln!(out, "| {} |", table.header.join(" | "));
+                let _ = writeln!(out, "|{}", " --- |".repeat(table.header.len()));
+                for row in &table.rows {
+                    let cells: Vec<String> = row.cells.iter().map(|c| md_escape(c)).collect();
+                    let _ = writeln!(out, "| {} |", cells.join(" | "));
+                }
+                out.push('\n');
+            }
+            Block::Plot { file, title } => {
+                let _ = writeln!(out, "![{}](plots/{file})\n", md_escape(title));
+            }
+        }
+    }
+    out
+}
+
+/// The HTML report: the same content as [`markdown`], one self-contained page with every
+/// plot of `svgs` (file name, SVG text) inlined.
+pub fn html(data: &ReportData, analytics: &Analytics, svgs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let title = format!("seedcore certification: {}, seed {}", data.scenario, data.seed);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n\
+         <style>\n{STYLE}</style>\n</head>\n<body>\n<main>\n",
+        escape(&title)
+    );
+    for block in document(data, analytics) {
+        match block {
+            Block::Title(text) => {
+                let _ = writeln!(out, "<h1>{}</h1>", escape(&text));
+            }
+            Block::Heading(text) => {
+                let _ = writeln!(out, "<h2>{}</h2>", escape(&text));
+            }
+            Block::Banner { outcome, lines } => {
+                let class = match outcome {
+                    Outcome::Pass => "pass",
+                    Outcome::PassWithConditions => "conditions",
+                    Outcome::Fail => "fail",
+                };
+                let _ = writeln!(out, "<div class=\"banner {class}\">\n<p class=\"outcome\">{}</p>", outcome.as_str());
+                for line in lines {
+                    let _ = writeln!(out, "<p>{}</p>", escape(&line));
+                }
+                out.push_str("</div>\n");
+            }
+            Block::Notice(text) => {
+                let _ = writeln!(out, "<p class=\"notice\"><strong>Notice:</strong> {}</p>", escape(&text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "<p>{}</p>", escape(&text));
+            }
+            Block::List(items) => {
+                out.push_str("<ul>\n");
+                for item in items {
+                    let _ = writeln!(out, "<li>{}</li>", escape(&item));
+                }
+                out.push_str("</ul>\n");
+            }
+            Block::Table(table) => {
+                out.push_str("<table>\n<thead><tr>");
+                for head in table.header {
+                    let _ = write!(out, "<th>{}</th>", escape(head));
+                }
+                out.push_str("</tr></thead>\n<tbody>\n");
+                for row in &table.rows {
+                    match row.class {
+                        Some(class) => {
+                            let _ = write!(out, "<tr class=\"{class}\">");
+                        }
+                        None => out.push_str("<tr>"),
+                    }
+                    for cell in &row.cells {
+                        let _ = write!(out, "<td>{}</td>", escape(cell));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</tbody>\n</table>\n");
+            }
+            Block::Plot { file, title } => {
+                let _ = writeln!(out, "<figure>\n<figcaption>{} (plots/{file})</figcaption>", escape(title));
+                match svgs.iter().find(|(name, _)| name == file) {
+                    Some((_, svg)) => out.push_str(svg_element(svg)),
+                    None => out.push_str("<p>(plot not rendered)</p>\n"),
+                }
+                out.push_str("</figure>\n");
+            }
+        }
+    }
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+/// The inline style sheet of the HTML report.
+const STYLE: &str = "body { font-family: system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fafafa; }
+main { max-width: 1100px; margin: 0 auto; padding: 1.5em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #eee; } td { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; } td:first-child { white-space: nowrap; }
+tr.fail td { background: #fbe3e3; } tr.warn td { background: #fff3d6; } tr.skipped td { color: #777; }
+.banner { padding: 0.8em 1.2em; border-radius: 6px; margin: 1em 0; border: 2px solid; }
+.banner p { margin: 0.3em 0; } .banner .outcome { font-size: 1.5em; font-weight: bold; }
+.banner.pass { background: #e3f6e5; border-color: #2e7d32; } .banner.pass .outcome { color: #1b5e20; }
+.banner.conditions { background: #fff3d6; border-color: #e0a100; } .banner.conditions .outcome { color: #8a5a00; }
+.banner.fail { background: #fbe3e3; border-color: #c62828; } .banner.fail .outcome { color: #b71c1c; }
+.notice { background: #fff3d6; border-left: 6px solid #e0a100; padding: 0.6em 1em; }
+figure { margin: 1em 0; } figcaption { font-weight: bold; margin-bottom: 0.3em; }
+svg { max-width: 100%; height: auto; background: #fff; border: 1px solid #ddd; }
+";
+
+/// An SVG document as an element to inline: whatever precedes the root element (an XML
+/// declaration, if any) is dropped.
+fn svg_element(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |start| &svg[start..])
+}
+
+/// One block of the report, rendered alike to Markdown and HTML. All text is plain: each
+/// renderer escapes it for its own syntax.
+enum Block {
+    Title(String),
+    Heading(String),
+    /// The outcome, coloured in HTML, with its explanation lines.
+    Banner {
+        outcome: Outcome,
+        lines: Vec<String>,
+    },
+    Notice(String),
+    Para(String),
+    List(Vec<String>),
+    Table(Table),
+    Plot {
+        file: &'static str,
+        title: &'static str,
+    },
+}
+
+struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Row>,
+}
+
+struct Row {
+    /// A fixed class name (never data) for HTML highlighting.
+    class: Option<&'static str>,
+    cells: Vec<String>,
+}
+
+impl Table {
+    fn new(header: &[&'static str]) -> Table {
+        Table { header: header.to_vec(), rows: Vec::new() }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.header.len());
+        self.rows.push(Row { class: None, cells });
+    }
+}
+
+/// The report's content, in reading order.
+fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
+    let mut doc = Vec::new();
+    doc.push(Block::Title(format!("seedcore certification: {}, seed {}", data.scenario, data.seed)));
+    if !data.description.is_empty() {
+        doc.push(Block::Para(data.description.clone()));
+    }
+
+    let mut banner = vec![format!("Score {} / 100.", data.score)];
+    if data.critical_failures.is_empty() {
+        banner.push("No critical invariant failed.".to_string());
+    } else {
+        banner.push(format!("Critical invariants failing: {}.", data.critical_failures.join(", ")));
+    }
+    doc.push(Block::Banner { outcome: data.outcome, lines: banner });
+    if data.development_key {
+        doc.push(Block::Notice(format!(
+            "this report was signed with the development key (key id {}). Anyone can sign with that key: the \
+             signature shows integrity only, not who certified the run, and is not for a reviewer's trust.",
+            data.key_id
+        )));
+    }
+
+    doc.push(Block::List(vec![
+        format!("Scenario: {} (SHA-256 {})", data.scenario, data.scenario_sha256),
+        format!("Seed: {}", data.seed),
+        format!("Engine: {} (build SHA-256 {})", data.engine_version, data.build_sha256),
+        format!("Simulated start: {}", utc_timestamp(data.epoch_utc_ms)),
+        format!("Simulated duration of arrivals: {} ({} ms)", clock(data.duration_ms), data.duration_ms),
+        format!(
+            "Arrivals: {}; lost: {}; analysis windows of {} ({} windows)",
+            data.arrivals,
+            data.lost,
+            clock(analytics.window_ms),
+            analytics.windows.len()
+        ),
+    ]));
+
+    invariants(&mut doc, data);
+    latency(&mut doc, data, analytics);
+    cost(&mut doc, data, analytics);
+    traffic(&mut doc, data);
+    determinism(&mut doc, data);
+    faults(&mut doc, data);
+
+    doc.push(Block::Heading("Regressions against the baseline".into()));
+    if data.regressions.is_empty() {
+        doc.push(Block::Para("No regression reported.".into()));
+    } else {
+        doc.push(Block::List(data.regressions.clone()));
+    }
+
+    doc.push(Block::Heading("Event log and signature".into()));
+    doc.push(Block::List(vec![
+        format!("Events in the log: {}", data.events),
+        format!("Merkle root (RFC 6962): {}", data.merkle_root),
+        format!("Signing key id: {}", data.key_id),
+        format!(
+            "Signing key: {}",
+            if data.development_key { "the development key (not for a reviewer's trust)" } else { "a release key" }
+        ),
+    ]));
+
+    doc.push(Block::Heading("Plots".into()));
+    for (file, title) in plots::PLOTS {
+        doc.push(Block::Plot { file, title });
+    }
+    doc
+}
+
+fn invariants(doc: &mut Vec<Block>, data: &ReportData) {
+    doc.push(Block::Heading("Invariants".into()));
+    let mut table = Table::new(&["id", "critical", "verdict", "observed", "unit", "threshold", "weight", "detail"]);
+    for inv in &data.invariants {
+        let class = match inv.verdict.as_str() {
+            "fail" => Some("fail"),
+            "warn" => Some("warn"),
+            "skipped" => Some("skipped"),
+            _ => None,
+        };
+        table.rows.push(Row {
+            class,
+            cells: vec![
+                inv.id.clone(),
+                yes_no(inv.critical).into(),
+                inv.verdict.clone(),
+                inv.observed.clone(),
+                inv.unit.clone(),
+                inv.threshold.clone(),
+                inv.weight.clone(),
+                inv.detail.clone(),
+            ],
+        });
+    }
+    if table.rows.is_empty() {
+        doc.push(Block::Para("No invariant was evaluated.".into()));
+    } else {
+        doc.push(Block::Table(table));
+    }
+}
+
+fn latency(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
+    doc.push(Block::Heading("Latency per path".into()));
+    let mut table = Table::new(&["path", "completed", "failed", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+    for path in &data.latency {
+        table.row(vec![
+            path.path.clone(),
+            path.completed.to_string(),
+            path.failed.to_string(),
+            path.p50_ms.to_string(),
+            path.p95_ms.to_string(),
+            path.p99_ms.to_string(),
+            path.max_ms.to_string(),
+        ]);
+    }
+    if table.rows.is_empty() {
+        doc.push(Block::Para("No latency was recorded.".into()));
+    } else {
+        doc.push(Block::Table(table));
+    }
+    doc.push(Block::Para(format!(
+        "Completed tasks in tasks.csv: {} on the fast path, {} on the deep path.",
+        analytics.latency_fast_ms.len(),
+        analytics.latency_deep_ms.len()
+    )));
+}
+
+fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
+    let limits = &data.limits;
+    doc.push(Block::Heading("Cost and budget".into()));
+    doc.push(Block::List(vec![
+        format!("Total charged: {}", usd(data.total_cost_micro_usd)),
+        format!("Per-task ceiling: {}", usd(limits.ceiling_micro_usd)),
+        format!("Daily budget: {}", usd(limits.daily_budget_micro_usd)),
+        format!(
+            "Daily rate limits: {}",
+            if limits.rate_limits.is_empty() {
+                "none".to_string()
+            } else {
+                limits.rate_limits.iter().map(|(kind, limit)| format!("{kind} {limit}")).collect::<Vec<_>>().join(", ")
+            }
+        ),
+    ]));
+
+    let mut per_day = Table::new(&[
+        "day (UTC)",
+        "charged (event log)",
+        "charged (tasks.csv)",
+        "budget used",
+        "tasks",
+        "admitted",
+        "completed",
+        "mean cost",
+        "min cost",
+        "max cost",
+        "ceiling breaches",
+    ]);
+    let days: std::collections::BTreeSet<u64> =
+        data.spend_by_day.keys().chain(analytics.days.keys()).copied().collect();
+    for day in days {
+        let certified = data.spend_by_day.get(&day).copied();
+        let stats = analytics.days.get(&day);
+        let count = |f: fn(&analytics::DayCost) -> u64| stats.map_or("0".to_string(), |d| f(d).to_string());
+        let spent = certified.or(stats.map(|d| d.cost_micro_usd)).unwrap_or(0);
+        per_day.row(vec![
+            date(day),
+            certified.map_or("-".into(), usd),
+            stats.map_or("-".into(), |d| usd(d.cost_micro_usd)),
+            percent(spent, limits.daily_budget_micro_usd),
+            count(|d| d.tasks),
+            count(|d| d.admitted),
+            count(|d| d.completed),
+            stats.and_then(|d| d.completed_cost_micro_usd_mean).map_or("-".into(), usd_f64),
+            stats.and_then(|d| d.completed_cost_micro_usd_min).map_or("-".into(), usd),
+            stats.and_then(|d| d.completed_cost_micro_usd_max).map_or("-".into(), usd),
+            count(|d| d.ceiling_breaches),
+        ]);
+    }
+    doc.push(Block::Para(
+        "Per simulated UTC day (tasks by outcome day; mean, min and max over completed tasks; budget used from \
+         the event log's figure when there is one):"
+            .into(),
+    ));
+    doc.push(Block::Table(per_day));
+
+    let mut per_kind = Table::new(&[
+        "kind",
+        "tasks",
+        "completed",
+        "rejected",
+        "total cost",
+        "mean cost",
+        "max cost",
+        "daily limit",
+        "peak admitted / day",
+    ]);
+    for (kind, stats) in &analytics.kinds {
+        let peak = analytics.days.values().filter_map(|d| d.admitted_per_kind.get(kind)).max().copied().unwrap_or(0);
+        let limit = limits.rate_limits.get(kind);
+        per_kind.row(vec![
+            kind.clone(),
+            stats.tasks.to_string(),
+            stats.completed.to_string(),
+            stats.rejected.to_string(),
+            usd(stats.cost_micro_usd),
+            stats.cost_micro_usd_mean.map_or("-".into(), usd_f64),
+            stats.cost_micro_usd_max.map_or("-".into(), usd),
+            limit.map_or("none".into(), u32::to_string),
+            match limit {
+                Some(limit) => format!("{peak} ({})", percent(peak, u64::from(*limit))),
+                None => peak.to_string(),
+            },
+        ]);
+    }
+    doc.push(Block::Para("Per task kind (mean and max over completed tasks):".into()));
+    doc.push(Block::Table(per_kind));
+}
+
+fn traffic(doc: &mut Vec<Block>, data: &ReportData) {
+    let counts = |doc: &mut Vec<Block>, title: &str, map: &std::collections::BTreeMap<String, u64>, none: &str| {
+        doc.push(Block::Heading(title.to_string()));
+        if map.is_empty() {
+            doc.push(Block::Para(none.to_string()));
+        } else {
+            let mut table = Table::new(&["reason", "tasks"]);
+            for (reason, count) in map {
+                table.row(vec![reason.clone(), count.to_string()]);
+            }
+            doc.push(Block::Table(table));
+        }
+    };
+    counts(doc, "Rejections by reason", &data.rejections, "No task was rejected.");
+    counts(doc, "Routing decisions by reason", &data.decisions, "No routing decision was recorded.");
+    doc.push(Block::Heading("Alerts".into()));
+    if data.alerts.is_empty() {
+        doc.push(Block::Para("No alert was raised.".into()));
+    } else {
+        let mut table = Table::new(&["alert", "times raised"]);
+        for (alert, count) in &data.alerts {
+            table.row(vec![alert.clone(), count.to_string()]);
+        }
+        doc.push(Block::Table(table));
+    }
+}
+
+fn determinism(doc: &mut Vec<Block>, data: &ReportData) {
+    let det = &data.determinism;
+    doc.push(Block::Heading("Determinism replays".into()));
+    doc.push(Block::Para(format!(
+        "{} of {} replays reproduce the reference event-log root {}.",
+        det.matching(),
+        det.replays.len(),
+        det.reference
+    )));
+    if !det.replays.is_empty() {
+        let mut table = Table::new(&["replay", "root", "matches the reference"]);
+        for (i, root) in det.replays.iter().enumerate() {
+            table.row(vec![(i + 1).to_string(), root.clone(), yes_no(*root == det.reference).into()]);
+        }
+        doc.push(Block::Table(table));
+    }
+}
+
+fn faults(doc: &mut Vec<Block>, data: &ReportData) {
+    doc.push(Block::Heading("Faults and recovery".into()));
+    if data.faults.is_empty() {
+        doc.push(Block::Para("No fault was injected.".into()));
+    } else {
+        let mut table = Table::new(&["time", "t (ms)", "fault", "node"]);
+        for fault in &data.faults {
+            table.row(vec![clock(fault.t_ms), fault.t_ms.to_string(), fault.fault.clone(), fault.node.clone()]);
+        }
+        doc.push(Block::Table(table));
+    }
+    doc.push(Block::Para(match data.recovery_ms {
+        Some(ms) => format!(
+            "Recovery: the fast-path ratio was back above its target {} ({ms} ms) after the last fault.",
+            clock(ms)
+        ),
+        None => "Recovery: not measured.".to_string(),
+    }));
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Micro-USD as dollars with all six decimals, e.g. `$0.050000`.
+fn usd(micro: u64) -> String {
+    format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// A mean in micro-USD as dollars, rounded to the micro-dollar.
+fn usd_f64(micro: f64) -> String {
+    format!("${:.6}", micro / 1e6)
+}
+
+/// `part / whole` as a percentage with two decimals; `-` for an empty whole.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_string();
+    }
+    format!("{:.2} %", part as f64 * 100.0 / whole as f64)
+}
+
+/// Simulated time since the run started as `H:MM:SS.mmm`.
+fn clock(ms: u64) -> String {
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    format!("{h}:{:02}:{:02}.{:03}", rest / 60_000, rest % 60_000 / 1_000, rest % 1_000)
+}
+
+/// Days since 1970-01-01 as an ISO date.
+fn date(day: u64) -> String {
+    i64::try_from(day)
+        .ok()
+        .and_then(|day| day.checked_mul(86_400))
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(|| format!("day {day}"), |t| t.format("%Y-%m-%d").to_string())
+}
+
+/// Ms since 1970-01-01 UTC as RFC 3339 with milliseconds.
+fn utc_timestamp(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(|| format!("{ms} ms since 1970-01-01"), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Text for HTML element content or a quoted attribute.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Plain text for Markdown: punctuation that Markdown would read as syntax is escaped with a
+/// backslash, and line breaks become spaces (a table cell or paragraph stays one line).
+fn md_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' | '\n' => out.push(' '),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::tests::{report_data, sample_csv, DAY_1, DAY_2};
+    use crate::model::{FaultRow, InvariantRow, PathLatency};
+
+    /// The synthetic run of the analytics tests, with every table of the report filled.
+    fn data() -> ReportData {
+        let invariant = |id: &str, critical: bool, verdict: &str| InvariantRow {
+            id: id.into(),
+            critical,
+            verdict: verdict.into(),
+            observed: "0.6".into(),
+            threshold: ">= 0.90".into(),
+            unit: "ratio".into(),
+            weight: "1.0".into(),
+            detail: "worst window | <b>not bold</b>".into(),
+        };
+        let path = |path: &str, p99_ms| PathLatency {
+            path: path.into(),
+            completed: 3,
+            failed: 1,
+            p50_ms: 50,
+            p95_ms: 90,
+            p99_ms,
+            max_ms: p99_ms + 1,
+        };
+        ReportData {
+            invariants: vec![
+                invariant("fast_path_ratio", true, "pass"),
+                invariant("cost_ceiling", true, "pass"),
+                invariant("fast_latency_p99", false, "warn"),
+                invariant("recovery_time", false, "skipped"),
+            ],
+            latency: vec![path("fast", 290), path("deep", 4_900)],
+            arrivals: 10,
+            lost: 1,
+            rejections: BTreeMap::from([("halted".to_string(), 1)]),
+            decisions: BTreeMap::from([("fast".to_string(), 5), ("planning".to_string(), 3)]),
+            alerts: BTreeMap::from([("cost_near_ceiling".to_string(), 2)]),
+            total_cost_micro_usd: 139_000,
+            spend_by_day: BTreeMap::from([(DAY_1, 33_000), (DAY_2, 106_000)]),
+            determinism: Determinism {
+                reference: "aa".repeat(32),
+                replays: vec!["aa".repeat(32), "aa".repeat(32), "bb".repeat(32)],
+            },
+            faults: vec![FaultRow { t_ms: 30_000, fault: "kill".into(), node: "deep-0".into() }],
+            recovery_ms: Some(4_000),
+            l_tot: vec![(0, 400_000), (30_000, 650_000), (90_000, 500_000)],
+            events: 123,
+            regressions: vec!["score fell from 95.00 to 82.50".into()],
+            ..report_data()
+        }
+    }
+
+    use crate::model::Determinism;
+    use std::collections::BTreeMap;
+
+    fn bundle(csv: &str) -> tempfile::TempDir {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        std::fs::write(dir.path().join("tasks.csv"), csv).expect("temp dir is writable");
+        dir
+    }
+
+    fn read(dir: &tempfile::TempDir, file: &str) -> String {
+        std::fs::read_to_string(dir.path().join(file)).expect("written by write_all")
+    }
+
+    const EXPECTED_FILES: [&str; 10] = [
+        "cost_report.json",
+        "plots/cusum.svg",
+        "plots/fast_ratio.svg",
+        "plots/l_tot.svg",
+        "plots/latency_deep.svg",
+        "plots/latency_fast.svg",
+        "plots/memory.svg",
+        "plots/spend.svg",
+        "report.html",
+        "report.md",
+    ];
+
+    #[test]
+    fn write_all_writes_every_plot_with_its_threshold_label() {
+        let dir = bundle(&sample_csv());
+        let written = write_all(dir.path(), &data()).expect("report renders");
+        assert_eq!(written, EXPECTED_FILES);
+        for (file, label) in [
+            ("plots/fast_ratio.svg", "target 0.90"),
+            ("plots/cusum.svg", "threshold h = 5"),
+            ("plots/spend.svg", "daily budget $0.10"),
+            ("plots/l_tot.svg", "limit L_tot = 1.0"),
+            ("plots/latency_fast.svg", "p99 = 290 ms"),
+            ("plots/latency_deep.svg", "p99 = 4900 ms"),
+            ("plots/memory.svg", "cache hit rate (ratio)"),
+        ] {
+            let svg = read(&dir, file);
+            assert!(svg.starts_with("<svg"), "{file}: {}", &svg[..svg.len().min(80)]);
+            assert!(svg.trim_end().ends_with("</svg>"), "{file}");
+            assert!(svg.contains(label), "{file} lacks `{label}`");
+            assert!(svg.contains("font-family"), "{file}: text is SVG text");
+            if !file.contains("latency") {
+                assert!(svg.contains("simulated time since start (min)"), "{file}: time axis in minutes");
+            } else {
+                assert!(svg.contains("latency (ms)"), "{file}: latency axis in ms");
+            }
+        }
+    }
+
+    #[test]
+    fn html_is_self_contained_with_every_invariant_and_plot() {
+        let dir = bundle(&sample_csv());
+        let data = data();
+        write_all(dir.path(), &data).expect("report renders");
+        let html = read(&dir, "report.html");
+        for inv in &data.invariants {
+            assert!(html.contains(&format!("><td>{}</td><td>", inv.id)), "no table row for {}", inv.id);
+        }
+        assert!(html.contains("<tr class=\"warn\"><td>fast_latency_p99</td>"));
+        assert_eq!(html.matches("<svg").count(), plots::PLOTS.len(), "every plot inline");
+        let references = html.matches("http://").count() + html.matches("https://").count();
+        let xmlns = html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
+        assert_eq!(references, xmlns, "no network reference besides the SVG namespace");
+        assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="));
+        assert!(html.contains("<p class=\"outcome\">PASS WITH CONDITIONS</p>"));
+        assert!(html.contains("class=\"banner conditions\""));
+        assert!(html.contains("&lt;b&gt;not bold&lt;/b&gt;"), "data text is escaped");
+        assert!(html.contains("two minutes across midnight &lt;UTC&gt;"));
+        assert!(!html.contains("development key"), "a release key gets no notice");
+        assert!(html.contains("2 of 3 replays reproduce"));
+        assert!(html.contains("<td>kill</td><td>deep-0</td>"));
+        assert!(html.contains("score fell from 95.00 to 82.50"));
+        assert!(html.contains(&"ee".repeat(32)), "Merkle root");
+    }
+
+    #[test]
+    fn markdown_holds_the_report_and_links_the_plots() {
+        let dir = bundle(&sample_csv());
+        let data = data();
+        write_all(dir.path(), &data).expect("report renders");
+        let md = read(&dir, "report.md");
+        assert!(md.starts_with("# seedcore certification: synthetic, seed 42\n"));
+        assert!(md.contains("> **PASS WITH CONDITIONS**"));
+        for inv in &data.invariants {
+            assert!(md.contains(&format!("| {} |", md_escape(&inv.id))), "no row for {}", inv.id);
+        }
+        assert!(md.contains("worst window \\| \\<b\\>"), "pipes and tags escaped in cells");
+        for (file, _) in plots::PLOTS {
+            assert!(md.contains(&format!("(plots/{file})")), "no link to {file}");
+        }
+        assert_eq!(md, markdown(&data, &analytics::analyse(&dir.path().join("tasks.csv"), &data).expect("analyses")));
+    }
+
+    #[test]
+    fn failing_run_with_development_key_says_so() {
+        let dir = bundle(&sample_csv());
+        let data = ReportData {
+            outcome: Outcome::Fail,
+            critical_failures: vec!["fast_path_ratio".into(), "cost_ceiling".into()],
+            development_key: true,
+            ..data()
+        };
+        write_all(dir.path(), &data).expect("report renders");
+        let html = read(&dir, "report.html");
+        assert!(html.contains("class=\"banner fail\""));
+        assert!(html.contains("Critical invariants failing: fast_path_ratio, cost_ceiling."));
+        assert!(html
+            .contains("<p class=\"notice\"><strong>Notice:</strong> this report was signed with the development key"));
+        let md = read(&dir, "report.md");
+        assert!(md.contains("> **Notice:** this report was signed with the development key"));
+    }
+
+    #[test]
+    fn cost_report_has_one_entry_per_day() {
+        let dir = bundle(&sample_csv());
+        write_all(dir.path(), &data()).expect("report renders");
+        let text = read(&dir, "cost_report.json");
+        assert!(text.ends_with("}\n"));
+        let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(json["scenario"], "synthetic");
+        assert_eq!(json["seed"], "42");
+        let days = json["days"].as_array().expect("days");
+        assert_eq!(days.len(), 2);
+        assert_eq!(days[0]["report_date"], "2025-11-24");
+        assert_eq!(days[1]["report_date"], "2025-11-25");
+
+        let first = &days[0];
+        assert_eq!(first["daily_summary"]["total_cycles"], 5);
+        assert_eq!(first["daily_summary"]["total_summaries_generated"], 4);
+        assert_eq!(first["daily_summary"]["total_cost_usd"], 0.033);
+        assert_eq!(first["daily_summary"]["average_cost_per_summary_usd"], 0.00825);
+        assert_eq!(first["daily_summary"]["max_cost_per_summary_usd"], 0.03);
+        assert_eq!(first["daily_summary"]["min_cost_per_summary_usd"], 0.0);
+        assert_eq!(first["adr012_compliance"]["per_summary_ceiling_usd"], 0.05);
+        assert_eq!(first["adr012_compliance"]["daily_budget_cap_usd"], 0.1);
+        assert_eq!(first["adr012_compliance"]["daily_rate_limit"], 2);
+        assert_eq!(first["adr012_compliance"]["daily_rate_limit_kind"], "summary");
+        assert_eq!(first["adr012_compliance"]["rate_limits_per_kind"]["summary"]["admitted"], 0);
+        assert_eq!(first["adr012_compliance"]["compliance_status"], "PASS");
+        assert_eq!(first["budget_utilization"]["daily_budget_used_pct"], 33.0);
+        assert_eq!(first["budget_utilization"]["budget_headroom_usd"], 0.067);
+        assert_eq!(first["cost_trajectory"]["trend"], "stable");
+        assert_eq!(first["alerts"].as_array().map(Vec::len), Some(0));
+
+        let second = &days[1];
+        let compliance = &second["adr012_compliance"];
+        assert_eq!(compliance["rate_limits_per_kind"]["summary"]["admitted"], 2);
+        assert_eq!(compliance["rate_limits_per_kind"]["summary"]["used_pct"], 100.0);
+        assert_eq!((&compliance["ceiling_breaches"], &compliance["budget_breaches"]), (&1.into(), &1.into()));
+        assert_eq!(compliance["rate_limit_breaches"], 0);
+        assert_eq!(compliance["compliance_status"], "FAIL");
+        assert_eq!(second["budget_utilization"]["daily_budget_used_pct"], 106.0);
+        assert_eq!(second["budget_utilization"]["daily_rate_used_pct"], 100.0);
+        assert_eq!(second["cost_trajectory"]["7day_average_cost_usd"], 0.0695);
+        assert_eq!(second["cost_trajectory"]["trend"], "increasing");
+        let triggers: Vec<&str> =
+            second["alerts"].as_array().expect("alerts").iter().filter_map(|a| a["trigger"].as_str()).collect();
+        assert_eq!(
+            triggers,
+            [
+                "cost_approaching_ceiling",
+                "daily_budget_80pct",
+                "rate_limit_80pct",
+                "cost_ceiling_breach",
+                "budget_cap_breach"
+            ]
+        );
+    }
+
+    #[test]
+    fn writing_twice_gives_identical_bytes() {
+        let data = data();
+        let first = bundle(&sample_csv());
+        let second = bundle(&sample_csv());
+        let files = write_all(first.path(), &data).expect("first render");
+        assert_eq!(write_all(second.path(), &data).expect("second render"), files);
+        let before: Vec<Vec<u8>> =
+            files.iter().map(|f| std::fs::read(first.path().join(f)).expect("written")).collect();
+        write_all(first.path(), &data).expect("render again in place");
+        for (file, bytes) in files.iter().zip(before) {
+            assert_eq!(std::fs::read(second.path().join(file)).expect("written"), bytes, "{file} differs");
+            assert_eq!(std::fs::read(first.path().join(file)).expect("written"), bytes, "{file} changed");
+        }
+    }
+
+    #[test]
+    fn path_without_completed_task_draws_axes_with_a_caption() {
+        let csv: String =
+            sample_csv().lines().filter(|line| !line.contains(",deep,")).map(|l| format!("{l}\n")).collect();
+        let dir = bundle(&csv);
+        let data = ReportData { l_tot: vec![], ..data() };
+        write_all(dir.path(), &data).expect("renders without deep completions");
+        let svg = read(&dir, "plots/latency_deep.svg");
+        assert!(svg.starts_with("<svg") && svg.contains("no completed task on the deep path"));
+        assert!(read(&dir, "plots/l_tot.svg").contains("no L_tot recorded"));
+    }
+
+    #[test]
+    fn empty_csv_still_renders() {
+        let dir = bundle(&format!("{}\n", crate::analytics::tests::HEADER));
+        let written = write_all(dir.path(), &report_data()).expect("an empty run renders");
+        assert_eq!(written, EXPECTED_FILES);
+        let json: serde_json::Value = serde_json::from_str(&read(&dir, "cost_report.json")).expect("valid JSON");
+        assert_eq!(json["days"].as_array().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let message = write_all(dir.path(), &data()).expect_err("no tasks.csv").to_string();
+        assert!(message.starts_with(&dir.path().join("tasks.csv").display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(usd(50_000), "$0.050000");
+        assert_eq!(usd(500_000_000), "$500.000000");
+        assert_eq!(clock(3_723_456), "1:02:03.456");
+        assert_eq!(date(DAY_1), "2025-11-24");
+        assert_eq!(percent(1, 3), "33.33 %");
+        assert_eq!(percent(1, 0), "-");
+        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+        assert_eq!(md_escape("a_b|c\nd"), "a\\_b\\|c d");
+    }
+}

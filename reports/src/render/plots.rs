@@ -1,0 +1,474 @@
+//! The plots of SPEC 9 as SVG text, drawn with plotters' SVG backend into a string so that
+//! the same markup is written to `plots/<name>.svg` and inlined in `report.html`.
+//!
+//! Guarantees: text is emitted as `<text font-family=...>` elements (no font files, no
+//! system fonts); a plot without data still draws its axes with a caption saying so, rather
+//! than failing; output depends only on its inputs. Every threshold line carries a legend
+//! label naming its value.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::analytics::Analytics;
+use crate::model::ReportData;
+
+use super::DAY_MS;
+
+/// The plots, by file name, with their titles; sorted by file name.
+pub(super) const PLOTS: [(&str, &str); 7] = [
+    ("cusum.svg", "OCPS valve: CUSUM statistic S against its threshold h"),
+    ("fast_ratio.svg", "Fast-path ratio per window against its target"),
+    ("l_tot.svg", "Certified L_tot against the contraction limit 1.0"),
+    ("latency_deep.svg", "Latency of completed deep-path tasks"),
+    ("latency_fast.svg", "Latency of completed fast-path tasks"),
+    ("memory.svg", "Memory fabric: cache hit rate per window"),
+    ("spend.svg", "Cumulative spend per simulated day against the daily budget"),
+];
+
+const SIZE: (u32, u32) = (720, 360);
+const FONT: &str = "sans-serif";
+/// Bars of a latency histogram.
+const HISTOGRAM_BINS: u64 = 40;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Every plot of [`PLOTS`] as `(file name, SVG text)`, in the same order. On failure, the
+/// file name and the reason.
+pub(super) fn render_all(data: &ReportData, analytics: &Analytics) -> Result<Vec<(String, String)>, (String, String)> {
+    let axis = TimeAxis::new(data, analytics);
+    PLOTS
+        .iter()
+        .map(|(file, title)| {
+            let draw = |root: &Area| -> DrawResult {
+                match *file {
+                    "cusum.svg" => cusum(root, title, data, analytics, &axis),
+                    "fast_ratio.svg" => fast_ratio(root, title, data, analytics, &axis),
+                    "l_tot.svg" => l_tot(root, title, data, &axis),
+                    "latency_deep.svg" => latency(root, title, data, &analytics.latency_deep_ms, "deep"),
+                    "latency_fast.svg" => latency(root, title, data, &analytics.latency_fast_ms, "fast"),
+                    "memory.svg" => memory(root, title, analytics, &axis),
+                    "spend.svg" => spend(root, title, data, analytics, &axis),
+                    other => Err(format!("no drawing for {other}").into()),
+                }
+            };
+            svg(draw).map(|svg| (file.to_string(), svg)).map_err(|message| (file.to_string(), message))
+        })
+        .collect()
+}
+
+/// Runs `draw` on a fresh white canvas and returns the finished SVG document.
+fn svg(draw: impl FnOnce(&Area) -> DrawResult) -> Result<String, String> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(text)
+}
+
+/// The time axis shared by the time series: minutes, or hours for runs over three hours.
+struct TimeAxis {
+    /// Milliseconds per axis unit.
+    unit_ms: f64,
+    /// The axis description, with its unit.
+    desc: &'static str,
+    /// End of the axis, in axis units (the run's duration or the last window, whichever is
+    /// later).
+    end: f64,
+}
+
+impl TimeAxis {
+    fn new(data: &ReportData, analytics: &Analytics) -> TimeAxis {
+        let windows_ms = analytics.window_ms.saturating_mul(analytics.windows.len() as u64);
+        let end_ms = data.duration_ms.max(windows_ms).max(1);
+        let (unit_ms, desc) = if end_ms > 3 * 3_600_000 {
+            (3_600_000.0, "simulated time since start (h)")
+        } else {
+            (60_000.0, "simulated time since start (min)")
+        };
+        TimeAxis { unit_ms, desc, end: end_ms as f64 / unit_ms }
+    }
+
+    fn at(&self, ms: u64) -> f64 {
+        ms as f64 / self.unit_ms
+    }
+}
+
+/// A line with its legend entry.
+fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+}
+
+/// A caption in the middle of the plotting area, for plots without data.
+fn note(root: &Area, text: &str) -> DrawResult {
+    let (width, height) = root.dim_in_pixel();
+    let style = TextStyle::from((FONT, 18).into_font()).color(&RGBColor(120, 120, 120)).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    root.draw(&Text::new(text.to_string(), (width as i32 / 2, height as i32 / 2), style))?;
+    Ok(())
+}
+
+/// Splits a per-window series into runs of consecutive defined values, so that a line is
+/// not drawn across windows without a value.
+fn segments(points: impl Iterator<Item = Option<(f64, f64)>>) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for point in points {
+        match (point, runs.last_mut()) {
+            (Some(point), Some(run)) => run.push(point),
+            (None, Some(run)) if !run.is_empty() => runs.push(Vec::new()),
+            _ => {}
+        }
+    }
+    runs.retain(|run| !run.is_empty());
+    runs
+}
+
+/// Buckets across the time axis when thinning a long line: finer than the plot's pixels.
+const THIN_BUCKETS: f64 = 2_000.0;
+
+/// A long line (one point per charge can mean hundreds of thousands) reduced to the first
+/// and last point of each run of points that fall in the same 1/[`THIN_BUCKETS`] of the
+/// axis. For a monotone or step line this draws the same picture at the plot's size.
+fn thin(points: Vec<(f64, f64)>, end: f64) -> Vec<(f64, f64)> {
+    if points.len() <= 2 * THIN_BUCKETS as usize || end <= 0.0 {
+        return points;
+    }
+    let bucket = |x: f64| (x / end * THIN_BUCKETS).floor() as i64;
+    let mut kept: Vec<(f64, f64)> = Vec::with_capacity(2 * THIN_BUCKETS as usize + 2);
+    let mut run_len = 0;
+    for point in points {
+        let same_bucket = kept.last().is_some_and(|last| bucket(last.0) == bucket(point.0));
+        if same_bucket && run_len >= 2 {
+            // Replace the run's last point: only the run's first and last are kept.
+            if let Some(last) = kept.last_mut() {
+                *last = point;
+            }
+        } else {
+            run_len = if same_bucket { run_len + 1 } else { 1 };
+            kept.push(point);
+        }
+    }
+    kept
+}
+
+/// A per-window ratio (0 to 1) over time, with an optional labelled threshold.
+fn ratio_plot(
+    root: &Area,
+    title: &str,
+    axis: &TimeAxis,
+    series: Vec<Vec<(f64, f64)>>,
+    series_label: &str,
+    y_desc: &str,
+    threshold: Option<(f64, String)>,
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..axis.end, 0f64..1.05f64)?;
+    chart.configure_mesh().x_desc(axis.desc).y_desc(y_desc).light_line_style(RGBColor(235, 235, 235)).draw()?;
+    let empty = series.is_empty();
+    // The legend goes to the half of the plot the series mostly leaves free.
+    let (sum, count) = series.iter().flatten().fold((0.0, 0usize), |(sum, count), (_, y)| (sum + y, count + 1));
+    let legend_at = if count > 0 && sum / count as f64 > 0.5 {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
+    for (i, run) in series.into_iter().enumerate() {
+        let drawn = chart.draw_series(LineSeries::new(run, BLUE.stroke_width(2)).point_size(2))?;
+        if i == 0 {
+            drawn.label(series_label).legend(legend_line(BLUE));
+        }
+    }
+    if let Some((value, label)) = threshold {
+        chart
+            .draw_series(LineSeries::new([(0.0, value), (axis.end, value)], RED.stroke_width(2)))?
+            .label(label)
+            .legend(legend_line(RED));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend_at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    if empty {
+        note(root, "no outcome in any window")?;
+    }
+    Ok(())
+}
+
+fn fast_ratio(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
+    let target = data.limits.fast_target_ppm as f64 / 1e6;
+    let series = segments(
+        analytics
+            .windows
+            .iter()
+            .map(|w| w.fast_ratio.map(|ratio| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, ratio))),
+    );
+    ratio_plot(
+        root,
+        title,
+        axis,
+        series,
+        "fast-path ratio per window",
+        "fast completed / (completed + failed)",
+        Some((target, format!("target {target:.2}"))),
+    )
+}
+
+fn memory(root: &Area, title: &str, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
+    let series = segments(
+        analytics
+            .windows
+            .iter()
+            .map(|w| w.cache_hit_rate.map(|rate| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, rate))),
+    );
+    ratio_plot(root, title, axis, series, "cache hits / fast completions", "cache hit rate (ratio)", None)
+}
+
+fn cusum(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
+    let h = data.limits.cusum_h;
+    let series = segments(
+        analytics
+            .windows
+            .iter()
+            .map(|w| w.cusum_max.map(|s| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, s))),
+    );
+    let highest = series.iter().flatten().map(|(_, s)| *s).fold(h, f64::max);
+    let top = if highest.is_finite() && highest > 0.0 { highest * 1.1 } else { 1.0 };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..axis.end, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc(axis.desc)
+        .y_desc("CUSUM S (max per window)")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let empty = series.is_empty();
+    for (i, run) in series.into_iter().enumerate() {
+        let drawn = chart.draw_series(LineSeries::new(run, BLUE.stroke_width(2)).point_size(2))?;
+        if i == 0 {
+            drawn.label("S, max per window").legend(legend_line(BLUE));
+        }
+    }
+    chart
+        .draw_series(LineSeries::new([(0.0, h), (axis.end, h)], RED.stroke_width(2)))?
+        .label(format!("threshold h = {h}"))
+        .legend(legend_line(RED));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    if empty {
+        note(root, "no routed task")?;
+    }
+    Ok(())
+}
+
+fn latency(root: &Area, title: &str, data: &ReportData, values_ms: &[u64], path: &str) -> DrawResult {
+    let max_ms = values_ms.iter().copied().max();
+    let bin_ms = max_ms.map_or(1, |max| (max + 1).div_ceil(HISTOGRAM_BINS).max(1));
+    let mut counts = vec![0u64; HISTOGRAM_BINS as usize];
+    for value in values_ms {
+        if let Some(count) = usize::try_from(value / bin_ms).ok().and_then(|bin| counts.get_mut(bin)) {
+            *count += 1;
+        }
+    }
+    let x_end = (bin_ms * HISTOGRAM_BINS) as f64;
+    // Integer counts on an integer axis, so that every tick is a whole number of tasks.
+    let highest = counts.iter().copied().max().unwrap_or(0);
+    let y_end = highest + highest / 10 + 1;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..x_end, 0u64..y_end)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("completed tasks")
+        .x_label_formatter(&|ms| format!("{ms:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let bars = counts.iter().enumerate().filter(|(_, count)| **count > 0).map(|(bin, count)| {
+        let x0 = (bin as u64 * bin_ms) as f64;
+        Rectangle::new([(x0, 0), (x0 + bin_ms as f64, *count)], BLUE.mix(0.6).filled())
+    });
+    chart.draw_series(bars)?;
+    let p99 = data.latency.iter().find(|l| l.path == path && l.completed > 0).map(|l| l.p99_ms);
+    if let (Some(p99), Some(_)) = (p99, max_ms) {
+        let x = (p99 as f64).min(x_end);
+        chart
+            .draw_series(LineSeries::new([(x, 0), (x, y_end)], RED.stroke_width(2)))?
+            .label(format!("p99 = {p99} ms"))
+            .legend(legend_line(RED));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()?;
+    }
+    if max_ms.is_none() {
+        note(root, &format!("no completed task on the {path} path"))?;
+    }
+    Ok(())
+}
+
+fn spend(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
+    let budget_usd = data.limits.daily_budget_micro_usd as f64 / 1e6;
+    let highest = analytics.spend.iter().map(|s| s.spent_micro_usd).max().unwrap_or(0) as f64 / 1e6;
+    let top = budget_usd.max(highest).max(1e-6) * 1.08;
+    let end = axis.end.max(analytics.spend.last().map_or(0.0, |s| axis.at(s.t_ms)));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..end, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc(axis.desc)
+        .y_desc("cumulative spend that day (USD)")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    // One line per day, each starting from zero at the start of its day (or of the run).
+    let mut days: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current_day = None;
+    for point in &analytics.spend {
+        if current_day != Some(point.day) {
+            current_day = Some(point.day);
+            let day_start_ms = point.day.saturating_mul(DAY_MS).saturating_sub(data.epoch_utc_ms);
+            days.push(vec![(axis.at(day_start_ms), 0.0)]);
+        }
+        if let Some(line) = days.last_mut() {
+            let y = point.spent_micro_usd as f64 / 1e6;
+            if let Some(&(_, previous)) = line.last() {
+                line.push((axis.at(point.t_ms), previous));
+            }
+            line.push((axis.at(point.t_ms), y));
+        }
+    }
+    let empty = days.is_empty();
+    for (i, line) in days.into_iter().enumerate() {
+        let drawn = chart.draw_series(LineSeries::new(thin(line, end), BLUE.stroke_width(2)))?;
+        if i == 0 {
+            drawn.label("cumulative spend").legend(legend_line(BLUE));
+        }
+    }
+    chart
+        .draw_series(LineSeries::new([(0.0, budget_usd), (end, budget_usd)], RED.stroke_width(2)))?
+        .label(format!("daily budget ${budget_usd:.2}"))
+        .legend(legend_line(RED));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::MiddleRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    if empty {
+        note(root, "nothing was charged")?;
+    }
+    Ok(())
+}
+
+fn l_tot(root: &Area, title: &str, data: &ReportData, axis: &TimeAxis) -> DrawResult {
+    let end = axis.end.max(data.l_tot.last().map_or(0.0, |(t, _)| axis.at(*t)));
+    let mut steps: Vec<(f64, f64)> = Vec::with_capacity(data.l_tot.len() * 2 + 1);
+    for (t_ms, ppm) in &data.l_tot {
+        let value = *ppm as f64 / 1e6;
+        if let Some(&(_, previous)) = steps.last() {
+            steps.push((axis.at(*t_ms), previous));
+        }
+        steps.push((axis.at(*t_ms), value));
+    }
+    if let Some(&(_, last)) = steps.last() {
+        steps.push((end, last));
+    }
+    let highest = steps.iter().map(|(_, v)| *v).fold(1.0, f64::max);
+    let lowest = steps.iter().map(|(_, v)| *v).fold(0.0, f64::min);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..end, lowest..highest * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc(axis.desc)
+        .y_desc("L_tot (Lipschitz bound)")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let empty = steps.is_empty();
+    if !empty {
+        chart
+            .draw_series(LineSeries::new(thin(steps, end), BLUE.stroke_width(2)))?
+            .label("certified L_tot")
+            .legend(legend_line(BLUE));
+    }
+    chart
+        .draw_series(LineSeries::new([(0.0, 1.0), (end, 1.0)], RED.stroke_width(2)))?
+        .label("limit L_tot = 1.0")
+        .legend(legend_line(RED));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    if empty {
+        note(root, "no L_tot recorded")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_break_at_missing_values() {
+        let points = [Some((0.0, 1.0)), Some((1.0, 0.5)), None, None, Some((4.0, 0.2)), None];
+        assert_eq!(segments(points.into_iter()), vec![vec![(0.0, 1.0), (1.0, 0.5)], vec![(4.0, 0.2)]]);
+        assert!(segments([None, None].into_iter()).is_empty());
+    }
+
+    #[test]
+    fn thin_keeps_first_and_last_point_per_bucket() {
+        let points: Vec<(f64, f64)> = (0..100_000).map(|i| (f64::from(i) / 1_000.0, f64::from(i))).collect();
+        let thinned = thin(points.clone(), 100.0);
+        assert!(thinned.len() <= 2 * THIN_BUCKETS as usize, "{}", thinned.len());
+        assert_eq!(thinned.first(), points.first());
+        assert_eq!(thinned.last(), points.last());
+        assert!(thinned.windows(2).all(|pair| pair[0].0 <= pair[1].0 && pair[0].1 <= pair[1].1));
+        let short = vec![(0.0, 1.0), (0.0, 2.0)];
+        assert_eq!(thin(short.clone(), 1.0), short);
+    }
+
+    #[test]
+    fn plots_are_sorted_by_file_name() {
+        assert!(PLOTS.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    }
+}

@@ -1,0 +1,218 @@
+//! The certificate's payload (SPEC 8.4): an in-toto Statement v1 whose subjects are the
+//! engine build and the scenario, and whose predicate holds the results. Every number is
+//! an integer (ppm, micro-USD, ms, counts); scores, thresholds and observations are
+//! decimal strings; there is no timestamp, so the same binary, scenario, seed and key give
+//! the same bytes.
+
+use crate::model::{InvariantRow, ReportData};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The in-toto statement type.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// This project's predicate, versioned.
+pub const PREDICATE_TYPE: &str = "https://seedcore.dev/attestations/certification/v1";
+
+/// An in-toto Statement v1 with the certification predicate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: Predicate,
+}
+
+/// A subject by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    pub name: String,
+    pub digest: BTreeMap<String, String>,
+}
+
+/// The results of a certification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    /// `PASS`, `PASS WITH CONDITIONS` or `FAIL`.
+    pub outcome: String,
+    /// Out of 100, two decimals, e.g. `"97.50"`.
+    pub score: String,
+    pub critical_failures: Vec<String>,
+    pub invariants: Vec<StatedInvariant>,
+    /// The run seed, decimal (a u64 does not fit a JSON number exactly).
+    pub seed: String,
+    pub scenario: ScenarioRef,
+    pub engine: EngineRef,
+    pub event_log: EventLogRef,
+    /// SHA-256 of every other file of the bundle, by path relative to it.
+    pub files: BTreeMap<String, String>,
+    pub determinism: DeterminismRef,
+    pub run: RunFigures,
+    pub signer: SignerRef,
+    /// Regressions against a baseline certificate (empty without one).
+    pub regressions: Vec<String>,
+    /// The baseline compared with, if any.
+    pub baseline: Option<BaselineRef>,
+}
+
+/// One invariant as stated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatedInvariant {
+    pub id: String,
+    pub critical: bool,
+    pub verdict: String,
+    pub observed: String,
+    pub threshold: String,
+    pub unit: String,
+    pub weight: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioRef {
+    pub name: String,
+    pub description: String,
+    /// The bundle's copy.
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineRef {
+    pub version: String,
+    /// SHA-256 of the executable that ran the simulation.
+    pub build_sha256: String,
+    /// Which build ran: `simulation` (madsim).
+    pub build: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogRef {
+    pub file: String,
+    /// RFC 6962 Merkle root over the lines (without their newlines), hex.
+    pub merkle_root: String,
+    /// Number of lines (leaves).
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeterminismRef {
+    /// Root of the run whose events are in the bundle.
+    pub reference: String,
+    /// Roots of the replays of the same seed.
+    pub replays: Vec<String>,
+    pub matching: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFigures {
+    pub arrivals: u64,
+    pub lost: u64,
+    pub duration_ms: u64,
+    pub epoch_utc_ms: u64,
+    pub total_cost_micro_usd: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerRef {
+    pub keyid: String,
+    /// Signed with the development key: a local check, not a release certificate.
+    pub development: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineRef {
+    pub merkle_root: String,
+    pub outcome: String,
+    pub score: String,
+    pub scenario_sha256: String,
+    pub seed: String,
+}
+
+impl StatedInvariant {
+    pub fn from_row(row: &InvariantRow) -> StatedInvariant {
+        StatedInvariant {
+            id: row.id.clone(),
+            critical: row.critical,
+            verdict: row.verdict.clone(),
+            observed: row.observed.clone(),
+            threshold: row.threshold.clone(),
+            unit: row.unit.clone(),
+            weight: row.weight.clone(),
+            detail: row.detail.clone(),
+        }
+    }
+}
+
+/// The statement of a certification: `data` as recomputed from the bundle, `files` the
+/// digests of every other file in it, `baseline` the certificate compared with.
+pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: Option<BaselineRef>) -> Statement {
+    let digest = |sha: &str| BTreeMap::from([("sha256".to_string(), sha.to_string())]);
+    Statement {
+        statement_type: STATEMENT_TYPE.into(),
+        subject: vec![
+            Subject { name: format!("seedcore@{}", data.engine_version), digest: digest(&data.build_sha256) },
+            Subject { name: format!("scenario:{}", data.scenario), digest: digest(&data.scenario_sha256) },
+        ],
+        predicate_type: PREDICATE_TYPE.into(),
+        predicate: Predicate {
+            outcome: data.outcome.as_str().into(),
+            score: data.score.to_string(),
+            critical_failures: data.critical_failures.clone(),
+            invariants: data.invariants.iter().map(StatedInvariant::from_row).collect(),
+            seed: data.seed.to_string(),
+            scenario: ScenarioRef {
+                name: data.scenario.clone(),
+                description: data.description.clone(),
+                file: "scenario.toml".into(),
+                sha256: data.scenario_sha256.clone(),
+            },
+            engine: EngineRef {
+                version: data.engine_version.clone(),
+                build_sha256: data.build_sha256.clone(),
+                build: "simulation".into(),
+            },
+            event_log: EventLogRef {
+                file: "events.jsonl".into(),
+                merkle_root: data.merkle_root.clone(),
+                size: data.events,
+            },
+            files,
+            determinism: DeterminismRef {
+                reference: data.determinism.reference.clone(),
+                replays: data.determinism.replays.clone(),
+                matching: data.determinism.matching() as u64,
+            },
+            run: RunFigures {
+                arrivals: data.arrivals,
+                lost: data.lost,
+                duration_ms: data.duration_ms,
+                epoch_utc_ms: data.epoch_utc_ms,
+                total_cost_micro_usd: data.total_cost_micro_usd,
+            },
+            signer: SignerRef { keyid: data.key_id.clone(), development: data.development_key },
+            regressions: data.regressions.clone(),
+            baseline,
+        },
+    }
+}
+
+/// `statement.json`: the statement pretty-printed for people, with a final newline. It is
+/// a pure function of the signed payload, so a verifier regenerates it byte for byte.
+pub fn pretty(payload: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(payload).expect("a serde_json::Value always serialises");
+    bytes.push(b'\n');
+    bytes
+}

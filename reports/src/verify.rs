@@ -1,0 +1,250 @@
+//! Offline verification of a certification bundle (SPEC 8.5). It trusts nothing it can
+//! recompute: the envelope's signature by a trusted key, the payload's canonical form, the
+//! statement copy, every file's digest (and no file beside them), the event log's sequence,
+//! Merkle root and size, the signature log, and then every invariant, the score and the
+//! outcome, recomputed from `events.jsonl` and the bundled scenario's policy.
+
+use crate::certify::{file_sha256, list_files, parse_score, CERTIFICATE, STATEMENT};
+use crate::data::{report_data, Provenance};
+use crate::dsse::{self, Envelope};
+use crate::fold::fold_events;
+use crate::keys::Keyring;
+use crate::model::ReportData;
+use crate::siglog::signature_log;
+use crate::statement::{pretty, StatedInvariant, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
+use seedcore_sim::invariants::Replays;
+use std::path::{Component, Path};
+
+/// Largest certificate envelope read (the statement is a few tens of kB).
+const MAX_ENVELOPE_BYTES: u64 = 16 << 20;
+
+/// Why a bundle is not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The bundle cannot be opened at all (exit 2).
+    #[error("{path}: {message}")]
+    Unreadable { path: String, message: String },
+    /// The bundle was read and is rejected (exit 4).
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// A bundle that verified.
+#[derive(Debug)]
+pub struct Verification {
+    /// What was checked, in order, one line each.
+    pub checks: Vec<String>,
+    /// Things a reviewer should know that do not invalidate the bundle.
+    pub warnings: Vec<String>,
+    pub statement: Statement,
+    /// The report as recomputed.
+    pub data: ReportData,
+}
+
+fn reject(message: impl Into<String>) -> VerifyError {
+    VerifyError::Rejected(message.into())
+}
+
+fn hex32(text: &str, what: &str) -> Result<[u8; 32], VerifyError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| reject(format!("{what} {text:?} is not a hex SHA-256 digest")))
+}
+
+/// Verifies the bundle in `dir` against `keyring`. With `expected_scenario`, the bundle
+/// must certify exactly that scenario file.
+pub fn verify_bundle(
+    dir: &Path,
+    keyring: &Keyring,
+    expected_scenario: Option<&Path>,
+) -> Result<Verification, VerifyError> {
+    let mut checks = Vec::new();
+    let mut warnings = Vec::new();
+    if !dir.is_dir() {
+        return Err(VerifyError::Unreadable {
+            path: dir.display().to_string(),
+            message: "not a directory (give the report directory certify wrote)".into(),
+        });
+    }
+
+    // 1. The envelope and its signature.
+    let certificate = dir.join(CERTIFICATE);
+    let size = std::fs::metadata(&certificate).map_err(|e| reject(format!("{CERTIFICATE}: cannot read: {e}")))?.len();
+    if size > MAX_ENVELOPE_BYTES {
+        return Err(reject(format!("{CERTIFICATE}: {size} bytes, more than a certificate can be")));
+    }
+    let bytes = std::fs::read(&certificate).map_err(|e| reject(format!("{CERTIFICATE}: cannot read: {e}")))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&bytes).map_err(|e| reject(format!("{CERTIFICATE}: not a DSSE envelope: {e}")))?;
+    let mut canonical_envelope = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
+    canonical_envelope.push(b'\n');
+    let verified = dsse::verify(&envelope, keyring).map_err(|e| reject(format!("{CERTIFICATE}: {e}")))?;
+    checks.push(format!(
+        "signature: Ed25519 (verify_strict) by trusted key {} ({})",
+        verified.keyid, verified.key_source
+    ));
+    if canonical_envelope != bytes {
+        return Err(reject(format!("{CERTIFICATE}: the envelope file was altered (it is not as certify writes it)")));
+    }
+
+    // 2. The payload: canonical, an in-toto statement of this predicate.
+    if !crate::jcs::is_canonical(&verified.payload) {
+        return Err(reject("payload: not in RFC 8785 canonical form (or holds a non-integer number)"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&verified.payload).expect("canonical payloads parse");
+    let statement: Statement = serde_json::from_value(value.clone())
+        .map_err(|e| reject(format!("payload: not a certification statement: {e}")))?;
+    if statement.statement_type != STATEMENT_TYPE {
+        return Err(reject(format!("payload: _type {:?} is not {STATEMENT_TYPE:?}", statement.statement_type)));
+    }
+    if statement.predicate_type != PREDICATE_TYPE {
+        return Err(reject(format!("payload: predicateType {:?} is not {PREDICATE_TYPE:?}", statement.predicate_type)));
+    }
+    checks.push("payload: canonical JSON (RFC 8785), in-toto Statement v1, seedcore certification v1".into());
+    let p = &statement.predicate;
+    if p.signer.keyid != verified.keyid {
+        return Err(reject(format!("payload: names signer {} but key {} signed it", p.signer.keyid, verified.keyid)));
+    }
+    if p.signer.development {
+        warnings.push("signed with a development key: a local check, not a release certificate".into());
+    }
+    let statement_copy =
+        std::fs::read(dir.join(STATEMENT)).map_err(|e| reject(format!("{STATEMENT}: cannot read: {e}")))?;
+    if statement_copy != pretty(&value) {
+        return Err(reject(format!("{STATEMENT}: differs from the signed statement")));
+    }
+    checks.push(format!("{STATEMENT}: the signed statement, byte for byte"));
+
+    // 3. Every file's digest, and no file beside them.
+    let listed = list_files(dir).map_err(|e| reject(format!("cannot list the bundle: {e}")))?;
+    for name in &listed {
+        if name != CERTIFICATE && name != STATEMENT && !p.files.contains_key(name) {
+            return Err(reject(format!("{name}: a file the certificate does not cover")));
+        }
+    }
+    for (name, expected) in &p.files {
+        let path = Path::new(name);
+        if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(reject(format!("files: {name:?} is not a path inside the bundle")));
+        }
+        let actual = file_sha256(&dir.join(path)).map_err(|e| reject(format!("{name}: cannot read: {e}")))?;
+        if &actual != expected {
+            return Err(reject(format!("{name}: digest mismatch (the file was changed after signing)")));
+        }
+    }
+    checks.push(format!("files: {} digests match, no uncovered file", p.files.len()));
+
+    // 4. The scenario.
+    let scenario_path = dir.join(&p.scenario.file);
+    if p.files.get(&p.scenario.file) != Some(&p.scenario.sha256)
+        || !statement.subject.iter().any(|s| s.digest.get("sha256") == Some(&p.scenario.sha256))
+    {
+        return Err(reject("scenario: its digest is not the statement's subject"));
+    }
+    let scenario = seedcore_sim::load(&scenario_path).map_err(|e| reject(format!("scenario: {e}")))?;
+    if scenario.name != p.scenario.name {
+        return Err(reject(format!("scenario: named {:?}, the statement says {:?}", scenario.name, p.scenario.name)));
+    }
+    if let Some(expected) = expected_scenario {
+        let source = std::fs::read(expected).map_err(|e| VerifyError::Unreadable {
+            path: expected.display().to_string(),
+            message: format!("cannot read the expected scenario: {e}"),
+        })?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source));
+        if digest != p.scenario.sha256 {
+            return Err(reject(format!(
+                "scenario: this bundle certifies {:?} (sha256 {}), not {} (sha256 {})",
+                p.scenario.name,
+                &p.scenario.sha256[..16.min(p.scenario.sha256.len())],
+                expected.display(),
+                &digest[..16]
+            )));
+        }
+        checks.push(format!("scenario: the bundle certifies {}", expected.display()));
+    }
+    checks.push(format!("scenario: {} (sha256 {})", scenario.name, p.scenario.sha256));
+
+    // 5. The event log: sequence, canonical lines, Merkle root and size.
+    let events = dir.join(&p.event_log.file);
+    let fold = fold_events(&events, scenario.policy.window).map_err(|e| reject(format!("event log: {e}")))?;
+    if fold.size != p.event_log.size {
+        return Err(reject(format!("event log: {} events, the statement says {}", fold.size, p.event_log.size)));
+    }
+    if hex::encode(fold.root) != p.event_log.merkle_root {
+        return Err(reject(format!(
+            "event log: Merkle root {} differs from the stated {}",
+            hex::encode(fold.root),
+            p.event_log.merkle_root
+        )));
+    }
+    checks.push(format!(
+        "event log: {} events, seq 0..{} without gap, Merkle root {}",
+        fold.size, fold.size, p.event_log.merkle_root
+    ));
+    let seed: u64 = p.seed.parse().map_err(|_| reject(format!("seed: {:?} is not a u64", p.seed)))?;
+    let start = fold.stats.run_start.as_ref().ok_or_else(|| reject("event log: no run_start event"))?;
+    if start.seed != p.seed || start.scenario != scenario.name || start.scenario_sha256 != p.scenario.sha256 {
+        return Err(reject(format!(
+            "event log: run_start is scenario {:?} seed {} ({}), the statement says {:?} seed {}",
+            start.scenario, start.seed, start.scenario_sha256, p.scenario.name, p.seed
+        )));
+    }
+
+    // 6. The signature log, regenerated.
+    let (log, failed) = signature_log(&fold);
+    let on_disk = std::fs::read(dir.join("signature_log.json"))
+        .map_err(|e| reject(format!("signature_log.json: cannot read: {e}")))?;
+    if on_disk != log {
+        return Err(reject("signature_log.json: differs from the cycles in the event log"));
+    }
+    checks.push(format!("signature log: {} ledger cycles, {} failed to verify", fold.cycles.len(), failed));
+
+    // 7. The verdicts, recomputed.
+    let replays = Replays {
+        reference: hex32(&p.determinism.reference, "determinism reference")?,
+        replays: p.determinism.replays.iter().map(|r| hex32(r, "replay digest")).collect::<Result<_, _>>()?,
+    };
+    if replays.reference != fold.root {
+        return Err(reject("determinism: the reference digest is not the event log's root"));
+    }
+    let provenance = Provenance {
+        build_sha256: p.engine.build_sha256.clone(),
+        key_id: p.signer.keyid.clone(),
+        development_key: p.signer.development,
+        regressions: p.regressions.clone(),
+    };
+    let (data, _) = report_data(&scenario, seed, &fold, &replays, provenance);
+    for (row, stated) in data.invariants.iter().zip(&p.invariants) {
+        let recomputed = StatedInvariant::from_row(row);
+        if &recomputed != stated {
+            return Err(reject(format!(
+                "invariant {}: stated {} ({}), recomputed {} ({})",
+                stated.id, stated.verdict, stated.observed, recomputed.verdict, recomputed.observed
+            )));
+        }
+    }
+    if data.invariants.len() != p.invariants.len() {
+        return Err(reject(format!("invariants: {} stated, {} recomputed", p.invariants.len(), data.invariants.len())));
+    }
+    checks.push(format!("invariants: all {} recomputed from the events equal the stated ones", data.invariants.len()));
+    if parse_score(&p.score) != Some(data.score.0) || p.outcome != data.outcome.as_str() {
+        return Err(reject(format!(
+            "outcome: stated {} (score {}), recomputed {} (score {})",
+            p.outcome,
+            p.score,
+            data.outcome.as_str(),
+            data.score
+        )));
+    }
+    if p.critical_failures != data.critical_failures {
+        return Err(reject("outcome: the stated critical failures differ from the recomputed ones"));
+    }
+    let figures = (data.arrivals, data.lost, data.total_cost_micro_usd, data.duration_ms, data.epoch_utc_ms);
+    let stated = (p.run.arrivals, p.run.lost, p.run.total_cost_micro_usd, p.run.duration_ms, p.run.epoch_utc_ms);
+    if figures != stated {
+        return Err(reject("run: the stated figures differ from the recomputed ones"));
+    }
+    checks.push(format!("outcome: {} with score {}, as stated", p.outcome, p.score));
+    Ok(Verification { checks, warnings, statement, data })
+}

@@ -1,0 +1,269 @@
+//! The `certify`, `verify` and `keygen` commands: argument checks, key handling, printing
+//! and exit codes. The work is in `seedcore_reports`.
+
+use crate::exit;
+use seedcore_reports::keys::{self, Keyring};
+use seedcore_reports::verify::{verify_bundle, VerifyError};
+use std::path::PathBuf;
+
+/// The arguments of `certify`.
+#[cfg_attr(not(madsim), allow(dead_code, reason = "certify runs in the simulation build only"))]
+pub struct Args {
+    pub scenario: PathBuf,
+    pub seed: Option<u64>,
+    pub replays: Option<u32>,
+    pub key: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub fail_on_conditions: bool,
+    pub baseline: Option<PathBuf>,
+}
+
+#[cfg(not(madsim))]
+pub fn certify(_args: Args) -> u8 {
+    eprintln!("error: certify runs under the simulator; use the simulation build: cargo sim certify <scenario>");
+    exit::USAGE
+}
+
+/// SHA-256 of the running executable: the build a certificate names.
+#[cfg(madsim)]
+fn build_digest() -> std::io::Result<String> {
+    seedcore_reports::certify::file_sha256(&std::env::current_exe()?)
+}
+
+#[cfg(madsim)]
+pub fn certify(args: Args) -> u8 {
+    use seedcore_reports::certify::{bundled_trace, certify, read_baseline, Certify, CertifyError};
+    use seedcore_reports::model::Outcome;
+    use seedcore_sim::run::Staging;
+
+    let scenario = match crate::load(&args.scenario) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(error) = bundled_trace(&scenario) {
+        eprintln!("error: {error}");
+        return exit::USAGE;
+    }
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let replays = args.replays.unwrap_or(scenario.harness.replays);
+    let (key, development) = match &args.key {
+        Some(path) => match keys::read_signing_key(path) {
+            Ok(key) => (key, false),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::USAGE;
+            }
+        },
+        None => match keys::development_key(std::path::Path::new(keys::DEVELOPMENT_KEY)) {
+            Ok((key, created)) => {
+                let verb = if created { "created" } else { "using" };
+                eprintln!(
+                    "note: no --key given; {verb} the DEVELOPMENT key {} (public key {}). Its certificates are \
+                     marked as development ones, for local checks only; make a release key with `seedcore keygen \
+                     keys/release.key`.",
+                    keys::DEVELOPMENT_KEY,
+                    keys::public_path(std::path::Path::new(keys::DEVELOPMENT_KEY)).display()
+                );
+                (key, true)
+            }
+            Err(error) => {
+                eprintln!("error: development key: {error}");
+                return exit::USAGE;
+            }
+        },
+    };
+    let baseline = match &args.baseline {
+        None => None,
+        Some(dir) => match read_baseline(dir) {
+            Ok(b) if b.predicate.scenario.name != scenario.name => {
+                eprintln!(
+                    "error: {}: the baseline certifies scenario {:?}, not {:?}",
+                    dir.display(),
+                    b.predicate.scenario.name,
+                    scenario.name
+                );
+                return exit::USAGE;
+            }
+            Ok(b) => Some(b),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::USAGE;
+            }
+        },
+    };
+    let build_sha256 = match build_digest() {
+        Ok(d) => d,
+        Err(error) => {
+            eprintln!("error: cannot read the running executable to digest it: {error}");
+            return exit::RUNTIME;
+        }
+    };
+    let out = args.out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{seed}", scenario.name)));
+    let staging = match Staging::new(&out) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("error: cannot write the report: {error}");
+            return exit::USAGE;
+        }
+    };
+    crate::summary::banner("certify", &scenario, seed, replays);
+    #[allow(
+        clippy::disallowed_types,
+        clippy::disallowed_methods,
+        reason = "wall-clock timing of the whole command, outside the simulation"
+    )]
+    let started = std::time::Instant::now();
+    let repro = format!("cargo sim certify {} --seed {seed}", scenario.path.display());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        seedcore_sim::run::replay(&scenario, seed, replays, Some(staging.path()))
+    }));
+    let wall = started.elapsed();
+    let mut report = match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            return exit::RUNTIME;
+        }
+        Err(_) => {
+            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
+            eprintln!("reproduce: {repro}");
+            return exit::RUNTIME;
+        }
+    };
+    let certified = match certify(&Certify {
+        scenario: &scenario,
+        seed,
+        dir: staging.path(),
+        replays: &report.replays,
+        key: &key,
+        development_key: development,
+        build_sha256,
+        baseline: baseline.as_ref(),
+    }) {
+        Ok(c) => c,
+        Err(CertifyError::Usage(message)) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+        Err(CertifyError::Runtime(message)) => {
+            eprintln!("error: {message}");
+            return exit::RUNTIME;
+        }
+    };
+    let written = match staging.commit() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::RUNTIME;
+        }
+    };
+    report.results = certified.results;
+    crate::summary::print(&scenario, &report, wall);
+    let data = &certified.data;
+    println!();
+    let rule = "=".repeat(78);
+    println!("{rule}");
+    println!("  {}   score {}   {} seed {seed}", data.outcome.as_str(), data.score, scenario.name);
+    if !data.critical_failures.is_empty() {
+        println!("  critical invariant(s) failed: {}", data.critical_failures.join(", "));
+    }
+    for regression in &data.regressions {
+        println!("  regression against the baseline: {regression}");
+    }
+    println!("  report      {}/report.html (and report.md)", written.display());
+    println!(
+        "  certificate {}/certificate.dsse.json, key id {}{}",
+        written.display(),
+        &data.key_id[..16],
+        if development { " (DEVELOPMENT key)" } else { "" }
+    );
+    println!(
+        "  verify with seedcore verify {} --pubkey {}",
+        written.display(),
+        keys::public_path(args.key.as_deref().unwrap_or(std::path::Path::new(keys::DEVELOPMENT_KEY))).display()
+    );
+    println!("{rule}");
+    match data.outcome {
+        Outcome::Pass => exit::PASS,
+        Outcome::PassWithConditions if !args.fail_on_conditions => exit::PASS,
+        Outcome::PassWithConditions => {
+            println!("exit 1: PASS WITH CONDITIONS and --fail-on-conditions");
+            exit::INVARIANT_FAILED
+        }
+        Outcome::Fail => {
+            println!("reproduce: {repro}");
+            exit::INVARIANT_FAILED
+        }
+    }
+}
+
+pub fn verify(bundle: PathBuf, pubkeys: Vec<PathBuf>, keyring_dir: Option<PathBuf>, scenario: Option<PathBuf>) -> u8 {
+    let mut keyring = Keyring::default();
+    for path in &pubkeys {
+        if let Err(error) = keyring.add_file(path) {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    }
+    if let Some(dir) = &keyring_dir {
+        if let Err(error) = keyring.add_dir(dir) {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    }
+    if keyring.is_empty() {
+        eprintln!("error: no trusted key: give --pubkey <file.pub> (repeatable) or --keyring <dir>");
+        return exit::USAGE;
+    }
+    match verify_bundle(&bundle, &keyring, scenario.as_deref()) {
+        Ok(v) => {
+            for check in &v.checks {
+                println!("  ok  {check}");
+            }
+            for warning in &v.warnings {
+                println!("  !!  {warning}");
+            }
+            let p = &v.statement.predicate;
+            println!(
+                "VERIFIED {}: {} (score {}), scenario {} seed {}, {} events",
+                bundle.display(),
+                p.outcome,
+                p.score,
+                p.scenario.name,
+                p.seed,
+                p.event_log.size
+            );
+            exit::PASS
+        }
+        Err(error @ VerifyError::Unreadable { .. }) => {
+            eprintln!("error: {error}");
+            exit::USAGE
+        }
+        Err(error @ VerifyError::Rejected(_)) => {
+            eprintln!("REJECTED {}: {}", bundle.display(), error.to_string().trim_start_matches("rejected: "));
+            exit::REJECTED
+        }
+    }
+}
+
+pub fn keygen(path: PathBuf) -> u8 {
+    let path = if path.extension().is_some_and(|e| e == "key") {
+        path
+    } else {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".key");
+        path.with_file_name(name)
+    };
+    match keys::generate(&path) {
+        Ok(key) => {
+            println!("private key {} (PKCS#8 PEM, mode 0600: keep it secret)", path.display());
+            println!("public key  {} (give it to verifiers)", keys::public_path(&path).display());
+            println!("key id      {}", keys::key_id(&key.verifying_key()));
+            exit::PASS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! `certify` and `verify` as a user runs them: a good bundle verifies; tampering with any
+//! byte of any file, with the event log's lines, or with a stated verdict (even re-signed
+//! by the trusted key) is rejected with exit 4 and a message naming the cause; a failing
+//! canary still gets a signed certificate that verifies; an interrupted run leaves no report
+//! directory; bad keys and bundles get clear errors.
+
+use crate::support::seedcore;
+use base64::Engine;
+use std::path::{Path, PathBuf};
+
+/// A small generated scenario: two minutes at 5 tasks per second.
+const SMALL: &str = r#"
+name = "small"
+description = "Two minutes of generated traffic"
+duration = "2m"
+seed = 3
+
+[workload]
+source = "generated"
+rate_per_s = 5.0
+"#;
+
+struct Bundle {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    out: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// Generates a key and certifies `scenario` (a file in the temp dir when given as text).
+fn certify(scenario_text: &str, extra: &[&str]) -> (Bundle, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let scenario = root.join("small.toml");
+    std::fs::write(&scenario, scenario_text).unwrap();
+    let key = root.join("keys/test.key");
+    let output = seedcore(&["keygen", arg(&key)]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let out = root.join("report");
+    let mut args = vec!["certify", arg(&scenario), "--key", arg(&key), "--out", arg(&out)];
+    args.extend_from_slice(extra);
+    let output = seedcore(&args);
+    let public = root.join("keys/test.pub");
+    (Bundle { _dir: dir, root, out, key, public }, output)
+}
+
+fn verify(bundle: &Path, public: &Path) -> (Option<i32>, String) {
+    let output = seedcore(&["verify", arg(bundle), "--pubkey", arg(public)]);
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_good_bundle_verifies_and_tampering_with_any_file_is_rejected() {
+    let (b, output) = certify(SMALL, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("PASS"), "{stdout}");
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("VERIFIED") && text.contains("recomputed"), "{text}");
+
+    let all = files(&b.out);
+    let names: Vec<String> =
+        all.iter().map(|p| p.strip_prefix(&b.out).unwrap().to_string_lossy().into_owned()).collect();
+    for expected in [
+        "certificate.dsse.json",
+        "statement.json",
+        "events.jsonl",
+        "scenario.toml",
+        "tasks.csv",
+        "report.md",
+        "report.html",
+        "cost_report.json",
+        "signature_log.json",
+        "plots/fast_ratio.svg",
+        "plots/l_tot.svg",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    // Flip one bit at the start, the middle and the end of every file.
+    for path in &all {
+        let original = std::fs::read(path).unwrap();
+        for at in [0, original.len() / 2, original.len() - 1] {
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x01;
+            std::fs::write(path, &bytes).unwrap();
+            let (code, text) = verify(&b.out, &b.public);
+            assert_eq!(code, Some(4), "{} byte {at} flipped: {text}", path.display());
+            assert!(text.contains("REJECTED"), "{text}");
+        }
+        std::fs::write(path, &original).unwrap();
+    }
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "restored: {text}");
+
+    // A file added to the bundle is not covered by the certificate.
+    std::fs::write(b.out.join("extra.txt"), "hello").unwrap();
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("extra.txt"), "{text}");
+}
+
+/// Rewrites the bundle's events.jsonl and re-signs a statement whose digests match it, so
+/// that only the event log checks can catch the edit.
+fn resign(b: &Bundle, edit: impl FnOnce(&mut serde_json::Value)) {
+    use seedcore_reports::{dsse, jcs, keys, statement};
+    let envelope: dsse::Envelope =
+        serde_json::from_slice(&std::fs::read(b.out.join("certificate.dsse.json")).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let files = value["predicate"]["files"].as_object().unwrap().clone();
+    for name in files.keys() {
+        let sha = seedcore_reports::certify::file_sha256(&b.out.join(name)).unwrap();
+        value["predicate"]["files"][name] = serde_json::Value::String(sha);
+    }
+    edit(&mut value);
+    let key = keys::read_signing_key(&b.key).unwrap();
+    let payload = jcs::canonical(&value).unwrap();
+    let envelope = dsse::sign(dsse::IN_TOTO, &payload, &key);
+    let mut bytes = serde_json::to_vec_pretty(&envelope).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(b.out.join("certificate.dsse.json"), bytes).unwrap();
+    std::fs::write(b.out.join("statement.json"), statement::pretty(&value)).unwrap();
+}
+
+#[test]
+fn event_log_edits_and_false_verdicts_are_rejected_even_when_re_signed() {
+    let (b, output) = certify(SMALL, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let envelope = std::fs::read(b.out.join("certificate.dsse.json")).unwrap();
+    let statement = std::fs::read(b.out.join("statement.json")).unwrap();
+    let events = b.out.join("events.jsonl");
+    let original = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "drop a line",
+            lines.iter().enumerate().filter(|(i, _)| *i != 10).map(|(_, l)| format!("{l}\n")).collect(),
+            "seq",
+        ),
+        (
+            "swap two lines",
+            {
+                let mut l = lines.clone();
+                l.swap(20, 21);
+                l.iter().map(|l| format!("{l}\n")).collect()
+            },
+            "seq",
+        ),
+        ("truncate the last line", original[..original.len() - 5].to_string(), "truncated"),
+    ];
+    for (what, text, cause) in cases {
+        std::fs::write(&events, &text).unwrap();
+        // Untouched digests: the file digest catches it.
+        let (code, out) = verify(&b.out, &b.public);
+        assert_eq!(code, Some(4), "{what}: {out}");
+        assert!(out.contains("events.jsonl"), "{what}: {out}");
+        // Digests re-signed to match: the event log check itself must catch it.
+        resign(&b, |_| {});
+        let (code, out) = verify(&b.out, &b.public);
+        assert_eq!(code, Some(4), "{what} (re-signed): {out}");
+        assert!(out.contains(cause), "{what} (re-signed): expected {cause:?} in {out}");
+        std::fs::write(&events, &original).unwrap();
+        resign(&b, |_| {});
+        assert_eq!(verify(&b.out, &b.public).0, Some(0), "{what}: restored");
+    }
+
+    // A stated result edited and re-signed with the trusted key: verify recomputes it.
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let edits: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|v| v["predicate"]["invariants"][0]["verdict"] = "fail".into()),
+            "invariant fast_path_ratio: stated fail",
+        ),
+        (
+            Box::new(|v| v["predicate"]["outcome"] = "PASS WITH CONDITIONS".into()),
+            "outcome: stated PASS WITH CONDITIONS",
+        ),
+        (Box::new(|v| v["predicate"]["score"] = "99.00".into()), "outcome: stated PASS (score 99.00)"),
+        (
+            Box::new(|v| v["predicate"]["determinism"]["replays"][0] = "00".repeat(32).into()),
+            "invariant determinism: stated pass",
+        ),
+        (Box::new(|v| v["predicate"]["event_log"]["size"] = 7.into()), "event log:"),
+    ];
+    for (edit, cause) in edits {
+        resign(&b, edit);
+        let (code, out) = verify(&b.out, &b.public);
+        assert_eq!(code, Some(4), "{out}");
+        assert!(out.contains(cause), "expected {cause:?} in {out}");
+        std::fs::write(b.out.join("certificate.dsse.json"), &envelope).unwrap();
+        std::fs::write(b.out.join("statement.json"), &statement).unwrap();
+    }
+    assert_eq!(verify(&b.out, &b.public).0, Some(0), "restored");
+}
+
+#[test]
+fn an_untrusted_key_and_bad_inputs_get_clear_errors() {
+    let (b, output) = certify(SMALL, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let other = b.root.join("keys/other.key");
+    assert_eq!(seedcore(&["keygen", arg(&other)]).status.code(), Some(0));
+    let (code, text) = verify(&b.out, &b.root.join("keys/other.pub"));
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("key not trusted"), "{text}");
+
+    // Keys: missing, or of the wrong kind.
+    let (code, text) = verify(&b.out, &b.root.join("keys/missing.pub"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("missing.pub"), "{text}");
+    let (code, text) = verify(&b.out, &b.key);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("is a private key"), "{text}");
+    let scenario = b.root.join("small.toml");
+    let output = seedcore(&["certify", arg(&scenario), "--key", arg(&b.public), "--out", arg(&b.root.join("x"))]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a public key"));
+    assert!(!b.root.join("x").exists());
+
+    // Bundles: not there, truncated certificate, another scenario.
+    let (code, text) = verify(&b.root.join("nowhere"), &b.public);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("nowhere"), "{text}");
+    let certificate = b.out.join("certificate.dsse.json");
+    let original = std::fs::read(&certificate).unwrap();
+    std::fs::write(&certificate, &original[..original.len() / 2]).unwrap();
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("certificate.dsse.json: not a DSSE envelope"), "{text}");
+    std::fs::write(&certificate, &original).unwrap();
+    let steady = crate::support::scenario_path("steady.toml");
+    let output = seedcore(&["verify", arg(&b.out), "--pubkey", arg(&b.public), "--scenario", arg(&steady)]);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{text}");
+    assert!(text.contains("this bundle certifies \"small\""), "{text}");
+    let output = seedcore(&[
+        "certify",
+        arg(&steady),
+        "--key",
+        arg(&b.key),
+        "--baseline",
+        arg(&b.out),
+        "--out",
+        arg(&b.root.join("y")),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the baseline certifies scenario \"small\""));
+}
+
+#[test]
+fn the_same_run_gives_the_same_certificate_bytes_and_a_baseline_is_compared() {
+    let (b, output) = certify(SMALL, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let again = b.root.join("again");
+    let scenario = b.root.join("small.toml");
+    let output =
+        seedcore(&["certify", arg(&scenario), "--key", arg(&b.key), "--out", arg(&again), "--baseline", arg(&b.out)]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    // With a baseline the statement records it, so compare the files the run wrote.
+    for name in ["events.jsonl", "tasks.csv", "report.md", "cost_report.json", "signature_log.json", "plots/l_tot.svg"]
+    {
+        assert_eq!(std::fs::read(b.out.join(name)).unwrap(), std::fs::read(again.join(name)).unwrap(), "{name}");
+    }
+    let statement = std::fs::read_to_string(again.join("statement.json")).unwrap();
+    assert!(statement.contains("\"baseline\": {"), "{statement}");
+    assert_eq!(verify(&again, &b.public).0, Some(0));
+    let third = b.root.join("third");
+    let output = seedcore(&["certify", arg(&scenario), "--key", arg(&b.key), "--out", arg(&third)]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(b.out.join("certificate.dsse.json")).unwrap(),
+        std::fs::read(third.join("certificate.dsse.json")).unwrap(),
+        "same binary, scenario, seed and key: same certificate"
+    );
+}
+
+/// A canary fails its invariant: exit 1, yet a signed certificate that verifies and says FAIL.
+#[test]
+fn a_failing_canary_gets_a_certificate_that_verifies() {
+    let text = std::fs::read_to_string(crate::support::scenario_path("canary-cost-ceiling.toml")).unwrap();
+    let (b, output) = certify(&text, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL") && stdout.contains("cost_ceiling"), "{stdout}");
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("VERIFIED") && text.contains(": FAIL"), "{text}");
+}
+
+/// Killed mid-run, certify leaves no report directory behind (only a hidden staging
+/// directory, which the next run into the same place removes).
+#[test]
+fn an_interrupted_run_leaves_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reports/steady-1");
+    let key = dir.path().join("k.key");
+    assert_eq!(seedcore(&["keygen", arg(&key)]).status.code(), Some(0));
+    let long = crate::support::scenario_path("steady.toml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seedcore"))
+        .args(["certify", arg(&long), "--key", arg(&key), "--out", arg(&out)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run has started writing, then kill it.
+    let parent = dir.path().join("reports");
+    for _ in 0..200 {
+        let started = std::fs::read_dir(&parent).map(|mut d| d.next().is_some()).unwrap_or(false);
+        if started {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run must still be going when it is killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "an interrupted run left a report directory");
+}
