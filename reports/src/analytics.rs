@@ -10,7 +10,6 @@
 //! are byte-for-byte reproducible.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -202,25 +201,33 @@ impl Ctx<'_> {
         self.read_error(error)
     }
 
-    /// Every column as text; the header must hold the columns used here.
+    /// The columns used here (and only those: a day of tasks holds hundreds of thousands of
+    /// rows of 32 columns), every one as text; the header must hold them.
     fn read(&self) -> Result<DataFrame, AnalyticsError> {
-        let bytes = std::fs::read(self.path).map_err(|e| self.read_error(e))?;
-        let raw = CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .with_n_threads(Some(1))
-            .into_reader_with_file_handle(Cursor::new(bytes))
-            .finish()
-            .map_err(|e| self.read_error(e))?;
+        let mut header = String::new();
+        let file = std::fs::File::open(self.path).map_err(|e| self.read_error(e))?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header).map_err(|e| self.read_error(e))?;
+        let header: Vec<&str> = header.trim_end_matches(['\r', '\n']).split(',').collect();
         for column in COLUMNS_REQUIRED {
-            if raw.column(column).is_err() {
+            if !header.contains(&column) {
                 return Err(AnalyticsError::MissingColumn {
                     path: self.path.to_path_buf(),
                     column: column.to_string(),
                 });
             }
         }
-        Ok(raw)
+        let mut used: Vec<PlSmallStr> = COLUMNS_REQUIRED.iter().map(|c| PlSmallStr::from(*c)).collect();
+        if header.contains(&"day") {
+            used.push("day".into());
+        }
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .with_n_threads(Some(1))
+            .with_columns(Some(used.into()))
+            .try_into_reader_with_file_path(Some(self.path.to_path_buf()))
+            .and_then(|reader| reader.finish())
+            .map_err(|e| self.read_error(e))
     }
 
     fn text<'d>(&self, raw: &'d DataFrame, name: &str) -> Result<&'d StringChunked, AnalyticsError> {
