@@ -107,28 +107,10 @@ pub fn certify(args: Args) -> u8 {
         }
     };
     crate::summary::banner("certify", &scenario, seed, replays);
-    #[allow(
-        clippy::disallowed_types,
-        clippy::disallowed_methods,
-        reason = "wall-clock timing of the whole command, outside the simulation"
-    )]
-    let started = std::time::Instant::now();
     let repro = format!("cargo sim certify {} --seed {seed}", scenario.path.display());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        seedcore_sim::run::replay(&scenario, seed, replays, Some(staging.path()))
-    }));
-    let wall = started.elapsed();
-    let mut report = match result {
-        Ok(Ok(report)) => report,
-        Ok(Err(error)) => {
-            eprintln!("error: {error}");
-            return exit::RUNTIME;
-        }
-        Err(_) => {
-            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
-            eprintln!("reproduce: {repro}");
-            return exit::RUNTIME;
-        }
+    let (mut report, wall) = match crate::run_staged(&scenario, seed, replays, &staging, &repro) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let certified = match certify(&Certify {
         scenario: &scenario,
@@ -150,12 +132,9 @@ pub fn certify(args: Args) -> u8 {
             return exit::RUNTIME;
         }
     };
-    let written = match staging.commit() {
+    let written = match crate::commit(staging) {
         Ok(dir) => dir,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::RUNTIME;
-        }
+        Err(code) => return code,
     };
     report.results = certified.results;
     crate::summary::print(&scenario, &report, wall);

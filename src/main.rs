@@ -169,34 +169,13 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
         }
     };
     summary::banner("replay", &scenario, seed, replays);
-    #[allow(
-        clippy::disallowed_types,
-        clippy::disallowed_methods,
-        reason = "wall-clock timing of the whole command, outside the simulation"
-    )]
-    let started = std::time::Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        seedcore_sim::run::replay(&scenario, seed, replays, Some(staging.path()))
-    }));
-    let wall = started.elapsed();
-    let report = match result {
-        Ok(Ok(report)) => report,
-        Ok(Err(error)) => {
-            eprintln!("error: {error}");
-            return exit::RUNTIME;
-        }
-        Err(_) => {
-            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
-            eprintln!("reproduce: {}", repro_command(&scenario, seed));
-            return exit::RUNTIME;
-        }
+    let (report, wall) = match run_staged(&scenario, seed, replays, &staging, &repro_command(&scenario, seed)) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let written = match staging.commit() {
+    let written = match commit(staging) {
         Ok(dir) => dir,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     summary::print(&scenario, &report, wall);
     println!("wrote {}/events.jsonl and tasks.csv", written.display());
@@ -209,6 +188,49 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
         println!("reproduce: {}", repro_command(&scenario, seed));
         exit::INVARIANT_FAILED
     }
+}
+
+/// Runs a scenario with its replays into a staging directory, timing the wall clock;
+/// a failure is printed (a panic with the repro line) and becomes its exit code.
+#[cfg(madsim)]
+fn run_staged(
+    scenario: &seedcore_sim::Scenario,
+    seed: u64,
+    replays: u32,
+    staging: &seedcore_sim::run::Staging,
+    repro: &str,
+) -> Result<(seedcore_sim::run::RunReport, std::time::Duration), u8> {
+    #[allow(
+        clippy::disallowed_types,
+        clippy::disallowed_methods,
+        reason = "wall-clock timing of the whole command, outside the simulation"
+    )]
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        seedcore_sim::run::replay(scenario, seed, replays, Some(staging.path()))
+    }));
+    let wall = started.elapsed();
+    match result {
+        Ok(Ok(report)) => Ok((report, wall)),
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            Err(exit::RUNTIME)
+        }
+        Err(_) => {
+            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
+            eprintln!("reproduce: {repro}");
+            Err(exit::RUNTIME)
+        }
+    }
+}
+
+/// Renames a complete staging directory into place.
+#[cfg(madsim)]
+fn commit(staging: seedcore_sim::run::Staging) -> Result<std::path::PathBuf, u8> {
+    staging.commit().map_err(|error| {
+        eprintln!("error: {error}");
+        exit::RUNTIME
+    })
 }
 
 #[cfg(madsim)]

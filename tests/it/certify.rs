@@ -298,17 +298,32 @@ fn the_same_run_gives_the_same_certificate_bytes_and_a_baseline_is_compared() {
     );
 }
 
-/// A canary fails its invariant: exit 1, yet a signed certificate that verifies and says FAIL.
+/// Every canary fails its invariant: exit 1, yet a signed certificate that verifies, says
+/// FAIL and names exactly that invariant.
 #[test]
-fn a_failing_canary_gets_a_certificate_that_verifies() {
-    let text = std::fs::read_to_string(crate::support::scenario_path("canary-cost-ceiling.toml")).unwrap();
-    let (b, output) = certify(&text, &[]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL") && stdout.contains("cost_ceiling"), "{stdout}");
-    let (code, text) = verify(&b.out, &b.public);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("VERIFIED") && text.contains(": FAIL"), "{text}");
+fn failing_canaries_get_certificates_that_verify() {
+    for invariant in [
+        "fast_path_ratio",
+        "lipschitz_bound",
+        "cost_ceiling",
+        "daily_budget",
+        "rate_limits",
+        "determinism",
+        "no_lost_tasks",
+        "ledger_integrity",
+    ] {
+        let file = format!("canary-{}.toml", invariant.replace('_', "-"));
+        let text = std::fs::read_to_string(crate::support::scenario_path(&file)).unwrap();
+        let (b, output) = certify(&text, &[]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{file}: {stdout}");
+        assert!(stdout.contains(&format!("critical invariant(s) failed: {invariant}\n")), "{file}: {stdout}");
+        let (code, text) = verify(&b.out, &b.public);
+        assert_eq!(code, Some(0), "{file}: {text}");
+        assert!(text.contains("VERIFIED") && text.contains(": FAIL"), "{file}: {text}");
+        let statement = std::fs::read_to_string(b.out.join("statement.json")).unwrap();
+        assert!(statement.contains(&format!("\"critical_failures\": [\n      \"{invariant}\"\n    ]")), "{file}");
+    }
 }
 
 /// Killed mid-run, certify leaves no report directory behind (only a hidden staging

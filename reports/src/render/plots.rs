@@ -103,6 +103,21 @@ fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)
 }
 
 /// A caption in the middle of the plotting area, for plots without data.
+/// The legend box, in the same style on every plot.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    Ok(())
+}
+
 fn note(root: &Area, text: &str) -> DrawResult {
     let (width, height) = root.dim_in_pixel();
     let style = TextStyle::from((FONT, 18).into_font()).color(&RGBColor(120, 120, 120)).pos(
@@ -195,13 +210,7 @@ fn ratio_plot(
             .label(label)
             .legend(legend_line(RED));
     }
-    chart
-        .configure_series_labels()
-        .position(legend_at)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
+    legend(&mut chart, legend_at)?;
     if empty {
         note(root, "no outcome in any window")?;
     }
@@ -270,13 +279,7 @@ fn cusum(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axi
         .draw_series(LineSeries::new([(0.0, h), (axis.end, h)], RED.stroke_width(2)))?
         .label(format!("threshold h = {h}"))
         .legend(legend_line(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     if empty {
         note(root, "no routed task")?;
     }
@@ -321,13 +324,7 @@ fn latency(root: &Area, title: &str, data: &ReportData, values_ms: &[u64], path:
             .draw_series(LineSeries::new([(x, 0), (x, y_end)], RED.stroke_width(2)))?
             .label(format!("p99 = {p99} ms"))
             .legend(legend_line(RED));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     if max_ms.is_none() {
         note(root, &format!("no completed task on the {path} path"))?;
@@ -380,13 +377,7 @@ fn spend(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axi
         .draw_series(LineSeries::new([(0.0, budget_usd), (end, budget_usd)], RED.stroke_width(2)))?
         .label(format!("daily budget ${budget_usd:.2}"))
         .legend(legend_line(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::MiddleRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     if empty {
         note(root, "nothing was charged")?;
     }
@@ -431,13 +422,7 @@ fn l_tot(root: &Area, title: &str, data: &ReportData, axis: &TimeAxis) -> DrawRe
         .draw_series(LineSeries::new([(0.0, 1.0), (end, 1.0)], RED.stroke_width(2)))?
         .label("limit L_tot = 1.0")
         .legend(legend_line(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     if empty {
         note(root, "no L_tot recorded")?;
     }
