@@ -46,6 +46,18 @@ pub fn certify(args: Args) -> u8 {
     }
     let seed = args.seed.unwrap_or(scenario.seed);
     let replays = args.replays.unwrap_or(scenario.harness.replays);
+    if replays < 2 {
+        eprintln!(
+            "error: certify needs 2 or more runs of the seed for the determinism invariant ({} asks for {replays}); \
+             give --replays 2, or use replay for a single run",
+            if args.replays.is_some() {
+                "--replays".to_string()
+            } else {
+                format!("{} harness.replays", scenario.path.display())
+            }
+        );
+        return exit::USAGE;
+    }
     let (key, development) = match &args.key {
         Some(path) => match keys::read_signing_key(path) {
             Ok(key) => (key, false),
@@ -144,7 +156,7 @@ pub fn certify(args: Args) -> u8 {
     println!("{rule}");
     println!("  {}   score {}   {} seed {seed}", data.outcome.as_str(), data.score, scenario.name);
     if !data.critical_failures.is_empty() {
-        println!("  critical invariant(s) failed: {}", data.critical_failures.join(", "));
+        println!("  critical invariant(s) not passed: {}", data.critical_failures.join(", "));
     }
     for regression in &data.regressions {
         println!("  regression against the baseline: {regression}");

@@ -4,8 +4,8 @@
 
 use crate::fold::EventFold;
 use crate::model::{Determinism, InvariantRow, Limits, PathLatency, ReportData};
-use crate::score::{outcome, score};
-use seedcore_sim::invariants::{critical_failures, evaluate, InvariantResult, Replays};
+use crate::score::{critical_not_passed, outcome, score};
+use seedcore_sim::invariants::{evaluate, InvariantResult, Replays};
 use seedcore_sim::Scenario;
 
 /// What the event log does not say: who ran and signed it, and against what baseline.
@@ -85,7 +85,7 @@ pub fn report_data(
         duration_ms: scenario.duration_ms,
         outcome,
         score,
-        critical_failures: critical_failures(&results).iter().map(|s| s.to_string()).collect(),
+        critical_failures: critical_not_passed(&results).iter().map(|s| s.to_string()).collect(),
         invariants,
         latency,
         arrivals: stats.arrivals,

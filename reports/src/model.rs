@@ -126,7 +126,7 @@ pub struct ReportData {
     pub duration_ms: u64,
     pub outcome: Outcome,
     pub score: Score,
-    /// Ids of the critical invariants that failed.
+    /// Ids of the critical invariants that did not pass (failed, or had nothing to judge).
     pub critical_failures: Vec<String>,
     pub invariants: Vec<InvariantRow>,
     /// Fast first, then deep.

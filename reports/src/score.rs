@@ -1,7 +1,8 @@
 //! Score and outcome (SPEC 8.2): score = 100 * sum(weight * points) / sum(weight), points
 //! 1 / 0.5 / 0 for pass / warn / fail; invariants with nothing to judge (`skipped`) count
 //! for nothing either way. PASS needs every critical invariant passing and score >= 90;
-//! PASS WITH CONDITIONS every critical passing and 75 <= score < 90; anything else FAILs.
+//! PASS WITH CONDITIONS every critical passing and 75 <= score < 90; anything else FAILs,
+//! including a critical invariant that could not be judged: it did not pass.
 
 use crate::model::{Outcome, Score};
 use seedcore_sim::invariants::{InvariantResult, Verdict};
@@ -33,9 +34,14 @@ pub fn score(results: &[InvariantResult], policy: &Policy) -> Score {
     Score((10_000.0 * earned / total).round().clamp(0.0, 10_000.0) as u32)
 }
 
+/// The critical invariants that did not pass (failed, or had nothing to judge).
+pub fn critical_not_passed(results: &[InvariantResult]) -> Vec<&'static str> {
+    results.iter().filter(|r| r.critical && r.verdict != Verdict::Pass).map(|r| r.id).collect()
+}
+
 /// The outcome of `results` with `score`.
 pub fn outcome(results: &[InvariantResult], score: Score) -> Outcome {
-    let critical_failed = results.iter().any(|r| r.critical && r.verdict == Verdict::Fail);
+    let critical_failed = !critical_not_passed(results).is_empty();
     if critical_failed || score.0 < CONDITIONS_SCORE {
         Outcome::Fail
     } else if score.0 < PASS_SCORE {
@@ -104,10 +110,19 @@ mod tests {
         v[11..].fill(Fail);
         let s = score(&results(&v), &policy(&[]));
         assert_eq!(outcome(&results(&v), s), Outcome::PassWithConditions);
-        // Skipped invariants do not count: all skipped but one pass is 100.
+        // Skipped invariants do not count in the score: all skipped but one pass is 100,
+        // but a critical invariant that was not judged did not pass: FAIL.
         let mut v = [Skipped; 14];
         v[0] = Pass;
         assert_eq!(score(&results(&v), &policy(&[])), Score(10_000));
+        assert_eq!(outcome(&results(&v), Score(10_000)), Outcome::Fail);
+        let mut v = [Pass; 14];
+        v[5] = Skipped; // determinism with a single run
+        assert_eq!(critical_not_passed(&results(&v)), vec!["determinism"]);
+        assert_eq!(outcome(&results(&v), score(&results(&v), &policy(&[]))), Outcome::Fail);
+        v[5] = Pass;
+        v[13] = Skipped; // recovery_time without a fault
+        assert_eq!(outcome(&results(&v), score(&results(&v), &policy(&[]))), Outcome::Pass);
     }
 
     proptest! {
@@ -122,7 +137,7 @@ mod tests {
             let s = score(&results, &policy(&weights));
             prop_assert!(s.0 <= 10_000);
             let o = outcome(&results, s);
-            let critical_failed = results.iter().any(|r| r.critical && r.verdict == Verdict::Fail);
+            let critical_failed = results.iter().any(|r| r.critical && r.verdict != Verdict::Pass);
             if critical_failed {
                 prop_assert_eq!(o, Outcome::Fail);
             } else {

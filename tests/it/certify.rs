@@ -317,7 +317,7 @@ fn failing_canaries_get_certificates_that_verify() {
         let (b, output) = certify(&text, &[]);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{file}: {stdout}");
-        assert!(stdout.contains(&format!("critical invariant(s) failed: {invariant}\n")), "{file}: {stdout}");
+        assert!(stdout.contains(&format!("critical invariant(s) not passed: {invariant}\n")), "{file}: {stdout}");
         let (code, text) = verify(&b.out, &b.public);
         assert_eq!(code, Some(0), "{file}: {text}");
         assert!(text.contains("VERIFIED") && text.contains(": FAIL"), "{file}: {text}");
@@ -354,4 +354,17 @@ fn an_interrupted_run_leaves_no_report() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!out.exists(), "an interrupted run left a report directory");
+}
+
+/// Certification needs the determinism replays: a single run is a usage error for certify
+/// (replay is the command for one run), and nothing is written.
+#[test]
+fn certify_refuses_a_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let steady = crate::support::scenario_path("steady.toml");
+    let output = seedcore(&["certify", arg(&steady), "--replays", "1", "--out", arg(&out)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--replays asks for 1"));
+    assert!(!out.exists());
 }

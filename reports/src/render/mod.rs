@@ -264,9 +264,12 @@ fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
 
     let mut banner = vec![format!("Score {} / 100.", data.score)];
     if data.critical_failures.is_empty() {
-        banner.push("No critical invariant failed.".to_string());
+        banner.push("Every critical invariant passed.".to_string());
     } else {
-        banner.push(format!("Critical invariants failing: {}.", data.critical_failures.join(", ")));
+        banner.push(format!(
+            "Critical invariants not passed (failed, or nothing to judge): {}.",
+            data.critical_failures.join(", ")
+        ));
     }
     doc.push(Block::Banner { outcome: data.outcome, lines: banner });
     if data.development_key {
@@ -783,7 +786,8 @@ mod tests {
         write_all(dir.path(), &data).expect("report renders");
         let html = read(&dir, "report.html");
         assert!(html.contains("class=\"banner fail\""));
-        assert!(html.contains("Critical invariants failing: fast_path_ratio, cost_ceiling."));
+        assert!(html
+            .contains("Critical invariants not passed (failed, or nothing to judge): fast_path_ratio, cost_ceiling."));
         assert!(html
             .contains("<p class=\"notice\"><strong>Notice:</strong> this report was signed with the development key"));
         let md = read(&dir, "report.md");
