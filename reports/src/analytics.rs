@@ -39,6 +39,16 @@ const WINDOWS_MAX: u64 = 10_000;
 const COLUMNS_REQUIRED: [&str; 9] =
     ["at_ms", "kind", "path", "cusum_s", "status", "latency_ms", "cost_micro_usd", "cache_hit", "done_ms"];
 
+/// The numeric columns, parsed while reading.
+const NUMBER_COLUMNS: [(&str, DataType); 6] = [
+    ("at_ms", DataType::UInt64),
+    ("cusum_s", DataType::Float64),
+    ("latency_ms", DataType::UInt64),
+    ("cost_micro_usd", DataType::UInt64),
+    ("done_ms", DataType::UInt64),
+    ("day", DataType::UInt64),
+];
+
 /// Why `tasks.csv` could not be analysed. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
@@ -153,9 +163,13 @@ pub struct Analytics {
 /// the window width), its epoch (for days) and its limits (for breaches).
 pub fn analyse(tasks_csv: &Path, data: &ReportData) -> Result<Analytics, AnalyticsError> {
     let ctx = Ctx { path: tasks_csv };
-    let raw = ctx.read()?;
     let window_ms = window_width_ms(data.duration_ms);
-    let tasks = ctx.typed(&raw, data, window_ms)?;
+    // Numbers are parsed as they are read, which keeps a day of tasks small; only when that
+    // fails is the file read again as text, to name the row and column at fault.
+    let tasks = match ctx.read(true).and_then(|raw| ctx.typed(&raw, data, window_ms)) {
+        Ok(tasks) => tasks,
+        Err(_) => ctx.typed(&ctx.read(false)?, data, window_ms)?,
+    };
     ctx.aggregate(&tasks, data, window_ms)
 }
 
@@ -203,7 +217,7 @@ impl Ctx<'_> {
 
     /// The columns used here (and only those: a day of tasks holds hundreds of thousands of
     /// rows of 32 columns), every one as text; the header must hold them.
-    fn read(&self) -> Result<DataFrame, AnalyticsError> {
+    fn read(&self, numbers: bool) -> Result<DataFrame, AnalyticsError> {
         let mut header = String::new();
         let file = std::fs::File::open(self.path).map_err(|e| self.read_error(e))?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header).map_err(|e| self.read_error(e))?;
@@ -220,11 +234,18 @@ impl Ctx<'_> {
         if header.contains(&"day") {
             used.push("day".into());
         }
+        let number_columns: &[(&str, DataType)] = if numbers { &NUMBER_COLUMNS } else { &[] };
+        let numbers: Schema = number_columns
+            .iter()
+            .filter(|(name, _)| used.iter().any(|u| u == name))
+            .map(|(name, dtype)| Field::new((*name).into(), dtype.clone()))
+            .collect();
         CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
             .with_n_threads(Some(1))
             .with_columns(Some(used.into()))
+            .with_schema_overwrite(Some(Arc::new(numbers)))
             .try_into_reader_with_file_path(Some(self.path.to_path_buf()))
             .and_then(|reader| reader.finish())
             .map_err(|e| self.read_error(e))
@@ -238,7 +259,8 @@ impl Ctx<'_> {
     }
 
     /// Casts a text column to `dtype`, naming the first row (1-based, header excluded) whose
-    /// field does not parse, or is empty when the column is required.
+    /// field does not parse, or is empty when the column is required. A column read as
+    /// `dtype` already is only checked for emptiness.
     fn cast(
         &self,
         raw: &DataFrame,
@@ -246,6 +268,14 @@ impl Ctx<'_> {
         dtype: &DataType,
         presence: Presence,
     ) -> Result<Column, AnalyticsError> {
+        if let Some(column) = raw.column(name).ok().filter(|c| c.dtype() == dtype) {
+            if presence == Presence::Required {
+                if let Some(row) = column.is_null().iter().position(|null| null == Some(true)) {
+                    return Err(self.bad(name, format!("row {}: empty", row + 1)));
+                }
+            }
+            return Ok(column.clone());
+        }
         let text = self.text(raw, name)?;
         let cast = text.clone().into_series().cast(dtype).map_err(|e| self.bad(name, e))?;
         if cast.null_count() > 0 {
@@ -721,6 +751,21 @@ pub(crate) mod tests {
             assert!((60..=150).contains(&windows), "{duration_ms} ms gives {windows} windows");
         }
         assert_eq!(window_width_ms(5_000), 1_000, "short runs take the narrowest width");
+    }
+
+    #[test]
+    fn numbers_are_parsed_while_reading_a_well_formed_file() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let path = write(&dir, &sample_csv());
+        let ctx = Ctx { path: &path };
+        let raw = ctx.read(true).expect("the typed read succeeds");
+        assert_eq!(raw.column("at_ms").unwrap().dtype(), &DataType::UInt64);
+        assert_eq!(raw.column("cusum_s").unwrap().dtype(), &DataType::Float64);
+        assert_eq!(raw.column("status").unwrap().dtype(), &DataType::String);
+        let data = report_data();
+        let typed = ctx.typed(&raw, &data, window_width_ms(data.duration_ms)).expect("no fallback needed");
+        let text = ctx.typed(&ctx.read(false).unwrap(), &data, window_width_ms(data.duration_ms)).unwrap();
+        assert!(typed.equals_missing(&text), "both reads give the same frame");
     }
 
     #[test]
