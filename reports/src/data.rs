@@ -17,20 +17,6 @@ pub struct Provenance {
     pub regressions: Vec<String>,
 }
 
-/// Unit of each invariant's observed value.
-pub fn unit(id: &str) -> &'static str {
-    match id {
-        "fast_path_ratio" | "fast_success_rate" | "deep_success_rate" => "ratio",
-        "lipschitz_bound" => "L_tot",
-        "cost_ceiling" | "daily_budget" => "micro-USD",
-        "rate_limits" => "tasks per kind per day",
-        "determinism" => "replays",
-        "no_lost_tasks" => "tasks",
-        "ledger_integrity" => "chain and signatures",
-        _ => "ms",
-    }
-}
-
 /// Evaluates the run and gathers what the report shows.
 pub fn report_data(
     scenario: &Scenario,
@@ -51,7 +37,10 @@ pub fn report_data(
             verdict: r.verdict.as_str().to_string(),
             observed: r.observed.clone(),
             threshold: r.threshold.clone(),
-            unit: unit(r.id).to_string(),
+            value: r.measure.value.clone(),
+            rule: r.measure.rule.to_string(),
+            limit: r.measure.limit.clone(),
+            unit: r.measure.unit.to_string(),
             weight: scenario.policy.invariants.get(r.id).map_or(0.0, |p| p.weight).to_string(),
             detail: r.detail.clone(),
         })

@@ -50,7 +50,13 @@ pub struct InvariantRow {
     pub observed: String,
     /// The rule, e.g. `>= 0.90`.
     pub threshold: String,
-    /// Unit of the observed value, e.g. `ratio`, `ms`, `micro-USD`.
+    /// The observed value as a plain decimal string in `unit` (empty: nothing observed).
+    pub value: String,
+    /// What `value` must satisfy against `limit`: `>=`, `<=`, `<` or `==`.
+    pub rule: String,
+    /// The limit as a plain decimal string in `unit`.
+    pub limit: String,
+    /// Unit of `value` and `limit`, e.g. `ratio`, `ms`, `micro-USD`.
     pub unit: String,
     /// Weight in the score, as a decimal string (policy weights are decimals).
     pub weight: String,

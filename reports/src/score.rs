@@ -80,6 +80,7 @@ mod tests {
                 observed: String::new(),
                 threshold: String::new(),
                 detail: String::new(),
+                measure: Default::default(),
             })
             .collect()
     }

@@ -66,8 +66,13 @@ pub struct StatedInvariant {
     pub id: String,
     pub critical: bool,
     pub verdict: String,
+    /// For people: the observed value and the rule as text.
     pub observed: String,
     pub threshold: String,
+    /// For machines: `value rule limit`, decimal strings in `unit`.
+    pub value: String,
+    pub rule: String,
+    pub limit: String,
     pub unit: String,
     pub weight: String,
     pub detail: String,
@@ -149,6 +154,9 @@ impl StatedInvariant {
             verdict: row.verdict.clone(),
             observed: row.observed.clone(),
             threshold: row.threshold.clone(),
+            value: row.value.clone(),
+            rule: row.rule.clone(),
+            limit: row.limit.clone(),
             unit: row.unit.clone(),
             weight: row.weight.clone(),
             detail: row.detail.clone(),

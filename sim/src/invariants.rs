@@ -315,6 +315,103 @@ pub struct InvariantResult {
     pub threshold: String,
     /// What else a reader needs to judge the value.
     pub detail: String,
+    /// The observed value and the limit in machine-readable form.
+    pub measure: Measure,
+}
+
+/// An invariant's observed value and limit as plain decimal strings in one unit, for
+/// machines (certificates): `value rule limit` is what the verdict checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measure {
+    /// The observed value, a decimal string in `unit`; empty when nothing was observed.
+    pub value: String,
+    /// The comparison the value must satisfy: `>=`, `<=`, `<` or `==`.
+    pub rule: &'static str,
+    /// The limit, a decimal string in `unit`.
+    pub limit: String,
+    pub unit: &'static str,
+}
+
+/// A share as an exact six-decimal string, from integer counts.
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return String::new();
+    }
+    let ppm = (u128::from(part) * 1_000_000 / u128::from(whole)) as u64;
+    format!("{}.{:06}", ppm / 1_000_000, ppm % 1_000_000)
+}
+
+/// The measure of invariant `id`: the same totals its verdict is judged on.
+fn measure(
+    id: &str,
+    stats: &Stats,
+    start: &RunStart,
+    policy: &Policy,
+    replays: Option<&Replays>,
+    passed: bool,
+) -> Measure {
+    let threshold = policy.invariants.get(id).map_or(0.0, |p| p.threshold);
+    let ratio_limit = format!("{threshold:.6}");
+    let ms_limit = format!("{threshold}");
+    let m = |value: String, rule: &'static str, limit: String, unit: &'static str| Measure { value, rule, limit, unit };
+    match id {
+        "fast_path_ratio" => {
+            let total = stats.completed.iter().chain(&stats.failed).sum();
+            m(share(stats.completed[0], total), ">=", ratio_limit, "ratio")
+        }
+        "lipschitz_bound" => m(stats.l_tot_max_ppm.map_or_else(String::new, ppm_text), "<", ratio_limit, "L_tot"),
+        "cost_ceiling" => {
+            m(stats.max_cost_micro_usd.to_string(), "<=", start.ceiling_micro_usd.to_string(), "micro-USD")
+        }
+        "daily_budget" => m(
+            stats.spend_by_day.values().max().copied().unwrap_or(0).to_string(),
+            "<=",
+            start.daily_budget_micro_usd.to_string(),
+            "micro-USD per day",
+        ),
+        "rate_limits" => {
+            let excess = stats
+                .admitted
+                .values()
+                .flat_map(|kinds| kinds.iter())
+                .filter_map(|(kind, count)| start.rate_limits.get(kind).map(|limit| *count as i64 - i64::from(*limit)))
+                .max();
+            let value = excess.map_or_else(String::new, |e| e.to_string());
+            m(value, "<=", "0".into(), "tasks over a kind's daily limit (worst kind-day)")
+        }
+        "determinism" => {
+            let value = replays.filter(|r| !r.replays.is_empty()).map_or_else(String::new, |r| {
+                share(r.replays.iter().filter(|d| **d == r.reference).count() as u64, r.replays.len() as u64)
+            });
+            m(value, ">=", ratio_limit, "share of replays")
+        }
+        "no_lost_tasks" => m(
+            (stats.lost() + stats.duplicate_outcomes + stats.orphan_outcomes).to_string(),
+            "==",
+            "0".into(),
+            "tasks lost, answered twice or never submitted",
+        ),
+        "ledger_integrity" => {
+            m(u8::from(passed).to_string(), "==", "1".into(), "1 when the chain and every signature verify")
+        }
+        "fast_latency_p99" | "deep_latency_p99" => {
+            let h = &stats.latency_ms[usize::from(id == "deep_latency_p99")];
+            let value = if h.is_empty() { String::new() } else { h.value_at_quantile(0.99).to_string() };
+            m(value, "<=", ms_limit, "ms")
+        }
+        "fast_success_rate" | "deep_success_rate" => {
+            let path = usize::from(id == "deep_success_rate");
+            m(share(stats.completed[path], stats.completed[path] + stats.failed[path]), ">=", ratio_limit, "ratio")
+        }
+        "memory_freshness" => {
+            let value = if stats.cache_hits == 0 { String::new() } else { stats.max_cache_age_ms.to_string() };
+            m(value, "<=", ms_limit, "ms")
+        }
+        _ => {
+            let value = stats.recovery_ms.filter(|_| stats.last_fault_ms.is_some() && !stats.below_target);
+            m(value.map_or_else(String::new, |ms| ms.to_string()), "<=", ms_limit, "ms")
+        }
+    }
 }
 
 /// Digests of the determinism replays: the reference root and each replay's root.
@@ -355,7 +452,8 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
     let critical_of = |id: &str| crate::scenario::INVARIANTS.iter().find(|i| i.0 == id).expect("known invariant").1;
     let mut results = Vec::new();
     let mut push = |id: &'static str, verdict: Verdict, observed: String, threshold: String, detail: String| {
-        results.push(InvariantResult { id, critical: critical_of(id), verdict, observed, threshold, detail });
+        let measure = Measure::default();
+        results.push(InvariantResult { id, critical: critical_of(id), verdict, observed, threshold, detail, measure });
     };
     let p = |id: &str| policy.invariants.get(id).expect("policy has every invariant");
     let Some(start) = &stats.run_start else {
@@ -574,6 +672,9 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
             format!("last fault at {at} ms"),
         ),
     }
+    for result in &mut results {
+        result.measure = measure(result.id, stats, start, policy, replays, result.verdict == Verdict::Pass);
+    }
     results
 }
 
@@ -693,7 +794,35 @@ mod tests {
             stats.observe(t as u64, body);
         }
         let replays = Replays { reference: [1; 32], replays: vec![[1; 32]] };
-        evaluate(&stats, &policy(), Some(&replays)).into_iter().map(|r| (r.id, r.verdict)).collect()
+        let results = evaluate(&stats, &policy(), Some(&replays));
+        for r in &results {
+            check_measure(r, &stats);
+        }
+        results.into_iter().map(|r| (r.id, r.verdict)).collect()
+    }
+
+    /// A measure states what its verdict judged: `value rule limit` holds exactly when the
+    /// invariant passes (the contraction check is the one part of `lipschitz_bound` that its
+    /// value, the certified bound, does not show).
+    fn check_measure(r: &InvariantResult, stats: &Stats) {
+        let m = &r.measure;
+        assert!(!m.unit.is_empty() && !m.rule.is_empty() && !m.limit.is_empty(), "{}: {m:?}", r.id);
+        if m.value.is_empty() || r.verdict == Verdict::Skipped {
+            return;
+        }
+        let (value, limit): (f64, f64) = (m.value.parse().unwrap(), m.limit.parse().unwrap());
+        let holds = match m.rule {
+            ">=" => value >= limit,
+            "<=" => value <= limit,
+            "<" => value < limit,
+            "==" => value == limit,
+            other => panic!("unknown rule {other}"),
+        };
+        if r.id == "lipschitz_bound" && stats.contraction_failures > 0 {
+            assert_eq!(r.verdict, Verdict::Fail);
+        } else {
+            assert_eq!(holds, r.verdict == Verdict::Pass, "{}: {m:?} but {:?}", r.id, r.verdict);
+        }
     }
 
     #[test]
