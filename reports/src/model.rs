@@ -38,8 +38,9 @@ impl std::fmt::Display for Score {
     }
 }
 
-/// One row of the invariant table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One row of the invariant table, as the certificate states it too.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InvariantRow {
     /// The invariant id of SPEC 8.1, e.g. `fast_path_ratio`.
     pub id: String,

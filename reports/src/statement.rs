@@ -42,7 +42,7 @@ pub struct Predicate {
     /// Out of 100, two decimals, e.g. `"97.50"`.
     pub score: String,
     pub critical_failures: Vec<String>,
-    pub invariants: Vec<StatedInvariant>,
+    pub invariants: Vec<InvariantRow>,
     /// The run seed, decimal (a u64 does not fit a JSON number exactly).
     pub seed: String,
     pub scenario: ScenarioRef,
@@ -57,25 +57,6 @@ pub struct Predicate {
     pub regressions: Vec<String>,
     /// The baseline compared with, if any.
     pub baseline: Option<BaselineRef>,
-}
-
-/// One invariant as stated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatedInvariant {
-    pub id: String,
-    pub critical: bool,
-    pub verdict: String,
-    /// For people: the observed value and the rule as text.
-    pub observed: String,
-    pub threshold: String,
-    /// For machines: `value rule limit`, decimal strings in `unit`.
-    pub value: String,
-    pub rule: String,
-    pub limit: String,
-    pub unit: String,
-    pub weight: String,
-    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,24 +127,6 @@ pub struct BaselineRef {
     pub seed: String,
 }
 
-impl StatedInvariant {
-    pub fn from_row(row: &InvariantRow) -> StatedInvariant {
-        StatedInvariant {
-            id: row.id.clone(),
-            critical: row.critical,
-            verdict: row.verdict.clone(),
-            observed: row.observed.clone(),
-            threshold: row.threshold.clone(),
-            value: row.value.clone(),
-            rule: row.rule.clone(),
-            limit: row.limit.clone(),
-            unit: row.unit.clone(),
-            weight: row.weight.clone(),
-            detail: row.detail.clone(),
-        }
-    }
-}
-
 /// The statement of a certification: `data` as recomputed from the bundle, `files` the
 /// digests of every other file in it, `baseline` the certificate compared with.
 pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: Option<BaselineRef>) -> Statement {
@@ -179,7 +142,7 @@ pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: O
             outcome: data.outcome.as_str().into(),
             score: data.score.to_string(),
             critical_failures: data.critical_failures.clone(),
-            invariants: data.invariants.iter().map(StatedInvariant::from_row).collect(),
+            invariants: data.invariants.clone(),
             seed: data.seed.to_string(),
             scenario: ScenarioRef {
                 name: data.scenario.clone(),

@@ -11,7 +11,7 @@ use crate::fold::fold_events;
 use crate::keys::Keyring;
 use crate::model::ReportData;
 use crate::siglog::signature_log;
-use crate::statement::{pretty, StatedInvariant, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
+use crate::statement::{pretty, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
 use seedcore_sim::invariants::Replays;
 use std::path::{Component, Path};
 
@@ -215,9 +215,8 @@ pub fn verify_bundle(
         regressions: p.regressions.clone(),
     };
     let (data, _) = report_data(&scenario, seed, &fold, &replays, provenance);
-    for (row, stated) in data.invariants.iter().zip(&p.invariants) {
-        let recomputed = StatedInvariant::from_row(row);
-        if &recomputed != stated {
+    for (recomputed, stated) in data.invariants.iter().zip(&p.invariants) {
+        if recomputed != stated {
             return Err(reject(format!(
                 "invariant {}: stated {} ({}), recomputed {} ({})",
                 stated.id, stated.verdict, stated.observed, recomputed.verdict, recomputed.observed
