@@ -3,6 +3,7 @@
 //! by `max_tokens_out` (times the inflation factor, which models a backend that overruns).
 //! It runs in both builds: live it sleeps in real time, so the engine needs no model.
 
+use crate::conditions::BackendWeather;
 use crate::config::{BackendConfig, PathModel};
 use crate::task::Path;
 use rand::Rng;
@@ -34,15 +35,27 @@ impl SimulatedBackend {
         SimulatedBackend { model, latency }
     }
 
-    /// Draws one call: its latency and either the generation or an error.
-    pub fn draw<R: Rng>(&self, rng: &mut R, tokens_out: u32, max_tokens_out: u32) -> (u64, Result<u32, String>) {
-        // Bound the tail: a call never takes longer than ten times the p99.
-        let latency_ms = self.latency.sample(rng).min(self.model.p99_ms * 10.0).max(1.0).round() as u64;
-        if rng.gen_bool(self.model.error_rate) {
+    /// Draws one call under `weather`: its latency and either the generation or an error.
+    /// The draws from `rng` are the same whatever the weather, so a fault changes what a
+    /// call returns, not the random stream of the calls after it.
+    pub fn draw<R: Rng>(
+        &self,
+        rng: &mut R,
+        tokens_out: u32,
+        max_tokens_out: u32,
+        weather: BackendWeather,
+    ) -> (u64, Result<u32, String>) {
+        // Bound the tail: a call never takes longer than ten times the p99 (times the
+        // slowdown of a `backend_slow` fault).
+        let bounded = self.latency.sample(rng).min(self.model.p99_ms * 10.0);
+        let latency_ms = (bounded * weather.slowdown).clamp(1.0, 3_600_000.0).round() as u64;
+        // One uniform draw whatever the rate (`gen_bool` draws nothing at 0 or 1).
+        if rng.gen::<f64>() < self.model.error_rate.max(weather.error_rate) {
             return (latency_ms, Err("backend error".to_string()));
         }
         let asked = tokens_out.min(max_tokens_out);
-        let returned = (f64::from(asked) * self.model.token_inflation).ceil().min(f64::from(u32::MAX)) as u32;
+        let inflation = self.model.token_inflation * weather.token_inflation;
+        let returned = (f64::from(asked) * inflation).ceil().min(f64::from(u32::MAX)) as u32;
         (latency_ms, Ok(returned))
     }
 }
@@ -56,7 +69,8 @@ mod tests {
     fn fast_latency_matches_its_median_and_p99() {
         let backend = SimulatedBackend::new(&BackendConfig::default(), Path::Fast);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut latencies: Vec<u64> = (0..20_000).map(|_| backend.draw(&mut rng, 10, 10).0).collect();
+        let mut latencies: Vec<u64> =
+            (0..20_000).map(|_| backend.draw(&mut rng, 10, 10, BackendWeather::default()).0).collect();
         latencies.sort_unstable();
         let median = latencies[10_000] as f64;
         let p99 = latencies[19_800] as f64;
@@ -71,6 +85,24 @@ mod tests {
         config.deep.error_rate = 0.0;
         let backend = SimulatedBackend::new(&config, Path::Deep);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        assert_eq!(backend.draw(&mut rng, 500, 100).1, Ok(300));
+        assert_eq!(backend.draw(&mut rng, 500, 100, BackendWeather::default()).1, Ok(300));
+        let weather = BackendWeather { token_inflation: 2.0, ..BackendWeather::default() };
+        assert_eq!(backend.draw(&mut rng, 500, 100, weather).1, Ok(600));
+    }
+
+    #[test]
+    fn weather_slows_and_fails_calls_without_changing_the_stream() {
+        let backend = SimulatedBackend::new(&BackendConfig::default(), Path::Fast);
+        let stormy = BackendWeather { error_rate: 1.0, slowdown: 4.0, token_inflation: 1.0 };
+        let mut calm_rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut stormy_rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..100 {
+            let calm = backend.draw(&mut calm_rng, 10, 10, BackendWeather::default());
+            let storm = backend.draw(&mut stormy_rng, 10, 10, stormy);
+            assert!(storm.1.is_err());
+            assert!(storm.0 >= calm.0 * 4 - 2 && storm.0 <= calm.0 * 4 + 2, "{storm:?} vs {calm:?}");
+        }
+        // Both streams are still in step.
+        assert_eq!(calm_rng.gen::<u64>(), stormy_rng.gen::<u64>());
     }
 }

@@ -10,11 +10,13 @@
 //! Receipts and cycle records are written in canonical form (RFC 8785: sorted keys, no
 //! floats), and `hash = SHA-256(JCS(receipt))`.
 
+use crate::conditions::Conditions;
 use crate::config::LedgerConfig;
 use crate::task::{Kind, Path};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// `prev_hash` of the first receipt.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -276,6 +278,8 @@ pub struct LedgerWriter {
     cycle_first_seq: u64,
     cycle_receipts: u64,
     key: SigningKey,
+    /// Whether the disk accepts writes (the `ledger_io_error` fault).
+    conditions: Option<Arc<Conditions>>,
 }
 
 impl LedgerWriter {
@@ -311,21 +315,44 @@ impl LedgerWriter {
             cycle_first_seq: verified.signed,
             cycle_receipts: config.cycle_receipts,
             key,
+            conditions: None,
         };
         Ok((writer, verified))
     }
 
+    /// Receipts committed so far.
+    pub fn receipts(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Writes fail while `conditions` says the disk fails (before any byte is written).
+    pub fn set_conditions(&mut self, conditions: Arc<Conditions>) {
+        self.conditions = Some(conditions);
+    }
+
     /// Moves to a fresh segment, so that no single file (nor, in the simulator, any single
-    /// buffer) grows without bound.
+    /// buffer) grows without bound. Nothing changes when the new segment cannot be made.
     async fn rotate(&mut self) -> Result<(), LedgerError> {
-        self.segment += 1;
-        self.path = segment_path(&self.dir, self.segment);
-        self.file = madsim::fs::File::create(&self.path)
+        self.fail_if_disk_fails()?;
+        let path = segment_path(&self.dir, self.segment + 1);
+        let file = madsim::fs::File::create(&path)
             .await
-            .map_err(|e| LedgerError::Io { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| LedgerError::Io { path: path.clone(), message: e.to_string() })?;
+        self.segment += 1;
+        self.path = path;
+        self.file = file;
         self.offset = 0;
         self.segment_len = 0;
         Ok(())
+    }
+
+    fn fail_if_disk_fails(&self) -> Result<(), LedgerError> {
+        match &self.conditions {
+            Some(c) if c.disk_failing() => {
+                Err(LedgerError::Io { path: self.path.clone(), message: "injected I/O error".into() })
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn write_line(&mut self, record: &Record) -> Result<(), LedgerError> {
@@ -335,6 +362,7 @@ impl LedgerWriter {
     }
 
     async fn write_bytes(&mut self, line: &[u8]) -> Result<(), LedgerError> {
+        self.fail_if_disk_fails()?;
         self.file
             .write_all_at(line, self.offset)
             .await
@@ -346,6 +374,11 @@ impl LedgerWriter {
     /// Appends a receipt, filling in its `seq` and `prev_hash` and chaining it to the head;
     /// closes the cycle when it is full. Returns the committed receipt and, if a cycle
     /// closed, its record.
+    ///
+    /// An error means the receipt was not committed, and the writer is as before: the call
+    /// can be retried. Once the receipt is written, a cycle or a segment that cannot be
+    /// written is left for later (the next append or `close_cycle`), never reported as a
+    /// failed append, which would invite a second copy of the receipt.
     pub async fn append(&mut self, mut entry: Receipt) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
         entry.seq = self.next_seq;
         entry.prev_hash = hex::encode(self.head);
@@ -364,10 +397,14 @@ impl LedgerWriter {
         self.head = Sha256::digest(&canonical).into();
         self.next_seq += 1;
         self.segment_len += 1;
-        let cycle =
-            if self.next_seq - self.cycle_first_seq >= self.cycle_receipts { self.close_cycle().await? } else { None };
+        let cycle = if self.next_seq - self.cycle_first_seq >= self.cycle_receipts {
+            self.close_cycle().await.unwrap_or(None)
+        } else {
+            None
+        };
         if self.segment_len >= self.segment_receipts {
-            self.rotate().await?;
+            // A failed rotation keeps writing the current segment and tries again next time.
+            let _ = self.rotate().await;
         }
         Ok((entry, cycle))
     }

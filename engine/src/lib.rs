@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod conditions;
 pub mod config;
 pub mod governor;
 pub mod ledger;

@@ -396,9 +396,22 @@ impl Organism {
         Some(Contraction { sweep, ratio, bound, ok })
     }
 
+    /// A promotion pushed from outside (a trainer's checkpoint): like a scheduled one, but
+    /// the random step of `W` is scaled so that its certified spectral bound is `norm`
+    /// (the `bad_promotion` fault). GraphMask must still keep `L_tot` below `l_max`.
+    pub fn promote_external(&mut self, norm: f64) -> Promotion {
+        self.promote_scaled(Some(norm))
+    }
+
     /// A promotion: one collaboration edge grows and `W` takes a random step; GraphMask
     /// keeps the certified `L_tot` below `l_max`.
     fn promote(&mut self) -> Promotion {
+        self.promote_scaled(None)
+    }
+
+    /// A promotion whose `W` step has spectral bound `norm`, or `promotion_step` times
+    /// `||W||_F` in Frobenius norm by default.
+    fn promote_scaled(&mut self, norm: Option<f64>) -> Promotion {
         let before = self.bounds;
         let agents = self.config.agents;
         let i = self.rng.gen_range(0..agents);
@@ -415,7 +428,10 @@ impl Organism {
         let step: Vec<f64> = (0..dim * dim).map(|_| normal(&mut self.rng)).collect();
         let step_norm = step.iter().map(|x| x * x).sum::<f64>().sqrt();
         let w_norm = self.w.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let factor = self.config.promotion_step * w_norm / step_norm;
+        let factor = match norm {
+            Some(norm) => norm.max(0.0) / spectral_bound(&step, dim).max(f64::MIN_POSITIVE),
+            None => self.config.promotion_step * w_norm / step_norm,
+        };
         let old_w = self.w.clone();
         let with_step =
             |scale: f64| -> Vec<f64> { old_w.iter().zip(&step).map(|(w, s)| w + scale * factor * s).collect() };
@@ -533,6 +549,15 @@ mod tests {
         }
         assert!(masks > 0, "the test must exercise GraphMask");
         assert!(sweeps > 10);
+    }
+
+    #[test]
+    fn graph_mask_scales_a_bad_promotion() {
+        let mut organism = Organism::new(OrganismConfig::default());
+        let promotion = organism.promote_external(50.0);
+        let mask = promotion.mask.expect("a step of spectral bound 50 needs GraphMask");
+        assert!(mask.w_scale < 0.1, "the step is scaled down: {}", mask.w_scale);
+        assert!(promotion.after.l_tot < OrganismConfig::default().l_max);
     }
 
     #[test]

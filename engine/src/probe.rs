@@ -88,6 +88,7 @@ signal_set! {
         Mask(MaskSignal) = "mask",
         Contraction(ContractionSignal) = "contraction",
         Ledger(LedgerSignal) = "ledger",
+        Attempt(AttemptSignal) = "attempt_failed",
     }
 }
 
@@ -153,6 +154,22 @@ pub struct OutcomeSignal {
     pub task_id: u64,
     pub tokens_in: u32,
     pub tokens_out: u32,
+    /// The worker that produced the generation (none for cache hits, rejections and
+    /// failures).
+    pub worker: Option<String>,
+}
+
+/// A backend attempt that failed (and is retried while attempts remain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptSignal {
+    /// 0 for the first attempt.
+    pub attempt: u32,
+    /// `backend error`, `timeout after N ms`, or the transport's error.
+    pub error: String,
+    pub task_id: u64,
+    /// The worker tried, e.g. `fast-2`.
+    pub worker: String,
 }
 
 /// An alert (SPEC 4.4, 4.9).
@@ -170,7 +187,7 @@ pub struct AlertSignal {
 #[serde(deny_unknown_fields)]
 pub struct LTotSignal {
     pub a_inf_ppm: i64,
-    /// `init` or `promotion`.
+    /// `init`, `promotion` or `external_promotion` (a pushed checkpoint).
     pub cause: String,
     pub l_tot_ppm: i64,
     pub w2_bound_ppm: i64,
@@ -199,7 +216,7 @@ pub struct ContractionSignal {
     pub sweep: u64,
 }
 
-/// Ledger life cycle: `recovered`, `cycle` or `halt`.
+/// Ledger life cycle: `recovered`, `cycle`, `write_failed` (retried) or `halt`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSignal {

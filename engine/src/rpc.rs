@@ -101,3 +101,22 @@ impl Request for Complete {
     type Response = Completed;
     const ID: u64 = 0x5eed_c0de_0004;
 }
+
+/// Trainer to state: promote these weights now (SPEC 7's `bad_promotion`: a `W` update of
+/// certified spectral bound `norm_ppm` / 1e6). GraphMask decides what is kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Promote {
+    pub norm_ppm: u64,
+}
+
+/// `L_tot` after the promotion, ppm, and whether GraphMask acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promoted {
+    pub l_tot_ppm: i64,
+    pub masked: bool,
+}
+
+impl Request for Promote {
+    type Response = Promoted;
+    const ID: u64 = 0x5eed_c0de_0005;
+}

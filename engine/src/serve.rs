@@ -2,6 +2,7 @@
 //! the given host, then starts every role on its endpoint. Live this is loopback TCP; the
 //! same function runs inside a single simulated node.
 
+use crate::conditions::Conditions;
 use crate::config::EngineConfig;
 use crate::node::{start_coordinator, start_state, start_worker, NodeContext, NodeError};
 use crate::probe::Probe;
@@ -44,8 +45,15 @@ pub async fn start_all_in_one(
         fast: fast.iter().map(local).collect(),
         deep: deep.iter().map(local).collect(),
     });
-    let context =
-        |name: String| NodeContext { name, config: config.clone(), addresses: addresses.clone(), probe: probe.clone() };
+    // Live, nothing degrades the backend or the disk on purpose.
+    let conditions = Arc::new(Conditions::default());
+    let context = |name: String| NodeContext {
+        name,
+        config: config.clone(),
+        addresses: addresses.clone(),
+        probe: probe.clone(),
+        conditions: conditions.clone(),
+    };
     start_state(state, context("state".into())).await;
     for (i, endpoint) in fast.into_iter().enumerate() {
         start_worker(endpoint, context(format!("fast-{}", i + 1)), Path::Fast).await;

@@ -12,7 +12,7 @@ use crate::governor::{AdmitRequest, Alert, Governor, Plan};
 use crate::ledger::{LedgerWriter, Receipt};
 use crate::memory::StoreIndex;
 use crate::organism::features;
-use crate::probe::{ppm, AlertSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
+use crate::probe::{ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
 use crate::router::{Reason, Router, RouterInputs};
 use crate::rpc::{Complete, Execute, Executed, Lookup, Submit};
 use crate::task::{Authority, Outcome, Path, RejectReason, Task};
@@ -26,6 +26,9 @@ use std::time::Duration;
 
 /// Smoothing of the rolling Mw hit rate (about the last 1,000 lookups).
 const HIT_RATE_SMOOTHING: f64 = 1.0 / 1000.0;
+/// First pause before retrying a ledger write that failed, and the longest.
+const APPEND_BACKOFF_MS: u64 = 100;
+const APPEND_BACKOFF_MAX_MS: u64 = 2_000;
 /// Poll period of a resubmitted task waiting for its first submission to finish.
 const DUPLICATE_POLL_MS: u64 = 100;
 
@@ -43,6 +46,8 @@ struct Core {
     stored: StoreIndex,
     /// Tasks in dispatch per path.
     in_flight: [u32; 2],
+    /// Outcomes waiting for their receipt to be written.
+    recording: u32,
     /// Next replica per path (round robin).
     next_replica: [usize; 2],
     /// Terminal outcome of every task seen (recovered from the ledger and new).
@@ -86,6 +91,8 @@ struct Details {
     overrun_clamped: bool,
     truncated: bool,
     day: u64,
+    /// The worker whose attempt succeeded.
+    worker: Option<String>,
 }
 
 fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
@@ -116,6 +123,7 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         state_change: 0.5,
         stored: StoreIndex::new(&config.memory),
         in_flight: [0; 2],
+        recording: 0,
         next_replica: [0; 2],
         outcomes: BTreeMap::new(),
         in_progress: BTreeSet::new(),
@@ -132,7 +140,8 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     })
     .await;
     let ledger = match opened {
-        Ok((writer, verified)) => {
+        Ok((mut writer, verified)) => {
+            writer.set_conditions(context.conditions.clone());
             context.emit(Signal::Ledger(LedgerSignal {
                 error: None,
                 event: "recovered".into(),
@@ -214,25 +223,17 @@ impl Coordinator {
                     spent_micro_usd: None,
                 })),
                 Ok(None) => {}
-                Err(error) => {
-                    *ledger = None;
-                    drop(ledger);
-                    self.halt(error.to_string());
-                    return;
-                }
+                // A cycle that cannot be written now is signed at a later tick: the
+                // receipts it covers are committed, only their signature waits.
+                Err(error) => self.emit(Signal::Ledger(LedgerSignal {
+                    error: Some(error.to_string()),
+                    event: "write_failed".into(),
+                    head: None,
+                    receipts: writer.receipts(),
+                    spent_micro_usd: None,
+                })),
             }
         }
-    }
-
-    fn halt(&self, message: String) {
-        self.emit(Signal::Ledger(LedgerSignal {
-            error: Some(message.clone()),
-            event: "halt".into(),
-            head: None,
-            receipts: 0,
-            spent_micro_usd: None,
-        }));
-        self.lock().halted = Some(message);
     }
 
     /// Runs one task to its terminal outcome, or returns the outcome already recorded.
@@ -291,7 +292,7 @@ impl Coordinator {
         if core.halted.is_some() {
             return Err(RejectReason::Halted);
         }
-        let in_flight = core.in_flight[0] + core.in_flight[1];
+        let in_flight = core.in_flight[0] + core.in_flight[1] + core.recording;
         if in_flight >= config.dispatch.max_in_flight {
             return Err(RejectReason::Overload);
         }
@@ -409,18 +410,27 @@ impl Coordinator {
         let timeout = Duration::from_millis(config.dispatch.timeout_ms(path));
         let mut error = String::from("no attempt made");
         let mut generated = None;
+        let mut previous: Option<usize> = None;
         for attempt in 0..=config.dispatch.retries {
             if attempt > 0 {
                 let backoff = config.dispatch.backoff_ms << (attempt - 1).min(16);
                 madsim::time::sleep(Duration::from_millis(backoff)).await;
             }
-            let worker = {
-                let mut core = self.lock();
-                let next = &mut core.next_replica[path.index()];
-                let worker = workers[*next % workers.len()];
-                *next = (*next + 1) % workers.len();
-                worker
+            // The first attempt takes the next replica in turn; a retry goes to the replica
+            // after the one that just failed, so a cut-off or dead worker is not tried
+            // twice in a row (with the shared turn, it could be, under concurrency).
+            let replica = match previous {
+                Some(failed) => (failed + 1) % workers.len(),
+                None => {
+                    let mut core = self.lock();
+                    let next = &mut core.next_replica[path.index()];
+                    let replica = *next % workers.len();
+                    *next = (*next + 1) % workers.len();
+                    replica
+                }
             };
+            previous = Some(replica);
+            let worker = workers[replica];
             details.attempts += 1;
             let request = Execute {
                 task_id: task.task_id,
@@ -428,9 +438,11 @@ impl Coordinator {
                 tokens_out: task.tokens_out,
                 max_tokens_out: plan.max_tokens_out,
             };
+            let worker_name = format!("{}-{}", path.as_str(), replica + 1);
             match self.endpoint.call_timeout(worker, request, timeout).await {
                 Ok(Executed { result: Ok(tokens_out), .. }) => {
                     generated = Some(tokens_out);
+                    details.worker = Some(worker_name);
                     break;
                 }
                 Ok(Executed { result: Err(e), .. }) => error = e,
@@ -439,6 +451,12 @@ impl Coordinator {
                 }
                 Err(e) => error = e.to_string(),
             }
+            self.emit(Signal::Attempt(AttemptSignal {
+                attempt,
+                error: error.clone(),
+                task_id: task.task_id,
+                worker: worker_name,
+            }));
         }
         let outcome = match generated {
             Some(tokens_out) => {
@@ -498,6 +516,53 @@ impl Coordinator {
         }
     }
 
+    /// Appends a receipt; returns its seq, or `None` when the ledger is halted.
+    ///
+    /// A write that fails is retried with backoff (100 ms, doubling to 2 s) for as long
+    /// as it fails, holding the ledger: an outcome is never reported before its receipt
+    /// is committed, so while the disk fails, outcomes wait and the in-flight limit
+    /// turns new tasks away (`overloaded`); none is lost and none is recorded twice. Only
+    /// a ledger that fails verification halts the coordinator (ARCHITECTURE.md).
+    async fn record(&self, entry: Receipt) -> Option<u64> {
+        self.lock().recording += 1;
+        let seq = self.record_waiting(entry).await;
+        self.lock().recording -= 1;
+        seq
+    }
+
+    async fn record_waiting(&self, entry: Receipt) -> Option<u64> {
+        let mut ledger = self.ledger.lock().await;
+        let writer = ledger.as_mut()?;
+        let mut backoff = Duration::from_millis(APPEND_BACKOFF_MS);
+        loop {
+            match writer.append(entry.clone()).await {
+                Ok((receipt, cycle)) => {
+                    if let Some(cycle) = cycle {
+                        self.emit(Signal::Ledger(LedgerSignal {
+                            error: None,
+                            event: "cycle".into(),
+                            head: Some(cycle.head),
+                            receipts: cycle.last_seq + 1,
+                            spent_micro_usd: None,
+                        }));
+                    }
+                    return Some(receipt.seq);
+                }
+                Err(error) => {
+                    self.emit(Signal::Ledger(LedgerSignal {
+                        error: Some(error.to_string()),
+                        event: "write_failed".into(),
+                        head: None,
+                        receipts: writer.receipts(),
+                        spent_micro_usd: None,
+                    }));
+                    madsim::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(APPEND_BACKOFF_MAX_MS));
+                }
+            }
+        }
+    }
+
     /// Commits the outcome to the ledger, remembers it, and reports it.
     async fn finish(&self, task: &Task, outcome: Outcome, details: Details, received: Instant) -> Outcome {
         let (path, latency_ms, cost, tokens_in, tokens_out, mut reasons) = match &outcome {
@@ -533,30 +598,7 @@ impl Coordinator {
             tokens_in,
             tokens_out,
         };
-        let mut ledger = self.ledger.lock().await;
-        let ledger_seq = match ledger.as_mut() {
-            Some(writer) => match writer.append(entry).await {
-                Ok((receipt, cycle)) => {
-                    if let Some(cycle) = cycle {
-                        self.emit(Signal::Ledger(LedgerSignal {
-                            error: None,
-                            event: "cycle".into(),
-                            head: Some(cycle.head),
-                            receipts: cycle.last_seq + 1,
-                            spent_micro_usd: None,
-                        }));
-                    }
-                    Some(receipt.seq)
-                }
-                Err(error) => {
-                    *ledger = None;
-                    self.halt(error.to_string());
-                    None
-                }
-            },
-            None => None,
-        };
-        drop(ledger);
+        let ledger_seq = self.record(entry).await;
         {
             let mut core = self.lock();
             core.outcomes.insert(task.task_id, outcome.clone());
@@ -584,6 +626,7 @@ impl Coordinator {
             task_id: task.task_id,
             tokens_in,
             tokens_out,
+            worker: details.worker,
         }));
         outcome
     }

@@ -10,6 +10,7 @@ pub use coordinator::start_coordinator;
 pub use state::start_state;
 pub use worker::start_worker;
 
+use crate::conditions::Conditions;
 use crate::config::EngineConfig;
 use crate::ledger::LedgerError;
 use crate::probe::Probe;
@@ -24,6 +25,8 @@ pub struct NodeContext {
     pub config: Arc<EngineConfig>,
     pub addresses: Arc<Addresses>,
     pub probe: Arc<dyn Probe>,
+    /// The backend's and the disk's condition; only the simulator's faults change it.
+    pub conditions: Arc<Conditions>,
 }
 
 impl NodeContext {

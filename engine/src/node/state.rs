@@ -5,9 +5,9 @@
 
 use super::NodeContext;
 use crate::memory::WorkingCache;
-use crate::organism::{Bounds, Organism};
+use crate::organism::{Bounds, Organism, Promotion};
 use crate::probe::{ppm, ContractionSignal, LTotSignal, MaskSignal, NodeSignal, Signal};
-use crate::rpc::{Complete, Completed, Found, Lookup};
+use crate::rpc::{Complete, Completed, Found, Lookup, Promote, Promoted};
 use madsim::net::Endpoint;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,19 @@ fn l_tot_signal(bounds: Bounds, cause: &str) -> Signal {
         w2_bound_ppm: ppm(bounds.w2_bound),
         w2_estimate_ppm: ppm(bounds.w2_estimate),
     })
+}
+
+/// Reports a promotion: GraphMask's action, if any, and the new bound.
+fn emit_promotion(context: &NodeContext, promotion: &Promotion, cause: &str) {
+    if let Some(mask) = &promotion.mask {
+        context.emit(Signal::Mask(MaskSignal {
+            edges_masked: mask.edges_masked,
+            l_tot_ppm: ppm(promotion.after.l_tot),
+            rows: mask.rows,
+            w_scale_ppm: ppm(mask.w_scale),
+        }));
+    }
+    context.emit(l_tot_signal(promotion.after, cause));
 }
 
 /// Starts the state node on `endpoint`.
@@ -45,6 +58,18 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
                 .map(|hit| Found { age_ms: hit.age_ms, tokens_out: hit.tokens_out })
         }
     });
+    let promote_core = core.clone();
+    let promote_context = context.clone();
+    endpoint.add_rpc_handler(move |request: Promote| {
+        let core = promote_core.clone();
+        let context = promote_context.clone();
+        async move {
+            let mut core = core.lock().expect("state lock is never poisoned");
+            let promotion = core.organism.promote_external(request.norm_ppm as f64 / 1e6);
+            emit_promotion(&context, &promotion, "external_promotion");
+            Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() }
+        }
+    });
     endpoint.add_rpc_handler(move |request: Complete| {
         let core = core.clone();
         let context = context.clone();
@@ -55,15 +80,7 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
             }
             let report = core.organism.update(request.kind, &request.features);
             if let Some(promotion) = &report.promotion {
-                if let Some(mask) = &promotion.mask {
-                    context.emit(Signal::Mask(MaskSignal {
-                        edges_masked: mask.edges_masked,
-                        l_tot_ppm: ppm(promotion.after.l_tot),
-                        rows: mask.rows,
-                        w_scale_ppm: ppm(mask.w_scale),
-                    }));
-                }
-                context.emit(l_tot_signal(promotion.after, "promotion"));
+                emit_promotion(&context, promotion, "promotion");
             }
             if let Some(c) = report.contraction {
                 context.emit(Signal::Contraction(ContractionSignal {
