@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod campaign;
 mod certify;
 #[cfg(madsim)]
 mod summary;
@@ -36,6 +37,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum CampaignCommand {
+    /// Combine the directories of a campaign's shards into one.
+    Merge {
+        /// Shard directories (each from `campaign --shard i/n --out DIR`).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Directory for the merged campaign.jsonl and summary.md.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_seeds(text: &str) -> Result<seedcore_sim::campaign::SeedRange, String> {
+    seedcore_sim::campaign::SeedRange::parse(text)
+}
+
+fn parse_shard(text: &str) -> Result<seedcore_sim::campaign::Shard, String> {
+    seedcore_sim::campaign::Shard::parse(text)
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Replay a scenario under the deterministic simulator and check its invariants
     /// (simulation build: `cargo sim replay ...`).
@@ -49,6 +71,61 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         replays: Option<u32>,
         /// Directory for events.jsonl and tasks.csv; defaults to out/<scenario>-<seed>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Swarm mode: the seed also draws a fault plan, within the scenario's
+        /// [chaos.swarm] bounds or the defaults.
+        #[arg(long)]
+        swarm: bool,
+    },
+    /// Run a chaos campaign: many seeds of a scenario across threads, one JSON line per
+    /// seed, a summary per invariant, repro lines (simulation build: `cargo sim campaign ...`).
+    /// `campaign merge DIR... --out DIR` combines the shards of one campaign.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Campaign {
+        #[command(subcommand)]
+        merge: Option<CampaignCommand>,
+        /// Scenario file (TOML).
+        #[arg(required = true)]
+        scenario: Option<PathBuf>,
+        /// Seeds, inclusive: `1..1000` (or `1..=1000`, or one seed).
+        #[arg(long, required = true, value_parser = parse_seeds)]
+        seeds: Option<seedcore_sim::campaign::SeedRange>,
+        /// Threads, each with its own simulator runtime (default: the machine's cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        jobs: Option<u16>,
+        /// Swarm mode: each seed draws its fault plan.
+        #[arg(long)]
+        swarm: bool,
+        /// Run only shard i of n (`--shard 2/4`, from 1): every n-th seed of the range.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<seedcore_sim::campaign::Shard>,
+        /// Shrink the first failing seed into DIR/shrink-<seed>/shrunk.toml.
+        #[arg(long)]
+        shrink: bool,
+        /// Directory for campaign.json, campaign.jsonl and summary.md.
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
+    },
+    /// Shrink a failing seed's fault plan to a minimal one that still fails the same
+    /// invariant; writes shrunk.toml and the command that reproduces it
+    /// (simulation build: `cargo sim shrink ...`).
+    Shrink {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The failing seed; defaults to the scenario's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Swarm mode, as in the run that failed.
+        #[arg(long)]
+        swarm: bool,
+        /// The invariant to keep failing (default: the first critical one that fails).
+        #[arg(long)]
+        invariant: Option<String>,
+        /// The most runs to spend.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_runs: u32,
+        /// Directory for shrunk.toml; defaults to out/shrink-<scenario>-<seed>.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -123,7 +200,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Replay { scenario, seed, replays, out } => replay(scenario, seed, replays, out),
+        Command::Replay { scenario, seed, replays, out, swarm } => replay(scenario, seed, replays, out, swarm),
+        Command::Campaign { merge: Some(CampaignCommand::Merge { dirs, out }), .. } => campaign::merge(dirs, out),
+        Command::Campaign { merge: None, scenario, seeds, jobs, swarm, shard, shrink, out } => {
+            campaign::run(campaign::Args {
+                scenario: scenario.expect("clap requires it"),
+                seeds: seeds.expect("clap requires it"),
+                jobs: jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                    usize::from,
+                ),
+                swarm,
+                shard,
+                shrink,
+                out: out.expect("clap requires it"),
+            })
+        }
+        Command::Shrink { scenario, seed, swarm, invariant, max_runs, out } => {
+            campaign::shrink(campaign::ShrinkArgs { scenario, seed, swarm, invariant, max_runs, out })
+        }
         Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline } => {
             certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline })
         }
@@ -144,20 +239,23 @@ fn load(path: &std::path::Path) -> Result<seedcore_sim::Scenario, u8> {
 }
 
 #[cfg(not(madsim))]
-fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: Option<PathBuf>) -> u8 {
+fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: Option<PathBuf>, _swarm: bool) -> u8 {
     eprintln!("error: replay runs under the simulator; use the simulation build: cargo sim replay <scenario>");
     exit::USAGE
 }
 
 #[cfg(madsim)]
-fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<PathBuf>) -> u8 {
+fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<PathBuf>, swarm: bool) -> u8 {
     use seedcore_sim::invariants::critical_failures;
     use seedcore_sim::run::{repro_command, Staging};
 
-    let scenario = match load(&path) {
+    let mut scenario = match load(&path) {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if swarm {
+        scenario.enable_swarm();
+    }
     let seed = seed.unwrap_or(scenario.seed);
     let replays = replays.unwrap_or(scenario.harness.replays);
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", scenario.name)));
@@ -169,7 +267,8 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
         }
     };
     summary::banner("replay", &scenario, seed, replays);
-    let (report, wall) = match run_staged(&scenario, seed, replays, &staging, &repro_command(&scenario, seed)) {
+    let repro = repro_command(&scenario, seed);
+    let (report, wall) = match run_staged(&scenario, seed, replays, &staging, &repro) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -185,7 +284,7 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
     } else {
         println!();
         println!("FAIL: critical invariant(s) {} failed with seed {seed}", failed.join(", "));
-        println!("reproduce: {}", repro_command(&scenario, seed));
+        println!("reproduce: {repro}");
         exit::INVARIANT_FAILED
     }
 }

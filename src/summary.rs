@@ -24,7 +24,7 @@ pub fn banner(command: &str, scenario: &Scenario, seed: u64, replays: u32) {
         scenario.network.loss
     );
     println!(
-        "  valve nu {} h {} reset {}; tau_deep {} fast_target {}; ceiling {} µUSD, daily budget {} µUSD; faults {}",
+        "  valve nu {} h {} reset {}; tau_deep {} fast_target {}; ceiling {} µUSD, daily budget {} µUSD; explicit faults {}",
         e.valve.nu,
         e.valve.h,
         e.valve.reset_fraction,
@@ -34,6 +34,18 @@ pub fn banner(command: &str, scenario: &Scenario, seed: u64, replays: u32) {
         e.governor.daily_budget_micro_usd,
         scenario.faults.faults().len()
     );
+    let plan = scenario.fault_plan(seed);
+    if !plan.is_empty() {
+        println!(
+            "  fault plan {} ({} fault(s){}):",
+            &plan.digest()[..16],
+            plan.faults().len(),
+            if scenario.swarm.is_some() { ", swarm draw of this seed" } else { "" }
+        );
+        for (i, fault) in plan.faults().iter().enumerate() {
+            println!("    {:>2}. {}", i + 1, fault.describe());
+        }
+    }
 }
 
 fn usd(micro: u64) -> String {

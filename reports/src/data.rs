@@ -3,7 +3,7 @@
 //! so that a verifier recomputes exactly what a certificate states.
 
 use crate::fold::EventFold;
-use crate::model::{Determinism, InvariantRow, Limits, PathLatency, ReportData};
+use crate::model::{Determinism, FaultRow, InvariantRow, Limits, PathLatency, ReportData};
 use crate::score::{critical_not_passed, outcome, score};
 use seedcore_sim::invariants::{evaluate, InvariantResult, Replays};
 use seedcore_sim::Scenario;
@@ -97,8 +97,12 @@ pub fn report_data(
             reference: hex::encode(replays.reference),
             replays: replays.replays.iter().map(hex::encode).collect(),
         },
-        faults: fold.faults.clone(),
-        recovery_ms: stats.last_fault_ms.and(stats.recovery_ms),
+        faults: fold
+            .faults
+            .iter()
+            .map(|f| FaultRow { recovery_ms: stats.fault_recovery.get(&f.id).copied(), ..f.clone() })
+            .collect(),
+        recovery_ms: stats.recovery_ms(),
         l_tot: fold.l_tot.clone(),
         events: fold.size,
         merkle_root: hex::encode(fold.root),

@@ -80,8 +80,19 @@ pub fn fold_events(path: &Path, window: usize) -> Result<EventFold, FoldError> {
             fold.l_tot.push((event.t_ms, ppm));
         }
         match event.body {
-            Body::Harness(Harness::Fault(f)) => {
-                fold.faults.push(FaultRow { t_ms: event.t_ms, fault: f.fault, node: f.node });
+            Body::Harness(Harness::Fault(f)) => fold.faults.push(FaultRow {
+                t_ms: event.t_ms,
+                end_ms: None,
+                id: f.id,
+                fault: f.fault,
+                node: f.node,
+                magnitude: f.magnitude,
+                recovery_ms: None,
+            }),
+            Body::Harness(Harness::FaultEnd(end)) => {
+                if let Some(row) = fold.faults.iter_mut().rev().find(|r| r.id == end.id && r.end_ms.is_none()) {
+                    row.end_ms = Some(event.t_ms);
+                }
             }
             Body::Harness(Harness::LedgerCycle(c)) => fold.cycles.push(c),
             _ => {}

@@ -111,8 +111,17 @@ impl Determinism {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultRow {
     pub t_ms: u64,
+    /// When it ended (`fault_end`).
+    pub end_ms: Option<u64>,
+    /// Its number in the plan, from 1.
+    pub id: u64,
     pub fault: String,
     pub node: String,
+    /// Rate, factor, norm or latency range as text, or empty.
+    pub magnitude: String,
+    /// Time from its end until the engine had recovered (queue drained, fast share back at
+    /// target); `None` if it never did.
+    pub recovery_ms: Option<u64>,
 }
 
 /// Everything a report shows.

@@ -16,7 +16,9 @@ seedcore_engine::signal_set! {
     Harness {
         RunStart(RunStart) = "run_start",
         Arrival(Arrival) = "arrival",
+        FaultPlan(FaultPlanRecord) = "fault_plan",
         Fault(FaultRecord) = "fault",
+        FaultEnd(FaultEnd) = "fault_end",
         LedgerCycle(LedgerCycle) = "ledger_cycle",
         LedgerCheck(LedgerCheck) = "ledger_check",
         RunEnd(RunEnd) = "run_end",
@@ -59,12 +61,44 @@ pub struct Arrival {
     pub tokens_out: u32,
 }
 
-/// A fault applied by the injector.
+/// A fault the injector starts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRecord {
+    /// Scenario time the plan gives.
+    pub at_ms: u64,
+    /// The kind (SPEC 7).
     pub fault: String,
+    /// How long it lasts: 0 for an instant fault, none for one that lasts until a restart
+    /// or the end of the run.
+    pub for_ms: Option<u64>,
+    /// Its number in the plan, from 1; the `fault_end` of the same fault has the same id.
+    pub id: u64,
+    /// Rate, factor, norm or latency range, as text (`rate 0.25`), or empty.
+    pub magnitude: String,
+    /// What it acts on: a node, `a|b` (partition), `network`, `fast`/`deep`, `state`,
+    /// `ledger`.
     pub node: String,
+}
+
+/// A fault the injector ends (the harness ends every fault still on after the drain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultEnd {
+    pub fault: String,
+    pub id: u64,
+    pub node: String,
+}
+
+/// The run's fault plan, before any fault: explicit and drawn faults, and its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPlanRecord {
+    /// Hex SHA-256 of the plan's canonical JSON.
+    pub digest: String,
+    pub faults: Vec<FaultRecord>,
+    /// Drawn by swarm mode from the seed.
+    pub swarm: bool,
 }
 
 /// The harness's own verification of the coordinator's ledger at the end of the run.
@@ -243,6 +277,7 @@ mod tests {
                 task_id: 17,
                 tokens_in: 374,
                 tokens_out: 44,
+                worker: Some("fast-1".into()),
             })),
             Body::Engine(Signal::Alert(AlertSignal {
                 limit: 100,
@@ -295,7 +330,16 @@ mod tests {
                 tokens_in: 1,
                 tokens_out: 2,
             })),
-            Body::Harness(Harness::Fault(FaultRecord { fault: "crash".into(), node: "fast-1".into() })),
+            Body::Harness(Harness::FaultPlan(FaultPlanRecord { digest: "ab".repeat(32), faults: vec![], swarm: true })),
+            Body::Harness(Harness::Fault(FaultRecord {
+                at_ms: 5,
+                fault: "backend_errors".into(),
+                for_ms: Some(1_000),
+                id: 1,
+                magnitude: "rate 0.5".into(),
+                node: "fast".into(),
+            })),
+            Body::Harness(Harness::FaultEnd(FaultEnd { fault: "backend_errors".into(), id: 1, node: "fast".into() })),
             Body::Harness(Harness::LedgerCycle(LedgerCycle {
                 cycle: 0,
                 first_seq: 0,

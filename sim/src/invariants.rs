@@ -70,13 +70,19 @@ pub struct Stats {
     pub alerts: BTreeMap<String, u64>,
     /// Faults injected.
     pub faults: u64,
-    /// Time of the last fault.
-    pub last_fault_ms: Option<u64>,
-    /// Time from the last fault until the rolling fast ratio was last restored to the
-    /// target (0 if it never dropped below).
-    pub recovery_ms: Option<u64>,
-    /// The rolling fast ratio is below target after the last fault.
-    below_target: bool,
+    /// Faults started and not yet ended, by id.
+    active_faults: BTreeSet<u64>,
+    /// When the last fault ended (no other fault being on): where recovery is measured from.
+    pub last_fault_end_ms: Option<u64>,
+    /// The id of that fault.
+    last_quiet_id: Option<u64>,
+    /// Faults ended and not yet recovered from.
+    recovering: Vec<Recovering>,
+    /// Per fault id: the time from its end until the engine had recovered.
+    pub fault_recovery: BTreeMap<u64, u64>,
+    /// The last `RECOVERY_WINDOW` completed-or-failed tasks: whether each completed fast.
+    recovery_recent: VecDeque<bool>,
+    recovery_fast: usize,
     /// Completed-or-failed tasks in the rolling window: whether each completed fast.
     recent: VecDeque<bool>,
     recent_fast: usize,
@@ -95,6 +101,25 @@ pub struct Stats {
     /// Time of the latest event.
     pub last_t_ms: u64,
 }
+
+/// A fault that ended, while the engine recovers from it.
+#[derive(Clone, Debug)]
+struct Recovering {
+    id: u64,
+    end_ms: u64,
+    /// Tasks open when it ended: the queue the engine must drain.
+    pending: BTreeSet<u64>,
+    /// When the last of `pending` got its outcome.
+    drained_ms: Option<u64>,
+    /// When the fast share of the last `RECOVERY_WINDOW` outcomes was first at its target
+    /// after the end (the end itself if it was not below then).
+    restored_ms: Option<u64>,
+}
+
+/// Outcomes in the window whose fast share must be back at target after the faults end:
+/// short enough that the fault's own outcomes leave it within seconds at production rates
+/// (100 tasks are 20 s of the Azure hour), unlike the policy's 1,000-task window.
+pub const RECOVERY_WINDOW: usize = 100;
 
 /// Counts one more of `key`, allocating the key only the first time.
 fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
@@ -143,9 +168,13 @@ impl Stats {
             max_cache_age_ms: 0,
             alerts: BTreeMap::new(),
             faults: 0,
-            last_fault_ms: None,
-            recovery_ms: None,
-            below_target: false,
+            active_faults: BTreeSet::new(),
+            last_fault_end_ms: None,
+            last_quiet_id: None,
+            recovering: Vec::new(),
+            fault_recovery: BTreeMap::new(),
+            recovery_recent: VecDeque::with_capacity(RECOVERY_WINDOW),
+            recovery_fast: 0,
             recent: VecDeque::with_capacity(window),
             recent_fast: 0,
             worst_window_fast_ppm: None,
@@ -175,17 +204,40 @@ impl Stats {
                     self.open.insert(arrival.task_id);
                 }
             }
-            Body::Harness(Harness::Fault(_)) => {
+            Body::Harness(Harness::Fault(fault)) => {
                 self.faults += 1;
-                self.last_fault_ms = Some(t_ms);
-                self.recovery_ms = Some(0);
-                self.below_target = false;
+                self.active_faults.insert(fault.id);
+                self.last_fault_end_ms = None;
+                self.last_quiet_id = None;
             }
+            Body::Harness(Harness::FaultEnd(end)) => {
+                self.active_faults.remove(&end.id);
+                let pending = self.open.clone();
+                self.recovering.push(Recovering {
+                    id: end.id,
+                    end_ms: t_ms,
+                    restored_ms: (!self.recovery_below_target()).then_some(t_ms),
+                    drained_ms: pending.is_empty().then_some(t_ms),
+                    pending,
+                });
+                self.resolve_recoveries();
+                if self.active_faults.is_empty() {
+                    // Safety held through the faults; liveness is measured from here.
+                    self.last_fault_end_ms = Some(t_ms);
+                    self.last_quiet_id = Some(end.id);
+                }
+            }
+            Body::Harness(Harness::FaultPlan(_)) => {}
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
             Body::Harness(Harness::LedgerCycle(_)) => self.ledger_cycles += 1,
-            Body::Engine(Signal::Node(_)) => {}
+            Body::Engine(Signal::Node(_) | Signal::Attempt(_)) => {}
             Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, &decision.reason),
             Body::Engine(Signal::Outcome(outcome)) => {
+                for r in &mut self.recovering {
+                    if r.pending.remove(&outcome.task_id) && r.pending.is_empty() {
+                        r.drained_ms = Some(t_ms);
+                    }
+                }
                 if !self.answered.insert(outcome.task_id) {
                     self.duplicate_outcomes += 1;
                 } else if !self.open.remove(&outcome.task_id) {
@@ -217,6 +269,9 @@ impl Stats {
                     bump(self.admitted.entry(outcome.day).or_default(), &outcome.kind);
                 }
                 *self.spend_by_day.entry(outcome.day).or_default() += outcome.cost_micro_usd;
+                if !self.recovering.is_empty() {
+                    self.resolve_recoveries();
+                }
                 self.total_cost_micro_usd += outcome.cost_micro_usd;
                 if outcome.status == "completed" {
                     self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
@@ -252,13 +307,49 @@ impl Stats {
         if self.recent.len() == self.window {
             self.worst_window_fast_ppm = Some(self.worst_window_fast_ppm.map_or(ratio_ppm, |w| w.min(ratio_ppm)));
         }
-        if let Some(fault_ms) = self.last_fault_ms {
-            let below = ratio_ppm < self.fast_target_ppm();
-            if self.below_target && !below {
-                self.recovery_ms = Some(t_ms.saturating_sub(fault_ms));
-            }
-            self.below_target = below;
+        if self.recovery_recent.len() == RECOVERY_WINDOW {
+            let oldest = self.recovery_recent.pop_front().expect("full window");
+            self.recovery_fast -= usize::from(oldest);
         }
+        self.recovery_recent.push_back(fast);
+        self.recovery_fast += usize::from(fast);
+        if !self.recovery_below_target() {
+            for r in self.recovering.iter_mut().filter(|r| r.restored_ms.is_none()) {
+                r.restored_ms = Some(t_ms);
+            }
+        }
+    }
+
+    /// Moves the faults recovered from into `fault_recovery`.
+    fn resolve_recoveries(&mut self) {
+        let recovery = &mut self.fault_recovery;
+        self.recovering.retain(|r| match (r.restored_ms, r.drained_ms) {
+            (Some(restored), Some(drained)) => {
+                recovery.insert(r.id, restored.max(drained) - r.end_ms);
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// Whether the fast share of the last `RECOVERY_WINDOW` outcomes is below target
+    /// (false with no outcome yet).
+    fn recovery_below_target(&self) -> bool {
+        let n = self.recovery_recent.len() as i64;
+        n > 0 && (self.recovery_fast as i64 * 1_000_000) / n < self.fast_target_ppm()
+    }
+
+    /// Time from the end of the last fault until the engine had drained the tasks open
+    /// then and the fast ratio of the last `RECOVERY_WINDOW` outcomes was back at its
+    /// target; `None` when it never got there (a liveness failure), or there was no fault.
+    pub fn recovery_ms(&self) -> Option<u64> {
+        self.fault_recovery.get(&self.last_quiet_id?).copied()
+    }
+
+    /// Whether the ratio never came back after the last fault (rather than the queue).
+    pub fn not_restored(&self) -> bool {
+        let Some(id) = self.last_quiet_id else { return false };
+        self.recovering.iter().any(|r| r.id == id && r.restored_ms.is_none())
     }
 
     /// Tasks that arrived and never got an outcome.
@@ -408,7 +499,7 @@ fn measure(
             m(value, "<=", ms_limit, "ms")
         }
         _ => {
-            let value = stats.recovery_ms.filter(|_| stats.last_fault_ms.is_some() && !stats.below_target);
+            let value = stats.recovery_ms();
             m(value.map_or_else(String::new, |ms| ms.to_string()), "<=", ms_limit, "ms")
         }
     }
@@ -579,9 +670,8 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
             (Verdict::Fail, format!("coordinator halted {} time(s) on ledger verification", stats.ledger_halts))
         }
         None => (Verdict::Fail, "the ledger was not checked".to_string()),
-        Some(check) if !check.checked => {
-            (Verdict::Pass, "coordinator down at the end: ledger not read; no halt observed".to_string())
-        }
+        // Never a pass without reading the ledger.
+        Some(check) if !check.checked => (Verdict::Fail, "the ledger was not read".to_string()),
         Some(check) if !check.ok => (Verdict::Fail, check.error.clone().unwrap_or_default()),
         Some(check) if check.cycles != stats.ledger_cycles => (
             Verdict::Fail,
@@ -649,27 +739,32 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
         format!("{} cache hits", stats.cache_hits),
     );
     let rule = p("recovery_time");
-    match (stats.last_fault_ms, stats.recovery_ms.filter(|_| !stats.below_target)) {
-        (None, _) => push(
-            "recovery_time",
-            Verdict::Skipped,
-            "no fault".into(),
-            format!("<= {} ms", rule.threshold),
-            String::new(),
-        ),
-        (Some(at), None) => push(
-            "recovery_time",
-            Verdict::Fail,
-            "not recovered".into(),
-            format!("<= {} ms", rule.threshold),
-            format!("last fault at {at} ms"),
-        ),
-        (Some(at), Some(ms)) => push(
+    let threshold = format!("<= {} ms", rule.threshold);
+    match (stats.faults, stats.last_fault_end_ms, stats.recovery_ms()) {
+        (0, _, _) => push("recovery_time", Verdict::Skipped, "no fault".into(), threshold, String::new()),
+        (_, None, _) => {
+            push("recovery_time", Verdict::Fail, "a fault never ended".into(), threshold, "liveness failure".into())
+        }
+        (_, Some(at), None) => {
+            let why = if stats.not_restored() {
+                "fast-path ratio still below target at the end"
+            } else {
+                "tasks open at the fault's end never answered"
+            };
+            push(
+                "recovery_time",
+                Verdict::Fail,
+                "not recovered".into(),
+                threshold,
+                format!("liveness failure: last fault ended at {at} ms; {why}"),
+            )
+        }
+        (_, Some(at), Some(ms)) => push(
             "recovery_time",
             upper(ms as f64, rule.threshold, rule.warn),
             format!("{ms} ms"),
-            format!("<= {} ms", rule.threshold),
-            format!("last fault at {at} ms"),
+            threshold,
+            format!("last fault ended at {at} ms"),
         ),
     }
     for result in &mut results {
@@ -689,7 +784,7 @@ mod tests {
     //! canaries beside the scenario canaries of the critical invariants.
 
     use super::*;
-    use crate::event::{Arrival, FaultRecord, RunStart};
+    use crate::event::{Arrival, FaultEnd, FaultRecord, RunStart};
     use crate::scenario::{InvariantPolicy, INVARIANTS};
     use seedcore_engine::probe::{ContractionSignal, LTotSignal, OutcomeSignal};
 
@@ -751,7 +846,23 @@ mod tests {
             task_id,
             tokens_in: 1,
             tokens_out: 1,
+            worker: None,
         }))
+    }
+
+    fn fault(id: u64) -> Body {
+        Body::Harness(Harness::Fault(FaultRecord {
+            at_ms: 0,
+            fault: "crash".into(),
+            for_ms: Some(1_000),
+            id,
+            magnitude: String::new(),
+            node: "fast-1".into(),
+        }))
+    }
+
+    fn fault_end(id: u64) -> Body {
+        Body::Harness(Harness::FaultEnd(FaultEnd { fault: "crash".into(), id, node: "fast-1".into() }))
     }
 
     fn l_tot(ppm: i64) -> Body {
@@ -878,8 +989,21 @@ mod tests {
             (
                 "recovery_time",
                 Box::new(|e| {
-                    e.push(Body::Harness(Harness::Fault(FaultRecord { fault: "crash".into(), node: "fast-1".into() })));
+                    // The ratio falls during the fault and never comes back.
+                    e.push(fault(1));
                     (900..920).for_each(|id| e.push(outcome(id, "chat", "deep", "completed", 10, 1)));
+                    e.push(fault_end(1));
+                }),
+            ),
+            // A fault that never ends.
+            ("recovery_time", Box::new(|e| e.push(fault(1)))),
+            (
+                "recovery_time",
+                Box::new(|e| {
+                    // A task open when the fault ended never gets its outcome.
+                    e.push(fault(1));
+                    e.push(arrival(950, "chat"));
+                    e.push(fault_end(1));
                 }),
             ),
         ];
@@ -887,6 +1011,35 @@ mod tests {
             let v = verdicts(20, tweak);
             assert_eq!(v[id], Verdict::Fail, "{id}: {v:?}");
         }
+    }
+
+    #[test]
+    fn recovery_is_measured_from_the_end_of_the_last_fault() {
+        let mut stats = Stats::new(10);
+        stats.observe(0, &start());
+        let mut id = 1;
+        let mut fast = |stats: &mut Stats, t: u64, path: &str, n: u64| {
+            for _ in 0..n {
+                stats.observe(t, &outcome(id, "chat", path, "completed", 10, 1));
+                id += 1;
+            }
+        };
+        fast(&mut stats, 100, "fast", 10);
+        // Two overlapping faults: recovery counts from the end of the later one.
+        stats.observe(1_000, &fault(1));
+        stats.observe(2_000, &fault(2));
+        stats.observe(3_000, &fault_end(1));
+        assert_eq!(stats.last_fault_end_ms, None);
+        fast(&mut stats, 3_500, "deep", 5);
+        stats.observe(5_000, &fault_end(2));
+        assert_eq!(stats.last_fault_end_ms, Some(5_000));
+        assert_eq!(stats.recovery_ms(), None, "the ratio is below target when the faults end");
+        fast(&mut stats, 8_000, "fast", 34);
+        assert_eq!(stats.recovery_ms(), None, "44 of 49 is just below 0.90");
+        fast(&mut stats, 9_000, "fast", 1);
+        assert_eq!(stats.recovery_ms(), Some(4_000));
+        let result = evaluate(&stats, &policy(), None);
+        assert_eq!(result.iter().find(|r| r.id == "recovery_time").unwrap().verdict, Verdict::Pass);
     }
 
     #[test]

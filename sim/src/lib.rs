@@ -6,12 +6,14 @@
 //! the simulator (`--cfg madsim`). The harness drives the engine through its public node
 //! functions and its client, and learns what happened only from the engine's signals.
 
+pub mod campaign;
 pub mod event;
 pub mod invariants;
 pub mod merkle;
 pub mod observer;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod tasks;
 pub mod workload;
 #[cfg(madsim)]

@@ -103,7 +103,9 @@ impl Drop for Staging {
 
 /// The command that reproduces a run.
 pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
-    format!("cargo sim replay {} --seed {seed}", scenario.path.display())
+    // A swarm the file does not ask for was asked for with --swarm.
+    let swarm = scenario.swarm.is_some() && !scenario.source.contains("[chaos.swarm]");
+    format!("cargo sim replay {} --seed {seed}{}", scenario.path.display(), if swarm { " --swarm" } else { "" })
 }
 
 /// Replays a scenario with `seed`, `replays` times in all, writing the first run's files
@@ -149,4 +151,46 @@ pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) 
     let replays = Replays { reference: first.root, replays: digests };
     let results = evaluate(&stats, &scenario.policy, Some(&replays));
     Ok(RunReport { seed, tasks: tasks.len(), root: first.root, events: first.events, stats, results, replays })
+}
+
+/// One run of a seed judged on its own: no files, no determinism replay (`determinism` is
+/// skipped). What a campaign runs per seed and the shrinker per candidate plan.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub root: [u8; 32],
+    pub events: u64,
+    pub plan: seedcore_chaos::FaultPlan,
+    pub stats: Stats,
+    pub results: Vec<InvariantResult>,
+}
+
+impl Judged {
+    /// Ids of the invariants that failed (critical or not).
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.results.iter().filter(|r| r.verdict == crate::invariants::Verdict::Fail).map(|r| r.id).collect()
+    }
+}
+
+/// Runs `scenario` once with `seed` and its fault plan for that seed.
+#[cfg(madsim)]
+pub fn judge(scenario: &Scenario, seed: u64) -> Result<Judged, RunError> {
+    use crate::invariants::evaluate;
+    use crate::observer::Sinks;
+    use crate::world::run_once;
+    use std::sync::Arc;
+
+    let tasks = Arc::new(scenario.workload.tasks(seed, scenario.duration_ms));
+    let sinks = Sinks { events: None, tasks: None, stats_window: Some(scenario.policy.window) };
+    let observed = run_once(scenario, tasks, seed, sinks)?;
+    let stats = observed.stats.expect("the run folds totals");
+    let results = evaluate(&stats, &scenario.policy, None);
+    Ok(Judged { root: observed.root, events: observed.events, plan: scenario.fault_plan(seed), stats, results })
+}
+
+/// The scenario with exactly `faults` as its plan (no swarm).
+pub fn with_plan(scenario: &Scenario, faults: &[seedcore_chaos::Fault]) -> Scenario {
+    let mut explicit = scenario.clone();
+    explicit.swarm = None;
+    explicit.faults = seedcore_chaos::FaultPlan::new(faults.to_vec()).expect("a plan drawn or shrunk from a valid one");
+    explicit
 }

@@ -7,7 +7,7 @@
 //! consistent (engine formulas validated, fault nodes exist).
 
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
-use seedcore_chaos::{Fault, FaultKind, FaultPlan};
+use seedcore_chaos::{Fault, FaultKind, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology, KINDS};
 use seedcore_engine::config::{
     BackendConfig, DispatchConfig, EngineConfig, GovernorConfig, LedgerConfig, MemoryConfig, OrganismConfig, PathModel,
     Prices, RouterConfig, TokenConfig, Topology, ValveConfig,
@@ -237,16 +237,46 @@ pub struct BackendSpec {
     pub deep: PathModelSpec,
 }
 
-/// One `[[chaos.fault]]`.
+/// One `[[chaos.fault]]`: `at` and `kind`, and the fields of that kind (SPEC 7).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub at: DurationMs,
     pub kind: String,
-    pub node: String,
-    /// For `crash` and `torn_write`: restart after this long.
+    /// The node acted on (crash, restart, pause, isolate, partition, torn_write,
+    /// ledger_corrupt).
+    pub node: Option<String>,
+    /// The other side of a partition.
+    pub peer: Option<String>,
+    /// How long the fault lasts; for `crash` and `torn_write`, until the restart.
     #[serde(rename = "for")]
     pub down: Option<DurationMs>,
+    /// `packet_loss` and `backend_errors`: a probability.
+    pub rate: Option<f64>,
+    /// `backend_slow` and `token_inflation`: a multiplier above 1.
+    pub factor: Option<f64>,
+    /// `latency`: `[min, max]` per message.
+    pub latency_ms: Option<[u64; 2]>,
+    /// `backend_errors`, `backend_slow`, `token_inflation`: `fast` or `deep`.
+    pub path: Option<String>,
+    /// `bad_promotion`: the certified spectral bound of the pushed `W` update.
+    pub norm: Option<f64>,
+}
+
+/// `[chaos.swarm]`: draw the fault plan from the seed, within these bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmSpec {
+    /// Kinds the swarm may switch on (default: every kind but `ledger_corrupt`).
+    pub kinds: Option<Vec<String>>,
+    /// The most faults in a plan (default 8).
+    pub max_faults: Option<u32>,
+    /// The most nodes down at once (default 1).
+    pub max_down: Option<u32>,
+    /// The longest a fault lasts (default 5m).
+    pub max_for: Option<DurationMs>,
+    /// Faults end by this fraction of the run (default 0.8).
+    pub end_by: Option<f64>,
 }
 
 /// `[chaos]`.
@@ -255,6 +285,7 @@ pub struct FaultSpec {
 pub struct ChaosSpec {
     #[serde(default)]
     pub fault: Vec<FaultSpec>,
+    pub swarm: Option<SwarmSpec>,
 }
 
 /// `[harness]`.
@@ -451,12 +482,30 @@ pub struct Scenario {
     pub engine: EngineConfig,
     pub network: Network,
     pub workload: Workload,
+    /// The explicit `[[chaos.fault]]` plan.
     pub faults: FaultPlan,
+    /// Swarm mode: when set, each seed draws more faults within these bounds.
+    pub swarm: Option<SwarmBounds>,
     pub harness: Harness,
     pub policy: Policy,
 }
 
 impl Scenario {
+    /// The fault plan of a run with `seed`: the explicit faults, plus the swarm's draw.
+    pub fn fault_plan(&self, seed: u64) -> FaultPlan {
+        let mut faults = self.faults.faults().to_vec();
+        if let Some(bounds) = &self.swarm {
+            let topology = SwarmTopology { fast: self.engine.topology.fast, deep: self.engine.topology.deep };
+            faults.extend(seedcore_chaos::draw(seed, bounds, &topology, self.duration_ms));
+        }
+        FaultPlan::new(faults).expect("explicit faults are validated, drawn faults are in bounds")
+    }
+
+    /// Turns swarm mode on (`--swarm`), with the scenario's bounds or the defaults.
+    pub fn enable_swarm(&mut self) {
+        self.swarm.get_or_insert_with(SwarmBounds::default);
+    }
+
     /// The engine configuration of a run with `seed`: the organism's seed follows it.
     pub fn engine_config(&self, seed: u64) -> EngineConfig {
         let mut engine = self.engine.clone();
@@ -467,15 +516,38 @@ impl Scenario {
 
 /// The node names of a topology.
 pub fn node_names(topology: &Topology) -> Vec<String> {
-    let mut names = vec!["coordinator".to_string(), "state".to_string()];
-    names.extend((1..=topology.fast).map(|i| format!("fast-{i}")));
-    names.extend((1..=topology.deep).map(|i| format!("deep-{i}")));
-    names
+    SwarmTopology { fast: topology.fast, deep: topology.deep }.nodes()
 }
 
 /// The 1-based line of a dotted key (`engine.valve.h`, `workload.speed`) in TOML text,
 /// found by a plain scan of table headers and `key =` lines.
 pub fn locate(source: &str, key: &str) -> Option<usize> {
+    // `table[n].field`: the field in the n-th `[[table]]` (from 1), or its header.
+    if let Some((array, rest)) = key.split_once('[') {
+        let (n, field) = rest.split_once("].")?;
+        let n: usize = n.parse().ok()?;
+        let mut seen = 0;
+        let mut header = None;
+        for (index, raw) in source.lines().enumerate() {
+            let line = raw.trim();
+            if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+                if header.is_some() {
+                    break;
+                }
+                seen += usize::from(name.trim() == array);
+                if seen == n && name.trim() == array {
+                    header = Some(index + 1);
+                }
+            } else if line.starts_with('[') && header.is_some() {
+                break;
+            } else if let (Some(_), Some((name, _))) = (header, line.split_once('=')) {
+                if name.trim().trim_matches('"') == field {
+                    return Some(index + 1);
+                }
+            }
+        }
+        return header;
+    }
     let mut table = String::new();
     for (index, raw) in source.lines().enumerate() {
         let line = raw.trim();
@@ -748,34 +820,15 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
     let names = node_names(&engine.topology);
     let mut faults = Vec::new();
     for (index, fault) in spec.chaos.fault.iter().enumerate() {
-        let key = "chaos.fault";
-        if !names.contains(&fault.node) {
-            return Err(r.invalid(
-                key,
-                format!("fault {}: unknown node {:?}; nodes are {}", index + 1, fault.node, names.join(", ")),
-            ));
-        }
-        let node = fault.node.clone();
-        let kind = match fault.kind.as_str() {
-            "crash" => FaultKind::Crash { node, down_ms: fault.down.map(|d| d.0) },
-            "restart" => FaultKind::Restart { node },
-            "ledger_corrupt" | "torn_write" if fault.node != "coordinator" => {
-                return Err(r.invalid(key, format!("{} acts on the coordinator only", fault.kind)))
-            }
-            "ledger_corrupt" => FaultKind::LedgerCorrupt { node },
-            "torn_write" => FaultKind::TornWrite { node, down_ms: fault.down.map(|d| d.0) },
-            other => {
-                return Err(r.invalid(
-                    key,
-                    format!(
-                        "fault {}: unknown kind {other:?}; kinds are crash, restart, ledger_corrupt, torn_write",
-                        index + 1
-                    ),
-                ))
-            }
-        };
-        faults.push(Fault { at_ms: fault.at.0, kind });
+        faults.push(resolve_fault(&r, index, fault, &names, duration_ms)?);
     }
+    let faults = FaultPlan::new(faults).map_err(|e| {
+        let (index, field) = match e {
+            PlanError::ZeroDuration { index } | PlanError::Overflow { index } => (index, "for"),
+        };
+        r.invalid(&format!("chaos.fault[{index}].{field}"), e.to_string())
+    })?;
+    let swarm = spec.chaos.swarm.as_ref().map(|s| resolve_swarm(&r, s)).transpose()?;
 
     let harness = Harness {
         drain_ms: spec.harness.drain.map_or(engine.dispatch.worst_case_ms() + 10_000, |d| d.0),
@@ -798,9 +851,176 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         engine,
         network,
         workload,
-        faults: FaultPlan::new(faults),
+        faults,
+        swarm,
         harness,
         policy,
+    })
+}
+
+/// One `[[chaos.fault]]` (numbered from 1 in errors), checked against its kind.
+fn resolve_fault(
+    r: &Resolver<'_>,
+    index: usize,
+    fault: &FaultSpec,
+    names: &[String],
+    duration_ms: u64,
+) -> Result<Fault, ScenarioError> {
+    let n = index + 1;
+    let key = |field: &str| format!("chaos.fault[{n}].{field}");
+    let kind = fault.kind.as_str();
+    if !KINDS.contains(&kind) {
+        return Err(r.invalid(&key("kind"), format!("unknown kind {kind:?}; kinds are {}", KINDS.join(", "))));
+    }
+    // Which fields each kind takes; anything else given is an error, not ignored.
+    let (fields, required): (&[&str], &[&str]) = match kind {
+        "crash" | "torn_write" => (&["node", "for"], &["node"]),
+        "restart" | "ledger_corrupt" => (&["node"], &["node"]),
+        "pause" | "isolate" => (&["node", "for"], &["node", "for"]),
+        "partition" => (&["node", "peer", "for"], &["node", "peer", "for"]),
+        "packet_loss" => (&["rate", "for"], &["rate", "for"]),
+        "latency" => (&["latency_ms", "for"], &["latency_ms", "for"]),
+        "backend_errors" => (&["path", "rate", "for"], &["path", "rate", "for"]),
+        "backend_slow" | "token_inflation" => (&["path", "factor", "for"], &["path", "factor", "for"]),
+        "bad_promotion" => (&["norm"], &["norm"]),
+        "ledger_io_error" => (&["for"], &["for"]),
+        _ => unreachable!("every kind is listed"),
+    };
+    let given = [
+        ("node", fault.node.is_some()),
+        ("peer", fault.peer.is_some()),
+        ("for", fault.down.is_some()),
+        ("rate", fault.rate.is_some()),
+        ("factor", fault.factor.is_some()),
+        ("latency_ms", fault.latency_ms.is_some()),
+        ("path", fault.path.is_some()),
+        ("norm", fault.norm.is_some()),
+    ];
+    for (field, present) in given {
+        if present && !fields.contains(&field) {
+            return Err(
+                r.invalid(&key(field), format!("`{field}` does not apply to {kind}; it takes {}", fields.join(", ")))
+            );
+        }
+        if !present && required.contains(&field) {
+            return Err(r.invalid(&key(field), format!("{kind} needs `{field}`")));
+        }
+    }
+    let at_ms = fault.at.0;
+    if at_ms >= duration_ms {
+        return Err(r.invalid(&key("at"), format!("{at_ms} ms is at or after the end of the run ({duration_ms} ms)")));
+    }
+    let node = |field: &str, value: &Option<String>| -> Result<String, ScenarioError> {
+        let value = value.clone().unwrap_or_default();
+        if names.contains(&value) {
+            Ok(value)
+        } else {
+            Err(r.invalid(&key(field), format!("unknown node {value:?}; nodes are {}", names.join(", "))))
+        }
+    };
+    let for_ms = fault.down.map(|d| d.0);
+    if let Some(d) = for_ms {
+        if d == 0 {
+            return Err(r.invalid(&key("for"), "must be at least 1ms (omit it on a crash that lasts until a restart)"));
+        }
+        match at_ms.checked_add(d) {
+            Some(end) if end <= duration_ms => {}
+            _ => {
+                return Err(r.invalid(
+                    &key("for"),
+                    format!("the fault must end by the end of the run ({duration_ms} ms), so recovery can be judged"),
+                ))
+            }
+        }
+    }
+    let lasting = for_ms.unwrap_or(0);
+    let ppm = |field: &str, value: Option<f64>, low: f64, high: f64| -> Result<u64, ScenarioError> {
+        let value = value.unwrap_or_default();
+        if value.is_finite() && (low..=high).contains(&value) {
+            Ok((value * 1e6).round() as u64)
+        } else {
+            Err(r.invalid(&key(field), format!("{value} is not in [{low}, {high}]")))
+        }
+    };
+    let path = || -> Result<String, ScenarioError> {
+        match fault.path.as_deref() {
+            Some(p @ ("fast" | "deep")) => Ok(p.to_string()),
+            other => Err(r.invalid(&key("path"), format!("{other:?} is not a path; paths are fast, deep"))),
+        }
+    };
+    let kind = match kind {
+        "crash" => FaultKind::Crash { node: node("node", &fault.node)?, down_ms: for_ms },
+        "restart" => FaultKind::Restart { node: node("node", &fault.node)? },
+        "pause" => FaultKind::Pause { node: node("node", &fault.node)?, for_ms: lasting },
+        "isolate" => FaultKind::Isolate { node: node("node", &fault.node)?, for_ms: lasting },
+        "partition" => {
+            let (a, b) = (node("node", &fault.node)?, node("peer", &fault.peer)?);
+            if a == b {
+                return Err(r.invalid(&key("peer"), "a partition needs two different nodes"));
+            }
+            FaultKind::Partition { node: a, peer: b, for_ms: lasting }
+        }
+        "packet_loss" => FaultKind::PacketLoss { rate_ppm: ppm("rate", fault.rate, 0.0, 1.0)?, for_ms: lasting },
+        "latency" => {
+            let [min_ms, max_ms] = fault.latency_ms.unwrap_or_default();
+            if min_ms > max_ms || max_ms > 60_000 {
+                return Err(r.invalid(&key("latency_ms"), "needs min <= max <= 60000"));
+            }
+            FaultKind::Latency { min_ms, max_ms, for_ms: lasting }
+        }
+        "backend_errors" => {
+            FaultKind::BackendErrors { path: path()?, rate_ppm: ppm("rate", fault.rate, 0.0, 1.0)?, for_ms: lasting }
+        }
+        "backend_slow" => FaultKind::BackendSlow {
+            path: path()?,
+            factor_ppm: ppm("factor", fault.factor, 1.0, 1_000.0)?,
+            for_ms: lasting,
+        },
+        "token_inflation" => FaultKind::TokenInflation {
+            path: path()?,
+            factor_ppm: ppm("factor", fault.factor, 1.0, 1_000.0)?,
+            for_ms: lasting,
+        },
+        "bad_promotion" => FaultKind::BadPromotion { norm_ppm: ppm("norm", fault.norm, 0.0, 1e6)? },
+        "ledger_io_error" => FaultKind::LedgerIoError { for_ms: lasting },
+        "ledger_corrupt" | "torn_write" => {
+            let node = node("node", &fault.node)?;
+            if node != "coordinator" {
+                return Err(r.invalid(&key("node"), format!("{kind} acts on the coordinator only")));
+            }
+            if kind == "torn_write" {
+                FaultKind::TornWrite { node, down_ms: for_ms }
+            } else {
+                FaultKind::LedgerCorrupt { node }
+            }
+        }
+        _ => unreachable!("every kind is listed"),
+    };
+    Ok(Fault { at_ms, kind })
+}
+
+/// `[chaos.swarm]`.
+fn resolve_swarm(r: &Resolver<'_>, spec: &SwarmSpec) -> Result<SwarmBounds, ScenarioError> {
+    let defaults = SwarmBounds::default();
+    let kinds = spec.kinds.clone().unwrap_or(defaults.kinds);
+    if let Some(unknown) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
+        return Err(r.invalid("chaos.swarm.kinds", format!("unknown kind {unknown:?}; kinds are {}", KINDS.join(", "))));
+    }
+    let max_faults = spec.max_faults.unwrap_or(defaults.max_faults);
+    if !(1..=1_000).contains(&max_faults) {
+        return Err(r.invalid("chaos.swarm.max_faults", "must be in 1..=1000"));
+    }
+    let max_for_ms = spec.max_for.map_or(defaults.max_for_ms, |d| d.0);
+    if max_for_ms < 1_000 {
+        return Err(r.invalid("chaos.swarm.max_for", "must be at least 1s"));
+    }
+    let end_by = r.fraction("chaos.swarm.end_by", spec.end_by, defaults.end_by_ppm as f64 / 1e6)?;
+    Ok(SwarmBounds {
+        kinds,
+        max_faults,
+        max_down: spec.max_down.unwrap_or(defaults.max_down),
+        max_for_ms,
+        end_by_ppm: (end_by * 1e6).round() as u64,
     })
 }
 
@@ -992,5 +1212,10 @@ mod tests {
         assert_eq!(locate(text, "engine.valve.h"), Some(3));
         assert_eq!(locate(text, "chaos.fault"), Some(4));
         assert_eq!(locate(text, "engine.valve.nu"), None);
+        let faults = "[[chaos.fault]]\nat = \"1s\"\n[[chaos.fault]]\nkind = \"crash\"\nfor = \"0ms\"\n[x]\nfor = 1\n";
+        assert_eq!(locate(faults, "chaos.fault[2].for"), Some(5));
+        assert_eq!(locate(faults, "chaos.fault[2].node"), Some(3));
+        assert_eq!(locate(faults, "chaos.fault[1].at"), Some(2));
+        assert_eq!(locate(faults, "chaos.fault[3].at"), None);
     }
 }

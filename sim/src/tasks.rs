@@ -190,6 +190,7 @@ mod tests {
             task_id: 9,
             tokens_in: 0,
             tokens_out: 0,
+            worker: None,
         };
         table.observe(7, &Body::Engine(Signal::Outcome(outcome))).unwrap();
         let text = String::from_utf8(table.finish().unwrap()).unwrap();

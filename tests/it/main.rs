@@ -7,9 +7,15 @@ mod scenario;
 mod support;
 
 #[cfg(madsim)]
+mod campaign;
+#[cfg(madsim)]
 mod canary;
 #[cfg(madsim)]
 mod certify;
+#[cfg(madsim)]
+mod chaos;
+#[cfg(madsim)]
+mod regressions;
 #[cfg(madsim)]
 mod replay;
 

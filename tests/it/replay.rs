@@ -74,7 +74,8 @@ fn fast_worker_crash_loses_nothing_and_charges_once() {
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 60_000,
         kind: FaultKind::Crash { node: "fast-1".into(), down_ms: Some(30_000) },
-    }]);
+    }])
+    .unwrap();
     let (report, events) = replay(&scenario, 21, 1);
     assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
     assert_eq!((report.stats.lost(), report.stats.duplicate_outcomes), (0, 0));
@@ -102,7 +103,8 @@ fn coordinator_restart_keeps_the_daily_spend() {
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 90_000,
         kind: FaultKind::Crash { node: "coordinator".into(), down_ms: Some(5_000) },
-    }]);
+    }])
+    .unwrap();
     let (report, events) = replay(&scenario, 22, 1);
     assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
     let crash_ms = events
@@ -141,7 +143,8 @@ fn torn_ledger_write_is_recovered() {
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 60_000,
         kind: FaultKind::TornWrite { node: "coordinator".into(), down_ms: Some(5_000) },
-    }]);
+    }])
+    .unwrap();
     let (report, events) = replay(&scenario, 23, 1);
     assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
     assert_eq!(report.stats.ledger_halts, 0);

@@ -77,3 +77,53 @@ fn malformed_toml_names_the_line() {
     let error = load_error("name = \"t\"\nduration = \"1m\n[workload]\n");
     assert!(error.contains("scenario.toml") && error.contains("line 2"), "{error}");
 }
+
+fn fault_error(fault: &str) -> String {
+    load_error(&format!(
+        "{MINIMAL}[[chaos.fault]]\nat = \"1s\"\nkind = \"crash\"\nnode = \"fast-1\"\n[[chaos.fault]]\n{fault}"
+    ))
+}
+
+#[test]
+fn a_fault_that_must_last_cannot_last_no_time() {
+    let error = fault_error("at = \"2s\"\nkind = \"crash\"\nnode = \"fast-2\"\nfor = \"0ms\"\n");
+    assert!(error.contains("scenario.toml:13: chaos.fault[2].for") && error.contains("at least 1ms"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"pause\"\nnode = \"fast-2\"\nfor = 0\n");
+    assert!(error.contains("chaos.fault[2].for"), "{error}");
+}
+
+#[test]
+fn faults_at_or_after_the_end_or_overflowing_are_refused() {
+    let error = fault_error("at = \"1m\"\nkind = \"restart\"\nnode = \"fast-2\"\n");
+    assert!(error.contains("scenario.toml:10: chaos.fault[2].at") && error.contains("at or after the end"), "{error}");
+    let error = fault_error("at = \"50s\"\nkind = \"isolate\"\nnode = \"fast-2\"\nfor = \"11s\"\n");
+    assert!(error.contains("chaos.fault[2].for") && error.contains("must end by the end of the run"), "{error}");
+    let error = fault_error("at = \"50s\"\nkind = \"ledger_io_error\"\nfor = 9223372036854775807\n");
+    assert!(error.contains("chaos.fault[2].for") && error.contains("must end by the end of the run"), "{error}");
+}
+
+#[test]
+fn fault_fields_are_checked_against_their_kind() {
+    let error = fault_error("at = \"2s\"\nkind = \"pause\"\nnode = \"fast-2\"\nfor = \"1s\"\nrate = 0.5\n");
+    assert!(error.contains("chaos.fault[2].rate") && error.contains("does not apply to pause"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"backend_errors\"\npath = \"fast\"\nfor = \"1s\"\n");
+    assert!(error.contains("chaos.fault[2].rate") && error.contains("backend_errors needs `rate`"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"backend_slow\"\npath = \"medium\"\nfactor = 2.0\nfor = \"1s\"\n");
+    assert!(error.contains("chaos.fault[2].path"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"packet_loss\"\nrate = 1.5\nfor = \"1s\"\n");
+    assert!(error.contains("chaos.fault[2].rate") && error.contains("not in [0, 1]"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"partition\"\nnode = \"fast-2\"\npeer = \"fast-2\"\nfor = \"1s\"\n");
+    assert!(error.contains("chaos.fault[2].peer"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"meteor\"\n");
+    assert!(error.contains("chaos.fault[2].kind") && error.contains("kinds are crash, restart, pause"), "{error}");
+    let error = fault_error("at = \"2s\"\nkind = \"torn_write\"\nnode = \"state\"\n");
+    assert!(error.contains("coordinator only"), "{error}");
+}
+
+#[test]
+fn swarm_bounds_are_checked() {
+    let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nkinds = [\"crash\", \"flood\"]\n"));
+    assert!(error.contains("chaos.swarm.kinds") && error.contains("flood"), "{error}");
+    let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nmax_faults = 0\n"));
+    assert!(error.contains("chaos.swarm.max_faults"), "{error}");
+}

@@ -167,8 +167,15 @@ pub fn html(data: &ReportData, analytics: &Analytics, svgs: &[(String, String)])
                         }
                         None => out.push_str("<tr>"),
                     }
-                    for cell in &row.cells {
-                        let _ = write!(out, "<td>{}</td>", escape(cell));
+                    for (i, cell) in row.cells.iter().enumerate() {
+                        match verdict_class(table.verdicts, i, cell) {
+                            Some(class) => {
+                                let _ = write!(out, "<td class=\"verdict {class}\">{}</td>", escape(cell));
+                            }
+                            None => {
+                                let _ = write!(out, "<td>{}</td>", escape(cell));
+                            }
+                        }
                     }
                     out.push_str("</tr>\n");
                 }
@@ -188,6 +195,20 @@ pub fn html(data: &ReportData, analytics: &Analytics, svgs: &[(String, String)])
     out
 }
 
+/// The class of a verdict cell: a fixed name per verdict word, never the data itself.
+fn verdict_class(column: Option<usize>, i: usize, cell: &str) -> Option<&'static str> {
+    if column != Some(i) {
+        return None;
+    }
+    match cell {
+        "pass" => Some("v-pass"),
+        "warn" => Some("v-warn"),
+        "fail" => Some("v-fail"),
+        "skipped" => Some("v-skipped"),
+        _ => None,
+    }
+}
+
 /// The inline style sheet of the HTML report.
 const STYLE: &str = "body { font-family: system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fafafa; }
 main { max-width: 1100px; margin: 0 auto; padding: 1.5em; }
@@ -196,6 +217,9 @@ table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #eee; } td { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; } td:first-child { white-space: nowrap; }
 tr.fail td { background: #fbe3e3; } tr.warn td { background: #fff3d6; } tr.skipped td { color: #777; }
+td.verdict { font-weight: bold; text-transform: uppercase; letter-spacing: 0.03em; text-align: center; }
+td.v-pass { background: #c8e6c9; color: #1b5e20; } td.v-warn { background: #ffe0a3; color: #7a4f00; }
+td.v-fail { background: #f5b5b5; color: #8e0000; } td.v-skipped { background: #e6e6e6; color: #555; }
 .banner { padding: 0.8em 1.2em; border-radius: 6px; margin: 1em 0; border: 2px solid; }
 .banner p { margin: 0.3em 0; } .banner .outcome { font-size: 1.5em; font-weight: bold; }
 .banner.pass { background: #e3f6e5; border-color: #2e7d32; } .banner.pass .outcome { color: #1b5e20; }
@@ -235,6 +259,9 @@ enum Block {
 struct Table {
     header: Vec<&'static str>,
     rows: Vec<Row>,
+    /// The column whose cells are verdicts (`pass`, `warn`, `fail`, `skipped`): the HTML
+    /// colours each by its word, and keeps the word.
+    verdicts: Option<usize>,
 }
 
 struct Row {
@@ -245,7 +272,7 @@ struct Row {
 
 impl Table {
     fn new(header: &[&'static str]) -> Table {
-        Table { header: header.to_vec(), rows: Vec::new() }
+        Table { header: header.to_vec(), rows: Vec::new(), verdicts: None }
     }
 
     fn row(&mut self, cells: Vec<String>) {
@@ -330,6 +357,7 @@ fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
 fn invariants(doc: &mut Vec<Block>, data: &ReportData) {
     doc.push(Block::Heading("Invariants".into()));
     let mut table = Table::new(&["id", "critical", "verdict", "observed", "unit", "threshold", "weight", "detail"]);
+    table.verdicts = Some(2);
     for inv in &data.invariants {
         let class = match inv.verdict.as_str() {
             "fail" => Some("fail"),
@@ -525,18 +553,32 @@ fn faults(doc: &mut Vec<Block>, data: &ReportData) {
     if data.faults.is_empty() {
         doc.push(Block::Para("No fault was injected.".into()));
     } else {
-        let mut table = Table::new(&["time", "t (ms)", "fault", "node"]);
+        let mut table = Table::new(&["#", "start", "end", "fault", "target", "magnitude", "recovered after"]);
         for fault in &data.faults {
-            table.row(vec![clock(fault.t_ms), fault.t_ms.to_string(), fault.fault.clone(), fault.node.clone()]);
+            let recovered = match (fault.end_ms, fault.recovery_ms) {
+                (None, _) => "-".to_string(),
+                (Some(_), Some(ms)) => format!("{ms} ms"),
+                (Some(_), None) => "not recovered".to_string(),
+            };
+            table.row(vec![
+                fault.id.to_string(),
+                clock(fault.t_ms),
+                fault.end_ms.map_or_else(|| "never".to_string(), clock),
+                fault.fault.clone(),
+                fault.node.clone(),
+                fault.magnitude.clone(),
+                recovered,
+            ]);
         }
         doc.push(Block::Table(table));
     }
     doc.push(Block::Para(match data.recovery_ms {
         Some(ms) => format!(
-            "Recovery: the fast-path ratio was back above its target {} ({ms} ms) after the last fault.",
+            "Recovery: queues drained and the fast-path ratio back above its target {} ({ms} ms) after the last fault ended.",
             clock(ms)
         ),
-        None => "Recovery: not measured.".to_string(),
+        None if data.faults.is_empty() => "Recovery: not measured (no fault).".to_string(),
+        None => "Recovery: NOT RECOVERED after the last fault ended (a liveness failure).".to_string(),
     }));
 }
 
@@ -671,7 +713,15 @@ mod tests {
                 reference: "aa".repeat(32),
                 replays: vec!["aa".repeat(32), "aa".repeat(32), "bb".repeat(32)],
             },
-            faults: vec![FaultRow { t_ms: 30_000, fault: "kill".into(), node: "deep-0".into() }],
+            faults: vec![FaultRow {
+                t_ms: 30_000,
+                end_ms: Some(40_000),
+                id: 1,
+                fault: "crash".into(),
+                node: "deep-1".into(),
+                magnitude: String::new(),
+                recovery_ms: Some(2_500),
+            }],
             recovery_ms: Some(4_000),
             l_tot: vec![(0, 400_000), (30_000, 650_000), (90_000, 500_000)],
             events: 123,
@@ -743,6 +793,10 @@ mod tests {
             assert!(html.contains(&format!("><td>{}</td><td>", inv.id)), "no table row for {}", inv.id);
         }
         assert!(html.contains("<tr class=\"warn\"><td>fast_latency_p99</td>"));
+        // Verdict cells carry their colour and keep their word.
+        for word in ["pass", "warn", "skipped"] {
+            assert!(html.contains(&format!("<td class=\"verdict v-{word}\">{word}</td>")), "{word}");
+        }
         assert_eq!(html.matches("<svg").count(), plots::PLOTS.len(), "every plot inline");
         let references = html.matches("http://").count() + html.matches("https://").count();
         let xmlns = html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
@@ -754,7 +808,7 @@ mod tests {
         assert!(html.contains("two minutes across midnight &lt;UTC&gt;"));
         assert!(!html.contains("development key"), "a release key gets no notice");
         assert!(html.contains("2 of 3 replays reproduce"));
-        assert!(html.contains("<td>kill</td><td>deep-0</td>"));
+        assert!(html.contains("<td>crash</td><td>deep-1</td>"));
         assert!(html.contains("score fell from 95.00 to 82.50"));
         assert!(html.contains(&"ee".repeat(32)), "Merkle root");
     }

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::analytics::Analytics;
-use crate::model::ReportData;
+use crate::model::{FaultRow, ReportData};
 
 use super::DAY_MS;
 
@@ -102,6 +102,42 @@ fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
+/// The fill of a fault's span.
+const FAULT_FILL: RGBColor = RGBColor(255, 152, 0);
+
+/// Shades each fault's span (start to end; an instant or endless one at least a 250th of
+/// the axis wide, so it shows), under the series, with one legend entry.
+fn fault_spans<'a>(
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'a>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    faults: &[FaultRow],
+    axis: &TimeAxis,
+    top: f64,
+) -> DrawResult {
+    let least = axis.end / 250.0;
+    let spans: Vec<(f64, f64)> = faults
+        .iter()
+        .map(|f| {
+            let start = axis.at(f.t_ms);
+            let end = f.end_ms.map_or(axis.end, |e| axis.at(e)).max(start + least).min(axis.end.max(start + least));
+            (start, end)
+        })
+        .collect();
+    if spans.is_empty() {
+        return Ok(());
+    }
+    chart
+        .draw_series(
+            spans.into_iter().map(|(x0, x1)| Rectangle::new([(x0, 0.0), (x1, top)], FAULT_FILL.mix(0.22).filled())),
+        )?
+        .label("fault")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], FAULT_FILL.mix(0.4).filled()));
+    Ok(())
+}
+
 /// A caption in the middle of the plotting area, for plots without data.
 /// The legend box, in the same style on every plot.
 fn legend<'a, CT: CoordTranslate>(
@@ -173,16 +209,25 @@ fn thin(points: Vec<(f64, f64)>, end: f64) -> Vec<(f64, f64)> {
     kept
 }
 
+/// What a ratio plot shows besides its series.
+struct RatioMarks<'a> {
+    series_label: &'a str,
+    y_desc: &'a str,
+    /// A labelled horizontal line.
+    threshold: Option<(f64, String)>,
+    /// Shaded spans.
+    faults: &'a [FaultRow],
+}
+
 /// A per-window ratio (0 to 1) over time, with an optional labelled threshold.
 fn ratio_plot(
     root: &Area,
     title: &str,
     axis: &TimeAxis,
     series: Vec<Vec<(f64, f64)>>,
-    series_label: &str,
-    y_desc: &str,
-    threshold: Option<(f64, String)>,
+    marks: RatioMarks,
 ) -> DrawResult {
+    let RatioMarks { series_label, y_desc, threshold, faults } = marks;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 18))
         .margin(12)
@@ -190,6 +235,7 @@ fn ratio_plot(
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..axis.end, 0f64..1.05f64)?;
     chart.configure_mesh().x_desc(axis.desc).y_desc(y_desc).light_line_style(RGBColor(235, 235, 235)).draw()?;
+    fault_spans(&mut chart, faults, axis, 1.05)?;
     let empty = series.is_empty();
     // The legend goes to the half of the plot the series mostly leaves free.
     let (sum, count) = series.iter().flatten().fold((0.0, 0usize), |(sum, count), (_, y)| (sum + y, count + 1));
@@ -225,15 +271,13 @@ fn fast_ratio(root: &Area, title: &str, data: &ReportData, analytics: &Analytics
             .iter()
             .map(|w| w.fast_ratio.map(|ratio| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, ratio))),
     );
-    ratio_plot(
-        root,
-        title,
-        axis,
-        series,
-        "fast-path ratio per window",
-        "fast completed / (completed + failed)",
-        Some((target, format!("target {target:.2}"))),
-    )
+    let marks = RatioMarks {
+        series_label: "fast-path ratio per window",
+        y_desc: "fast completed / (completed + failed)",
+        threshold: Some((target, format!("target {target:.2}"))),
+        faults: &data.faults,
+    };
+    ratio_plot(root, title, axis, series, marks)
 }
 
 fn memory(root: &Area, title: &str, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
@@ -243,7 +287,13 @@ fn memory(root: &Area, title: &str, analytics: &Analytics, axis: &TimeAxis) -> D
             .iter()
             .map(|w| w.cache_hit_rate.map(|rate| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, rate))),
     );
-    ratio_plot(root, title, axis, series, "cache hits / fast completions", "cache hit rate (ratio)", None)
+    let marks = RatioMarks {
+        series_label: "cache hits / fast completions",
+        y_desc: "cache hit rate (ratio)",
+        threshold: None,
+        faults: &[],
+    };
+    ratio_plot(root, title, axis, series, marks)
 }
 
 fn cusum(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
@@ -268,6 +318,7 @@ fn cusum(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axi
         .y_desc("CUSUM S (max per window)")
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
+    fault_spans(&mut chart, &data.faults, axis, top)?;
     let empty = series.is_empty();
     for (i, run) in series.into_iter().enumerate() {
         let drawn = chart.draw_series(LineSeries::new(run, BLUE.stroke_width(2)).point_size(2))?;

@@ -1,0 +1,474 @@
+//! `campaign`, `campaign merge` and `shrink` (SPEC 7): many seeds across threads, one
+//! madsim runtime per thread, with a progress bar, per-seed JSON lines, a summary table,
+//! shard merging, and the shrinker on a failing seed. Simulation build only, but `merge`,
+//! which runs nothing, works in both builds.
+
+use crate::exit;
+use seedcore_sim::campaign::{self, CampaignInfo, SeedLine, SeedRange, Shard};
+use std::path::{Path, PathBuf};
+
+/// The arguments of `campaign`.
+#[cfg_attr(not(madsim), allow(dead_code, reason = "campaigns run in the simulation build only"))]
+pub struct Args {
+    pub scenario: PathBuf,
+    pub seeds: SeedRange,
+    pub jobs: usize,
+    pub swarm: bool,
+    pub shard: Option<Shard>,
+    pub shrink: bool,
+    pub out: PathBuf,
+}
+
+/// Whether to draw a progress bar: on a terminal, outside CI.
+#[cfg_attr(not(madsim), allow(dead_code, reason = "campaigns run in the simulation build only"))]
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+/// Writes the summary to stdout, `summary.md`, and `$GITHUB_STEP_SUMMARY` when set.
+fn publish(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8> {
+    let text = campaign::summary(info, lines);
+    println!("{text}");
+    let error = |path: &Path, e: std::io::Error| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::RUNTIME
+    };
+    let path = dir.join("summary.md");
+    std::fs::write(&path, &text).map_err(|e| error(&path, e))?;
+    if let Some(step) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let step = PathBuf::from(step);
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&step).map_err(|e| error(&step, e))?;
+        writeln!(file, "{text}").map_err(|e| error(&step, e))?;
+    }
+    Ok(())
+}
+
+/// The exit code of a campaign's lines (SPEC 8.3): 1 if any seed failed a critical
+/// invariant (or crashed the simulation), else 0.
+fn exit_code(lines: &[SeedLine]) -> u8 {
+    if lines.iter().any(SeedLine::failed_critically) {
+        exit::INVARIANT_FAILED
+    } else {
+        exit::PASS
+    }
+}
+
+/// `campaign merge DIR... --out DIR`.
+pub fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> u8 {
+    let mut infos = Vec::new();
+    let mut shards = Vec::new();
+    for dir in &dirs {
+        let info_path = dir.join("campaign.json");
+        let info = match std::fs::read_to_string(&info_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<CampaignInfo>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(info) => info,
+            Err(e) => {
+                eprintln!("error: {}: {e} (not a campaign directory?)", info_path.display());
+                return exit::USAGE;
+            }
+        };
+        match campaign::read_lines(&dir.join("campaign.jsonl")) {
+            Ok(lines) => shards.push(lines),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+        infos.push(info);
+    }
+    let (info, lines) = match campaign::merge(&infos, shards) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if let Err(code) = write_dir(&out, &info, &lines) {
+        return code;
+    }
+    println!("merged {} shard(s), {} seeds, into {}", dirs.len(), lines.len(), out.display());
+    if let Err(code) = publish(&out, &info, &lines) {
+        return code;
+    }
+    exit_code(&lines)
+}
+
+/// Writes `campaign.json` and `campaign.jsonl` (in seed order) into `dir`.
+fn write_dir(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8> {
+    let error = |path: &Path, e: &dyn std::fmt::Display| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::USAGE
+    };
+    std::fs::create_dir_all(dir).map_err(|e| error(dir, &e))?;
+    let info_path = dir.join("campaign.json");
+    let text = serde_json::to_string_pretty(info).expect("the info serialises");
+    std::fs::write(&info_path, text + "\n").map_err(|e| error(&info_path, &e))?;
+    let path = dir.join("campaign.jsonl");
+    let staged = dir.join("campaign.jsonl.partial");
+    campaign::write_lines(&staged, lines).map_err(|e| error(&staged, &e))?;
+    std::fs::rename(&staged, &path).map_err(|e| error(&path, &e))
+}
+
+#[cfg(not(madsim))]
+pub fn run(_args: Args) -> u8 {
+    eprintln!("error: campaigns run under the simulator; use the simulation build: cargo sim campaign <scenario>");
+    exit::USAGE
+}
+
+#[cfg(not(madsim))]
+pub fn shrink(_args: ShrinkArgs) -> u8 {
+    eprintln!("error: shrink runs under the simulator; use the simulation build: cargo sim shrink <scenario>");
+    exit::USAGE
+}
+
+/// The arguments of `shrink`.
+#[cfg_attr(not(madsim), allow(dead_code, reason = "shrink runs in the simulation build only"))]
+pub struct ShrinkArgs {
+    pub scenario: PathBuf,
+    pub seed: Option<u64>,
+    pub swarm: bool,
+    pub invariant: Option<String>,
+    pub max_runs: u32,
+    pub out: Option<PathBuf>,
+}
+
+#[cfg(madsim)]
+pub use sim::{run, shrink};
+
+#[cfg(madsim)]
+mod sim {
+    use super::*;
+    use seedcore_reports::model::Outcome;
+    use seedcore_reports::score::{outcome, score};
+    use seedcore_sim::invariants::critical_failures;
+    use seedcore_sim::run::{judge, with_plan, Judged};
+    use seedcore_sim::Scenario;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods, reason = "wall-clock timing of each seed's run")]
+    fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let started = std::time::Instant::now();
+        let value = f();
+        (value, started.elapsed().as_millis() as u64)
+    }
+
+    /// Runs one seed, catching a panic of the simulation as an `ERROR` line.
+    fn run_seed(scenario: &Scenario, seed: u64) -> SeedLine {
+        let plan = scenario.fault_plan(seed);
+        let (result, wall_ms) =
+            timed(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge(scenario, seed))));
+        match result {
+            Ok(Ok(judged)) => line_of(scenario, seed, &judged, wall_ms),
+            Ok(Err(error)) => {
+                eprintln!("error: seed {seed}: {error}");
+                crashed(seed, &plan, "error", wall_ms)
+            }
+            // The panic message is printed by the panic hook, above.
+            Err(_) => crashed(seed, &plan, "panic", wall_ms),
+        }
+    }
+
+    /// The line of a seed whose simulation could not finish.
+    fn crashed(seed: u64, plan: &seedcore_chaos::FaultPlan, why: &str, wall_ms: u64) -> SeedLine {
+        SeedLine {
+            failed: vec![why.into()],
+            fault_plan: plan.digest(),
+            faults: plan.faults().len() as u64,
+            outcome: "ERROR".into(),
+            root: String::new(),
+            score: "0.00".into(),
+            seed,
+            wall_ms,
+        }
+    }
+
+    /// A seed's line. A campaign seed is one run: `determinism` is not judged per seed
+    /// (the campaign's own check is that every job count and shard split gives the same
+    /// roots), so only a critical invariant that *failed* fails the seed.
+    fn line_of(scenario: &Scenario, seed: u64, judged: &Judged, wall_ms: u64) -> SeedLine {
+        let s = score(&judged.results, &scenario.policy);
+        let critical = critical_failures(&judged.results);
+        let judged_outcome = match outcome(&judged.results, s) {
+            _ if !critical.is_empty() => Outcome::Fail,
+            // `outcome` fails the skipped `determinism`; the score alone decides here.
+            Outcome::Fail if s.0 >= seedcore_reports::score::PASS_SCORE => Outcome::Pass,
+            Outcome::Fail if s.0 >= seedcore_reports::score::CONDITIONS_SCORE => Outcome::PassWithConditions,
+            other => other,
+        };
+        SeedLine {
+            failed: judged.failed().into_iter().map(String::from).collect(),
+            fault_plan: judged.plan.digest(),
+            faults: judged.plan.faults().len() as u64,
+            outcome: judged_outcome.as_str().into(),
+            root: hex::encode(judged.root),
+            score: s.to_string(),
+            seed,
+            wall_ms,
+        }
+    }
+
+    /// `campaign SCENARIO --seeds A..B [--jobs N] [--swarm] [--shard i/n] [--shrink] --out DIR`.
+    pub fn run(args: Args) -> u8 {
+        let mut scenario = match crate::load(&args.scenario) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        if args.swarm {
+            scenario.enable_swarm();
+        }
+        let seeds = args.seeds.seeds(args.shard);
+        let info = CampaignInfo {
+            scenario: args.scenario.display().to_string(),
+            scenario_name: scenario.name.clone(),
+            scenario_sha256: scenario.sha256.clone(),
+            seeds: args.seeds,
+            shard: args.shard,
+            swarm: args.swarm,
+        };
+        if args.out.exists() && !args.out.is_dir() {
+            eprintln!("error: {}: exists and is not a directory", args.out.display());
+            return exit::USAGE;
+        }
+        // campaign.json first: a directory that is being filled says what it is.
+        if let Err(code) = write_dir(&args.out, &info, &[]) {
+            return code;
+        }
+        let jobs = args.jobs.clamp(1, seeds.len().max(1));
+        println!(
+            "seedcore campaign  scenario {} ({})  seeds {}{}  {} seed(s) on {jobs} thread(s){}",
+            scenario.name,
+            &scenario.sha256[..16],
+            args.seeds,
+            args.shard.map_or(String::new(), |s| format!(" shard {}/{}", s.index, s.count)),
+            seeds.len(),
+            if scenario.swarm.is_some() { ", swarm" } else { "" }
+        );
+        let (lines, wall_ms) = timed(|| run_seeds(&scenario, &seeds, jobs, &info));
+        if let Err(code) = write_dir(&args.out, &info, &lines) {
+            return code;
+        }
+        println!(
+            "{} seeds in {:.1} s wall ({:.2} s per seed per thread); wrote {}/campaign.jsonl",
+            lines.len(),
+            wall_ms as f64 / 1e3,
+            lines.iter().map(|l| l.wall_ms).sum::<u64>() as f64 / 1e3 / lines.len().max(1) as f64,
+            args.out.display()
+        );
+        if let Err(code) = publish(&args.out, &info, &lines) {
+            return code;
+        }
+        let code = exit_code(&lines);
+        if args.shrink {
+            if let Some(first) = lines.iter().filter(|l| !l.failed.is_empty()).min_by_key(|l| l.seed) {
+                println!("shrinking the first failing seed, {}", first.seed);
+                let shrink_args = ShrinkArgs {
+                    scenario: args.scenario.clone(),
+                    seed: Some(first.seed),
+                    swarm: args.swarm,
+                    invariant: None,
+                    max_runs: 300,
+                    out: Some(args.out.join(format!("shrink-{}", first.seed))),
+                };
+                let shrunk = shrink(shrink_args);
+                if shrunk > exit::INVARIANT_FAILED {
+                    return shrunk;
+                }
+            }
+        }
+        code
+    }
+
+    /// Runs the seeds on `jobs` threads, each seed in a runtime of its own; returns the
+    /// lines in seed order.
+    fn run_seeds(scenario: &Scenario, seeds: &[u64], jobs: usize, info: &CampaignInfo) -> Vec<SeedLine> {
+        let next = AtomicUsize::new(0);
+        let (sender, receiver) = mpsc::channel::<SeedLine>();
+        let bar = interactive().then(|| {
+            let bar = indicatif::ProgressBar::new(seeds.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} seeds  {msg}  eta {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let mut lines = Vec::with_capacity(seeds.len());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                let (next, sender) = (&next, sender.clone());
+                #[allow(clippy::disallowed_methods, reason = "one simulation runtime per thread")]
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    if sender.send(run_seed(scenario, seed)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(sender);
+            let mut failing = 0;
+            for line in receiver {
+                let failed = !line.failed.is_empty();
+                failing += usize::from(failed);
+                let text = format!(
+                    "seed {:>6}  {:<20} score {:>6}  {:>5} ms  {}",
+                    line.seed,
+                    line.outcome,
+                    line.score,
+                    line.wall_ms,
+                    if failed { line.failed.join(", ") } else { String::new() }
+                );
+                match &bar {
+                    Some(bar) => {
+                        if failed {
+                            bar.println(format!("{text}\n  reproduce: {}", campaign::repro(info, line.seed)));
+                        }
+                        bar.set_message(format!("{failing} failing"));
+                        bar.inc(1);
+                    }
+                    None => {
+                        println!("[{}/{}] {text}", lines.len() + 1, seeds.len());
+                    }
+                }
+                lines.push(line);
+            }
+        });
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        lines.sort_by_key(|l| l.seed);
+        lines
+    }
+
+    /// `shrink SCENARIO --seed N [--swarm] [--invariant ID] [--max-runs K] [--out DIR]`.
+    pub fn shrink(args: ShrinkArgs) -> u8 {
+        let mut scenario = match crate::load(&args.scenario) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        if args.swarm {
+            scenario.enable_swarm();
+        }
+        let seed = args.seed.unwrap_or(scenario.seed);
+        let out = args.out.unwrap_or_else(|| PathBuf::from("out").join(format!("shrink-{}-{seed}", scenario.name)));
+        if out.exists() && !out.is_dir() {
+            eprintln!("error: {}: exists and is not a directory", out.display());
+            return exit::USAGE;
+        }
+        // A seed that crashes the simulation shrinks too: its "invariant" is `panic`.
+        let (failed, critical) = match run_caught(&scenario, seed, false) {
+            Ok(Ok(j)) => (j.failed(), critical_failures(&j.results)),
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                return exit::RUNTIME;
+            }
+            Err(()) => (vec!["panic"], vec!["panic"]),
+        };
+        let target = match (&args.invariant, critical.first(), failed.first()) {
+            (Some(id), ..) if failed.contains(&id.as_str()) => failed[failed.iter().position(|f| f == id).expect("in")],
+            (Some(id), ..) => {
+                eprintln!("error: seed {seed} does not fail {id} (it fails: {})", list(&failed));
+                return exit::USAGE;
+            }
+            (None, Some(critical), _) => *critical,
+            (None, None, Some(any)) => *any,
+            (None, None, None) => {
+                println!("nothing to shrink: seed {seed} passes every invariant");
+                return exit::PASS;
+            }
+        };
+        let before = scenario.fault_plan(seed).faults().to_vec();
+        println!(
+            "shrinking seed {seed} of {}: {} fault(s), failing {target}; at most {} runs",
+            scenario.name,
+            before.len(),
+            args.max_runs
+        );
+        let progress = interactive().then(indicatif::ProgressBar::new_spinner);
+        let mut runs = 0;
+        let shrunk = seedcore_sim::shrink::shrink_plan(&before, scenario.duration_ms, args.max_runs, |faults| {
+            runs += 1;
+            let fails = match run_caught(&with_plan(&scenario, faults), seed, true) {
+                Err(()) => target == "panic",
+                Ok(Ok(j)) => j.failed().contains(&target),
+                Ok(Err(_)) => false,
+            };
+            match &progress {
+                Some(p) => p.set_message(format!("run {runs}: {} fault(s) {}", faults.len(), verdict(fails))),
+                None => println!("  run {runs:>3}: {:>2} fault(s) {}", faults.len(), verdict(fails)),
+            }
+            fails
+        });
+        if let Some(p) = progress {
+            p.finish_and_clear();
+        }
+        let text = match seedcore_sim::shrink::shrunk_toml(&scenario, &shrunk.after, seed, target, &out) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::RUNTIME;
+            }
+        };
+        let path = out.join("shrunk.toml");
+        if let Err(e) = std::fs::create_dir_all(&out).and_then(|()| std::fs::write(&path, text)) {
+            eprintln!("error: {}: {e}", path.display());
+            return exit::USAGE;
+        }
+        println!(
+            "shrunk in {} runs: {} fault(s) before, {} after{}",
+            shrunk.runs,
+            shrunk.before.len(),
+            shrunk.after.len(),
+            if shrunk.exhausted { " (run budget spent; the plan may shrink further with --max-runs)" } else { "" }
+        );
+        for fault in &shrunk.after {
+            println!("  {}", fault.describe());
+        }
+        println!("wrote {}", path.display());
+        println!("reproduce: cargo sim replay {} --seed {seed}", path.display());
+        exit::INVARIANT_FAILED
+    }
+
+    /// One judged run, a panic caught (`Err(())`); `quiet` without the panic's message:
+    /// while shrinking a crash, every candidate that still crashes would print it again.
+    fn run_caught(
+        scenario: &Scenario,
+        seed: u64,
+        quiet: bool,
+    ) -> Result<Result<Judged, seedcore_sim::run::RunError>, ()> {
+        let hook = quiet.then(|| {
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            hook
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge(scenario, seed))).map_err(|_| ());
+        if let Some(hook) = hook {
+            std::panic::set_hook(hook);
+        }
+        result
+    }
+
+    fn verdict(fails: bool) -> &'static str {
+        if fails {
+            "still fails"
+        } else {
+            "passes"
+        }
+    }
+
+    fn list(ids: &[&str]) -> String {
+        if ids.is_empty() {
+            "nothing".into()
+        } else {
+            ids.join(", ")
+        }
+    }
+}
