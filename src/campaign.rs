@@ -215,13 +215,10 @@ mod sim {
 
     /// `campaign SCENARIO --seeds A..B [--jobs N] [--swarm] [--shard i/n] [--shrink] --out DIR`.
     pub fn run(args: Args) -> u8 {
-        let mut scenario = match crate::load(&args.scenario) {
+        let scenario = match crate::load_with_swarm(&args.scenario, args.swarm) {
             Ok(s) => s,
             Err(code) => return code,
         };
-        if args.swarm {
-            scenario.enable_swarm();
-        }
         let seeds = args.seeds.seeds(args.shard);
         let info = CampaignInfo {
             scenario: args.scenario.display().to_string(),
@@ -350,13 +347,10 @@ mod sim {
 
     /// `shrink SCENARIO --seed N [--swarm] [--invariant ID] [--max-runs K] [--out DIR]`.
     pub fn shrink(args: ShrinkArgs) -> u8 {
-        let mut scenario = match crate::load(&args.scenario) {
+        let scenario = match crate::load_with_swarm(&args.scenario, args.swarm) {
             Ok(s) => s,
             Err(code) => return code,
         };
-        if args.swarm {
-            scenario.enable_swarm();
-        }
         let seed = args.seed.unwrap_or(scenario.seed);
         let out = args.out.unwrap_or_else(|| PathBuf::from("out").join(format!("shrink-{}-{seed}", scenario.name)));
         if out.exists() && !out.is_dir() {

@@ -238,6 +238,16 @@ fn load(path: &std::path::Path) -> Result<seedcore_sim::Scenario, u8> {
     })
 }
 
+/// Loads a scenario, with swarm mode on when `swarm` (`--swarm`).
+#[cfg(madsim)]
+fn load_with_swarm(path: &std::path::Path, swarm: bool) -> Result<seedcore_sim::Scenario, u8> {
+    let mut scenario = load(path)?;
+    if swarm {
+        scenario.enable_swarm();
+    }
+    Ok(scenario)
+}
+
 #[cfg(not(madsim))]
 fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: Option<PathBuf>, _swarm: bool) -> u8 {
     eprintln!("error: replay runs under the simulator; use the simulation build: cargo sim replay <scenario>");
@@ -249,13 +259,10 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
     use seedcore_sim::invariants::critical_failures;
     use seedcore_sim::run::{repro_command, Staging};
 
-    let mut scenario = match load(&path) {
+    let scenario = match load_with_swarm(&path, swarm) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if swarm {
-        scenario.enable_swarm();
-    }
     let seed = seed.unwrap_or(scenario.seed);
     let replays = replays.unwrap_or(scenario.harness.replays);
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", scenario.name)));

@@ -10,7 +10,7 @@ mod ddmin;
 mod swarm;
 
 pub use ddmin::ddmin;
-pub use swarm::{draw, SwarmBounds, Topology, SWARM_KINDS};
+pub use swarm::{draw, SwarmBounds, Topology, NOT_SWARMED};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -128,18 +128,10 @@ impl FaultKind {
     /// How long the fault lasts: `Some(0)` for one that acts at once (restart, corrupt,
     /// promotion), `None` for one that lasts until a restart or the end of the run.
     pub fn duration_ms(&self) -> Option<u64> {
-        match self {
-            FaultKind::Crash { down_ms, .. } | FaultKind::TornWrite { down_ms, .. } => *down_ms,
-            FaultKind::Restart { .. } | FaultKind::BadPromotion { .. } | FaultKind::LedgerCorrupt { .. } => Some(0),
-            FaultKind::Pause { for_ms, .. }
-            | FaultKind::Partition { for_ms, .. }
-            | FaultKind::Isolate { for_ms, .. }
-            | FaultKind::PacketLoss { for_ms, .. }
-            | FaultKind::Latency { for_ms, .. }
-            | FaultKind::BackendErrors { for_ms, .. }
-            | FaultKind::BackendSlow { for_ms, .. }
-            | FaultKind::TokenInflation { for_ms, .. }
-            | FaultKind::LedgerIoError { for_ms } => Some(*for_ms),
+        if self.lasts() {
+            self.clone().duration_mut().copied()
+        } else {
+            Some(0)
         }
     }
 

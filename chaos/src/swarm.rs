@@ -3,29 +3,15 @@
 //! bounds a scenario can narrow. Different seeds explore different fault mixes; the same
 //! seed draws the same plan.
 
-use crate::{Fault, FaultKind};
+use crate::{Fault, FaultKind, KINDS};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The kinds a swarm may draw when the scenario does not narrow them: every kind but
-/// `ledger_corrupt`, which no engine survives by design (a corrupted ledger must halt the
-/// coordinator; it is the `ledger_integrity` canary, not a chaos fault).
-pub const SWARM_KINDS: [&str; 13] = [
-    "crash",
-    "restart",
-    "pause",
-    "partition",
-    "isolate",
-    "packet_loss",
-    "latency",
-    "backend_errors",
-    "backend_slow",
-    "token_inflation",
-    "bad_promotion",
-    "ledger_io_error",
-    "torn_write",
-];
+/// The one kind a swarm does not draw unless the scenario allows it: a corrupted ledger
+/// must halt the coordinator, which no engine survives by design; it is the
+/// `ledger_integrity` canary, not a chaos fault.
+pub const NOT_SWARMED: &str = "ledger_corrupt";
 
 /// What a swarm may draw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +31,7 @@ pub struct SwarmBounds {
 impl Default for SwarmBounds {
     fn default() -> Self {
         SwarmBounds {
-            kinds: SWARM_KINDS.iter().map(|k| k.to_string()).collect(),
+            kinds: KINDS.iter().filter(|k| **k != NOT_SWARMED).map(|k| k.to_string()).collect(),
             max_faults: 8,
             max_down: 1,
             max_for_ms: 5 * 60_000,
@@ -117,8 +103,11 @@ pub fn draw(seed: u64, bounds: &SwarmBounds, topology: &Topology, duration_ms: u
             "backend_errors" => {
                 FaultKind::BackendErrors { path: path(&mut rng), rate_ppm: fraction(&mut rng, 0.05, 0.9), for_ms }
             }
+            // Up to 4: beyond a path's timeout over its median latency (30 s / 5.8 s deep) every
+            // call times out, which no engine with fixed timeouts survives (seed 866 of the
+            // first 1,000-seed campaign of the Azure hour drew 9.6 for four minutes).
             "backend_slow" => {
-                FaultKind::BackendSlow { path: path(&mut rng), factor_ppm: fraction(&mut rng, 1.5, 10.0), for_ms }
+                FaultKind::BackendSlow { path: path(&mut rng), factor_ppm: fraction(&mut rng, 1.5, 4.0), for_ms }
             }
             "token_inflation" => {
                 FaultKind::TokenInflation { path: path(&mut rng), factor_ppm: fraction(&mut rng, 1.5, 5.0), for_ms }
@@ -215,7 +204,7 @@ mod tests {
                 assert!(down.len() <= bounds.max_down as usize, "seed {seed}: {down:?}");
             }
         }
-        assert_eq!(kinds.len(), SWARM_KINDS.len(), "{kinds:?}");
+        assert_eq!(kinds.len(), KINDS.len() - 1, "{kinds:?}");
         assert!(counts.len() >= 6, "fault counts vary: {counts:?}");
     }
 

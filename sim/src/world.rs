@@ -190,6 +190,22 @@ impl World {
         );
     }
 
+    /// Kills every node and lets the executor drop their tasks. Dropping a madsim
+    /// `Runtime` does not cancel the tasks still in it (madsim issue #242), and the
+    /// engine's tasks hold handles that keep the runtime's state alive: without this, each
+    /// run leaked its whole simulated world (about 20 MB a run of the Azure hour, 18 GB
+    /// over a 1,000-seed campaign).
+    async fn tear_down(&self) {
+        for node in self.nodes.values() {
+            self.handle.kill(node.id());
+        }
+        if let Some(driver) = self.handle.get_node("driver") {
+            self.handle.kill(driver.id());
+        }
+        // Killed tasks are dropped when the executor next polls them.
+        sleep(Duration::from_millis(1)).await;
+    }
+
     /// Ends every fault still active (lasting crashes, faults cut short by the end of the
     /// run), so the final ledger check reads a running coordinator.
     fn heal(&self) {
@@ -491,6 +507,7 @@ pub async fn simulate(
     observer.harness("harness", Harness::LedgerCheck(check));
     let sim_ms = observer.elapsed_ms();
     observer.harness("harness", Harness::RunEnd(RunEnd { arrivals, unanswered, sim_ms }));
+    world.tear_down().await;
     Ok(observer)
 }
 
