@@ -311,10 +311,14 @@ mod sim {
                 });
             }
             drop(sender);
-            let mut failing = 0;
+            let (mut critical, mut other) = (0, 0);
             for line in receiver {
                 let failed = !line.failed.is_empty();
-                failing += usize::from(failed);
+                if line.failed_critically() {
+                    critical += 1;
+                } else if failed {
+                    other += 1;
+                }
                 let text = format!(
                     "seed {:>6}  {:<20} score {:>6}  {:>5} ms  {}",
                     line.seed,
@@ -328,7 +332,7 @@ mod sim {
                         if failed {
                             bar.println(format!("{text}\n  reproduce: {}", campaign::repro(info, line.seed)));
                         }
-                        bar.set_message(format!("{failing} failing"));
+                        bar.set_message(format!("{critical} failed critically, {other} non-critically"));
                         bar.inc(1);
                     }
                     None => {

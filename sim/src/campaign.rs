@@ -241,8 +241,9 @@ pub fn summary(info: &CampaignInfo, lines: &[SeedLine]) -> String {
     let errors = lines.iter().filter(|l| l.outcome == "ERROR").count();
     let _ = writeln!(
         text,
-        "{} seeds: {} passed every critical invariant, {critical} failed one ({errors} of them crashed the \
-         simulation), {liveness} passed with a non-critical failure such as recovery (liveness).\n",
+        "{} seeds: {} passed every critical invariant; {critical} failed one ({errors} of them crashed the \
+         simulation); {liveness} failed only non-critical ones (latency, success rates, freshness, or \
+         recovery_time: a liveness failure).\n",
         lines.len(),
         lines.len() - critical
     );
@@ -341,7 +342,7 @@ mod tests {
         let text = summary(&info(None), &lines);
         assert!(text.contains("| no_lost_tasks | yes | 1 | 2 |"), "{text}");
         assert!(text.contains("cargo sim replay scenarios/x.toml --seed 2 --swarm   # no_lost_tasks, recovery_time"));
-        assert!(text.contains("3 seeds: 2 passed every critical invariant, 1 failed one"));
+        assert!(text.contains("3 seeds: 2 passed every critical invariant; 1 failed one"), "{text}");
         assert!(line(2, &["no_lost_tasks"]).failed_critically());
         assert!(!line(3, &["recovery_time"]).failed_critically());
     }

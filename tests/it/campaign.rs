@@ -24,9 +24,7 @@ max_for = "20s"
 "#;
 
 fn campaign(scenario: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["campaign", scenario.to_str().unwrap(), "--seeds", "1..6", "--out", out.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let output = seedcore(&args);
+    let output = campaign_seeds(scenario, out, "1..6", extra);
     assert!(
         matches!(output.status.code(), Some(0 | 1)),
         "{}\n{}",
@@ -195,4 +193,22 @@ fn the_shrinker_finds_exactly_the_planted_pair() {
     let args: Vec<&str> = repro.split(' ').collect();
     let output = seedcore(&args);
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// `campaign --shrink` shrinks the first failing seed into the campaign's directory.
+#[test]
+fn a_campaign_shrinks_its_first_failing_seed() {
+    let (dir, scenario) = write_scenario(&planted_scenario(true));
+    let out = dir.path().join("campaign");
+    let output = campaign_seeds(&scenario, &out, "6..7", &["--jobs", "2", "--shrink"]);
+    assert_eq!(output.status.code(), Some(1), "both seeds fail fast_path_ratio");
+    let shrunk = seedcore_sim::load(&out.join("shrink-6").join("shrunk.toml")).unwrap();
+    assert_eq!(shrunk.faults.faults().len(), 2);
+    assert_eq!(shrunk.seed, 6);
+}
+
+fn campaign_seeds(scenario: &Path, out: &Path, seeds: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["campaign", scenario.to_str().unwrap(), "--seeds", seeds, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    seedcore(&args)
 }

@@ -91,3 +91,19 @@ fn keygen_writes_a_pair_and_verify_needs_a_key_and_a_report() {
     assert_eq!(output.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&output.stderr).contains("certificate.dsse.json"));
 }
+
+/// Fault times that cannot run are usage errors naming the field, before anything runs.
+#[cfg(madsim)]
+#[test]
+fn a_fault_that_lasts_no_time_exits_2_naming_the_field() {
+    let (_dir, path) = crate::support::write_scenario(
+        "name = \"t\"\nduration = \"1m\"\n[workload]\nsource = \"generated\"\n\
+         [[chaos.fault]]\nat = \"10s\"\nkind = \"crash\"\nnode = \"fast-1\"\nfor = \"0ms\"\n",
+    );
+    for command in ["replay", "certify", "shrink"] {
+        let output = seedcore(&[command, path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("scenario.toml:9: chaos.fault[1].for"), "{command}: {stderr}");
+    }
+}
