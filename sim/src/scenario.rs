@@ -1003,6 +1003,9 @@ fn resolve_fault(
 fn resolve_swarm(r: &Resolver<'_>, spec: &SwarmSpec) -> Result<SwarmBounds, ScenarioError> {
     let defaults = SwarmBounds::default();
     let kinds = spec.kinds.clone().unwrap_or(defaults.kinds);
+    if kinds.is_empty() {
+        return Err(r.invalid("chaos.swarm.kinds", "needs at least one kind (remove [chaos.swarm] for no swarm)"));
+    }
     if let Some(unknown) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
         return Err(r.invalid("chaos.swarm.kinds", format!("unknown kind {unknown:?}; kinds are {}", KINDS.join(", "))));
     }

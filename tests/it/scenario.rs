@@ -124,6 +124,8 @@ fn fault_fields_are_checked_against_their_kind() {
 fn swarm_bounds_are_checked() {
     let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nkinds = [\"crash\", \"flood\"]\n"));
     assert!(error.contains("chaos.swarm.kinds") && error.contains("flood"), "{error}");
+    let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nkinds = []\n"));
+    assert!(error.contains("chaos.swarm.kinds") && error.contains("at least one kind"), "{error}");
     let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nmax_faults = 0\n"));
     assert!(error.contains("chaos.swarm.max_faults"), "{error}");
 }
