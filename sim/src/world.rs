@@ -135,13 +135,16 @@ impl World {
     /// paused one nothing until it resumes (the injector would wait on it). A fault that
     /// needs the node's disk does nothing then; its events still say it was injected.
     fn reachable(&self, node: &str) -> bool {
-        let paused = self
-            .active
+        !self.paused(node) && !self.down.lock().expect("lock").contains(node)
+    }
+
+    /// Whether an active `pause` holds the node.
+    fn paused(&self, node: &str) -> bool {
+        self.active
             .lock()
             .expect("lock")
             .values()
-            .any(|f| matches!(&f.kind, FaultKind::Pause { node: n, .. } if n == node));
-        !paused && !self.down.lock().expect("lock").contains(node)
+            .any(|f| matches!(&f.kind, FaultKind::Pause { node: n, .. } if n == node))
     }
 
     fn kill(&self, node: &str) {
@@ -159,13 +162,7 @@ impl World {
                 }
             }
             FaultKind::Pause { node, .. } => {
-                let still_paused = self
-                    .active
-                    .lock()
-                    .expect("lock")
-                    .values()
-                    .any(|f| matches!(&f.kind, FaultKind::Pause { node: other, .. } if other == node));
-                if !still_paused {
+                if !self.paused(node) {
                     self.handle.resume(self.nodes[node].id());
                 }
             }
