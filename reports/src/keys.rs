@@ -2,7 +2,7 @@
 //! keys in SPKI PEM, key id = hex SHA-256 of the raw 32-byte public key.
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -120,7 +120,7 @@ fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
 }
 
 /// Generates a key pair from the operating system's entropy and writes `<stem>.key`
-/// (PKCS#8 PEM, mode 0600) and `<stem>.pub` (SPKI PEM). Existing files are never
+/// (PKCS#8 v1 PEM, mode 0600) and `<stem>.pub` (SPKI PEM). Existing files are never
 /// overwritten.
 pub fn generate(private: &Path) -> Result<SigningKey, KeyError> {
     let public = public_path(private);
@@ -135,9 +135,26 @@ pub fn generate(private: &Path) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
-/// Writes `key` as `private` (mode 0600) and its public half beside it.
+/// The fixed start of an Ed25519 private key in PKCS#8 v1 DER (RFC 8410, section 7):
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`;
+/// the 32-byte seed follows.
+const PKCS8_V1_ED25519: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// `key` as a PKCS#8 v1 PEM, the form `openssl genpkey -algorithm ed25519` writes. The
+/// v2 form (with the public key inside) that `to_pkcs8_pem` writes is refused by OpenSSL
+/// 3.0 and Python's `cryptography` ("extra data"); both forms read back here.
+pub fn private_pem(key: &SigningKey) -> String {
+    let mut der = zeroize::Zeroizing::new(Vec::with_capacity(48));
+    der.extend_from_slice(&PKCS8_V1_ED25519);
+    der.extend_from_slice(key.as_bytes());
+    ed25519_dalek::pkcs8::spki::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+        .expect("48 bytes always encode")
+}
+
+/// Writes `key` as `private` (PKCS#8 v1 PEM, mode 0600) and its public half beside it.
 pub fn write_pair(private: &Path, key: &SigningKey) -> Result<(), KeyError> {
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| key_error(private, e.to_string()))?;
+    let pem = zeroize::Zeroizing::new(private_pem(key));
     let public = public_path(private);
     let public_pem =
         key.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| key_error(&public, e.to_string()))?;
@@ -157,6 +174,7 @@ pub fn development_key(path: &Path) -> Result<(SigningKey, bool), KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
 
     #[test]
     fn a_generated_pair_reads_back_and_the_private_file_is_private() {
@@ -175,6 +193,70 @@ mod tests {
         }
         let again = generate(&private).unwrap_err();
         assert!(again.to_string().contains("already exists"), "{again}");
+    }
+
+    /// Reads a DER TLV at the start of `bytes` (short and one-byte long lengths, all an
+    /// Ed25519 key needs): its tag, its content and the rest. Written here, apart from the
+    /// `der` crate, so the test does not check the encoder with itself.
+    fn tlv(bytes: &[u8]) -> (u8, &[u8], &[u8]) {
+        let (tag, first) = (bytes[0], bytes[1]);
+        let (len, start) = if first < 0x80 { (first as usize, 2) } else { (bytes[2] as usize, 3) };
+        (tag, &bytes[start..start + len], &bytes[start + len..])
+    }
+
+    fn pem_der(pem: &str) -> Vec<u8> {
+        use base64::Engine;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    }
+
+    #[test]
+    fn keygen_writes_pkcs8_v1_that_an_independent_reader_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("release.key");
+        let key = generate(&private).unwrap();
+        let pem = std::fs::read_to_string(&private).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let der = pem_der(&pem);
+        let (tag, info, rest) = tlv(&der);
+        assert_eq!((tag, rest.len()), (0x30, 0), "one SEQUENCE, nothing after it");
+        let (tag, version, info) = tlv(info);
+        assert_eq!((tag, version), (0x02, &[0u8][..]), "version 0: PKCS#8 v1");
+        let (tag, algorithm, info) = tlv(info);
+        assert_eq!(tag, 0x30);
+        assert_eq!(tlv(algorithm), (0x06, &[0x2b, 0x65, 0x70][..], &[][..]), "OID 1.3.101.112, no parameters");
+        let (tag, private_key, info) = tlv(info);
+        assert_eq!(tag, 0x04);
+        assert!(info.is_empty(), "no attributes and no public key (v2's [1])");
+        let (tag, seed, rest) = tlv(private_key);
+        assert_eq!((tag, seed, rest.len()), (0x04, &key.to_bytes()[..], 0));
+    }
+
+    #[test]
+    fn keys_of_earlier_versions_and_of_openssl_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // seedcore before this change wrote PKCS#8 v2 (the public key inside).
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let v2 = dir.path().join("v2.key");
+        std::fs::write(&v2, key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        assert_eq!(read_signing_key(&v2).unwrap().to_bytes(), key.to_bytes());
+        // `openssl genpkey -algorithm ed25519` (OpenSSL 3.0.19), and its `pkey -pubout`.
+        let openssl = dir.path().join("openssl.key");
+        std::fs::write(
+            &openssl,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJh5fqjAPqnIItiRGUJD6+Hn7c5aXLMINExLG2+5CbRY\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let public = dir.path().join("openssl.pub");
+        std::fs::write(
+            &public,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAxG/3dm79vm1HOu7VoPF0W/ABCxalpQKH6UnHeWu/nz8=\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        let from_openssl = read_signing_key(&openssl).unwrap();
+        assert_eq!(from_openssl.verifying_key(), read_verifying_key(&public).unwrap());
+        // And what keygen writes is byte for byte what OpenSSL writes for the same key.
+        assert_eq!(private_pem(&from_openssl), std::fs::read_to_string(&openssl).unwrap());
     }
 
     #[test]
