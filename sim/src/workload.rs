@@ -298,7 +298,13 @@ pub const CANONICAL_HEADER: [&str; 11] = [
     "signature",
 ];
 
-/// Reads a trace file.
+/// The longest a trace may span, first row to last: a year and a day. A longer span is
+/// almost always a bad timestamp (one row from 1970 made a trace simulate 53 years).
+pub const MAX_TRACE_SPAN_MS: u64 = 366 * 86_400_000;
+
+/// Reads a trace file. Rows must be in arrival order and span at most
+/// `MAX_TRACE_SPAN_MS`, and there must be at least one; errors name the file, the line
+/// and the column.
 pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, WorkloadError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| WorkloadError::Read { file: file.clone(), message: e.to_string() })?;
@@ -316,8 +322,28 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
     if header != expected {
         return Err(WorkloadError::Format { file, message: format!("header is {header:?}, expected {expected:?}") });
     }
-    let mut canonical = Vec::new();
+    let mut canonical: Vec<Task> = Vec::new();
     let mut azure: Vec<(i64, u32, u32)> = Vec::new();
+    // Arrival order and span, checked row by row so the error names the row.
+    let in_order = |line: u64, column: &str, at_ms: i64, previous: Option<i64>, first: Option<i64>| {
+        if let Some(previous) = previous.filter(|p| at_ms < *p) {
+            return Err(row_error(
+                &file,
+                line,
+                column,
+                format!("goes back in time, {} ms before the row above; a trace is in arrival order", previous - at_ms),
+            ));
+        }
+        match first {
+            Some(first) if at_ms.saturating_sub(first) > MAX_TRACE_SPAN_MS as i64 => Err(row_error(
+                &file,
+                line,
+                column,
+                format!("is {} days after the first row; a trace spans at most 366 days", (at_ms - first) / 86_400_000),
+            )),
+            _ => Ok(()),
+        }
+    };
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
@@ -339,7 +365,10 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
             TraceFormat::Azure => {
                 let stamp = chrono::NaiveDateTime::parse_from_str(field(0), "%Y-%m-%d %H:%M:%S%.f")
                     .map_err(|e| row_error(&file, line, "TIMESTAMP", format!("{:?}: {e}", field(0))))?;
-                azure.push((stamp.and_utc().timestamp_micros(), tokens(1)?, tokens(2)?));
+                let micros = stamp.and_utc().timestamp_micros();
+                let ms = |r: &(i64, u32, u32)| r.0 / 1000;
+                in_order(line, "TIMESTAMP", micros / 1000, azure.last().map(ms), azure.first().map(ms))?;
+                azure.push((micros, tokens(1)?, tokens(2)?));
             }
             TraceFormat::Canonical => {
                 let drift: f64 =
@@ -358,9 +387,13 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
                         return Err(row_error(&file, line, "needs_planning", format!("{other:?} is not a boolean")))
                     }
                 };
+                let at_ms = number(1)?;
+                let as_i64 = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+                let at = |t: &Task| as_i64(t.at_ms);
+                in_order(line, "at_ms", as_i64(at_ms), canonical.last().map(at), canonical.first().map(at))?;
                 canonical.push(Task {
                     task_id: number(0)?,
-                    at_ms: number(1)?,
+                    at_ms,
                     kind: Kind::parse(field(2))
                         .ok_or_else(|| row_error(&file, line, "kind", format!("unknown kind {:?}", field(2))))?,
                     domain: field(3).to_string(),
@@ -377,19 +410,12 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
             }
         }
     }
+    if canonical.is_empty() && azure.is_empty() {
+        return Err(WorkloadError::Format { file, message: "has a header and no rows: nothing to replay".into() });
+    }
     match format {
-        TraceFormat::Canonical => {
-            if canonical.windows(2).any(|w| w[1].at_ms < w[0].at_ms) {
-                return Err(WorkloadError::Format {
-                    file,
-                    message: "rows must be in arrival order (at_ms non-decreasing)".into(),
-                });
-            }
-            Ok(LoadedTrace { rows: TraceRows::Canonical(canonical), start_utc_ms: None })
-        }
+        TraceFormat::Canonical => Ok(LoadedTrace { rows: TraceRows::Canonical(canonical), start_utc_ms: None }),
         TraceFormat::Azure => {
-            // Requests are replayed in time order; equal stamps keep file order.
-            azure.sort_by_key(|r| r.0);
             let first = azure.first().map_or(0, |r| r.0);
             let rows = azure
                 .iter()

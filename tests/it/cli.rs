@@ -107,3 +107,17 @@ fn a_fault_that_lasts_no_time_exits_2_naming_the_field() {
         assert!(stderr.contains("scenario.toml:9: chaos.fault[1].for"), "{command}: {stderr}");
     }
 }
+
+/// A trace with no rows is a usage error (exit 2), not a run whose every invariant fails.
+#[cfg(madsim)]
+#[test]
+fn an_empty_trace_exits_2() {
+    let (dir, _) = crate::support::write_scenario("");
+    std::fs::write(dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n").unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, "name = \"t\"\n[workload]\nsource = \"trace\"\ntrace = \"trace.csv\"\nformat = \"azure\"\n")
+        .unwrap();
+    let output = seedcore(&["replay", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no rows"));
+}

@@ -129,3 +129,51 @@ fn swarm_bounds_are_checked() {
     let error = load_error(&format!("{MINIMAL}[chaos.swarm]\nmax_faults = 0\n"));
     assert!(error.contains("chaos.swarm.max_faults"), "{error}");
 }
+
+/// A scenario over `trace.csv` written beside it; returns the load error.
+fn trace_error(format: &str, trace: &str) -> String {
+    let (dir, _) = write_scenario("");
+    std::fs::write(dir.path().join("trace.csv"), trace).unwrap();
+    let path = dir.path().join("s.toml");
+    let scenario =
+        format!("name = \"t\"\n[workload]\nsource = \"trace\"\ntrace = \"trace.csv\"\nformat = \"{format}\"\n");
+    std::fs::write(&path, scenario).unwrap();
+    seedcore_sim::load(&path).unwrap_err().to_string()
+}
+
+const AZURE_HEADER: &str = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
+const CANONICAL_HEADER: &str =
+    "task_id,at_ms,kind,domain,drift,priority,authority,needs_planning,tokens_in,tokens_out,signature\n";
+
+#[test]
+fn a_trace_that_goes_back_in_time_names_the_row() {
+    let error = trace_error(
+        "azure",
+        &format!(
+            "{AZURE_HEADER}2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:47.00,12,3\n1970-01-01 00:00:00.00,1,1\n"
+        ),
+    );
+    assert!(error.contains("trace.csv: line 4, column TIMESTAMP") && error.contains("goes back in time"), "{error}");
+    let error = trace_error(
+        "canonical",
+        &format!(
+            "{CANONICAL_HEADER}1,500,chat,d,0.1,5,medium,false,10,10,1\n2,400,chat,d,0.1,5,medium,false,10,10,2\n"
+        ),
+    );
+    assert!(error.contains("line 3, column at_ms") && error.contains("goes back in time"), "{error}");
+}
+
+#[test]
+fn a_trace_spanning_decades_is_refused() {
+    let error =
+        trace_error("azure", &format!("{AZURE_HEADER}1970-01-01 00:00:00.00,1,1\n2023-11-16 18:15:46.68,374,44\n"));
+    assert!(error.contains("line 3, column TIMESTAMP") && error.contains("spans at most 366 days"), "{error}");
+}
+
+#[test]
+fn a_trace_with_a_header_and_no_rows_is_a_usage_error() {
+    for (format, header) in [("azure", AZURE_HEADER), ("canonical", CANONICAL_HEADER)] {
+        let error = trace_error(format, header);
+        assert!(error.contains("trace.csv") && error.contains("no rows"), "{format}: {error}");
+    }
+}
