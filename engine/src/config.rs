@@ -373,21 +373,33 @@ fn check(ok: bool, field: &'static str, message: impl Into<String>) -> Result<()
     }
 }
 
+/// Upper bounds on sizes the engine allocates by (a `dim` of a billion once aborted the
+/// process on allocation): far above any sensible setting, far below what a machine holds.
+/// The organism keeps two `dim x dim` matrices of f64 (16 MB at the bound).
+pub const MAX_DIM: usize = 1_024;
+pub const MAX_AGENTS: usize = 4_096;
+pub const MAX_WINDOW: usize = 1_000_000;
+pub const MAX_MW_CAPACITY: usize = 10_000_000;
+
 impl EngineConfig {
-    /// Checks the relations the engine's formulas rely on.
+    /// Checks the relations the engine's formulas rely on, and the upper bounds on sizes.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.topology.fast >= 1, "topology.fast", "at least one fast worker is needed")?;
         check(self.topology.deep >= 1, "topology.deep", "at least one deep worker is needed")?;
         check(self.valve.h > 0.0, "engine.valve.h", "must be > 0")?;
         check((0.0..1.0).contains(&self.valve.reset_fraction), "engine.valve.reset_fraction", "must be in [0, 1)")?;
         check(self.valve.nu >= 0.0, "engine.valve.nu", "must be >= 0")?;
-        check(self.router.window >= 1, "engine.router.window", "must be >= 1")?;
+        check(
+            (1..=MAX_WINDOW).contains(&self.router.window),
+            "engine.router.window",
+            format!("must be in 1..={MAX_WINDOW}"),
+        )?;
         check((0.0..=1.0).contains(&self.router.fast_target), "engine.router.fast_target", "must be in [0, 1]")?;
         check(self.router.weights.iter().all(|w| *w >= 0.0), "engine.router.weights", "must be >= 0")?;
         let o = &self.organism;
-        check(o.agents >= 2, "engine.organism.agents", "must be >= 2")?;
+        check((2..=MAX_AGENTS).contains(&o.agents), "engine.organism.agents", format!("must be in 2..={MAX_AGENTS}"))?;
         check(o.organs >= 1 && o.organs <= o.agents, "engine.organism.organs", "must be in [1, agents]")?;
-        check(o.dim >= 2, "engine.organism.dim", "must be >= 2")?;
+        check((2..=MAX_DIM).contains(&o.dim), "engine.organism.dim", format!("must be in 2..={MAX_DIM}"))?;
         check(o.eta > 0.0 && o.eta <= 1.0, "engine.organism.eta", "must be in (0, 1]")?;
         check(
             o.l_max > 1.0 - o.eta && o.l_max <= 1.0,
@@ -401,7 +413,11 @@ impl EngineConfig {
             format!("must be in (0, (l_max - (1 - eta)) / eta) = (0, {limit})"),
         )?;
         check(o.promotion_every >= 1, "engine.organism.promotion_every", "must be >= 1")?;
-        check(self.memory.mw_capacity >= 1, "engine.memory.mw_capacity", "must be >= 1")?;
+        check(
+            (1..=MAX_MW_CAPACITY).contains(&self.memory.mw_capacity),
+            "engine.memory.mw_capacity",
+            format!("must be in 1..={MAX_MW_CAPACITY}"),
+        )?;
         check(self.ledger.cycle_receipts >= 1, "engine.ledger.cycle_receipts", "must be >= 1")?;
         check(self.ledger.cycle_ms >= 1, "engine.ledger.cycle_ms", "must be >= 1")?;
         check(self.ledger.segment_receipts >= 1, "engine.ledger.segment_receipts", "must be >= 1")?;

@@ -514,6 +514,12 @@ impl Scenario {
     }
 }
 
+/// The longest run a scenario may ask for.
+pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
+/// The most arrivals a generated workload may ask for in one run (a simulated day at 10
+/// tasks a second is 864,000; twenty times that still fits in memory and finishes).
+pub const MAX_ARRIVALS: u64 = 20_000_000;
+
 /// The node names of a topology.
 pub fn node_names(topology: &Topology) -> Vec<String> {
     SwarmTopology { fast: topology.fast, deep: topology.deep }.nodes()
@@ -798,8 +804,14 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         (None, Some(span)) => span + 1,
         (None, None) => return Err(r.invalid("duration", "a generated workload needs a duration")),
     };
-    if duration_ms == 0 {
-        return Err(r.invalid("duration", "must be positive"));
+    if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
+        return Err(r.invalid("duration", format!("must be positive and at most 30 days ({MAX_DURATION_MS} ms)")));
+    }
+    if let Some(expected) = workload.expected_arrivals(duration_ms).filter(|n| *n > MAX_ARRIVALS as f64) {
+        return Err(r.invalid(
+            "workload.rate_per_s",
+            format!("asks for about {expected:.0} arrivals over the run; a run takes at most {MAX_ARRIVALS}"),
+        ));
     }
     let mut engine = EngineConfig {
         topology,
@@ -1102,7 +1114,7 @@ fn resolve_workload(
                 }
             }
             let bursts: Vec<(u64, u64, f64)> =
-                spec.burst.iter().map(|b| (b.at.0, b.at.0 + b.length.0, b.factor)).collect();
+                spec.burst.iter().map(|b| (b.at.0, b.at.0.saturating_add(b.length.0), b.factor)).collect();
             if bursts.iter().any(|b| !(b.2 > 0.0 && b.2 <= 1000.0)) {
                 return Err(r.invalid("workload.burst", "factor must be in (0, 1000]"));
             }
@@ -1188,8 +1200,8 @@ fn resolve_policy(r: &Resolver<'_>, spec: &PolicySpec, engine: &EngineConfig) ->
         );
     }
     let window = spec.window.unwrap_or(engine.router.window);
-    if window == 0 {
-        return Err(r.invalid("policy.window", "must be >= 1"));
+    if window == 0 || window > seedcore_engine::config::MAX_WINDOW {
+        return Err(r.invalid("policy.window", format!("must be in 1..={}", seedcore_engine::config::MAX_WINDOW)));
     }
     Ok(Policy { window, invariants })
 }

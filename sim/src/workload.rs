@@ -208,6 +208,31 @@ impl Workload {
         }
     }
 
+    /// About how many arrivals a run of `duration_ms` has (an upper estimate), to refuse
+    /// absurd workloads before generating them.
+    pub fn expected_arrivals(&self, duration_ms: u64) -> Option<f64> {
+        match self {
+            Workload::Trace { rows, loops, .. } => {
+                let n = match rows {
+                    TraceRows::Canonical(tasks) => tasks.len(),
+                    TraceRows::Azure(rows) => rows.len(),
+                };
+                Some(n as f64 * f64::from(*loops))
+            }
+            Workload::Generated { spec, .. } => {
+                let seconds = duration_ms as f64 / 1e3;
+                let bursts: f64 = spec
+                    .bursts
+                    .iter()
+                    .map(|(from, to, factor)| {
+                        (factor - 1.0).max(0.0) * (to.min(&duration_ms).saturating_sub(*from)) as f64 / 1e3
+                    })
+                    .sum();
+                Some(spec.rate_per_s * (1.0 + spec.diurnal) * seconds + spec.rate_per_s * bursts)
+            }
+        }
+    }
+
     /// Every task of a run with `seed`, in arrival order, arriving before `duration_ms`.
     pub fn tasks(&self, seed: u64, duration_ms: u64) -> Vec<Task> {
         let mut tasks = Vec::new();

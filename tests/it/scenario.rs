@@ -177,3 +177,23 @@ fn a_trace_with_a_header_and_no_rows_is_a_usage_error() {
         assert!(error.contains("trace.csv") && error.contains("no rows"), "{format}: {error}");
     }
 }
+
+/// Sizes, rates and durations that would exhaust memory or never end are usage errors
+/// naming the key, before anything is allocated or run.
+#[test]
+fn sizes_rates_and_durations_have_upper_bounds() {
+    for (text, key) in [
+        ("[engine.organism]\ndim = 1000000000\n", "engine.organism.dim"),
+        ("[engine.organism]\nagents = 100000000\n", "engine.organism.agents"),
+        ("[engine.router]\nwindow = 1000000000000\n", "engine.router.window"),
+        ("[engine.memory]\nmw_capacity = 1000000000000\n", "engine.memory.mw_capacity"),
+        ("[policy]\nwindow = 1000000000000\n", "policy.window"),
+    ] {
+        let error = load_error(&format!("{MINIMAL}{text}"));
+        assert!(error.contains(key) && error.contains("must be in"), "{key}: {error}");
+    }
+    let error = load_error("name = \"t\"\nduration = \"1m\"\n[workload]\nsource = \"generated\"\nrate_per_s = 1e12\n");
+    assert!(error.contains("workload.rate_per_s") && error.contains("at most 20000000"), "{error}");
+    let error = load_error("name = \"t\"\nduration = \"60d\"\n[workload]\nsource = \"generated\"\n");
+    assert!(error.contains("duration") && error.contains("30 days"), "{error}");
+}
