@@ -143,26 +143,20 @@ pub use sim::{run, shrink};
 #[cfg(madsim)]
 mod sim {
     use super::*;
-    use seedcore_reports::model::Outcome;
     use seedcore_reports::score::{outcome, score};
-    use seedcore_sim::invariants::critical_failures;
+    use seedcore_sim::invariants::{critical_failures, Verdict};
     use seedcore_sim::run::{judge, with_plan, Judged};
     use seedcore_sim::Scenario;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
-    #[allow(clippy::disallowed_types, clippy::disallowed_methods, reason = "wall-clock timing of each seed's run")]
-    fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
-        let started = std::time::Instant::now();
-        let value = f();
-        (value, started.elapsed().as_millis() as u64)
-    }
+    use crate::timed;
 
     /// Runs one seed, catching a panic of the simulation as an `ERROR` line.
     fn run_seed(scenario: &Scenario, seed: u64) -> SeedLine {
         let plan = scenario.fault_plan(seed);
-        let (result, wall_ms) =
-            timed(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge(scenario, seed))));
+        let (result, wall) = timed(|| run_caught(scenario, seed, false));
+        let wall_ms = wall.as_millis() as u64;
         match result {
             Ok(Ok(judged)) => line_of(scenario, seed, &judged, wall_ms),
             Ok(Err(error)) => {
@@ -190,17 +184,17 @@ mod sim {
 
     /// A seed's line. A campaign seed is one run: `determinism` is not judged per seed
     /// (the campaign's own check is that every job count and shard split gives the same
-    /// roots), so only a critical invariant that *failed* fails the seed.
+    /// roots), so its `skipped` verdict is left out of the outcome, which SPEC 8.2's rule
+    /// decides from the rest.
     fn line_of(scenario: &Scenario, seed: u64, judged: &Judged, wall_ms: u64) -> SeedLine {
         let s = score(&judged.results, &scenario.policy);
-        let critical = critical_failures(&judged.results);
-        let judged_outcome = match outcome(&judged.results, s) {
-            _ if !critical.is_empty() => Outcome::Fail,
-            // `outcome` fails the skipped `determinism`; the score alone decides here.
-            Outcome::Fail if s.0 >= seedcore_reports::score::PASS_SCORE => Outcome::Pass,
-            Outcome::Fail if s.0 >= seedcore_reports::score::CONDITIONS_SCORE => Outcome::PassWithConditions,
-            other => other,
-        };
+        let judged_alone: Vec<_> = judged
+            .results
+            .iter()
+            .filter(|r| !(r.id == "determinism" && r.verdict == Verdict::Skipped))
+            .cloned()
+            .collect();
+        let judged_outcome = outcome(&judged_alone, s);
         SeedLine {
             failed: judged.failed().into_iter().map(String::from).collect(),
             fault_plan: judged.plan.digest(),
@@ -246,14 +240,14 @@ mod sim {
             seeds.len(),
             if scenario.swarm.is_some() { ", swarm" } else { "" }
         );
-        let (lines, wall_ms) = timed(|| run_seeds(&scenario, &seeds, jobs, &info));
+        let (lines, wall) = timed(|| run_seeds(&scenario, &seeds, jobs, &info));
         if let Err(code) = write_dir(&args.out, &info, &lines) {
             return code;
         }
         println!(
             "{} seeds in {:.1} s wall ({:.2} s per seed per thread); wrote {}/campaign.jsonl",
             lines.len(),
-            wall_ms as f64 / 1e3,
+            wall.as_secs_f64(),
             lines.iter().map(|l| l.wall_ms).sum::<u64>() as f64 / 1e3 / lines.len().max(1) as f64,
             args.out.display()
         );

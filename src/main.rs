@@ -306,16 +306,11 @@ fn run_staged(
     staging: &seedcore_sim::run::Staging,
     repro: &str,
 ) -> Result<(seedcore_sim::run::RunReport, std::time::Duration), u8> {
-    #[allow(
-        clippy::disallowed_types,
-        clippy::disallowed_methods,
-        reason = "wall-clock timing of the whole command, outside the simulation"
-    )]
-    let started = std::time::Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        seedcore_sim::run::replay(scenario, seed, replays, Some(staging.path()))
-    }));
-    let wall = started.elapsed();
+    let (result, wall) = timed(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            seedcore_sim::run::replay(scenario, seed, replays, Some(staging.path()))
+        }))
+    });
     match result {
         Ok(Ok(report)) => Ok((report, wall)),
         Ok(Err(error)) => {
@@ -328,6 +323,19 @@ fn run_staged(
             Err(exit::RUNTIME)
         }
     }
+}
+
+/// Runs `f`, timing it on the wall clock (outside any simulation).
+#[cfg(madsim)]
+#[allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "wall-clock timing of whole commands and runs, outside the simulation"
+)]
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let value = f();
+    (value, started.elapsed())
 }
 
 /// Renames a complete staging directory into place.

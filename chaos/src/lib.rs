@@ -266,8 +266,8 @@ impl FaultPlan {
     /// Hex SHA-256 of the plan's canonical JSON (sorted keys, integers only): names a
     /// plan in campaign results.
     pub fn digest(&self) -> String {
-        let value = serde_json::to_value(&self.faults).expect("a plan serialises");
-        hex::encode(Sha256::digest(canonical(&value).as_bytes()))
+        let canonical = serde_json_canonicalizer::to_vec(&self.faults).expect("a plan serialises");
+        hex::encode(Sha256::digest(canonical))
     }
 
     /// The steps of the plan: each fault's start and, when it has one, its end, in time
@@ -282,8 +282,9 @@ impl FaultPlan {
             }
         }
         // Instant faults end right after they start, at the same time.
+        let instant: Vec<bool> = self.faults.iter().map(|f| f.kind.duration_ms() == Some(0)).collect();
         steps.sort_by_key(|s| {
-            let instant = self.faults[s.index].kind.duration_ms() == Some(0);
+            let instant = instant[s.index];
             let order = match (s.phase, instant) {
                 (Phase::End, false) => 0,
                 (Phase::Start, _) => 1,
@@ -299,23 +300,6 @@ impl FaultKind {
     /// Whether this kind has a duration that must not be zero.
     fn lasts(&self) -> bool {
         !matches!(self, FaultKind::Restart { .. } | FaultKind::BadPromotion { .. } | FaultKind::LedgerCorrupt { .. })
-    }
-}
-
-/// Serialises a JSON value with object keys sorted (RFC 8785 for integer-only values).
-fn canonical(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut keys: Vec<_> = map.keys().collect();
-            keys.sort();
-            let fields: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", serde_json::to_string(k).expect("a key"), canonical(&map[k.as_str()])))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
     }
 }
 

@@ -103,9 +103,8 @@ impl Drop for Staging {
 
 /// The command that reproduces a run.
 pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
-    // A swarm the file does not ask for was asked for with --swarm.
-    let swarm = scenario.swarm.is_some() && !scenario.source.contains("[chaos.swarm]");
-    format!("cargo sim replay {} --seed {seed}{}", scenario.path.display(), if swarm { " --swarm" } else { "" })
+    let flag = if scenario.swarm_by_flag { " --swarm" } else { "" };
+    format!("cargo sim replay {} --seed {seed}{flag}", scenario.path.display())
 }
 
 /// Replays a scenario with `seed`, `replays` times in all, writing the first run's files
@@ -191,6 +190,7 @@ pub fn judge(scenario: &Scenario, seed: u64) -> Result<Judged, RunError> {
 pub fn with_plan(scenario: &Scenario, faults: &[seedcore_chaos::Fault]) -> Scenario {
     let mut explicit = scenario.clone();
     explicit.swarm = None;
+    explicit.swarm_by_flag = false;
     explicit.faults = seedcore_chaos::FaultPlan::new(faults.to_vec()).expect("a plan drawn or shrunk from a valid one");
     explicit
 }

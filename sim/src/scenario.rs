@@ -486,6 +486,8 @@ pub struct Scenario {
     pub faults: FaultPlan,
     /// Swarm mode: when set, each seed draws more faults within these bounds.
     pub swarm: Option<SwarmBounds>,
+    /// Swarm mode was turned on by `--swarm`, not by the file (repro lines repeat the flag).
+    pub swarm_by_flag: bool,
     pub harness: Harness,
     pub policy: Policy,
 }
@@ -503,7 +505,10 @@ impl Scenario {
 
     /// Turns swarm mode on (`--swarm`), with the scenario's bounds or the defaults.
     pub fn enable_swarm(&mut self) {
-        self.swarm.get_or_insert_with(SwarmBounds::default);
+        if self.swarm.is_none() {
+            self.swarm = Some(SwarmBounds::default());
+            self.swarm_by_flag = true;
+        }
     }
 
     /// The engine configuration of a run with `seed`: the organism's seed follows it.
@@ -865,6 +870,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         workload,
         faults,
         swarm,
+        swarm_by_flag: false,
         harness,
         policy,
     })

@@ -1,6 +1,6 @@
 //! Failures the chaos campaigns found, each kept as its shrunk plan with a postmortem.
 
-use crate::support::{critical_failed, replay, write_scenario};
+use crate::support::{critical_failed, inline_scenario, replay};
 use seedcore_engine::probe::Signal;
 use seedcore_sim::event::Body;
 
@@ -13,7 +13,7 @@ use seedcore_sim::event::Body;
 /// shrinks to that one fault; a restart of each kind of node is kept here.
 #[test]
 fn restarting_a_running_node_rebinds_its_address() {
-    let (_dir, path) = write_scenario(
+    let (_dir, scenario) = inline_scenario(
         r#"
 name = "restart-running"
 duration = "1m"
@@ -48,7 +48,6 @@ kind = "restart"
 node = "deep-1"
 "#,
     );
-    let scenario = seedcore_sim::load(&path).unwrap();
     let (report, events) = replay(&scenario, scenario.seed, 1);
     assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
     for node in ["fast-2", "state", "coordinator", "deep-1"] {
@@ -71,7 +70,7 @@ node = "deep-1"
 /// events.
 #[test]
 fn a_torn_write_on_a_paused_coordinator_does_not_stall_the_injector() {
-    let (_dir, path) = write_scenario(
+    let (_dir, scenario) = inline_scenario(
         r#"
 name = "torn-while-paused"
 duration = "1m"
@@ -100,7 +99,6 @@ node = "fast-1"
 for = "5s"
 "#,
     );
-    let scenario = seedcore_sim::load(&path).unwrap();
     let (report, _) = replay(&scenario, scenario.seed, 1);
     assert_eq!(critical_failed(&report), Vec::<&str>::new(), "{:#?}", report.results);
     // Every fault after the stalled one still ran and ended on time.

@@ -22,6 +22,13 @@ pub fn write_scenario(text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Loads a scenario given as text (its directory lives as long as the returned guard).
+pub fn inline_scenario(text: &str) -> (tempfile::TempDir, seedcore_sim::Scenario) {
+    let (dir, path) = write_scenario(text);
+    let scenario = seedcore_sim::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    (dir, scenario)
+}
+
 /// Runs the seedcore binary of this build.
 pub fn seedcore(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_seedcore"))
