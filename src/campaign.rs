@@ -143,9 +143,8 @@ pub use sim::{run, shrink};
 #[cfg(madsim)]
 mod sim {
     use super::*;
-    use seedcore_reports::score::{outcome, score};
-    use seedcore_sim::invariants::{critical_failures, Verdict};
     use seedcore_sim::run::{judge, with_plan, Judged};
+    use seedcore_sim::score::{critical_failures, outcome, score};
     use seedcore_sim::Scenario;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
@@ -188,13 +187,7 @@ mod sim {
     /// decides from the rest.
     fn line_of(scenario: &Scenario, seed: u64, judged: &Judged, wall_ms: u64) -> SeedLine {
         let s = score(&judged.results, &scenario.policy);
-        let judged_alone: Vec<_> = judged
-            .results
-            .iter()
-            .filter(|r| !(r.id == "determinism" && r.verdict == Verdict::Skipped))
-            .cloned()
-            .collect();
-        let judged_outcome = outcome(&judged_alone, s);
+        let judged_outcome = outcome(&judged.results, s);
         SeedLine {
             failed: judged.failed().into_iter().map(String::from).collect(),
             fault_plan: judged.plan.digest(),

@@ -110,7 +110,7 @@ pub fn certify(args: Args) -> u8 {
             return exit::RUNTIME;
         }
     };
-    let out = args.out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{seed}", scenario.name)));
+    let out = args.out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", scenario.name)));
     let staging = match Staging::new(&out) {
         Ok(s) => s,
         Err(error) => {
@@ -132,6 +132,7 @@ pub fn certify(args: Args) -> u8 {
         key: &key,
         development_key: development,
         build_sha256,
+        toolchain: toolchain(),
         baseline: baseline.as_ref(),
     }) {
         Ok(c) => c,
@@ -168,11 +169,9 @@ pub fn certify(args: Args) -> u8 {
         &data.key_id[..16],
         if development { " (DEVELOPMENT key)" } else { "" }
     );
-    println!(
-        "  verify with seedcore verify {} --pubkey {}",
-        written.display(),
-        keys::public_path(args.key.as_deref().unwrap_or(std::path::Path::new(keys::DEVELOPMENT_KEY))).display()
-    );
+    let public = keys::public_path(args.key.as_deref().unwrap_or(std::path::Path::new(keys::DEVELOPMENT_KEY)));
+    println!("  verify      cargo sim verify {} --pubkey {}", written.display(), public.display());
+    println!("  reproduce   cargo sim reproduce {} --pubkey {}", written.display(), public.display());
     println!("{rule}");
     match data.outcome {
         Outcome::Pass => exit::PASS,
@@ -188,7 +187,24 @@ pub fn certify(args: Args) -> u8 {
     }
 }
 
-pub fn verify(bundle: PathBuf, pubkeys: Vec<PathBuf>, keyring_dir: Option<PathBuf>, scenario: Option<PathBuf>) -> u8 {
+/// The arguments of `verify` and `reproduce`.
+pub struct VerifyArgs {
+    pub bundle: PathBuf,
+    pub pubkeys: Vec<PathBuf>,
+    pub keyring: Option<PathBuf>,
+    pub scenario: Option<PathBuf>,
+    pub rerun: bool,
+}
+
+pub fn verify(args: VerifyArgs) -> u8 {
+    let VerifyArgs { bundle, pubkeys, keyring: keyring_dir, scenario, rerun } = args;
+    if rerun && cfg!(not(madsim)) {
+        eprintln!(
+            "error: --rerun runs the simulator; use the simulation build: cargo sim verify {} --rerun ...",
+            bundle.display()
+        );
+        return exit::USAGE;
+    }
     let mut keyring = Keyring::default();
     for path in &pubkeys {
         if let Err(error) = keyring.add_file(path) {
@@ -224,6 +240,9 @@ pub fn verify(bundle: PathBuf, pubkeys: Vec<PathBuf>, keyring_dir: Option<PathBu
                 p.seed,
                 p.event_log.size
             );
+            if rerun {
+                return rerun_bundle(&bundle, &v.statement);
+            }
             exit::PASS
         }
         Err(error @ VerifyError::Unreadable { .. }) => {
@@ -234,6 +253,99 @@ pub fn verify(bundle: PathBuf, pubkeys: Vec<PathBuf>, keyring_dir: Option<PathBu
             eprintln!("REJECTED {}: {}", bundle.display(), error.to_string().trim_start_matches("rejected: "));
             exit::REJECTED
         }
+    }
+}
+
+#[cfg(not(madsim))]
+fn rerun_bundle(_bundle: &std::path::Path, _statement: &seedcore_reports::statement::Statement) -> u8 {
+    unreachable!("verify refuses --rerun in the live build before reading the bundle")
+}
+
+/// What this binary was built with, as a certificate states it (see build.rs).
+#[cfg(madsim)]
+fn toolchain() -> seedcore_reports::statement::Toolchain {
+    seedcore_reports::statement::Toolchain {
+        rustc: env!("SEEDCORE_RUSTC").into(),
+        target: env!("SEEDCORE_TARGET").into(),
+        cargo_lock_sha256: env!("SEEDCORE_CARGO_LOCK_SHA256").into(),
+        source_commit: Some(env!("SEEDCORE_GIT_COMMIT")).filter(|c| !c.is_empty()).map(String::from),
+        source_dirty: env!("SEEDCORE_GIT_DIRTY") == "true",
+    }
+}
+
+/// Re-runs a verified bundle's scenario with its seed in this build: the same Merkle root
+/// and event count reproduce the certificate, anything else rejects it (exit 4).
+#[cfg(madsim)]
+fn rerun_bundle(bundle: &std::path::Path, statement: &seedcore_reports::statement::Statement) -> u8 {
+    let p = &statement.predicate;
+    println!();
+    match build_digest() {
+        Ok(digest) if digest == p.engine.build_sha256 => {
+            println!("  ok  build: this binary is the certified one (sha256 {}…)", &digest[..16]);
+        }
+        Ok(digest) => {
+            println!(
+                "  !!  build: this binary (sha256 {}…) is not the certified one ({}…); a different root may come \
+                 from the engine's code, not only from the events",
+                &digest[..16],
+                &p.engine.build_sha256[..16.min(p.engine.build_sha256.len())]
+            );
+            let ours = toolchain();
+            let theirs = &p.engine.toolchain;
+            let differs = [
+                ("rustc", &ours.rustc, &theirs.rustc),
+                ("target", &ours.target, &theirs.target),
+                ("Cargo.lock sha256", &ours.cargo_lock_sha256, &theirs.cargo_lock_sha256),
+            ];
+            for (what, ours, theirs) in differs.iter().filter(|(_, a, b)| a != b) {
+                println!("  !!  build: {what} here is {ours:?}, the certificate's was {theirs:?}");
+            }
+            if ours.source_commit != theirs.source_commit {
+                println!(
+                    "  !!  build: source commit here {}, the certificate's {}",
+                    ours.source_commit.as_deref().unwrap_or("unknown"),
+                    theirs.source_commit.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+        Err(error) => println!("  !!  build: cannot digest this binary: {error}"),
+    }
+    let scenario = match crate::load(&bundle.join(&p.scenario.file)) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Ok(seed) = p.seed.parse::<u64>() else {
+        eprintln!("error: the statement's seed {:?} is not a u64", p.seed);
+        return exit::REJECTED;
+    };
+    println!("  ..  re-running {} with seed {seed} in this build", scenario.name);
+    let repro = format!("cargo sim reproduce {}", bundle.display());
+    let run =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| seedcore_sim::run::replay(&scenario, seed, 1, None)));
+    let report = match run {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            return exit::RUNTIME;
+        }
+        Err(_) => {
+            eprintln!("error: the re-run panicked; the panic is printed above. reproduce: {repro}");
+            return exit::RUNTIME;
+        }
+    };
+    let root = hex::encode(report.root);
+    if root == p.event_log.merkle_root && report.events == p.event_log.size {
+        println!("REPRODUCED {}: Merkle root {root} and {} events, as certified", bundle.display(), report.events);
+        exit::PASS
+    } else {
+        println!(
+            "REJECTED {}: the re-run gives Merkle root {root} with {} events; the certificate states {} with {}",
+            bundle.display(),
+            report.events,
+            p.event_log.merkle_root,
+            p.event_log.size
+        );
+        exit::REJECTED
     }
 }
 

@@ -145,7 +145,7 @@ enum Command {
         /// development key keys/development.key is used (and created if missing).
         #[arg(long)]
         key: Option<PathBuf>,
-        /// Report directory; defaults to reports/<scenario>-<seed>.
+        /// Report directory; defaults to out/<scenario>-<seed>.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Exit 1 on PASS WITH CONDITIONS too.
@@ -169,6 +169,23 @@ enum Command {
         /// Require the bundle to certify exactly this scenario file.
         #[arg(long)]
         scenario: Option<PathBuf>,
+        /// Also re-run the bundled scenario with its seed in this build and require the
+        /// same Merkle root and event count (simulation build: `cargo sim verify ...`).
+        #[arg(long)]
+        rerun: bool,
+    },
+    /// Reproduce a certificate: verify it as `verify` does, then re-run the bundled
+    /// scenario with its seed and require the same event log (`verify --rerun`;
+    /// simulation build: `cargo sim reproduce ...`).
+    Reproduce {
+        /// The report directory.
+        bundle: PathBuf,
+        /// Trusted public key (SPKI PEM); repeatable.
+        #[arg(long)]
+        pubkey: Vec<PathBuf>,
+        /// Directory of trusted public keys (*.pub).
+        #[arg(long)]
+        keyring: Option<PathBuf>,
     },
     /// Generate an Ed25519 signing key: <path>.key (PKCS#8 PEM, mode 0600) and <path>.pub.
     Keygen {
@@ -181,12 +198,17 @@ enum Command {
         /// Scenario whose engine settings to use; the defaults otherwise.
         #[arg(long)]
         scenario: Option<PathBuf>,
-        /// Port of the coordinator; the other roles take the next ports (0: any free port).
-        #[arg(long, default_value_t = 7400)]
+        /// Port of the coordinator; the other roles take ports up to 55 above it (0: any
+        /// free port).
+        #[arg(long, default_value_t = 7400, value_parser = clap::value_parser!(u16).range(0..=65_480))]
         port: u16,
         /// Directory of the ledger.
         #[arg(long, default_value = "seedcore-data/ledger")]
         data_dir: String,
+        /// The ledger's signing key (PKCS#8 PEM, made by `keygen`). Without it, a key kept
+        /// beside the ledger (`<data-dir>.key`) is used, created on first start.
+        #[arg(long)]
+        ledger_key: Option<PathBuf>,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
@@ -222,10 +244,15 @@ fn main() -> ExitCode {
         Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline } => {
             certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline })
         }
-        Command::Verify { bundle, pubkey, keyring, scenario } => certify::verify(bundle, pubkey, keyring, scenario),
+        Command::Verify { bundle, pubkey, keyring, scenario, rerun } => {
+            certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario, rerun })
+        }
+        Command::Reproduce { bundle, pubkey, keyring } => {
+            certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario: None, rerun: true })
+        }
         Command::Keygen { path } => certify::keygen(path),
-        Command::Serve { scenario, port, data_dir, seconds, submit } => {
-            serve(scenario, port, data_dir, seconds, submit)
+        Command::Serve { scenario, port, data_dir, ledger_key, seconds, submit } => {
+            serve(scenario, port, data_dir, ledger_key, seconds, submit)
         }
     };
     ExitCode::from(code)
@@ -256,8 +283,8 @@ fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: O
 
 #[cfg(madsim)]
 fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<PathBuf>, swarm: bool) -> u8 {
-    use seedcore_sim::invariants::critical_failures;
     use seedcore_sim::run::{repro_command, Staging};
+    use seedcore_sim::score::{critical_failures, outcome, score, Outcome};
 
     let scenario = match load_with_swarm(&path, swarm) {
         Ok(s) => s,
@@ -285,15 +312,23 @@ fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<Pa
     };
     summary::print(&scenario, &report, wall);
     println!("wrote {}/events.jsonl and tasks.csv", written.display());
+    // The outcome rule of SPEC 8.2, shared with certify and verify: the same run exits
+    // the same way under both commands.
+    let score = score(&report.results, &scenario.policy);
+    let outcome = outcome(&report.results, score);
+    println!();
+    println!("{}   score {score}   {} seed {seed}", outcome.as_str(), scenario.name);
+    if outcome != Outcome::Fail {
+        return exit::PASS;
+    }
     let failed = critical_failures(&report.results);
     if failed.is_empty() {
-        exit::PASS
+        println!("FAIL: the score is below 75");
     } else {
-        println!();
-        println!("FAIL: critical invariant(s) {} failed with seed {seed}", failed.join(", "));
-        println!("reproduce: {repro}");
-        exit::INVARIANT_FAILED
+        println!("FAIL: critical invariant(s) {} did not pass with seed {seed}", failed.join(", "));
     }
+    println!("reproduce: {repro}");
+    exit::INVARIANT_FAILED
 }
 
 /// Runs a scenario with its replays into a staging directory, timing the wall clock;
@@ -348,13 +383,20 @@ fn commit(staging: seedcore_sim::run::Staging) -> Result<std::path::PathBuf, u8>
 }
 
 #[cfg(madsim)]
-fn serve(_scenario: Option<PathBuf>, _port: u16, _data_dir: String, _seconds: Option<u64>, _submit: Option<u32>) -> u8 {
+fn serve(_: Option<PathBuf>, _: u16, _: String, _: Option<PathBuf>, _: Option<u64>, _: Option<u32>) -> u8 {
     eprintln!("error: serve runs live; use the live build: cargo run --release -- serve");
     exit::USAGE
 }
 
 #[cfg(not(madsim))]
-fn serve(scenario: Option<PathBuf>, port: u16, data_dir: String, seconds: Option<u64>, submit: Option<u32>) -> u8 {
+fn serve(
+    scenario: Option<PathBuf>,
+    port: u16,
+    data_dir: String,
+    ledger_key: Option<PathBuf>,
+    seconds: Option<u64>,
+    submit: Option<u32>,
+) -> u8 {
     use seedcore_engine::client::Client;
     use seedcore_engine::probe::LogProbe;
     use seedcore_engine::serve::start_all_in_one;
@@ -372,6 +414,29 @@ fn serve(scenario: Option<PathBuf>, port: u16, data_dir: String, seconds: Option
         },
         None => (seedcore_engine::EngineConfig::default(), Vec::new()),
     };
+    let key = match &ledger_key {
+        Some(path) => seedcore_reports::keys::read_signing_key(path),
+        None => {
+            let path = PathBuf::from(format!("{}.key", data_dir.trim_end_matches('/')));
+            seedcore_reports::keys::development_key(&path)
+                .inspect(|(_, created)| {
+                    let made = if *created { "created" } else { "using" };
+                    eprintln!(
+                        "warning: no --ledger-key; {made} the ledger key {} kept beside the ledger. \
+                     A deployment signs with its own key: seedcore keygen keys/ledger.key",
+                        path.display()
+                    );
+                })
+                .map(|(key, _)| key)
+        }
+    };
+    match key {
+        Ok(key) => config.ledger.key_seed = Some(key.to_bytes()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    }
     config.ledger.dir = data_dir;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

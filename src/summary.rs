@@ -80,7 +80,7 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
     let start = s.run_start.as_ref();
     let ceiling = start.map_or(0, |r| r.ceiling_micro_usd);
     let budget = start.map_or(0, |r| r.daily_budget_micro_usd);
-    let top_day = s.spend_by_day.values().max().copied().unwrap_or(0);
+    let top_day = s.days.values().map(|d| d.spend_micro_usd).max().unwrap_or(0);
     println!(
         "  spend            {} total; costliest task {} of ceiling {}; highest day {} of budget {} ({:.2} %)",
         usd(s.total_cost_micro_usd),

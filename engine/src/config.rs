@@ -216,9 +216,14 @@ impl DispatchConfig {
 
     /// The longest a task can spend in dispatch: every attempt timing out, plus backoffs.
     pub fn worst_case_ms(&self) -> u64 {
+        // Saturating: a scenario bounds each term, and a live configuration might not.
         let attempts = u64::from(self.retries) + 1;
-        let backoff: u64 = (0..self.retries).map(|n| self.backoff_ms << n.min(16)).sum();
-        attempts * (self.deep_timeout_ms + self.state_timeout_ms) + backoff + 2 * self.state_timeout_ms
+        let backoff =
+            (0..self.retries).fold(0u64, |sum, n| sum.saturating_add(self.backoff_ms.saturating_mul(1 << n.min(16))));
+        attempts
+            .saturating_mul(self.deep_timeout_ms.saturating_add(self.state_timeout_ms))
+            .saturating_add(backoff)
+            .saturating_add(self.state_timeout_ms.saturating_mul(2))
     }
 }
 
@@ -302,15 +307,22 @@ pub struct LedgerConfig {
     pub segment_receipts: u64,
     /// Directory of the ledger segments.
     pub dir: String,
-    /// Seed of the Ed25519 ledger key. The default is a development key; a deployment sets
-    /// its own.
-    pub key_seed: [u8; 32],
+    /// Seed of the Ed25519 ledger key. There is no default: the simulator derives it from
+    /// the run's seed ([`simulation_key_seed`]) and a live engine reads it from a key file.
+    /// Without one the ledger does not open.
+    #[serde(skip)]
+    pub key_seed: Option<[u8; 32]>,
 }
 
-/// The development ledger key seed: SHA-256 of a fixed string, public by construction.
-pub fn development_key_seed() -> [u8; 32] {
+/// The ledger key of a simulated run: SHA-256 of a domain tag and the run seed. Anyone who
+/// knows the seed can derive it, which is the point: a certificate states the public key,
+/// a verifier recomputes it from the seed, and `verify --rerun` recomputes every signature.
+pub fn simulation_key_seed(run_seed: u64) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    Sha256::digest(b"seedcore development ledger key v1").into()
+    let mut hasher = Sha256::new();
+    hasher.update(b"seedcore/ledger-key/simulation/v1\n");
+    hasher.update(run_seed.to_be_bytes());
+    hasher.finalize().into()
 }
 
 impl Default for LedgerConfig {
@@ -320,7 +332,7 @@ impl Default for LedgerConfig {
             cycle_ms: 60_000,
             segment_receipts: 100_000,
             dir: "ledger".to_string(),
-            key_seed: development_key_seed(),
+            key_seed: None,
         }
     }
 }

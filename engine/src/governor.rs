@@ -106,28 +106,32 @@ impl Governor {
 
     /// Cost of a call in micro-USD, rounded up.
     pub fn price(&self, path: Path, tokens_in: u32, tokens_out: u32) -> u64 {
+        // In u128: neither tokens (u32) times a price (u64) nor their sum can overflow it,
+        // whatever a scenario sets; a charge beyond u64 saturates.
         let (price_in, price_out) = self.config.prices.of(path);
-        let milli = u64::from(tokens_in) * price_in + u64::from(tokens_out) * price_out;
-        milli.div_ceil(1000)
+        let milli = u128::from(tokens_in) * u128::from(price_in) + u128::from(tokens_out) * u128::from(price_out);
+        u64::try_from(milli.div_ceil(1000)).unwrap_or(u64::MAX)
     }
 
     /// Fits a call under the ceiling: (tokens_in, truncated, max_tokens_out), or `None` when
     /// not even a truncated context fits.
     fn fit(&self, path: Path, tokens_in: u32, tokens_out: u32, max_tokens: u32) -> Option<(u32, u32, u32)> {
+        // In u128 for the same reason as `price`.
         let (price_in, price_out) = self.config.prices.of(path);
-        let budget_milli = self.config.ceiling_micro_usd * 1000;
-        let want_out = u64::from(tokens_out.min(MIN_OUTPUT_TOKENS).min(max_tokens));
-        let mut kept_in = u64::from(tokens_in);
+        let (price_in, price_out) = (u128::from(price_in), u128::from(price_out));
+        let budget_milli = u128::from(self.config.ceiling_micro_usd) * 1000;
+        let want_out = u128::from(tokens_out.min(MIN_OUTPUT_TOKENS).min(max_tokens));
+        let mut kept_in = u128::from(tokens_in);
         if kept_in * price_in + want_out * price_out > budget_milli {
             let room = budget_milli.checked_sub(want_out * price_out)?;
-            kept_in = room.checked_div(price_in).unwrap_or(kept_in);
+            kept_in = room.checked_div(price_in).unwrap_or(kept_in).min(kept_in);
             if kept_in == 0 && tokens_in > 0 {
                 return None;
             }
         }
         let left = budget_milli - kept_in * price_in;
-        let by_cost = left.checked_div(price_out).unwrap_or(u64::from(u32::MAX));
-        let max_out = by_cost.min(u64::from(max_tokens)) as u32;
+        let by_cost = left.checked_div(price_out).unwrap_or(u128::from(u32::MAX));
+        let max_out = by_cost.min(u128::from(max_tokens)) as u32;
         let kept_in = kept_in as u32;
         let plan = (kept_in, tokens_in - kept_in, max_out);
         assert!(self.price(path, plan.0, plan.2) <= self.config.ceiling_micro_usd);
@@ -167,15 +171,15 @@ impl Governor {
         let budget = self.config.daily_budget_micro_usd;
         if self.config.enforce_daily_budget {
             let day = self.day(request.day);
-            let committed = day.spent_micro_usd + day.reserved_micro_usd;
-            if committed + estimate > budget {
+            let committed = day.spent_micro_usd.saturating_add(day.reserved_micro_usd);
+            if committed.saturating_add(estimate) > budget {
                 let fast = if path == Path::Deep && request.soft {
                     self.fit(Path::Fast, request.tokens_in, request.tokens_out, request.max_tokens)
                 } else {
                     None
                 };
                 match fast {
-                    Some(fit) if committed + self.price(Path::Fast, fit.0, fit.2) <= budget => {
+                    Some(fit) if committed.saturating_add(self.price(Path::Fast, fit.0, fit.2)) <= budget => {
                         path = Path::Fast;
                         degraded = true;
                         (tokens_in, truncated, max_out) = fit;
@@ -187,13 +191,14 @@ impl Governor {
         }
         let mut alerts = Vec::new();
         let day = self.days.entry(request.day).or_default();
-        day.reserved_micro_usd += estimate;
-        day.admitted[kind] += 1;
-        if !day.budget_alerted && (day.spent_micro_usd + day.reserved_micro_usd) * 5 >= budget * 4 {
+        day.reserved_micro_usd = day.reserved_micro_usd.saturating_add(estimate);
+        day.admitted[kind] = day.admitted[kind].saturating_add(1);
+        let committed = day.spent_micro_usd.saturating_add(day.reserved_micro_usd);
+        if !day.budget_alerted && u128::from(committed) * 5 >= u128::from(budget) * 4 {
             day.budget_alerted = true;
             alerts.push(Alert {
                 name: "daily_budget_80",
-                value: day.spent_micro_usd + day.reserved_micro_usd,
+                value: committed,
                 limit: budget,
                 subject: format!("day {}", request.day),
             });
@@ -258,11 +263,11 @@ impl Governor {
         let (day, reserved) = self.reservations.remove(&task_id).expect("settled task was admitted");
         let ceiling = self.config.ceiling_micro_usd;
         let state = self.day(day);
-        state.reserved_micro_usd -= reserved;
-        state.spent_micro_usd += cost;
+        state.reserved_micro_usd = state.reserved_micro_usd.saturating_sub(reserved);
+        state.spent_micro_usd = state.spent_micro_usd.saturating_add(cost);
         self.charged.insert(task_id);
         let mut alerts = Vec::new();
-        if cost * 10 >= ceiling * 9 {
+        if u128::from(cost) * 10 >= u128::from(ceiling) * 9 {
             alerts.push(Alert {
                 name: "cost_near_ceiling",
                 value: cost,
@@ -276,16 +281,17 @@ impl Governor {
     /// Drops the reservation of an admitted task that ended without a charge.
     pub fn release(&mut self, task_id: u64) {
         if let Some((day, reserved)) = self.reservations.remove(&task_id) {
-            self.day(day).reserved_micro_usd -= reserved;
+            let state = self.day(day);
+            state.reserved_micro_usd = state.reserved_micro_usd.saturating_sub(reserved);
         }
     }
 
     /// Rebuilds spend and counters from one ledger receipt (coordinator recovery).
     pub fn recover(&mut self, task_id: u64, day: u64, kind: Kind, admitted: bool, cost_micro_usd: u64) {
         let state = self.day(day);
-        state.spent_micro_usd += cost_micro_usd;
+        state.spent_micro_usd = state.spent_micro_usd.saturating_add(cost_micro_usd);
         if admitted {
-            state.admitted[kind.index()] += 1;
+            state.admitted[kind.index()] = state.admitted[kind.index()].saturating_add(1);
             self.charged.insert(task_id);
         }
     }

@@ -12,7 +12,8 @@
 
 use crate::conditions::Conditions;
 use crate::config::LedgerConfig;
-use crate::task::{Kind, Path};
+use crate::probe::OutcomeSignal;
+use crate::task::{Kind, Path, Status};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,8 +31,7 @@ pub struct Receipt {
     pub day: u64,
     pub kind: Kind,
     pub latency_ms: u64,
-    /// `completed`, `rejected` or `failed`.
-    pub outcome: String,
+    pub outcome: Status,
     pub path: Option<Path>,
     pub prev_hash: String,
     /// Reject reason, error, and flags such as `cache_hit`, `overrun_clamped`, `truncated`.
@@ -57,7 +57,42 @@ impl Receipt {
 
     /// Whether the task was admitted (and so counts against rate limits).
     pub fn admitted(&self) -> bool {
-        self.outcome != "rejected"
+        self.outcome != Status::Rejected
+    }
+
+    /// The receipt of an outcome, before the ledger gives it `seq` and `prev_hash`. The
+    /// coordinator writes exactly this, and a verifier rebuilds the hash chain with it from
+    /// the event log: one function, so the two cannot drift apart.
+    pub fn of_outcome(outcome: &OutcomeSignal) -> Receipt {
+        let mut reasons: Vec<String> = match outcome.status {
+            Status::Completed => [
+                (outcome.cache_hit, "cache_hit"),
+                (outcome.overrun_clamped, "overrun_clamped"),
+                (outcome.truncated, "truncated"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| name.to_string())
+            .collect(),
+            Status::Rejected => outcome.reason.iter().map(|r| r.as_str().to_string()).collect(),
+            Status::Failed => outcome.error.iter().cloned().collect(),
+        };
+        reasons.sort();
+        Receipt {
+            cost_micro_usd: outcome.cost_micro_usd,
+            day: outcome.day,
+            kind: outcome.kind,
+            latency_ms: outcome.latency_ms,
+            outcome: outcome.status,
+            path: outcome.path,
+            prev_hash: String::new(),
+            reasons,
+            seq: 0,
+            t_ms: outcome.arrived_ms,
+            task_id: outcome.task_id,
+            tokens_in: outcome.tokens_in,
+            tokens_out: outcome.tokens_out,
+        }
     }
 }
 
@@ -98,6 +133,8 @@ pub enum LedgerError {
     Io { path: String, message: String },
     #[error("ledger segment {segment} line {line}: {reason}")]
     Corrupt { segment: u32, line: u64, reason: String },
+    #[error("no ledger signing key: the simulator derives one from the seed, and serve takes --ledger-key")]
+    NoKey,
 }
 
 /// What verification of a whole ledger found.
@@ -291,7 +328,7 @@ impl LedgerWriter {
     ) -> Result<(LedgerWriter, Verified), LedgerError> {
         assert!(config.cycle_receipts >= 1 && config.segment_receipts >= 1);
         let dir = config.dir.as_str();
-        let key = SigningKey::from_bytes(&config.key_seed);
+        let key = SigningKey::from_bytes(&config.key_seed.ok_or(LedgerError::NoKey)?);
         #[cfg(not(madsim))]
         tokio::fs::create_dir_all(dir)
             .await
@@ -440,7 +477,7 @@ mod tests {
             day: 19_677,
             kind: Kind::Chat,
             latency_ms: 93,
-            outcome: "completed".into(),
+            outcome: Status::Completed,
             path: Some(Path::Fast),
             prev_hash: String::new(),
             reasons: vec!["cache_hit".into()],

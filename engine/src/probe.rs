@@ -5,6 +5,8 @@
 //! in JCS (sorted) order and holds only integers, booleans and strings (ratios as parts per
 //! million), so that serde's bytes are canonical and reproducible.
 
+use crate::router::Reason;
+use crate::task::{Kind, Path, RejectReason, Status};
 use serde::{Deserialize, Serialize};
 
 /// Receives the engine's signals. Implementations must not block.
@@ -113,10 +115,8 @@ pub struct DecisionSignal {
     /// Token forecast of SPEC 4.5, in tokens.
     pub forecast_tokens: u64,
     pub max_tokens_out: u32,
-    /// `fast` or `deep`.
-    pub path: String,
-    /// `fast`, `breach`, `planning`, `surprise` or `deferred`.
-    pub reason: String,
+    pub path: Path,
+    pub reason: Reason,
     /// Rolling fast-path ratio of the router's window after this decision, ppm.
     pub router_fast_ppm: i64,
     pub surprise_ppm: i64,
@@ -127,10 +127,14 @@ pub struct DecisionSignal {
     pub x_ppm: [i64; 6],
 }
 
-/// A terminal outcome.
+/// A terminal outcome. It carries every field of the task's receipt, so the receipt, and
+/// with it the ledger's hash chain, can be rebuilt from the event log
+/// ([`crate::ledger::Receipt::of_outcome`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeSignal {
+    /// Arrival time of the task (scenario ms): the receipt's `t_ms`.
+    pub arrived_ms: u64,
     /// Backend attempts made.
     pub attempts: u32,
     /// Age of the served cache entry, when `cache_hit`.
@@ -141,19 +145,20 @@ pub struct OutcomeSignal {
     pub day: u64,
     /// Error of a failed task.
     pub error: Option<String>,
-    pub kind: String,
+    pub kind: Kind,
     pub latency_ms: u64,
     /// Ledger seq of the receipt (none when the ledger is halted).
     pub ledger_seq: Option<u64>,
     pub overrun_clamped: bool,
-    pub path: Option<String>,
+    pub path: Option<Path>,
     /// Reject reason of a rejected task.
-    pub reason: Option<String>,
-    /// `completed`, `rejected` or `failed`.
-    pub status: String,
+    pub reason: Option<RejectReason>,
+    pub status: Status,
     pub task_id: u64,
     pub tokens_in: u32,
     pub tokens_out: u32,
+    /// The context was cut to fit the token ceiling.
+    pub truncated: bool,
     /// The worker that produced the generation (none for cache hits, rejections and
     /// failures).
     pub worker: Option<String>,

@@ -32,8 +32,9 @@ impl RouterInputs {
     }
 }
 
-/// Why a task took its path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Why a task took its path (serialised as its `as_str` name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Nothing asked for the deep path.
     Fast,

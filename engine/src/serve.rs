@@ -28,16 +28,22 @@ pub async fn start_all_in_one(
     base_port: u16,
     probe: Arc<dyn Probe>,
 ) -> Result<Addresses, NodeError> {
-    let port = |offset: u16| if base_port == 0 { 0 } else { base_port + offset };
-    let coordinator = bind(host, port(0)).await?;
-    let state = bind(host, port(1)).await?;
+    let port = |offset: u32| -> Result<u16, NodeError> {
+        let offset = u16::try_from(offset).unwrap_or(u16::MAX);
+        match base_port {
+            0 => Ok(0),
+            base => base.checked_add(offset).ok_or(NodeError::Port { base, offset }),
+        }
+    };
+    let coordinator = bind(host, port(0)?).await?;
+    let state = bind(host, port(1)?).await?;
     let mut fast = Vec::new();
     for i in 0..config.topology.fast {
-        fast.push(bind(host, port(10 + i as u16)).await?);
+        fast.push(bind(host, port(10 + i)?).await?);
     }
     let mut deep = Vec::new();
     for i in 0..config.topology.deep {
-        deep.push(bind(host, port(40 + i as u16)).await?);
+        deep.push(bind(host, port(40 + i)?).await?);
     }
     let addresses = Arc::new(Addresses {
         coordinator: local(&coordinator),

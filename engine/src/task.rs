@@ -177,12 +177,33 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// `completed`, `rejected` or `failed`.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match self {
-            Outcome::Completed { .. } => "completed",
-            Outcome::Rejected { .. } => "rejected",
-            Outcome::Failed { .. } => "failed",
+            Outcome::Completed { .. } => Status::Completed,
+            Outcome::Rejected { .. } => Status::Rejected,
+            Outcome::Failed { .. } => Status::Failed,
+        }
+    }
+}
+
+/// How a task ended: the `status` of an outcome event and the `outcome` of a receipt,
+/// serialised as `completed`, `rejected` or `failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Completed,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Completed, Status::Rejected, Status::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Aggregations over a bundle's `tasks.csv` (SPEC 9): per-window series for the plots, the
-//! cumulative spend of each simulated day, latencies per path, and cost tables per task kind
-//! and per day for the report and `cost_report.json`.
+//! cumulative spend of each simulated day, latencies per path, and the cost table per task
+//! kind. The per-day money figures are not computed here: they come from the event log's
+//! fold (`seedcore_sim::money`), and [`agrees_with_the_event_log`] refuses a `tasks.csv`
+//! whose spend differs from them, so the plots and the tables cannot tell two stories.
 //!
 //! Guarantees: the file is read with polars' eager CSV reader with every column as text,
 //! and each column used here is then cast to an explicit type, so nothing depends on schema
@@ -112,33 +114,6 @@ pub struct KindCost {
     pub cost_micro_usd_max: Option<u64>,
 }
 
-/// Cost and admission of one simulated UTC day (by outcome; lost tasks by arrival).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DayCost {
-    /// Rows of this day, whatever their status.
-    pub tasks: u64,
-    /// Tasks that passed admission (completed or failed).
-    pub admitted: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub rejected: u64,
-    pub lost: u64,
-    /// Charged micro-USD of the day.
-    pub cost_micro_usd: u64,
-    /// Mean charge of a completed task; `None` when none completed.
-    pub completed_cost_micro_usd_mean: Option<f64>,
-    pub completed_cost_micro_usd_max: Option<u64>,
-    pub completed_cost_micro_usd_min: Option<u64>,
-    /// Admitted tasks per kind, for the utilisation of the per-kind daily rate limits.
-    pub admitted_per_kind: BTreeMap<String, u64>,
-    /// Completed tasks charged above the per-task ceiling.
-    pub ceiling_breaches: u64,
-    /// Completed tasks charged at or above 90 % of the ceiling (the governor's alert level).
-    pub near_ceiling: u64,
-    /// Charges made while the day's cumulative spend stood above the daily budget.
-    pub budget_breaches: u64,
-}
-
 /// Everything the renderers need from `tasks.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Analytics {
@@ -155,8 +130,38 @@ pub struct Analytics {
     pub latency_deep_ms: Vec<u64>,
     /// Per task kind.
     pub kinds: BTreeMap<String, KindCost>,
-    /// Per simulated UTC day (days since 1970-01-01).
-    pub days: BTreeMap<u64, DayCost>,
+}
+
+/// Whether `tasks.csv`'s money agrees with the event log's fold in `data`: the same total,
+/// and the same spend on every simulated day. The message names the first difference.
+pub fn agrees_with_the_event_log(analytics: &Analytics, data: &ReportData) -> Result<(), String> {
+    let by_kind: u64 = analytics.kinds.values().map(|k| k.cost_micro_usd).fold(0, u64::saturating_add);
+    if by_kind != data.total_cost_micro_usd {
+        return Err(format!(
+            "charges total {by_kind} micro-USD, the event log {} micro-USD",
+            data.total_cost_micro_usd
+        ));
+    }
+    let mut from_csv: BTreeMap<u64, u64> = BTreeMap::new();
+    for point in &analytics.spend {
+        from_csv.insert(point.day, point.spent_micro_usd);
+    }
+    let from_events: BTreeMap<u64, u64> =
+        data.days.iter().filter(|(_, d)| d.spend_micro_usd > 0).map(|(day, d)| (*day, d.spend_micro_usd)).collect();
+    if from_csv != from_events {
+        let day = from_csv
+            .keys()
+            .chain(from_events.keys())
+            .find(|day| from_csv.get(day) != from_events.get(day))
+            .copied()
+            .unwrap_or(0);
+        return Err(format!(
+            "day {day} (days since 1970-01-01 UTC) charges {} micro-USD, the event log {} micro-USD",
+            from_csv.get(&day).copied().unwrap_or(0),
+            from_events.get(&day).copied().unwrap_or(0)
+        ));
+    }
+    Ok(())
 }
 
 /// Reads `tasks_csv` and computes every aggregate. `data` supplies the run's duration (for
@@ -468,49 +473,7 @@ impl Ctx<'_> {
             );
         }
 
-        let ceiling = data.limits.ceiling_micro_usd;
-        let mut days = BTreeMap::new();
-        for (key, group) in partition(tasks, "day").map_err(p)? {
-            let Some(day) = key.extract::<u64>() else { continue };
-            let tally = Tally::of(&group).map_err(p)?;
-            let completed = group.filter(group.column("is_completed").map_err(p)?.bool().map_err(p)?).map_err(p)?;
-            let completed_costs = completed.column("cost_micro_usd").map_err(p)?.u64().map_err(p)?;
-            let ceiling_breaches = completed_costs.iter().flatten().filter(|c| *c > ceiling).count() as u64;
-            let near_ceiling =
-                completed_costs.iter().flatten().filter(|c| u128::from(*c) * 10 >= u128::from(ceiling) * 9).count()
-                    as u64;
-            let admitted_mask = group.column("is_completed").map_err(p)?.bool().map_err(p)?
-                | group.column("is_failed").map_err(p)?.bool().map_err(p)?;
-            let admitted = group.filter(&admitted_mask).map_err(p)?;
-            let mut admitted_per_kind = BTreeMap::new();
-            for (key, of_kind) in partition(&admitted, "kind").map_err(p)? {
-                if let Some(kind) = key.get_str() {
-                    admitted_per_kind.insert(kind.to_string(), of_kind.height() as u64);
-                }
-            }
-            days.insert(
-                day,
-                DayCost {
-                    tasks: tally.tasks,
-                    admitted: admitted.height() as u64,
-                    completed: tally.completed,
-                    failed: tally.failed,
-                    rejected: tally.rejected,
-                    lost: tally.lost,
-                    cost_micro_usd: tally.cost,
-                    completed_cost_micro_usd_mean: tally.completed_cost_mean(),
-                    completed_cost_micro_usd_max: tally.completed_cost_max,
-                    completed_cost_micro_usd_min: tally.completed_cost_min,
-                    admitted_per_kind,
-                    ceiling_breaches,
-                    near_ceiling,
-                    budget_breaches: 0,
-                },
-            );
-        }
-
         // Cumulative spend by outcome time; ties keep file order.
-        let budget = data.limits.daily_budget_micro_usd;
         let cost = tasks.column("cost_micro_usd").map_err(p)?.u64().map_err(p)?;
         let charged = tasks.filter(&cost.gt(0).fill_null_with_values(false).map_err(p)?).map_err(p)?;
         let charged = charged
@@ -528,11 +491,6 @@ impl Ctx<'_> {
             let (Some(cost), Some(day)) = (cost, day) else { continue };
             let spent = spent_by_day.entry(day).or_insert(0);
             *spent = spent.saturating_add(cost);
-            if *spent > budget {
-                if let Some(day_cost) = days.get_mut(&day) {
-                    day_cost.budget_breaches += 1;
-                }
-            }
             spend.push(SpendPoint { t_ms: done.or(at).unwrap_or(0), day, spent_micro_usd: *spent });
         }
 
@@ -547,7 +505,6 @@ impl Ctx<'_> {
             latency_fast_ms: latencies("is_fast_completed")?,
             latency_deep_ms: latencies("is_deep_completed")?,
             kinds,
-            days,
         })
     }
 }
@@ -584,13 +541,11 @@ struct Tally {
     completed: u64,
     failed: u64,
     rejected: u64,
-    lost: u64,
     fast_completed: u64,
     fast_hits: u64,
     cost: u64,
     completed_cost: u64,
     completed_cost_max: Option<u64>,
-    completed_cost_min: Option<u64>,
     cusum_max: Option<f64>,
 }
 
@@ -604,13 +559,11 @@ impl Tally {
             completed: count("is_completed")?,
             failed: count("is_failed")?,
             rejected: count("is_rejected")?,
-            lost: count("is_lost")?,
             fast_completed: count("is_fast_completed")?,
             fast_hits: count("is_fast_hit")?,
             cost: df.column("cost_micro_usd")?.u64()?.iter().flatten().fold(0u64, u64::saturating_add),
             completed_cost: completed_costs.iter().flatten().fold(0u64, u64::saturating_add),
             completed_cost_max: completed_costs.max(),
-            completed_cost_min: completed_costs.min(),
             cusum_max: df.column("cusum_s")?.f64()?.max(),
         })
     }
@@ -671,6 +624,7 @@ pub(crate) mod tests {
             seed: 42,
             engine_version: "0.1.0".into(),
             build_sha256: "cd".repeat(32),
+            toolchain: crate::statement::Toolchain::default(),
             epoch_utc_ms: EPOCH_MS,
             duration_ms: 120_000,
             outcome: Outcome::PassWithConditions,
@@ -684,7 +638,7 @@ pub(crate) mod tests {
             decisions: BTreeMap::new(),
             alerts: BTreeMap::new(),
             total_cost_micro_usd: 0,
-            spend_by_day: BTreeMap::new(),
+            days: BTreeMap::new(),
             limits: Limits {
                 ceiling_micro_usd: 50_000,
                 daily_budget_micro_usd: 100_000,
@@ -699,6 +653,9 @@ pub(crate) mod tests {
             l_tot: vec![],
             events: 0,
             merkle_root: "ee".repeat(32),
+            ledger_public_key: "ff".repeat(32),
+            ledger_receipts: 0,
+            ledger_cycles: 0,
             key_id: "ff".repeat(32),
             development_key: false,
             regressions: vec![],
@@ -805,27 +762,6 @@ pub(crate) mod tests {
         let summary = &a.kinds["summary"];
         assert_eq!((summary.tasks, summary.completed, summary.cost_micro_usd), (2, 1, 46_000));
 
-        assert_eq!(a.days.keys().copied().collect::<Vec<_>>(), [DAY_1, DAY_2]);
-        let d1 = &a.days[&DAY_1];
-        assert_eq!((d1.tasks, d1.admitted, d1.completed, d1.failed, d1.rejected, d1.lost), (6, 5, 4, 1, 1, 0));
-        assert_eq!(d1.cost_micro_usd, 33_000);
-        assert_eq!(
-            (d1.completed_cost_micro_usd_min, d1.completed_cost_micro_usd_max, d1.completed_cost_micro_usd_mean),
-            (Some(0), Some(30_000), Some(8_250.0))
-        );
-        assert_eq!(d1.admitted_per_kind, BTreeMap::from([("chat".into(), 3), ("query".into(), 2)]));
-        assert_eq!((d1.ceiling_breaches, d1.near_ceiling, d1.budget_breaches), (0, 0, 0));
-        let d2 = &a.days[&DAY_2];
-        assert_eq!(
-            (d2.tasks, d2.admitted, d2.completed, d2.lost),
-            (4, 3, 2, 1),
-            "the lost task counts on its arrival day"
-        );
-        assert_eq!(d2.cost_micro_usd, 106_000);
-        assert_eq!(d2.admitted_per_kind, BTreeMap::from([("chat".into(), 1), ("summary".into(), 2)]));
-        assert_eq!((d2.ceiling_breaches, d2.near_ceiling), (1, 2), "60000 > 50000; 46000 >= 45000");
-        assert_eq!(d2.budget_breaches, 1, "the day crosses 100000 with its last charge");
-
         let spend: Vec<(u64, u64)> = a.spend.iter().map(|s| (s.t_ms, s.spent_micro_usd)).collect();
         assert_eq!(spend, [(150, 1_000), (500, 3_000), (1_800, 33_000), (62_080, 60_000), (66_000, 106_000)]);
         assert_eq!(a.latency_fast_ms, [100, 20, 300, 80]);
@@ -839,8 +775,8 @@ pub(crate) mod tests {
             sample_csv().lines().map(|l| format!("{}\n", &l[..l.rfind(',').unwrap_or(l.len())])).collect();
         let path = write(&dir, &csv);
         let a = analyse(&path, &report_data()).expect("analyses without `day`");
-        assert_eq!(a.days[&DAY_1].tasks, 6);
-        assert_eq!(a.days[&DAY_2].tasks, 4);
+        let days: Vec<u64> = a.spend.iter().map(|s| s.day).collect();
+        assert_eq!(days, [DAY_1, DAY_1, DAY_1, DAY_2, DAY_2]);
     }
 
     #[test]

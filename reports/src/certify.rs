@@ -48,6 +48,7 @@ pub struct Certify<'a> {
     pub key: &'a SigningKey,
     pub development_key: bool,
     pub build_sha256: String,
+    pub toolchain: crate::statement::Toolchain,
     pub baseline: Option<&'a Statement>,
 }
 
@@ -202,6 +203,7 @@ pub fn certify(c: &Certify<'_>) -> Result<Certified, CertifyError> {
     }
     let provenance = Provenance {
         build_sha256: c.build_sha256.clone(),
+        toolchain: c.toolchain.clone(),
         key_id: crate::keys::key_id(&c.key.verifying_key()),
         development_key: c.development_key,
         regressions: Vec::new(),

@@ -4,7 +4,7 @@
 
 use crate::fold::EventFold;
 use crate::model::{Determinism, FaultRow, InvariantRow, Limits, PathLatency, ReportData};
-use crate::score::{critical_not_passed, outcome, score};
+use crate::score::{critical_failures, outcome, score};
 use seedcore_sim::invariants::{evaluate, InvariantResult, Replays};
 use seedcore_sim::Scenario;
 
@@ -12,6 +12,7 @@ use seedcore_sim::Scenario;
 #[derive(Clone, Debug)]
 pub struct Provenance {
     pub build_sha256: String,
+    pub toolchain: crate::statement::Toolchain,
     pub key_id: String,
     pub development_key: bool,
     pub regressions: Vec<String>,
@@ -41,7 +42,7 @@ pub fn report_data(
             rule: r.measure.rule.to_string(),
             limit: r.measure.limit.clone(),
             unit: r.measure.unit.to_string(),
-            weight: scenario.policy.invariants.get(r.id).map_or(0.0, |p| p.weight).to_string(),
+            weight: scenario.policy.invariants.get(&r.id).map_or(0.0, |p| p.weight).to_string(),
             detail: r.detail.clone(),
         })
         .collect();
@@ -70,11 +71,12 @@ pub fn report_data(
         seed,
         engine_version: start.map_or_else(String::new, |s| s.engine_version.clone()),
         build_sha256: provenance.build_sha256,
+        toolchain: provenance.toolchain,
         epoch_utc_ms: scenario.engine.epoch_utc_ms,
         duration_ms: scenario.duration_ms,
         outcome,
         score,
-        critical_failures: critical_not_passed(&results).iter().map(|s| s.to_string()).collect(),
+        critical_failures: critical_failures(&results).iter().map(|s| s.to_string()).collect(),
         invariants,
         latency,
         arrivals: stats.arrivals,
@@ -83,7 +85,7 @@ pub fn report_data(
         decisions: stats.decisions.clone(),
         alerts: stats.alerts.clone(),
         total_cost_micro_usd: stats.total_cost_micro_usd,
-        spend_by_day: stats.spend_by_day.clone(),
+        days: stats.days.clone(),
         limits: Limits {
             ceiling_micro_usd: start.map_or(scenario.engine.governor.ceiling_micro_usd, |s| s.ceiling_micro_usd),
             daily_budget_micro_usd: start
@@ -106,6 +108,9 @@ pub fn report_data(
         l_tot: fold.l_tot.clone(),
         events: fold.size,
         merkle_root: hex::encode(fold.root),
+        ledger_public_key: stats.ledger_check.as_ref().map_or_else(String::new, |c| c.public_key.clone()),
+        ledger_receipts: stats.ledger_check.as_ref().map_or(0, |c| c.receipts),
+        ledger_cycles: stats.ledger_cycles.len() as u64,
         key_id: provenance.key_id,
         development_key: provenance.development_key,
         regressions: provenance.regressions,

@@ -14,7 +14,7 @@ pub mod jcs;
 pub mod keys;
 pub mod model;
 pub mod render;
-pub mod score;
+pub use seedcore_sim::score;
 pub mod siglog;
 pub mod statement;
 pub mod verify;

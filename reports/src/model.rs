@@ -4,39 +4,7 @@
 
 use std::collections::BTreeMap;
 
-/// The certification outcome of SPEC 8.2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
-    Pass,
-    PassWithConditions,
-    Fail,
-}
-
-impl Outcome {
-    /// The name written in certificates and printed in banners.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::PassWithConditions => "PASS WITH CONDITIONS",
-            Outcome::Fail => "FAIL",
-        }
-    }
-
-    /// Reads a stated outcome back.
-    pub fn parse(text: &str) -> Option<Outcome> {
-        [Outcome::Pass, Outcome::PassWithConditions, Outcome::Fail].into_iter().find(|o| o.as_str() == text)
-    }
-}
-
-/// A score out of 100, held in hundredths so that it is written exactly: `9750` is 97.50.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Score(pub u32);
-
-impl std::fmt::Display for Score {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
-    }
-}
+pub use seedcore_sim::score::{Outcome, Score};
 
 /// One row of the invariant table, as the certificate states it too.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -136,6 +104,8 @@ pub struct ReportData {
     pub engine_version: String,
     /// SHA-256 of the binary that ran the simulation, hex.
     pub build_sha256: String,
+    /// How that binary was built.
+    pub toolchain: crate::statement::Toolchain,
     /// Simulated start of the run, ms since 1970-01-01 UTC (for dates).
     pub epoch_utc_ms: u64,
     /// Simulated duration of the arrivals, ms.
@@ -157,7 +127,7 @@ pub struct ReportData {
     pub alerts: BTreeMap<String, u64>,
     pub total_cost_micro_usd: u64,
     /// Charged micro-USD per simulated UTC day (days since 1970-01-01).
-    pub spend_by_day: BTreeMap<u64, u64>,
+    pub days: BTreeMap<u64, seedcore_sim::money::DayMoney>,
     pub limits: Limits,
     pub determinism: Determinism,
     pub faults: Vec<FaultRow>,
@@ -168,6 +138,10 @@ pub struct ReportData {
     /// Events in the log and their RFC 6962 Merkle root, hex.
     pub events: u64,
     pub merkle_root: String,
+    /// The ledger's public key (hex), committed receipts and signed cycles.
+    pub ledger_public_key: String,
+    pub ledger_receipts: u64,
+    pub ledger_cycles: u64,
     /// Key id of the signer (hex SHA-256 of the raw public key).
     pub key_id: String,
     /// Signed with the development key: not for a reviewer's trust.

@@ -48,6 +48,7 @@ pub struct Predicate {
     pub scenario: ScenarioRef,
     pub engine: EngineRef,
     pub event_log: EventLogRef,
+    pub ledger: LedgerRef,
     /// SHA-256 of every other file of the bundle, by path relative to it.
     pub files: BTreeMap<String, String>,
     pub determinism: DeterminismRef,
@@ -77,7 +78,45 @@ pub struct EngineRef {
     pub build_sha256: String,
     /// Which build ran: `simulation` (madsim).
     pub build: String,
+    /// What a reviewer needs to rebuild the binary.
+    pub toolchain: Toolchain,
 }
+
+/// How the binary was built: with the same toolchain, target, lock file and commit, and
+/// the flags of the README's reproducible build, a rebuild has the same SHA-256.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolchain {
+    /// `rustc -V` of the compiler.
+    pub rustc: String,
+    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub target: String,
+    /// SHA-256 of `Cargo.lock`, hex.
+    pub cargo_lock_sha256: String,
+    /// The git commit of the source, when built from a git checkout.
+    pub source_commit: Option<String>,
+    /// The checkout had uncommitted changes to tracked files: the commit alone does not
+    /// give the source.
+    pub source_dirty: bool,
+}
+
+/// The ledger of the run: the key its cycles are signed with, stated so that a reviewer
+/// can check it is the one the seed gives, and what was committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerRef {
+    /// The Ed25519 public key of the ledger, hex.
+    pub public_key: String,
+    /// How the simulator derives the key from the seed.
+    pub key_derivation: String,
+    pub receipts: u64,
+    pub cycles: u64,
+}
+
+/// How a simulated run's ledger key derives from its seed (see
+/// `seedcore_engine::config::simulation_key_seed`).
+pub const LEDGER_KEY_DERIVATION: &str =
+    "ed25519 seed = SHA-256(\"seedcore/ledger-key/simulation/v1\\n\" || seed as 8 bytes big-endian)";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,11 +193,18 @@ pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: O
                 version: data.engine_version.clone(),
                 build_sha256: data.build_sha256.clone(),
                 build: "simulation".into(),
+                toolchain: data.toolchain.clone(),
             },
             event_log: EventLogRef {
                 file: "events.jsonl".into(),
                 merkle_root: data.merkle_root.clone(),
                 size: data.events,
+            },
+            ledger: LedgerRef {
+                public_key: data.ledger_public_key.clone(),
+                key_derivation: LEDGER_KEY_DERIVATION.into(),
+                receipts: data.ledger_receipts,
+                cycles: data.ledger_cycles,
             },
             files,
             determinism: DeterminismRef {

@@ -7,12 +7,13 @@
 use crate::certify::{file_sha256, list_files, parse_score, CERTIFICATE, STATEMENT};
 use crate::data::{report_data, Provenance};
 use crate::dsse::{self, Envelope};
-use crate::fold::fold_events;
+use crate::fold::{fold_events, EventFold};
 use crate::keys::Keyring;
 use crate::model::ReportData;
 use crate::siglog::signature_log;
-use crate::statement::{pretty, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
+use crate::statement::{pretty, Predicate, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
 use seedcore_sim::invariants::Replays;
+use seedcore_sim::Scenario;
 use std::path::{Component, Path};
 
 /// Largest certificate envelope read (the statement is a few tens of kB).
@@ -52,22 +53,47 @@ fn hex32(text: &str, what: &str) -> Result<[u8; 32], VerifyError> {
         .ok_or_else(|| reject(format!("{what} {text:?} is not a hex SHA-256 digest")))
 }
 
+/// What verification found so far: the checks passed and the warnings.
+#[derive(Default)]
+struct Findings {
+    checks: Vec<String>,
+    warnings: Vec<String>,
+}
+
 /// Verifies the bundle in `dir` against `keyring`. With `expected_scenario`, the bundle
-/// must certify exactly that scenario file.
+/// must certify exactly that scenario file. Each step is a function below, in order.
 pub fn verify_bundle(
     dir: &Path,
     keyring: &Keyring,
     expected_scenario: Option<&Path>,
 ) -> Result<Verification, VerifyError> {
-    let mut checks = Vec::new();
-    let mut warnings = Vec::new();
     if !dir.is_dir() {
         return Err(VerifyError::Unreadable {
             path: dir.display().to_string(),
             message: "not a directory (give the report directory certify wrote)".into(),
         });
     }
+    let mut r = Findings::default();
+    let (statement, value) = signed_statement(dir, keyring, &mut r)?;
+    let p = &statement.predicate;
+    check_statement_copy(dir, &value, &mut r)?;
+    check_files(dir, p, &mut r)?;
+    let scenario = check_scenario(dir, &statement, expected_scenario, &mut r)?;
+    let (fold, seed) = check_event_log(dir, p, &scenario, &mut r)?;
+    check_signature_log(dir, &fold, &mut r)?;
+    check_ledger(p, &fold, &mut r)?;
+    let data = recompute(p, &scenario, seed, &fold, &mut r)?;
+    let Findings { checks, warnings } = r;
+    Ok(Verification { checks, warnings, statement, data })
+}
 
+/// 1 and 2: the envelope, a signature by a trusted key, and a canonical in-toto statement
+/// of this predicate naming its signer.
+fn signed_statement(
+    dir: &Path,
+    keyring: &Keyring,
+    r: &mut Findings,
+) -> Result<(Statement, serde_json::Value), VerifyError> {
     // 1. The envelope and its signature.
     let certificate = dir.join(CERTIFICATE);
     let size = std::fs::metadata(&certificate).map_err(|e| reject(format!("{CERTIFICATE}: cannot read: {e}")))?.len();
@@ -80,7 +106,7 @@ pub fn verify_bundle(
     let mut canonical_envelope = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
     canonical_envelope.push(b'\n');
     let verified = dsse::verify(&envelope, keyring).map_err(|e| reject(format!("{CERTIFICATE}: {e}")))?;
-    checks.push(format!(
+    r.checks.push(format!(
         "signature: Ed25519 (verify_strict) by trusted key {} ({})",
         verified.keyid, verified.key_source
     ));
@@ -101,22 +127,31 @@ pub fn verify_bundle(
     if statement.predicate_type != PREDICATE_TYPE {
         return Err(reject(format!("payload: predicateType {:?} is not {PREDICATE_TYPE:?}", statement.predicate_type)));
     }
-    checks.push("payload: canonical JSON (RFC 8785), in-toto Statement v1, seedcore certification v1".into());
+    r.checks.push("payload: canonical JSON (RFC 8785), in-toto Statement v1, seedcore certification v1".into());
     let p = &statement.predicate;
     if p.signer.keyid != verified.keyid {
         return Err(reject(format!("payload: names signer {} but key {} signed it", p.signer.keyid, verified.keyid)));
     }
     if p.signer.development {
-        warnings.push("signed with a development key: a local check, not a release certificate".into());
+        r.warnings.push("signed with a development key: a local check, not a release certificate".into());
     }
+    Ok((statement, value))
+}
+
+/// The pretty `statement.json` is the signed payload, byte for byte.
+fn check_statement_copy(dir: &Path, value: &serde_json::Value, r: &mut Findings) -> Result<(), VerifyError> {
     let statement_copy =
         std::fs::read(dir.join(STATEMENT)).map_err(|e| reject(format!("{STATEMENT}: cannot read: {e}")))?;
-    if statement_copy != pretty(&value) {
+    if statement_copy != pretty(value) {
         return Err(reject(format!("{STATEMENT}: differs from the signed statement")));
     }
-    checks.push(format!("{STATEMENT}: the signed statement, byte for byte"));
+    r.checks.push(format!("{STATEMENT}: the signed statement, byte for byte"));
 
-    // 3. Every file's digest, and no file beside them.
+    Ok(())
+}
+
+/// 3. Every file's digest, and no file beside them.
+fn check_files(dir: &Path, p: &Predicate, r: &mut Findings) -> Result<(), VerifyError> {
     let listed = list_files(dir).map_err(|e| reject(format!("cannot list the bundle: {e}")))?;
     for name in &listed {
         if name != CERTIFICATE && name != STATEMENT && !p.files.contains_key(name) {
@@ -133,9 +168,19 @@ pub fn verify_bundle(
             return Err(reject(format!("{name}: digest mismatch (the file was changed after signing)")));
         }
     }
-    checks.push(format!("files: {} digests match, no uncovered file", p.files.len()));
+    r.checks.push(format!("files: {} digests match, no uncovered file", p.files.len()));
 
-    // 4. The scenario.
+    Ok(())
+}
+
+/// 4. The scenario: bundled, named by the statement, and the expected one if given.
+fn check_scenario(
+    dir: &Path,
+    statement: &Statement,
+    expected_scenario: Option<&Path>,
+    r: &mut Findings,
+) -> Result<Scenario, VerifyError> {
+    let p = &statement.predicate;
     let scenario_path = dir.join(&p.scenario.file);
     if p.files.get(&p.scenario.file) != Some(&p.scenario.sha256)
         || !statement.subject.iter().any(|s| s.digest.get("sha256") == Some(&p.scenario.sha256))
@@ -161,11 +206,20 @@ pub fn verify_bundle(
                 &digest[..16]
             )));
         }
-        checks.push(format!("scenario: the bundle certifies {}", expected.display()));
+        r.checks.push(format!("scenario: the bundle certifies {}", expected.display()));
     }
-    checks.push(format!("scenario: {} (sha256 {})", scenario.name, p.scenario.sha256));
+    r.checks.push(format!("scenario: {} (sha256 {})", scenario.name, p.scenario.sha256));
 
-    // 5. The event log: sequence, canonical lines, Merkle root and size.
+    Ok(scenario)
+}
+
+/// 5. The event log: sequence, canonical lines, Merkle root and size, and its run_start.
+fn check_event_log(
+    dir: &Path,
+    p: &Predicate,
+    scenario: &Scenario,
+    r: &mut Findings,
+) -> Result<(EventFold, u64), VerifyError> {
     let events = dir.join(&p.event_log.file);
     let fold = fold_events(&events, scenario.policy.window).map_err(|e| reject(format!("event log: {e}")))?;
     if fold.size != p.event_log.size {
@@ -178,7 +232,7 @@ pub fn verify_bundle(
             p.event_log.merkle_root
         )));
     }
-    checks.push(format!(
+    r.checks.push(format!(
         "event log: {} events, seq 0..{} without gap, Merkle root {}",
         fold.size, fold.size, p.event_log.merkle_root
     ));
@@ -191,16 +245,56 @@ pub fn verify_bundle(
         )));
     }
 
-    // 6. The signature log, regenerated.
-    let (log, failed) = signature_log(&fold);
+    Ok((fold, seed))
+}
+
+/// 6. The signature log, regenerated.
+fn check_signature_log(dir: &Path, fold: &EventFold, r: &mut Findings) -> Result<(), VerifyError> {
+    let (log, failed) = signature_log(fold);
     let on_disk = std::fs::read(dir.join("signature_log.json"))
         .map_err(|e| reject(format!("signature_log.json: cannot read: {e}")))?;
     if on_disk != log {
         return Err(reject("signature_log.json: differs from the cycles in the event log"));
     }
-    checks.push(format!("signature log: {} ledger cycles, {} failed to verify", fold.cycles.len(), failed));
+    r.checks.push(format!("signature log: {} ledger cycles, {} failed to verify", fold.cycles.len(), failed));
 
-    // 7. The verdicts, recomputed.
+    Ok(())
+}
+
+/// 7. The ledger, bound to the outcomes.
+fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(), VerifyError> {
+    // signed cycle head is the head of the chain rebuilt from the outcome events. (A
+    // mismatch is also a failed `ledger_integrity`, which step 8 compares with the
+    // statement; an honest certificate may state that failure.)
+    let derived = fold.stats.ledger_public_key();
+    if p.ledger.public_key != derived {
+        return Err(reject(format!(
+            "ledger: the statement names key {}, but seed {} gives {derived}",
+            p.ledger.public_key, p.seed
+        )));
+    }
+    match fold.stats.chain_bound() {
+        Ok(()) => r.checks.push(format!(
+            "ledger: {} receipts rebuilt from the outcome events; all {} signed cycle heads equal the rebuilt \
+             chain, signed by the seed's key {}…",
+            fold.stats.chain.receipts(),
+            fold.cycles.len(),
+            &derived[..16.min(derived.len())]
+        )),
+        Err(problem) => r.warnings.push(format!("ledger: {problem}")),
+    }
+
+    Ok(())
+}
+
+/// 8. Every invariant, the score, the outcome and the run figures, recomputed.
+fn recompute(
+    p: &Predicate,
+    scenario: &Scenario,
+    seed: u64,
+    fold: &EventFold,
+    r: &mut Findings,
+) -> Result<ReportData, VerifyError> {
     let replays = Replays {
         reference: hex32(&p.determinism.reference, "determinism reference")?,
         replays: p.determinism.replays.iter().map(|r| hex32(r, "replay digest")).collect::<Result<_, _>>()?,
@@ -210,23 +304,25 @@ pub fn verify_bundle(
     }
     let provenance = Provenance {
         build_sha256: p.engine.build_sha256.clone(),
+        toolchain: p.engine.toolchain.clone(),
         key_id: p.signer.keyid.clone(),
         development_key: p.signer.development,
         regressions: p.regressions.clone(),
     };
-    let (data, _) = report_data(&scenario, seed, &fold, &replays, provenance);
+    let (data, _) = report_data(scenario, seed, fold, &replays, provenance);
     for (recomputed, stated) in data.invariants.iter().zip(&p.invariants) {
         if recomputed != stated {
             return Err(reject(format!(
-                "invariant {}: stated {} ({}), recomputed {} ({})",
-                stated.id, stated.verdict, stated.observed, recomputed.verdict, recomputed.observed
+                "invariant {}: stated {} ({}), recomputed {} ({}: {})",
+                stated.id, stated.verdict, stated.observed, recomputed.verdict, recomputed.observed, recomputed.detail
             )));
         }
     }
     if data.invariants.len() != p.invariants.len() {
         return Err(reject(format!("invariants: {} stated, {} recomputed", p.invariants.len(), data.invariants.len())));
     }
-    checks.push(format!("invariants: all {} recomputed from the events equal the stated ones", data.invariants.len()));
+    r.checks
+        .push(format!("invariants: all {} recomputed from the events equal the stated ones", data.invariants.len()));
     if parse_score(&p.score) != Some(data.score.0) || p.outcome != data.outcome.as_str() {
         return Err(reject(format!(
             "outcome: stated {} (score {}), recomputed {} (score {})",
@@ -244,6 +340,6 @@ pub fn verify_bundle(
     if figures != stated {
         return Err(reject("run: the stated figures differ from the recomputed ones"));
     }
-    checks.push(format!("outcome: {} with score {}, as stated", p.outcome, p.score));
-    Ok(Verification { checks, warnings, statement, data })
+    r.checks.push(format!("outcome: {} with score {}, as stated", p.outcome, p.score));
+    Ok(data)
 }

@@ -6,7 +6,7 @@
 //! Running the campaign is the CLI's business; this module only defines and combines what
 //! it writes, so merges and tests read the same types.
 
-use crate::scenario::INVARIANTS;
+use crate::invariant_id::InvariantId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -124,7 +124,7 @@ impl SeedLine {
 }
 
 fn is_critical(id: &str) -> bool {
-    INVARIANTS.iter().any(|(i, critical, ..)| *i == id && *critical)
+    InvariantId::parse(id).is_some_and(InvariantId::critical)
 }
 
 /// Reads a `campaign.jsonl`; errors name the file and the line.
@@ -205,7 +205,7 @@ pub struct Tally {
 /// The tally of every invariant (and `panic`) over `lines`.
 pub fn tally(lines: &[SeedLine]) -> BTreeMap<String, Tally> {
     let mut tallies: BTreeMap<String, Tally> =
-        INVARIANTS.iter().map(|(id, ..)| (id.to_string(), Tally::default())).collect();
+        InvariantId::ALL.iter().map(|id| (id.to_string(), Tally::default())).collect();
     let mut sorted: Vec<&SeedLine> = lines.iter().collect();
     sorted.sort_by_key(|l| l.seed);
     for line in sorted {

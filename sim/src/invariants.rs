@@ -5,27 +5,26 @@
 //! Guarantees: every number here comes from the events alone (the limits from `run_start`),
 //! plus the replay digests for `determinism`; the engine is never asked.
 
-use crate::event::{Body, Harness, LedgerCheck, RunEnd, RunStart};
-use crate::scenario::Policy;
+use crate::chain::ChainRebuild;
+use crate::event::{Body, Harness, LedgerCheck, LedgerCycle, RunEnd, RunStart};
+use crate::invariant_id::InvariantId;
+use crate::money::DayMoney;
+use crate::scenario::{InvariantPolicy, Policy};
 use hdrhistogram::Histogram;
 use seedcore_engine::probe::Signal;
+use seedcore_engine::task::{Path, RejectReason, Status};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// Totals of a run, folded from its events.
+/// Totals of a run, folded from its events: the public fields are the results the
+/// verdicts and reports read; the fold's working state is kept apart, in `Working`.
 #[derive(Clone, Debug)]
 pub struct Stats {
-    /// Rolling window (tasks) of the fast-path ratio.
-    window: usize,
     /// The `run_start` record: the limits the money invariants check.
     pub run_start: Option<RunStart>,
     /// The `run_end` record.
     pub run_end: Option<RunEnd>,
     /// Tasks submitted by the driver.
     pub arrivals: u64,
-    /// Tasks that arrived and have no outcome yet.
-    open: BTreeSet<u64>,
-    /// Every task that has had an outcome.
-    answered: BTreeSet<u64>,
     /// Outcomes for a task that already had one.
     pub duplicate_outcomes: u64,
     /// Outcomes for a task that never arrived.
@@ -44,10 +43,8 @@ pub struct Stats {
     pub decisions: BTreeMap<String, u64>,
     /// Latency of completed tasks per path, ms.
     pub latency_ms: [Histogram<u64>; 2],
-    /// Charged micro-USD per UTC day.
-    pub spend_by_day: BTreeMap<u64, u64>,
-    /// Admitted (completed or failed) tasks per day and kind.
-    pub admitted: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// Money and admissions per simulated UTC day: the one computation of those figures.
+    pub days: BTreeMap<u64, DayMoney>,
     /// Highest charge of a completed task.
     pub max_cost_micro_usd: u64,
     /// Sum of all charges.
@@ -70,22 +67,10 @@ pub struct Stats {
     pub alerts: BTreeMap<String, u64>,
     /// Faults injected.
     pub faults: u64,
-    /// Faults started and not yet ended, by id.
-    active_faults: BTreeSet<u64>,
     /// When the last fault ended (no other fault being on): where recovery is measured from.
     pub last_fault_end_ms: Option<u64>,
-    /// The id of that fault.
-    last_quiet_id: Option<u64>,
-    /// Faults ended and not yet recovered from.
-    recovering: Vec<Recovering>,
     /// Per fault id: the time from its end until the engine had recovered.
     pub fault_recovery: BTreeMap<u64, u64>,
-    /// The last `RECOVERY_WINDOW` completed-or-failed tasks: whether each completed fast.
-    recovery_recent: VecDeque<bool>,
-    recovery_fast: usize,
-    /// Completed-or-failed tasks in the rolling window: whether each completed fast.
-    recent: VecDeque<bool>,
-    recent_fast: usize,
     /// Lowest fast ratio over any full window, ppm.
     pub worst_window_fast_ppm: Option<i64>,
     /// Times the coordinator halted on its ledger.
@@ -93,13 +78,41 @@ pub struct Stats {
     /// The harness's own check of the ledger at the end.
     pub ledger_check: Option<LedgerCheck>,
     /// Signed cycles the harness listed (`ledger_cycle` events).
-    pub ledger_cycles: u64,
+    pub ledger_cycles: Vec<LedgerCycle>,
+    /// The ledger's hash chain, rebuilt from the outcome events.
+    pub chain: ChainRebuild,
     /// Outcomes that reported a committed ledger receipt.
     pub receipts_reported: u64,
     /// Events folded.
     pub events: u64,
     /// Time of the latest event.
     pub last_t_ms: u64,
+    /// The fold's working state: what it needs to compute the results, not results.
+    work: Working,
+}
+
+/// The fold's working state: open tasks, rolling windows, faults on and recoveries under
+/// way. Only `Stats::observe` reads it; the results are `Stats`'s public fields.
+#[derive(Clone, Debug)]
+struct Working {
+    /// Rolling window (tasks) of the fast-path ratio.
+    window: usize,
+    /// Tasks that arrived and have no outcome yet.
+    open: BTreeSet<u64>,
+    /// Every task that has had an outcome.
+    answered: BTreeSet<u64>,
+    /// Faults started and not yet ended, by id.
+    active_faults: BTreeSet<u64>,
+    /// The id of the last fault that ended with no other on.
+    last_quiet_id: Option<u64>,
+    /// Faults ended and not yet recovered from.
+    recovering: Vec<Recovering>,
+    /// The last `RECOVERY_WINDOW` completed-or-failed tasks: whether each completed fast.
+    recovery_recent: VecDeque<bool>,
+    recovery_fast: usize,
+    /// Completed-or-failed tasks in the rolling window: whether each completed fast.
+    recent: VecDeque<bool>,
+    recent_fast: usize,
 }
 
 /// A fault that ended, while the engine recovers from it.
@@ -121,6 +134,11 @@ struct Recovering {
 /// (100 tasks are 20 s of the Azure hour), unlike the policy's 1,000-task window.
 pub const RECOVERY_WINDOW: usize = 100;
 
+/// The public ledger key of a simulated run with `seed`.
+pub fn simulation_ledger_key(seed: u64) -> ed25519_dalek::VerifyingKey {
+    ed25519_dalek::SigningKey::from_bytes(&seedcore_engine::config::simulation_key_seed(seed)).verifying_key()
+}
+
 /// Counts one more of `key`, allocating the key only the first time.
 fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
     match counts.get_mut(key) {
@@ -139,13 +157,23 @@ impl Stats {
     /// Empty totals with a rolling window of `window` tasks.
     pub fn new(window: usize) -> Stats {
         assert!(window >= 1);
-        Stats {
+        let work = Working {
             window,
+            open: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            active_faults: BTreeSet::new(),
+            last_quiet_id: None,
+            recovering: Vec::new(),
+            recovery_recent: VecDeque::with_capacity(RECOVERY_WINDOW),
+            recovery_fast: 0,
+            recent: VecDeque::with_capacity(window),
+            recent_fast: 0,
+        };
+        Stats {
+            work,
             run_start: None,
             run_end: None,
             arrivals: 0,
-            open: BTreeSet::new(),
-            answered: BTreeSet::new(),
             duplicate_outcomes: 0,
             orphan_outcomes: 0,
             completed: [0; 2],
@@ -155,8 +183,7 @@ impl Stats {
             rejected: BTreeMap::new(),
             decisions: BTreeMap::new(),
             latency_ms: [histogram(), histogram()],
-            spend_by_day: BTreeMap::new(),
-            admitted: BTreeMap::new(),
+            days: BTreeMap::new(),
             max_cost_micro_usd: 0,
             total_cost_micro_usd: 0,
             l_tot_max_ppm: None,
@@ -168,23 +195,34 @@ impl Stats {
             max_cache_age_ms: 0,
             alerts: BTreeMap::new(),
             faults: 0,
-            active_faults: BTreeSet::new(),
             last_fault_end_ms: None,
-            last_quiet_id: None,
-            recovering: Vec::new(),
             fault_recovery: BTreeMap::new(),
-            recovery_recent: VecDeque::with_capacity(RECOVERY_WINDOW),
-            recovery_fast: 0,
-            recent: VecDeque::with_capacity(window),
-            recent_fast: 0,
             worst_window_fast_ppm: None,
             ledger_halts: 0,
             ledger_check: None,
-            ledger_cycles: 0,
+            ledger_cycles: Vec::new(),
+            chain: ChainRebuild::default(),
             receipts_reported: 0,
             events: 0,
             last_t_ms: 0,
         }
+    }
+
+    /// The run's seed, from `run_start`.
+    pub fn seed(&self) -> Option<u64> {
+        self.run_start.as_ref().and_then(|r| r.seed.parse().ok())
+    }
+
+    /// The hex public ledger key the run's seed gives (empty without a `run_start`).
+    pub fn ledger_public_key(&self) -> String {
+        self.seed().map_or_else(String::new, |seed| hex::encode(simulation_ledger_key(seed).as_bytes()))
+    }
+
+    /// Whether every listed cycle signs the head the outcome events give, under the key of
+    /// the run's seed.
+    pub fn chain_bound(&self) -> Result<(), String> {
+        let seed = self.seed().ok_or("no run_start gives the seed")?;
+        self.chain.check(&self.ledger_cycles, &simulation_ledger_key(seed))
     }
 
     fn fast_target_ppm(&self) -> i64 {
@@ -200,20 +238,20 @@ impl Stats {
             Body::Harness(Harness::RunEnd(end)) => self.run_end = Some(end.clone()),
             Body::Harness(Harness::Arrival(arrival)) => {
                 self.arrivals += 1;
-                if !self.answered.contains(&arrival.task_id) {
-                    self.open.insert(arrival.task_id);
+                if !self.work.answered.contains(&arrival.task_id) {
+                    self.work.open.insert(arrival.task_id);
                 }
             }
             Body::Harness(Harness::Fault(fault)) => {
                 self.faults += 1;
-                self.active_faults.insert(fault.id);
+                self.work.active_faults.insert(fault.id);
                 self.last_fault_end_ms = None;
-                self.last_quiet_id = None;
+                self.work.last_quiet_id = None;
             }
             Body::Harness(Harness::FaultEnd(end)) => {
-                self.active_faults.remove(&end.id);
-                let pending = self.open.clone();
-                self.recovering.push(Recovering {
+                self.work.active_faults.remove(&end.id);
+                let pending = self.work.open.clone();
+                self.work.recovering.push(Recovering {
                     id: end.id,
                     end_ms: t_ms,
                     restored_ms: (!self.recovery_below_target()).then_some(t_ms),
@@ -221,35 +259,34 @@ impl Stats {
                     pending,
                 });
                 self.resolve_recoveries();
-                if self.active_faults.is_empty() {
+                if self.work.active_faults.is_empty() {
                     // Safety held through the faults; liveness is measured from here.
                     self.last_fault_end_ms = Some(t_ms);
-                    self.last_quiet_id = Some(end.id);
+                    self.work.last_quiet_id = Some(end.id);
                 }
             }
             Body::Harness(Harness::FaultPlan(_)) => {}
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
-            Body::Harness(Harness::LedgerCycle(_)) => self.ledger_cycles += 1,
+            Body::Harness(Harness::LedgerCycle(cycle)) => self.ledger_cycles.push(cycle.clone()),
             Body::Engine(Signal::Node(_) | Signal::Attempt(_)) => {}
-            Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, &decision.reason),
+            Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, decision.reason.as_str()),
             Body::Engine(Signal::Outcome(outcome)) => {
-                for r in &mut self.recovering {
+                for r in &mut self.work.recovering {
                     if r.pending.remove(&outcome.task_id) && r.pending.is_empty() {
                         r.drained_ms = Some(t_ms);
                     }
                 }
-                if !self.answered.insert(outcome.task_id) {
+                if !self.work.answered.insert(outcome.task_id) {
                     self.duplicate_outcomes += 1;
-                } else if !self.open.remove(&outcome.task_id) {
+                } else if !self.work.open.remove(&outcome.task_id) {
                     self.orphan_outcomes += 1;
                 }
                 self.receipts_reported += u64::from(outcome.ledger_seq.is_some());
-                let path = match outcome.path.as_deref() {
-                    Some("deep") => 1,
-                    _ => 0,
-                };
-                match outcome.status.as_str() {
-                    "completed" => {
+                self.chain.observe(outcome);
+                // A failed task always names its path; a rejected one has none.
+                let path = outcome.path.map_or(0, Path::index);
+                match outcome.status {
+                    Status::Completed => {
                         self.completed[path] += 1;
                         self.latency_ms[path].saturating_record(outcome.latency_ms.max(1));
                         self.cache_hits += u64::from(outcome.cache_hit);
@@ -259,21 +296,22 @@ impl Stats {
                         }
                         self.push_recent(t_ms, path == 0);
                     }
-                    "failed" => {
+                    Status::Failed => {
                         self.failed[path] += 1;
                         self.push_recent(t_ms, false);
                     }
-                    _ => bump(&mut self.rejected, outcome.reason.as_deref().unwrap_or_default()),
+                    Status::Rejected => bump(&mut self.rejected, outcome.reason.map_or("", RejectReason::as_str)),
                 }
-                if outcome.status != "rejected" {
-                    bump(self.admitted.entry(outcome.day).or_default(), &outcome.kind);
-                }
-                *self.spend_by_day.entry(outcome.day).or_default() += outcome.cost_micro_usd;
-                if !self.recovering.is_empty() {
+                let (ceiling, budget) = self
+                    .run_start
+                    .as_ref()
+                    .map_or((u64::MAX, u64::MAX), |s| (s.ceiling_micro_usd, s.daily_budget_micro_usd));
+                self.days.entry(outcome.day).or_default().observe(outcome, ceiling, budget);
+                if !self.work.recovering.is_empty() {
                     self.resolve_recoveries();
                 }
                 self.total_cost_micro_usd += outcome.cost_micro_usd;
-                if outcome.status == "completed" {
+                if outcome.status == Status::Completed {
                     self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
                 }
             }
@@ -297,24 +335,24 @@ impl Stats {
     }
 
     fn push_recent(&mut self, t_ms: u64, fast: bool) {
-        if self.recent.len() == self.window {
-            let oldest = self.recent.pop_front().expect("full window");
-            self.recent_fast -= usize::from(oldest);
+        if self.work.recent.len() == self.work.window {
+            let oldest = self.work.recent.pop_front().expect("full window");
+            self.work.recent_fast -= usize::from(oldest);
         }
-        self.recent.push_back(fast);
-        self.recent_fast += usize::from(fast);
-        let ratio_ppm = (self.recent_fast as i64 * 1_000_000) / self.recent.len() as i64;
-        if self.recent.len() == self.window {
+        self.work.recent.push_back(fast);
+        self.work.recent_fast += usize::from(fast);
+        let ratio_ppm = (self.work.recent_fast as i64 * 1_000_000) / self.work.recent.len() as i64;
+        if self.work.recent.len() == self.work.window {
             self.worst_window_fast_ppm = Some(self.worst_window_fast_ppm.map_or(ratio_ppm, |w| w.min(ratio_ppm)));
         }
-        if self.recovery_recent.len() == RECOVERY_WINDOW {
-            let oldest = self.recovery_recent.pop_front().expect("full window");
-            self.recovery_fast -= usize::from(oldest);
+        if self.work.recovery_recent.len() == RECOVERY_WINDOW {
+            let oldest = self.work.recovery_recent.pop_front().expect("full window");
+            self.work.recovery_fast -= usize::from(oldest);
         }
-        self.recovery_recent.push_back(fast);
-        self.recovery_fast += usize::from(fast);
+        self.work.recovery_recent.push_back(fast);
+        self.work.recovery_fast += usize::from(fast);
         if !self.recovery_below_target() {
-            for r in self.recovering.iter_mut().filter(|r| r.restored_ms.is_none()) {
+            for r in self.work.recovering.iter_mut().filter(|r| r.restored_ms.is_none()) {
                 r.restored_ms = Some(t_ms);
             }
         }
@@ -323,7 +361,7 @@ impl Stats {
     /// Moves the faults recovered from into `fault_recovery`.
     fn resolve_recoveries(&mut self) {
         let recovery = &mut self.fault_recovery;
-        self.recovering.retain(|r| match (r.restored_ms, r.drained_ms) {
+        self.work.recovering.retain(|r| match (r.restored_ms, r.drained_ms) {
             (Some(restored), Some(drained)) => {
                 recovery.insert(r.id, restored.max(drained) - r.end_ms);
                 false
@@ -335,26 +373,26 @@ impl Stats {
     /// Whether the fast share of the last `RECOVERY_WINDOW` outcomes is below target
     /// (false with no outcome yet).
     fn recovery_below_target(&self) -> bool {
-        let n = self.recovery_recent.len() as i64;
-        n > 0 && (self.recovery_fast as i64 * 1_000_000) / n < self.fast_target_ppm()
+        let n = self.work.recovery_recent.len() as i64;
+        n > 0 && (self.work.recovery_fast as i64 * 1_000_000) / n < self.fast_target_ppm()
     }
 
     /// Time from the end of the last fault until the engine had drained the tasks open
     /// then and the fast ratio of the last `RECOVERY_WINDOW` outcomes was back at its
     /// target; `None` when it never got there (a liveness failure), or there was no fault.
     pub fn recovery_ms(&self) -> Option<u64> {
-        self.fault_recovery.get(&self.last_quiet_id?).copied()
+        self.fault_recovery.get(&self.work.last_quiet_id?).copied()
     }
 
     /// Whether the ratio never came back after the last fault (rather than the queue).
     pub fn not_restored(&self) -> bool {
-        let Some(id) = self.last_quiet_id else { return false };
-        self.recovering.iter().any(|r| r.id == id && r.restored_ms.is_none())
+        let Some(id) = self.work.last_quiet_id else { return false };
+        self.work.recovering.iter().any(|r| r.id == id && r.restored_ms.is_none())
     }
 
     /// Tasks that arrived and never got an outcome.
     pub fn lost(&self) -> u64 {
-        self.open.len() as u64
+        self.work.open.len() as u64
     }
 
     /// Completed fast over completed plus failed; `None` with no such task.
@@ -394,8 +432,8 @@ impl Verdict {
 /// One evaluated invariant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvariantResult {
-    /// The invariant id of SPEC 8.1.
-    pub id: &'static str,
+    /// The invariant of SPEC 8.1.
+    pub id: InvariantId,
     /// A critical failure forces FAIL.
     pub critical: bool,
     /// Pass, warn, fail or skipped.
@@ -433,72 +471,68 @@ fn share(part: u64, whole: u64) -> String {
 }
 
 /// The measure of invariant `id`: the same totals its verdict is judged on.
-fn measure(
-    id: &str,
-    stats: &Stats,
-    start: &RunStart,
-    policy: &Policy,
-    replays: Option<&Replays>,
-    passed: bool,
-) -> Measure {
-    let threshold = policy.invariants.get(id).map_or(0.0, |p| p.threshold);
+fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
+    let Run { stats, start, replays, .. } = *run;
+    let threshold = run.rule(id).threshold;
     let ratio_limit = format!("{threshold:.6}");
     let ms_limit = format!("{threshold}");
     let m = |value: String, rule: &'static str, limit: String, unit: &'static str| Measure { value, rule, limit, unit };
     match id {
-        "fast_path_ratio" => {
+        InvariantId::FastPathRatio => {
             let total = stats.completed.iter().chain(&stats.failed).sum();
             m(share(stats.completed[0], total), ">=", ratio_limit, "ratio")
         }
-        "lipschitz_bound" => m(stats.l_tot_max_ppm.map_or_else(String::new, ppm_text), "<", ratio_limit, "L_tot"),
-        "cost_ceiling" => {
+        InvariantId::LipschitzBound => {
+            m(stats.l_tot_max_ppm.map_or_else(String::new, ppm_text), "<", ratio_limit, "L_tot")
+        }
+        InvariantId::CostCeiling => {
             m(stats.max_cost_micro_usd.to_string(), "<=", start.ceiling_micro_usd.to_string(), "micro-USD")
         }
-        "daily_budget" => m(
-            stats.spend_by_day.values().max().copied().unwrap_or(0).to_string(),
+        InvariantId::DailyBudget => m(
+            stats.days.values().map(|d| d.spend_micro_usd).max().unwrap_or(0).to_string(),
             "<=",
             start.daily_budget_micro_usd.to_string(),
             "micro-USD per day",
         ),
-        "rate_limits" => {
+        InvariantId::RateLimits => {
             let excess = stats
-                .admitted
+                .days
                 .values()
-                .flat_map(|kinds| kinds.iter())
+                .flat_map(|d| d.admitted_per_kind.iter())
                 .filter_map(|(kind, count)| start.rate_limits.get(kind).map(|limit| *count as i64 - i64::from(*limit)))
                 .max();
             let value = excess.map_or_else(String::new, |e| e.to_string());
             m(value, "<=", "0".into(), "tasks over a kind's daily limit (worst kind-day)")
         }
-        "determinism" => {
+        InvariantId::Determinism => {
             let value = replays.filter(|r| !r.replays.is_empty()).map_or_else(String::new, |r| {
                 share(r.replays.iter().filter(|d| **d == r.reference).count() as u64, r.replays.len() as u64)
             });
             m(value, ">=", ratio_limit, "share of replays")
         }
-        "no_lost_tasks" => m(
+        InvariantId::NoLostTasks => m(
             (stats.lost() + stats.duplicate_outcomes + stats.orphan_outcomes).to_string(),
             "==",
             "0".into(),
             "tasks lost, answered twice or never submitted",
         ),
-        "ledger_integrity" => {
+        InvariantId::LedgerIntegrity => {
             m(u8::from(passed).to_string(), "==", "1".into(), "1 when the chain and every signature verify")
         }
-        "fast_latency_p99" | "deep_latency_p99" => {
-            let h = &stats.latency_ms[usize::from(id == "deep_latency_p99")];
+        InvariantId::FastLatencyP99 | InvariantId::DeepLatencyP99 => {
+            let h = &stats.latency_ms[usize::from(id == InvariantId::DeepLatencyP99)];
             let value = if h.is_empty() { String::new() } else { h.value_at_quantile(0.99).to_string() };
             m(value, "<=", ms_limit, "ms")
         }
-        "fast_success_rate" | "deep_success_rate" => {
-            let path = usize::from(id == "deep_success_rate");
+        InvariantId::FastSuccessRate | InvariantId::DeepSuccessRate => {
+            let path = usize::from(id == InvariantId::DeepSuccessRate);
             m(share(stats.completed[path], stats.completed[path] + stats.failed[path]), ">=", ratio_limit, "ratio")
         }
-        "memory_freshness" => {
+        InvariantId::MemoryFreshness => {
             let value = if stats.cache_hits == 0 { String::new() } else { stats.max_cache_age_ms.to_string() };
             m(value, "<=", ms_limit, "ms")
         }
-        _ => {
+        InvariantId::RecoveryTime => {
             let value = stats.recovery_ms();
             m(value.map_or_else(String::new, |ms| ms.to_string()), "<=", ms_limit, "ms")
         }
@@ -538,50 +572,117 @@ fn ppm_text(ppm: i64) -> String {
     format!("{:.6}", ppm as f64 / 1e6)
 }
 
-/// Evaluates every invariant of the policy.
-pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Vec<InvariantResult> {
-    let critical_of = |id: &str| crate::scenario::INVARIANTS.iter().find(|i| i.0 == id).expect("known invariant").1;
-    let mut results = Vec::new();
-    let mut push = |id: &'static str, verdict: Verdict, observed: String, threshold: String, detail: String| {
-        let measure = Measure::default();
-        results.push(InvariantResult { id, critical: critical_of(id), verdict, observed, threshold, detail, measure });
-    };
-    let p = |id: &str| policy.invariants.get(id).expect("policy has every invariant");
-    let Some(start) = &stats.run_start else {
-        push("no_lost_tasks", Verdict::Fail, "no run_start event".into(), "a complete event log".into(), String::new());
-        return results;
-    };
+/// What every check reads: the run's totals, its `run_start`, the policy, the replays.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    stats: &'a Stats,
+    start: &'a RunStart,
+    policy: &'a Policy,
+    replays: Option<&'a Replays>,
+}
 
-    let rule = p("fast_path_ratio");
+impl Run<'_> {
+    fn rule(&self, id: InvariantId) -> &InvariantPolicy {
+        self.policy.invariants.get(&id).expect("a resolved policy has every invariant")
+    }
+}
+
+/// A check's finding, before its measure is attached.
+struct Judged {
+    verdict: Verdict,
+    observed: String,
+    threshold: String,
+    detail: String,
+}
+
+fn judged(
+    verdict: Verdict,
+    observed: impl Into<String>,
+    threshold: impl Into<String>,
+    detail: impl Into<String>,
+) -> Judged {
+    Judged { verdict, observed: observed.into(), threshold: threshold.into(), detail: detail.into() }
+}
+
+fn pass_if(ok: bool) -> Verdict {
+    if ok {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
+}
+
+/// Evaluates every invariant of the policy, in the order of `InvariantId::ALL`.
+pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Vec<InvariantResult> {
+    let Some(start) = &stats.run_start else {
+        let id = InvariantId::NoLostTasks;
+        return vec![InvariantResult {
+            id,
+            critical: id.critical(),
+            verdict: Verdict::Fail,
+            observed: "no run_start event".into(),
+            threshold: "a complete event log".into(),
+            detail: String::new(),
+            measure: Measure::default(),
+        }];
+    };
+    let run = Run { stats, start, policy, replays };
+    InvariantId::ALL
+        .into_iter()
+        .map(|id| {
+            let j = match id {
+                InvariantId::FastPathRatio => fast_path_ratio(&run),
+                InvariantId::LipschitzBound => lipschitz_bound(&run),
+                InvariantId::CostCeiling => cost_ceiling(&run),
+                InvariantId::DailyBudget => daily_budget(&run),
+                InvariantId::RateLimits => rate_limits(&run),
+                InvariantId::Determinism => determinism(&run),
+                InvariantId::NoLostTasks => no_lost_tasks(&run),
+                InvariantId::LedgerIntegrity => ledger_integrity(&run),
+                InvariantId::FastLatencyP99 => latency_p99(&run, id, 0),
+                InvariantId::DeepLatencyP99 => latency_p99(&run, id, 1),
+                InvariantId::FastSuccessRate => success_rate(&run, id, 0),
+                InvariantId::DeepSuccessRate => success_rate(&run, id, 1),
+                InvariantId::MemoryFreshness => memory_freshness(&run),
+                InvariantId::RecoveryTime => recovery_time(&run),
+            };
+            let measure = measure(id, &run, j.verdict == Verdict::Pass);
+            InvariantResult {
+                id,
+                critical: id.critical(),
+                verdict: j.verdict,
+                observed: j.observed,
+                threshold: j.threshold,
+                detail: j.detail,
+                measure,
+            }
+        })
+        .collect()
+}
+
+fn fast_path_ratio(run: &Run<'_>) -> Judged {
+    let (stats, rule) = (run.stats, run.rule(InvariantId::FastPathRatio));
+    let threshold = format!(">= {:.2}", rule.threshold);
     match stats.fast_ratio() {
-        Some(ratio) => push(
-            "fast_path_ratio",
+        Some(ratio) => judged(
             lower(ratio, rule.threshold, 0.0),
             format!("{ratio:.4}"),
-            format!(">= {:.2}", rule.threshold),
+            threshold,
             stats.worst_window_fast_ppm.map_or("fewer tasks than one window".into(), |w| {
-                format!("worst window of {} tasks: {}", policy.window, ppm_text(w))
+                format!("worst window of {} tasks: {}", run.policy.window, ppm_text(w))
             }),
         ),
-        None => push(
-            "fast_path_ratio",
-            Verdict::Skipped,
-            "no admitted task".into(),
-            format!(">= {:.2}", rule.threshold),
-            String::new(),
-        ),
+        None => judged(Verdict::Skipped, "no admitted task", threshold, ""),
     }
+}
 
-    let rule = p("lipschitz_bound");
+fn lipschitz_bound(run: &Run<'_>) -> Judged {
+    let (stats, rule) = (run.stats, run.rule(InvariantId::LipschitzBound));
     let (verdict, observed) = match stats.l_tot_max_ppm {
         None => (Verdict::Fail, "no L_tot reported".to_string()),
-        Some(max) => {
-            let ok = (max as f64) < rule.threshold * 1e6 && stats.contraction_failures == 0;
-            (if ok { Verdict::Pass } else { Verdict::Fail }, ppm_text(max))
-        }
+        Some(max) => (pass_if((max as f64) < rule.threshold * 1e6 && stats.contraction_failures == 0), ppm_text(max)),
     };
-    push(
-        "lipschitz_bound",
+    judged(
         verdict,
         observed,
         format!("< {:.2}", rule.threshold),
@@ -589,32 +690,43 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
             "{} sweeps checked, {} contraction failures, {} masks",
             stats.sweeps, stats.contraction_failures, stats.masks
         ),
-    );
+    )
+}
 
-    let ceiling = start.ceiling_micro_usd;
-    push(
-        "cost_ceiling",
-        if stats.max_cost_micro_usd <= ceiling { Verdict::Pass } else { Verdict::Fail },
+fn cost_ceiling(run: &Run<'_>) -> Judged {
+    let (stats, ceiling) = (run.stats, run.start.ceiling_micro_usd);
+    judged(
+        pass_if(stats.max_cost_micro_usd <= ceiling),
         format!("{} micro-USD", stats.max_cost_micro_usd),
         format!("<= {ceiling} micro-USD per task"),
         format!("{} overruns clamped", stats.overruns_clamped),
-    );
+    )
+}
 
-    let budget = start.daily_budget_micro_usd;
-    let (worst_day, worst_spend) = stats.spend_by_day.iter().max_by_key(|(_, s)| **s).map_or((0, 0), |(d, s)| (*d, *s));
-    push(
-        "daily_budget",
-        if worst_spend <= budget { Verdict::Pass } else { Verdict::Fail },
+fn daily_budget(run: &Run<'_>) -> Judged {
+    let budget = run.start.daily_budget_micro_usd;
+    let (worst_day, worst_spend) = run
+        .stats
+        .days
+        .iter()
+        .map(|(day, d)| (*day, d.spend_micro_usd))
+        .max_by_key(|(_, spend)| *spend)
+        .unwrap_or((0, 0));
+    judged(
+        pass_if(worst_spend <= budget),
         format!("{worst_spend} micro-USD"),
         format!("<= {budget} micro-USD per day"),
         format!("highest day: {worst_day} (days since 1970-01-01 UTC)"),
-    );
+    )
+}
 
+fn rate_limits(run: &Run<'_>) -> Judged {
     let mut worst = (0.0, String::from("no limited kind"));
     let mut over = 0;
-    for (day, kind, count) in stats.admitted.iter().flat_map(|(day, kinds)| kinds.iter().map(move |(k, n)| (day, k, n)))
+    for (day, kind, count) in
+        run.stats.days.iter().flat_map(|(day, d)| d.admitted_per_kind.iter().map(move |(k, n)| (day, k, n)))
     {
-        if let Some(limit) = start.rate_limits.get(kind) {
+        if let Some(limit) = run.start.rate_limits.get(kind) {
             let share = *count as f64 / f64::from((*limit).max(1));
             if share > worst.0 || worst.0 == 0.0 {
                 worst = (share, format!("{kind} {count}/{limit} on day {day}"));
@@ -622,113 +734,117 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
             over += u64::from(*count > u64::from(*limit));
         }
     }
-    push(
-        "rate_limits",
-        if over == 0 { Verdict::Pass } else { Verdict::Fail },
-        worst.1,
-        "<= daily limit per kind".into(),
-        format!("{over} kind-days over"),
-    );
+    judged(pass_if(over == 0), worst.1, "<= daily limit per kind", format!("{over} kind-days over"))
+}
 
-    let rule = p("determinism");
-    match replays {
+fn determinism(run: &Run<'_>) -> Judged {
+    let rule = run.rule(InvariantId::Determinism);
+    let threshold = format!(">= {:.2}", rule.threshold);
+    match run.replays {
         Some(r) if !r.replays.is_empty() => {
             let matching = r.replays.iter().filter(|d| **d == r.reference).count();
             let share = matching as f64 / r.replays.len() as f64;
-            push(
-                "determinism",
+            judged(
                 lower(share, rule.threshold, 0.0),
                 format!("{matching}/{} replays", r.replays.len()),
-                format!(">= {:.2}", rule.threshold),
+                threshold,
                 format!("reference root {}", hex::encode(&r.reference[..8])),
-            );
+            )
         }
-        _ => push(
-            "determinism",
-            Verdict::Skipped,
-            "no replay".into(),
-            format!(">= {:.2}", rule.threshold),
-            "run with --replays 2 or more".into(),
-        ),
+        _ => judged(Verdict::Skipped, "no replay", threshold, "run with --replays 2 or more"),
     }
+}
 
+fn no_lost_tasks(run: &Run<'_>) -> Judged {
+    let stats = run.stats;
     let lost = stats.lost();
     let problems = lost + stats.duplicate_outcomes + stats.orphan_outcomes;
-    push(
-        "no_lost_tasks",
-        if problems == 0 && stats.arrivals > 0 { Verdict::Pass } else { Verdict::Fail },
+    judged(
+        pass_if(problems == 0 && stats.arrivals > 0),
         format!("{lost} lost"),
-        "every arrival has exactly one outcome".into(),
+        "every arrival has exactly one outcome",
         format!(
             "{} arrivals, {} duplicate outcomes, {} outcomes without arrival",
             stats.arrivals, stats.duplicate_outcomes, stats.orphan_outcomes
         ),
-    );
+    )
+}
 
-    let (verdict, detail) = match &stats.ledger_check {
+/// The chain and every cycle signature verify, the key is the seed's, every signed head
+/// is the head the outcome events give, and no reported receipt is missing.
+fn ledger_integrity(run: &Run<'_>) -> Judged {
+    let stats = run.stats;
+    let problem = match &stats.ledger_check {
         _ if stats.ledger_halts > 0 => {
-            (Verdict::Fail, format!("coordinator halted {} time(s) on ledger verification", stats.ledger_halts))
+            Some(format!("coordinator halted {} time(s) on ledger verification", stats.ledger_halts))
         }
-        None => (Verdict::Fail, "the ledger was not checked".to_string()),
+        None => Some("the ledger was not checked".to_string()),
         // Never a pass without reading the ledger.
-        Some(check) if !check.checked => (Verdict::Fail, "the ledger was not read".to_string()),
-        Some(check) if !check.ok => (Verdict::Fail, check.error.clone().unwrap_or_default()),
-        Some(check) if check.cycles != stats.ledger_cycles => (
-            Verdict::Fail,
-            format!("{} cycles verified, {} listed in the event log", check.cycles, stats.ledger_cycles),
-        ),
-        Some(check) if check.receipts < stats.receipts_reported => (
-            Verdict::Fail,
-            format!("{} receipts reported committed, {} in the ledger", stats.receipts_reported, check.receipts),
-        ),
-        Some(check) => (
+        Some(check) if !check.checked => Some("the ledger was not read".to_string()),
+        Some(check) if !check.ok => Some(check.error.clone().unwrap_or_default()),
+        Some(check) if check.cycles != stats.ledger_cycles.len() as u64 => {
+            Some(format!("{} cycles verified, {} listed in the event log", check.cycles, stats.ledger_cycles.len()))
+        }
+        Some(check) if check.public_key != stats.ledger_public_key() => {
+            Some(format!("the ledger was signed by {}, not by the key of the run's seed", check.public_key))
+        }
+        Some(check) => match stats.chain_bound() {
+            Err(problem) => Some(problem),
+            Ok(()) if check.receipts < stats.receipts_reported => Some(format!(
+                "{} receipts reported committed, {} in the ledger",
+                stats.receipts_reported, check.receipts
+            )),
+            Ok(()) => None,
+        },
+    };
+    let threshold = "chain and every cycle signature verify";
+    match (problem, &stats.ledger_check) {
+        (Some(problem), _) => judged(Verdict::Fail, "broken", threshold, problem),
+        (None, Some(check)) => judged(
             Verdict::Pass,
+            "verified",
+            threshold,
             format!("{} receipts, {} cycles signed, {} unsigned", check.receipts, check.cycles, check.unsigned),
         ),
-    };
-    push(
-        "ledger_integrity",
-        verdict,
-        if verdict == Verdict::Fail { "broken".into() } else { "verified".into() },
-        "chain and every cycle signature verify".into(),
-        detail,
-    );
+        (None, None) => unreachable!("no ledger check is a problem"),
+    }
+}
 
-    for (index, id) in [(0, "fast_latency_p99"), (1, "deep_latency_p99")] {
-        let rule = p(id);
-        let histogram = &stats.latency_ms[index];
-        if histogram.is_empty() {
-            push(id, Verdict::Skipped, "no completed task".into(), format!("<= {} ms", rule.threshold), String::new());
-        } else {
-            let p99 = histogram.value_at_quantile(0.99);
-            push(
-                id,
-                upper(p99 as f64, rule.threshold, rule.warn),
-                format!("{p99} ms"),
-                format!("<= {} ms", rule.threshold),
-                format!("{} tasks", histogram.len()),
-            );
-        }
+fn latency_p99(run: &Run<'_>, id: InvariantId, path: usize) -> Judged {
+    let rule = run.rule(id);
+    let threshold = format!("<= {} ms", rule.threshold);
+    let histogram = &run.stats.latency_ms[path];
+    if histogram.is_empty() {
+        return judged(Verdict::Skipped, "no completed task", threshold, "");
     }
-    for (index, id) in [(0, "fast_success_rate"), (1, "deep_success_rate")] {
-        let rule = p(id);
-        let total = stats.completed[index] + stats.failed[index];
-        if total == 0 {
-            push(id, Verdict::Skipped, "no admitted task".into(), format!(">= {:.2}", rule.threshold), String::new());
-        } else {
-            let rate = stats.completed[index] as f64 / total as f64;
-            push(
-                id,
-                lower(rate, rule.threshold, rule.warn),
-                format!("{rate:.4}"),
-                format!(">= {:.2}", rule.threshold),
-                format!("{} failed of {total}", stats.failed[index]),
-            );
-        }
+    let p99 = histogram.value_at_quantile(0.99);
+    judged(
+        upper(p99 as f64, rule.threshold, rule.warn),
+        format!("{p99} ms"),
+        threshold,
+        format!("{} tasks", histogram.len()),
+    )
+}
+
+fn success_rate(run: &Run<'_>, id: InvariantId, path: usize) -> Judged {
+    let (stats, rule) = (run.stats, run.rule(id));
+    let threshold = format!(">= {:.2}", rule.threshold);
+    let total = stats.completed[path] + stats.failed[path];
+    if total == 0 {
+        return judged(Verdict::Skipped, "no admitted task", threshold, "");
     }
-    let rule = p("memory_freshness");
-    push(
-        "memory_freshness",
+    let rate = stats.completed[path] as f64 / total as f64;
+    judged(
+        lower(rate, rule.threshold, rule.warn),
+        format!("{rate:.4}"),
+        threshold,
+        format!("{} failed of {total}", stats.failed[path]),
+    )
+}
+
+fn memory_freshness(run: &Run<'_>) -> Judged {
+    let (stats, rule) = (run.stats, run.rule(InvariantId::MemoryFreshness));
+    judged(
         if stats.cache_hits == 0 {
             Verdict::Skipped
         } else {
@@ -737,45 +853,35 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
         format!("{} ms", stats.max_cache_age_ms),
         format!("max served age <= {} ms", rule.threshold),
         format!("{} cache hits", stats.cache_hits),
-    );
-    let rule = p("recovery_time");
+    )
+}
+
+fn recovery_time(run: &Run<'_>) -> Judged {
+    let (stats, rule) = (run.stats, run.rule(InvariantId::RecoveryTime));
     let threshold = format!("<= {} ms", rule.threshold);
     match (stats.faults, stats.last_fault_end_ms, stats.recovery_ms()) {
-        (0, _, _) => push("recovery_time", Verdict::Skipped, "no fault".into(), threshold, String::new()),
-        (_, None, _) => {
-            push("recovery_time", Verdict::Fail, "a fault never ended".into(), threshold, "liveness failure".into())
-        }
+        (0, _, _) => judged(Verdict::Skipped, "no fault", threshold, ""),
+        (_, None, _) => judged(Verdict::Fail, "a fault never ended", threshold, "liveness failure"),
         (_, Some(at), None) => {
             let why = if stats.not_restored() {
                 "fast-path ratio still below target at the end"
             } else {
                 "tasks open at the fault's end never answered"
             };
-            push(
-                "recovery_time",
+            judged(
                 Verdict::Fail,
-                "not recovered".into(),
+                "not recovered",
                 threshold,
                 format!("liveness failure: last fault ended at {at} ms; {why}"),
             )
         }
-        (_, Some(at), Some(ms)) => push(
-            "recovery_time",
+        (_, Some(at), Some(ms)) => judged(
             upper(ms as f64, rule.threshold, rule.warn),
             format!("{ms} ms"),
             threshold,
             format!("last fault ended at {at} ms"),
         ),
     }
-    for result in &mut results {
-        result.measure = measure(result.id, stats, start, policy, replays, result.verdict == Verdict::Pass);
-    }
-    results
-}
-
-/// The critical invariants that failed.
-pub fn critical_failures(results: &[InvariantResult]) -> Vec<&'static str> {
-    results.iter().filter(|r| r.critical && r.verdict == Verdict::Fail).map(|r| r.id).collect()
 }
 
 #[cfg(test)]
@@ -785,14 +891,14 @@ mod tests {
 
     use super::*;
     use crate::event::{Arrival, FaultEnd, FaultRecord, RunStart};
-    use crate::scenario::{InvariantPolicy, INVARIANTS};
     use seedcore_engine::probe::{ContractionSignal, LTotSignal, OutcomeSignal};
 
     fn policy() -> Policy {
-        let invariants = INVARIANTS
-            .iter()
-            .map(|(id, _, threshold, warn, weight)| {
-                (*id, InvariantPolicy { threshold: *threshold, warn: *warn, weight: *weight })
+        let invariants = InvariantId::ALL
+            .into_iter()
+            .map(|id| {
+                let d = id.defaults();
+                (id, InvariantPolicy { threshold: d.threshold, warn: d.warn, weight: d.weight })
             })
             .collect();
         Policy { window: 10, invariants }
@@ -815,10 +921,10 @@ mod tests {
 
     fn arrival(task_id: u64, kind: &str) -> Body {
         Body::Harness(Harness::Arrival(Arrival {
-            authority: "high".into(),
+            authority: seedcore_engine::Authority::High,
             domain: "guest".into(),
             drift_ppm: 0,
-            kind: kind.into(),
+            kind: seedcore_engine::Kind::parse(kind).expect("a kind"),
             needs_planning: false,
             priority: 0,
             signature: "00".into(),
@@ -830,22 +936,24 @@ mod tests {
 
     fn outcome(task_id: u64, kind: &str, path: &str, status: &str, latency_ms: u64, cost: u64) -> Body {
         Body::Engine(Signal::Outcome(OutcomeSignal {
+            arrived_ms: task_id,
             attempts: 1,
             cache_age_ms: None,
             cache_hit: false,
             cost_micro_usd: cost,
             day: 0,
             error: (status == "failed").then(|| "timeout".into()),
-            kind: kind.into(),
+            kind: seedcore_engine::Kind::parse(kind).expect("a kind"),
             latency_ms,
             ledger_seq: Some(task_id),
             overrun_clamped: false,
-            path: Some(path.into()),
+            path: seedcore_engine::Path::parse(path),
             reason: None,
-            status: status.into(),
+            status: Status::ALL.into_iter().find(|s| s.as_str() == status).expect("a status"),
             task_id,
             tokens_in: 1,
             tokens_out: 1,
+            truncated: false,
             worker: None,
         }))
     }
@@ -881,11 +989,43 @@ mod tests {
             cycles: 0,
             error: None,
             ok: true,
-            public_key: "00".repeat(32),
+            public_key: hex::encode(simulation_ledger_key(1).as_bytes()),
             receipts,
             torn_bytes: 0,
             unsigned: 0,
         }))
+    }
+
+    /// What the harness lists at the end of a healthy run with seed 1: one cycle signing
+    /// the chain of every outcome so far, and the check.
+    fn signed_ledger(events: &[Body]) -> [Body; 2] {
+        use ed25519_dalek::Signer;
+        use seedcore_engine::ledger::{cycle_message, Receipt, GENESIS};
+        let key = ed25519_dalek::SigningKey::from_bytes(&seedcore_engine::config::simulation_key_seed(1));
+        let (mut head, mut receipts) = (None::<[u8; 32]>, 0);
+        for e in events {
+            if let Body::Engine(Signal::Outcome(o)) = e {
+                let mut r = Receipt::of_outcome(o);
+                r.seq = o.ledger_seq.expect("the test's outcomes have receipts");
+                r.prev_hash = head.map_or_else(|| GENESIS.to_string(), hex::encode);
+                head = Some(r.hash());
+                receipts += 1;
+            }
+        }
+        let head = head.expect("a receipt");
+        let signature = key.sign(&cycle_message(0, 0, receipts - 1, &head));
+        let cycle = LedgerCycle {
+            cycle: 0,
+            first_seq: 0,
+            head: hex::encode(head),
+            last_seq: receipts - 1,
+            signature: hex::encode(signature.to_bytes()),
+        };
+        let Body::Harness(Harness::LedgerCheck(check)) = ledger_ok(receipts) else { unreachable!() };
+        [
+            Body::Harness(Harness::LedgerCycle(cycle)),
+            Body::Harness(Harness::LedgerCheck(LedgerCheck { cycles: 1, ..check })),
+        ]
     }
 
     /// An edit of a healthy run's events.
@@ -898,7 +1038,7 @@ mod tests {
             events.push(arrival(id, "chat"));
             events.push(outcome(id, "chat", "fast", "completed", 80, 500));
         }
-        events.push(ledger_ok(n));
+        events.extend(signed_ledger(&events));
         tweak(&mut events);
         let mut stats = Stats::new(10);
         for (t, body) in events.iter().enumerate() {
@@ -909,7 +1049,7 @@ mod tests {
         for r in &results {
             check_measure(r, &stats);
         }
-        results.into_iter().map(|r| (r.id, r.verdict)).collect()
+        results.into_iter().map(|r| (r.id.as_str(), r.verdict)).collect()
     }
 
     /// A measure states what its verdict judged: `value rule limit` holds exactly when the
@@ -939,9 +1079,9 @@ mod tests {
     #[test]
     fn a_healthy_run_passes_every_critical_invariant() {
         let v = verdicts(20, |_| {});
-        for (id, critical, ..) in INVARIANTS {
-            if critical {
-                assert_eq!(v[id], Verdict::Pass, "{id}");
+        for id in InvariantId::ALL {
+            if id.critical() {
+                assert_eq!(v[id.as_str()], Verdict::Pass, "{id}");
             }
         }
         assert_eq!(v["fast_latency_p99"], Verdict::Pass);
@@ -976,6 +1116,24 @@ mod tests {
             ("no_lost_tasks", Box::new(|e| e.push(arrival(400, "chat")))),
             ("no_lost_tasks", Box::new(|e| e.push(outcome(3, "chat", "fast", "completed", 80, 1)))),
             ("ledger_integrity", Box::new(|e| e.push(ledger_ok(3)))),
+            // An outcome edited after the run: the signed head is not the rebuilt chain's.
+            (
+                "ledger_integrity",
+                Box::new(|e| {
+                    let Some(Body::Engine(Signal::Outcome(o))) = e.get_mut(3) else { panic!("event 3 is an outcome") };
+                    o.latency_ms += 1;
+                }),
+            ),
+            // A ledger signed by a key other than the seed's.
+            (
+                "ledger_integrity",
+                Box::new(|e| {
+                    let Some(Body::Harness(Harness::LedgerCheck(c))) = e.last_mut() else {
+                        panic!("the check is last")
+                    };
+                    c.public_key = "00".repeat(32);
+                }),
+            ),
             (
                 "fast_latency_p99",
                 Box::new(|e| (500..520).for_each(|id| e.push(outcome(id, "chat", "fast", "completed", 900, 1)))),

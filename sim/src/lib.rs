@@ -7,12 +7,16 @@
 //! functions and its client, and learns what happened only from the engine's signals.
 
 pub mod campaign;
+pub mod chain;
 pub mod event;
+pub mod invariant_id;
 pub mod invariants;
 pub mod merkle;
+pub mod money;
 pub mod observer;
 pub mod run;
 pub mod scenario;
+pub mod score;
 pub mod shrink;
 pub mod tasks;
 pub mod workload;

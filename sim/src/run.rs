@@ -166,7 +166,7 @@ pub struct Judged {
 impl Judged {
     /// Ids of the invariants that failed (critical or not).
     pub fn failed(&self) -> Vec<&'static str> {
-        self.results.iter().filter(|r| r.verdict == crate::invariants::Verdict::Fail).map(|r| r.id).collect()
+        self.results.iter().filter(|r| r.verdict == crate::invariants::Verdict::Fail).map(|r| r.id.as_str()).collect()
     }
 }
 

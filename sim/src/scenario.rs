@@ -6,6 +6,7 @@
 //! errors that name the file, the line and the key; a scenario that loads is complete and
 //! consistent (engine formulas validated, fault nodes exist).
 
+use crate::invariant_id::InvariantId;
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
 use seedcore_chaos::{Fault, FaultKind, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology, KINDS};
 use seedcore_engine::config::{
@@ -447,7 +448,7 @@ pub struct InvariantPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub window: usize,
-    pub invariants: BTreeMap<&'static str, InvariantPolicy>,
+    pub invariants: BTreeMap<InvariantId, InvariantPolicy>,
 }
 
 /// The simulated network.
@@ -515,9 +516,17 @@ impl Scenario {
     pub fn engine_config(&self, seed: u64) -> EngineConfig {
         let mut engine = self.engine.clone();
         engine.organism.seed = seed ^ 0x6f72_6761_6e69_736d;
+        engine.ledger.key_seed = Some(seedcore_engine::config::simulation_key_seed(seed));
         engine
     }
 }
+
+/// The longest backend or state timeout, and backoff step, a scenario may set.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// The most concurrent calls per worker.
+pub const MAX_CONCURRENCY: u32 = 4_096;
+/// The most tasks in flight at the coordinator.
+pub const MAX_IN_FLIGHT: u32 = 1_000_000;
 
 /// The longest run a scenario may ask for.
 pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
@@ -664,144 +673,17 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
 
     let e = &spec.engine;
     let defaults = EngineConfig::default();
-    let topology = Topology {
-        fast: spec.topology.fast.unwrap_or(defaults.topology.fast),
-        deep: spec.topology.deep.unwrap_or(defaults.topology.deep),
-    };
-    if !(1..=16).contains(&topology.fast) {
-        return Err(r.invalid("topology.fast", "must be in 1..=16"));
-    }
-    if !(1..=16).contains(&topology.deep) {
-        return Err(r.invalid("topology.deep", "must be in 1..=16"));
-    }
-    let valve = ValveConfig {
-        nu: r.non_negative("engine.valve.nu", e.valve.nu, defaults.valve.nu)?,
-        h: r.positive("engine.valve.h", e.valve.h, defaults.valve.h)?,
-        reset_fraction: r.fraction(
-            "engine.valve.reset_fraction",
-            e.valve.reset_fraction,
-            defaults.valve.reset_fraction,
-        )?,
-    };
-    if valve.reset_fraction >= 1.0 {
-        return Err(r.invalid("engine.valve.reset_fraction", "must be below 1"));
-    }
-    let router = RouterConfig {
-        weights: e.router.weights.unwrap_or(defaults.router.weights),
-        tau_deep: r.non_negative("engine.router.tau_deep", e.router.tau_deep, defaults.router.tau_deep)?,
-        fast_target: r.fraction("engine.router.fast_target", e.router.fast_target, defaults.router.fast_target)?,
-        window: e.router.window.unwrap_or(defaults.router.window),
-        fast_slo_ms: r.positive("engine.router.fast_slo_ms", e.router.fast_slo_ms, defaults.router.fast_slo_ms)?,
-    };
-    if router.weights.iter().any(|w| !(0.0..=1.0).contains(w)) {
-        return Err(r.invalid("engine.router.weights", "every weight must be in [0, 1]"));
-    }
-    let mut rate_limits_per_day = defaults.governor.rate_limits_per_day;
-    if let Some(limits) = &e.governor.rate_limits {
-        rate_limits_per_day = [None; Kind::COUNT];
-        for (name, limit) in limits {
-            rate_limits_per_day[r.kind("engine.governor.rate_limits", name)?.index()] = Some(*limit);
-        }
-    }
-    let d = &defaults.governor;
-    let governor = GovernorConfig {
-        ceiling_micro_usd: e.governor.ceiling_micro_usd.unwrap_or(d.ceiling_micro_usd),
-        daily_budget_micro_usd: e.governor.daily_budget_micro_usd.unwrap_or(d.daily_budget_micro_usd),
-        rate_limits_per_day,
-        prices: Prices {
-            fast_in: e.prices.fast_in.unwrap_or(d.prices.fast_in),
-            fast_out: e.prices.fast_out.unwrap_or(d.prices.fast_out),
-            deep_in: e.prices.deep_in.unwrap_or(d.prices.deep_in),
-            deep_out: e.prices.deep_out.unwrap_or(d.prices.deep_out),
-        },
-        clamp_overrun: e.governor.clamp_overrun.unwrap_or(d.clamp_overrun),
-        enforce_daily_budget: e.governor.enforce_daily_budget.unwrap_or(d.enforce_daily_budget),
-        enforce_rate_limits: e.governor.enforce_rate_limits.unwrap_or(d.enforce_rate_limits),
-    };
-    let t = &defaults.tokens;
-    let tokens = TokenConfig {
-        max_tokens: e.tokens.max_tokens.unwrap_or(t.max_tokens),
-        alpha: r.non_negative("engine.tokens.alpha", e.tokens.alpha, t.alpha)?,
-        beta: r.non_negative("engine.tokens.beta", e.tokens.beta, t.beta)?,
-        ema_smoothing: r.fraction("engine.tokens.ema_smoothing", e.tokens.ema_smoothing, t.ema_smoothing)?,
-    };
-    let dd = &defaults.dispatch;
-    let dispatch = DispatchConfig {
-        fast_timeout_ms: e.dispatch.fast_timeout.map_or(dd.fast_timeout_ms, |d| d.0),
-        deep_timeout_ms: e.dispatch.deep_timeout.map_or(dd.deep_timeout_ms, |d| d.0),
-        retries: e.dispatch.retries.unwrap_or(dd.retries),
-        backoff_ms: e.dispatch.backoff.map_or(dd.backoff_ms, |d| d.0),
-        max_in_flight: e.dispatch.max_in_flight.unwrap_or(dd.max_in_flight),
-        fast_concurrency: e.dispatch.fast_concurrency.unwrap_or(dd.fast_concurrency),
-        deep_concurrency: e.dispatch.deep_concurrency.unwrap_or(dd.deep_concurrency),
-        state_timeout_ms: e.dispatch.state_timeout.map_or(dd.state_timeout_ms, |d| d.0),
-    };
-    if dispatch.retries > 10 {
-        return Err(r.invalid("engine.dispatch.retries", "at most 10 retries"));
-    }
-    if dispatch.fast_timeout_ms == 0 || dispatch.deep_timeout_ms == 0 || dispatch.state_timeout_ms == 0 {
-        return Err(r.invalid("engine.dispatch", "timeouts must be positive"));
-    }
-    let o = &defaults.organism;
-    let organism = OrganismConfig {
-        agents: e.organism.agents.unwrap_or(o.agents),
-        organs: e.organism.organs.unwrap_or(o.organs),
-        dim: e.organism.dim.unwrap_or(o.dim),
-        eta: r.fraction("engine.organism.eta", e.organism.eta, o.eta)?,
-        l_max: r.fraction("engine.organism.l_max", e.organism.l_max, o.l_max)?,
-        graph_mask: e.organism.graph_mask.unwrap_or(o.graph_mask),
-        init_gain: r.positive("engine.organism.init_gain", e.organism.init_gain, o.init_gain)?,
-        promotion_every: e.organism.promotion_every.unwrap_or(o.promotion_every),
-        promotion_step: r.non_negative(
-            "engine.organism.promotion_step",
-            e.organism.promotion_step,
-            o.promotion_step,
-        )?,
-        edge_growth: r.non_negative("engine.organism.edge_growth", e.organism.edge_growth, o.edge_growth)?,
-        shadow: e.organism.shadow.unwrap_or(o.shadow),
-        seed: 0,
-    };
-    let mut memory = MemoryConfig {
-        mw_capacity: e.memory.mw_capacity.unwrap_or(defaults.memory.mw_capacity),
-        mw_ttl_ms: defaults.memory.mw_ttl_ms,
-        mw_latency_ms: e.memory.mw_latency.map_or(defaults.memory.mw_latency_ms, |d| d.0),
-    };
-    if let Some(ttls) = &e.memory.mw_ttl {
-        memory.mw_ttl_ms = [0; Kind::COUNT];
-        for (name, ttl) in ttls {
-            memory.mw_ttl_ms[r.kind("engine.memory.mw_ttl", name)?.index()] = ttl.0;
-        }
-    }
-    let ledger = LedgerConfig {
-        cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
-        segment_receipts: e.ledger.segment_receipts.unwrap_or(defaults.ledger.segment_receipts),
-        cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
-        ..LedgerConfig::default()
-    };
-    let path_model = |name: &str, spec: &PathModelSpec, d: &PathModel| -> Result<PathModel, ScenarioError> {
-        Ok(PathModel {
-            median_ms: r.positive(&format!("backend.{name}.median_ms"), spec.median_ms, d.median_ms)?,
-            p99_ms: r.positive(&format!("backend.{name}.p99_ms"), spec.p99_ms, d.p99_ms)?,
-            error_rate: r.fraction(&format!("backend.{name}.error_rate"), spec.error_rate, d.error_rate)?,
-            token_inflation: r.positive(
-                &format!("backend.{name}.token_inflation"),
-                spec.token_inflation,
-                d.token_inflation,
-            )?,
-        })
-    };
-    let backend = BackendConfig {
-        fast: path_model("fast", &spec.backend.fast, &defaults.backend.fast)?,
-        deep: path_model("deep", &spec.backend.deep, &defaults.backend.deep)?,
-    };
-
-    let network = Network {
-        latency_ms: spec.network.latency_ms.map_or((1, 5), |[a, b]| (a, b)),
-        loss: r.fraction("network.loss", spec.network.loss, 0.0)?,
-    };
-    if network.latency_ms.0 > network.latency_ms.1 || network.latency_ms.1 > 10_000 {
-        return Err(r.invalid("network.latency_ms", "needs min <= max <= 10000"));
-    }
+    let topology = resolve_topology(&r, &spec.topology, &defaults)?;
+    let valve = resolve_valve(&r, e, &defaults)?;
+    let router = resolve_router(&r, e, &defaults)?;
+    let governor = resolve_governor(&r, e, &defaults)?;
+    let tokens = resolve_tokens(&r, e, &defaults)?;
+    let dispatch = resolve_dispatch(&r, e, &defaults)?;
+    let organism = resolve_organism(&r, e, &defaults)?;
+    let memory = resolve_memory(&r, e, &defaults)?;
+    let ledger = resolve_ledger(&r, e, &defaults)?;
+    let backend = resolve_backend(&r, &spec.backend, &defaults)?;
+    let network = resolve_network(&r, &spec.network)?;
 
     let (workload, trace_start) = resolve_workload(&r, &spec.workload, base)?;
     let duration_ms = match (spec.duration, workload.span_ms()) {
@@ -834,27 +716,8 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
     engine.validate().map_err(|e| r.invalid(e.field, e.message))?;
     engine.organism.seed = 0;
 
-    let names = node_names(&engine.topology);
-    let mut faults = Vec::new();
-    for (index, fault) in spec.chaos.fault.iter().enumerate() {
-        faults.push(resolve_fault(&r, index, fault, &names, duration_ms)?);
-    }
-    let faults = FaultPlan::new(faults).map_err(|e| {
-        let (index, field) = match e {
-            PlanError::ZeroDuration { index } | PlanError::Overflow { index } => (index, "for"),
-        };
-        r.invalid(&format!("chaos.fault[{index}].{field}"), e.to_string())
-    })?;
-    let swarm = spec.chaos.swarm.as_ref().map(|s| resolve_swarm(&r, s)).transpose()?;
-
-    let harness = Harness {
-        drain_ms: spec.harness.drain.map_or(engine.dispatch.worst_case_ms() + 10_000, |d| d.0),
-        replays: spec.harness.replays.unwrap_or(2),
-        inject_nondeterminism: spec.harness.inject_nondeterminism.unwrap_or(false),
-    };
-    if !(1..=100).contains(&harness.replays) {
-        return Err(r.invalid("harness.replays", "must be in 1..=100"));
-    }
+    let (faults, swarm) = resolve_chaos(&r, &spec.chaos, &engine.topology, duration_ms)?;
+    let harness = resolve_harness(&r, &spec.harness, &engine.dispatch)?;
     let policy = resolve_policy(&r, &spec.policy, &engine)?;
 
     Ok(Scenario {
@@ -874,6 +737,273 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         harness,
         policy,
     })
+}
+
+/// `[topology]`.
+fn resolve_topology(r: &Resolver<'_>, spec: &TopologySpec, defaults: &EngineConfig) -> Result<Topology, ScenarioError> {
+    let topology = Topology {
+        fast: spec.fast.unwrap_or(defaults.topology.fast),
+        deep: spec.deep.unwrap_or(defaults.topology.deep),
+    };
+    if !(1..=16).contains(&topology.fast) {
+        return Err(r.invalid("topology.fast", "must be in 1..=16"));
+    }
+    if !(1..=16).contains(&topology.deep) {
+        return Err(r.invalid("topology.deep", "must be in 1..=16"));
+    }
+    Ok(topology)
+}
+
+/// `[engine.valve]`.
+fn resolve_valve(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<ValveConfig, ScenarioError> {
+    let valve = ValveConfig {
+        nu: r.non_negative("engine.valve.nu", e.valve.nu, defaults.valve.nu)?,
+        h: r.positive("engine.valve.h", e.valve.h, defaults.valve.h)?,
+        reset_fraction: r.fraction(
+            "engine.valve.reset_fraction",
+            e.valve.reset_fraction,
+            defaults.valve.reset_fraction,
+        )?,
+    };
+    if valve.reset_fraction >= 1.0 {
+        return Err(r.invalid("engine.valve.reset_fraction", "must be below 1"));
+    }
+    Ok(valve)
+}
+
+/// `[engine.router]`.
+fn resolve_router(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<RouterConfig, ScenarioError> {
+    let router = RouterConfig {
+        weights: e.router.weights.unwrap_or(defaults.router.weights),
+        tau_deep: r.non_negative("engine.router.tau_deep", e.router.tau_deep, defaults.router.tau_deep)?,
+        fast_target: r.fraction("engine.router.fast_target", e.router.fast_target, defaults.router.fast_target)?,
+        window: e.router.window.unwrap_or(defaults.router.window),
+        fast_slo_ms: r.positive("engine.router.fast_slo_ms", e.router.fast_slo_ms, defaults.router.fast_slo_ms)?,
+    };
+    if router.weights.iter().any(|w| !(0.0..=1.0).contains(w)) {
+        return Err(r.invalid("engine.router.weights", "every weight must be in [0, 1]"));
+    }
+    Ok(router)
+}
+
+/// `[engine.governor]` and `[engine.prices]`.
+fn resolve_governor(
+    r: &Resolver<'_>,
+    e: &EngineSpec,
+    defaults: &EngineConfig,
+) -> Result<GovernorConfig, ScenarioError> {
+    let mut rate_limits_per_day = defaults.governor.rate_limits_per_day;
+    if let Some(limits) = &e.governor.rate_limits {
+        rate_limits_per_day = [None; Kind::COUNT];
+        for (name, limit) in limits {
+            rate_limits_per_day[r.kind("engine.governor.rate_limits", name)?.index()] = Some(*limit);
+        }
+    }
+    let d = &defaults.governor;
+    let governor = GovernorConfig {
+        ceiling_micro_usd: e.governor.ceiling_micro_usd.unwrap_or(d.ceiling_micro_usd),
+        daily_budget_micro_usd: e.governor.daily_budget_micro_usd.unwrap_or(d.daily_budget_micro_usd),
+        rate_limits_per_day,
+        prices: Prices {
+            fast_in: e.prices.fast_in.unwrap_or(d.prices.fast_in),
+            fast_out: e.prices.fast_out.unwrap_or(d.prices.fast_out),
+            deep_in: e.prices.deep_in.unwrap_or(d.prices.deep_in),
+            deep_out: e.prices.deep_out.unwrap_or(d.prices.deep_out),
+        },
+        clamp_overrun: e.governor.clamp_overrun.unwrap_or(d.clamp_overrun),
+        enforce_daily_budget: e.governor.enforce_daily_budget.unwrap_or(d.enforce_daily_budget),
+        enforce_rate_limits: e.governor.enforce_rate_limits.unwrap_or(d.enforce_rate_limits),
+    };
+    Ok(governor)
+}
+
+/// `[engine.tokens]`.
+fn resolve_tokens(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<TokenConfig, ScenarioError> {
+    let t = &defaults.tokens;
+    let tokens = TokenConfig {
+        max_tokens: e.tokens.max_tokens.unwrap_or(t.max_tokens),
+        alpha: r.non_negative("engine.tokens.alpha", e.tokens.alpha, t.alpha)?,
+        beta: r.non_negative("engine.tokens.beta", e.tokens.beta, t.beta)?,
+        ema_smoothing: r.fraction("engine.tokens.ema_smoothing", e.tokens.ema_smoothing, t.ema_smoothing)?,
+    };
+    Ok(tokens)
+}
+
+/// `[engine.dispatch]`, with its bounds.
+fn resolve_dispatch(
+    r: &Resolver<'_>,
+    e: &EngineSpec,
+    defaults: &EngineConfig,
+) -> Result<DispatchConfig, ScenarioError> {
+    let dd = &defaults.dispatch;
+    let dispatch = DispatchConfig {
+        fast_timeout_ms: e.dispatch.fast_timeout.map_or(dd.fast_timeout_ms, |d| d.0),
+        deep_timeout_ms: e.dispatch.deep_timeout.map_or(dd.deep_timeout_ms, |d| d.0),
+        retries: e.dispatch.retries.unwrap_or(dd.retries),
+        backoff_ms: e.dispatch.backoff.map_or(dd.backoff_ms, |d| d.0),
+        max_in_flight: e.dispatch.max_in_flight.unwrap_or(dd.max_in_flight),
+        fast_concurrency: e.dispatch.fast_concurrency.unwrap_or(dd.fast_concurrency),
+        deep_concurrency: e.dispatch.deep_concurrency.unwrap_or(dd.deep_concurrency),
+        state_timeout_ms: e.dispatch.state_timeout.map_or(dd.state_timeout_ms, |d| d.0),
+    };
+    if dispatch.retries > 10 {
+        return Err(r.invalid("engine.dispatch.retries", "at most 10 retries"));
+    }
+    for (key, ms) in [
+        ("engine.dispatch.fast_timeout", dispatch.fast_timeout_ms),
+        ("engine.dispatch.deep_timeout", dispatch.deep_timeout_ms),
+        ("engine.dispatch.state_timeout", dispatch.state_timeout_ms),
+        ("engine.dispatch.backoff", dispatch.backoff_ms.max(1)),
+    ] {
+        if !(1..=MAX_TIMEOUT_MS).contains(&ms) {
+            return Err(r.invalid(key, format!("{ms} ms: must be positive and at most 1h")));
+        }
+    }
+    for (key, n) in [
+        ("engine.dispatch.fast_concurrency", dispatch.fast_concurrency),
+        ("engine.dispatch.deep_concurrency", dispatch.deep_concurrency),
+    ] {
+        if !(1..=MAX_CONCURRENCY).contains(&n) {
+            return Err(r.invalid(key, format!("{n}: must be in 1..={MAX_CONCURRENCY}")));
+        }
+    }
+    if !(1..=MAX_IN_FLIGHT).contains(&dispatch.max_in_flight) {
+        return Err(r.invalid("engine.dispatch.max_in_flight", format!("must be in 1..={MAX_IN_FLIGHT}")));
+    }
+    Ok(dispatch)
+}
+
+/// `[engine.organism]` (its cross-field rules are `EngineConfig::validate`).
+fn resolve_organism(
+    r: &Resolver<'_>,
+    e: &EngineSpec,
+    defaults: &EngineConfig,
+) -> Result<OrganismConfig, ScenarioError> {
+    let o = &defaults.organism;
+    let organism = OrganismConfig {
+        agents: e.organism.agents.unwrap_or(o.agents),
+        organs: e.organism.organs.unwrap_or(o.organs),
+        dim: e.organism.dim.unwrap_or(o.dim),
+        eta: r.fraction("engine.organism.eta", e.organism.eta, o.eta)?,
+        l_max: r.fraction("engine.organism.l_max", e.organism.l_max, o.l_max)?,
+        graph_mask: e.organism.graph_mask.unwrap_or(o.graph_mask),
+        init_gain: r.positive("engine.organism.init_gain", e.organism.init_gain, o.init_gain)?,
+        promotion_every: e.organism.promotion_every.unwrap_or(o.promotion_every),
+        promotion_step: r.non_negative(
+            "engine.organism.promotion_step",
+            e.organism.promotion_step,
+            o.promotion_step,
+        )?,
+        edge_growth: r.non_negative("engine.organism.edge_growth", e.organism.edge_growth, o.edge_growth)?,
+        shadow: e.organism.shadow.unwrap_or(o.shadow),
+        seed: 0,
+    };
+    Ok(organism)
+}
+
+/// `[engine.memory]`.
+fn resolve_memory(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<MemoryConfig, ScenarioError> {
+    let mut memory = MemoryConfig {
+        mw_capacity: e.memory.mw_capacity.unwrap_or(defaults.memory.mw_capacity),
+        mw_ttl_ms: defaults.memory.mw_ttl_ms,
+        mw_latency_ms: e.memory.mw_latency.map_or(defaults.memory.mw_latency_ms, |d| d.0),
+    };
+    if let Some(ttls) = &e.memory.mw_ttl {
+        memory.mw_ttl_ms = [0; Kind::COUNT];
+        for (name, ttl) in ttls {
+            memory.mw_ttl_ms[r.kind("engine.memory.mw_ttl", name)?.index()] = ttl.0;
+        }
+    }
+    Ok(memory)
+}
+
+/// `[engine.ledger]` (the key is not a setting: it derives from the seed).
+fn resolve_ledger(_r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<LedgerConfig, ScenarioError> {
+    let ledger = LedgerConfig {
+        cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
+        segment_receipts: e.ledger.segment_receipts.unwrap_or(defaults.ledger.segment_receipts),
+        cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
+        ..LedgerConfig::default()
+    };
+    Ok(ledger)
+}
+
+/// `[backend.fast]` and `[backend.deep]`.
+fn resolve_backend(
+    r: &Resolver<'_>,
+    spec: &BackendSpec,
+    defaults: &EngineConfig,
+) -> Result<BackendConfig, ScenarioError> {
+    let path_model = |name: &str, spec: &PathModelSpec, d: &PathModel| -> Result<PathModel, ScenarioError> {
+        Ok(PathModel {
+            median_ms: r.positive(&format!("backend.{name}.median_ms"), spec.median_ms, d.median_ms)?,
+            p99_ms: r.positive(&format!("backend.{name}.p99_ms"), spec.p99_ms, d.p99_ms)?,
+            error_rate: r.fraction(&format!("backend.{name}.error_rate"), spec.error_rate, d.error_rate)?,
+            token_inflation: r.positive(
+                &format!("backend.{name}.token_inflation"),
+                spec.token_inflation,
+                d.token_inflation,
+            )?,
+        })
+    };
+    let backend = BackendConfig {
+        fast: path_model("fast", &spec.fast, &defaults.backend.fast)?,
+        deep: path_model("deep", &spec.deep, &defaults.backend.deep)?,
+    };
+    Ok(backend)
+}
+
+/// `[network]`: the run's baseline latency and loss.
+fn resolve_network(r: &Resolver<'_>, spec: &NetworkSpec) -> Result<Network, ScenarioError> {
+    let network = Network {
+        latency_ms: spec.latency_ms.map_or((1, 5), |[a, b]| (a, b)),
+        loss: r.fraction("network.loss", spec.loss, 0.0)?,
+    };
+    if network.latency_ms.0 > network.latency_ms.1 || network.latency_ms.1 > 10_000 {
+        return Err(r.invalid("network.latency_ms", "needs min <= max <= 10000"));
+    }
+    Ok(network)
+}
+
+/// `[[chaos.fault]]` and `[chaos.swarm]`.
+fn resolve_chaos(
+    r: &Resolver<'_>,
+    spec: &ChaosSpec,
+    topology: &Topology,
+    duration_ms: u64,
+) -> Result<(FaultPlan, Option<SwarmBounds>), ScenarioError> {
+    let names = node_names(topology);
+    let mut faults = Vec::new();
+    for (index, fault) in spec.fault.iter().enumerate() {
+        faults.push(resolve_fault(r, index, fault, &names, duration_ms)?);
+    }
+    let faults = FaultPlan::new(faults).map_err(|e| {
+        let (index, field) = match e {
+            PlanError::ZeroDuration { index } | PlanError::Overflow { index } => (index, "for"),
+        };
+        r.invalid(&format!("chaos.fault[{index}].{field}"), e.to_string())
+    })?;
+    let swarm = spec.swarm.as_ref().map(|s| resolve_swarm(r, s)).transpose()?;
+    Ok((faults, swarm))
+}
+
+/// The longest drain a scenario may ask for.
+pub const MAX_DRAIN_MS: u64 = 86_400_000;
+
+/// `[harness]`.
+fn resolve_harness(r: &Resolver<'_>, spec: &HarnessSpec, dispatch: &DispatchConfig) -> Result<Harness, ScenarioError> {
+    let harness = Harness {
+        drain_ms: spec.drain.map_or(dispatch.worst_case_ms().saturating_add(10_000), |d| d.0),
+        replays: spec.replays.unwrap_or(2),
+        inject_nondeterminism: spec.inject_nondeterminism.unwrap_or(false),
+    };
+    if !(1..=100).contains(&harness.replays) {
+        return Err(r.invalid("harness.replays", "must be in 1..=100"));
+    }
+    if harness.drain_ms > MAX_DRAIN_MS {
+        return Err(r.invalid("harness.drain", format!("{} ms: at most a day", harness.drain_ms)));
+    }
+    Ok(harness)
 }
 
 /// One `[[chaos.fault]]` (numbered from 1 in errors), checked against its kind.
@@ -1137,71 +1267,55 @@ fn resolve_workload(
     }
 }
 
-/// The invariants of SPEC 8.1: (id, critical, default threshold, default warning band,
-/// default weight).
-pub const INVARIANTS: [(&str, bool, f64, f64, f64); 14] = [
-    ("fast_path_ratio", true, 0.90, 0.0, 3.0),
-    ("lipschitz_bound", true, 1.0, 0.0, 3.0),
-    ("cost_ceiling", true, 0.0, 0.0, 3.0),
-    ("daily_budget", true, 0.0, 0.0, 3.0),
-    ("rate_limits", true, 0.0, 0.0, 2.0),
-    ("determinism", true, 0.95, 0.0, 3.0),
-    ("no_lost_tasks", true, 0.0, 0.0, 3.0),
-    ("ledger_integrity", true, 1.0, 0.0, 3.0),
-    ("fast_latency_p99", false, 200.0, 50.0, 1.0),
-    ("deep_latency_p99", false, 20_000.0, 5_000.0, 1.0),
-    ("fast_success_rate", false, 0.95, 0.05, 1.0),
-    ("deep_success_rate", false, 0.90, 0.05, 1.0),
-    ("memory_freshness", false, 3_000.0, 1_000.0, 1.0),
-    ("recovery_time", false, 60_000.0, 30_000.0, 1.0),
-];
+impl PolicySpec {
+    /// The scenario's override of one invariant's policy.
+    fn of(&self, id: InvariantId) -> &Option<InvariantSpec> {
+        match id {
+            InvariantId::FastPathRatio => &self.fast_path_ratio,
+            InvariantId::LipschitzBound => &self.lipschitz_bound,
+            InvariantId::CostCeiling => &self.cost_ceiling,
+            InvariantId::DailyBudget => &self.daily_budget,
+            InvariantId::RateLimits => &self.rate_limits,
+            InvariantId::Determinism => &self.determinism,
+            InvariantId::NoLostTasks => &self.no_lost_tasks,
+            InvariantId::LedgerIntegrity => &self.ledger_integrity,
+            InvariantId::FastLatencyP99 => &self.fast_latency_p99,
+            InvariantId::DeepLatencyP99 => &self.deep_latency_p99,
+            InvariantId::FastSuccessRate => &self.fast_success_rate,
+            InvariantId::DeepSuccessRate => &self.deep_success_rate,
+            InvariantId::MemoryFreshness => &self.memory_freshness,
+            InvariantId::RecoveryTime => &self.recovery_time,
+        }
+    }
+}
 
+/// `[policy]`: every invariant's threshold, warning band and weight, defaults filled in.
 fn resolve_policy(r: &Resolver<'_>, spec: &PolicySpec, engine: &EngineConfig) -> Result<Policy, ScenarioError> {
-    let overrides: [(&str, &Option<InvariantSpec>); 14] = [
-        ("fast_path_ratio", &spec.fast_path_ratio),
-        ("lipschitz_bound", &spec.lipschitz_bound),
-        ("cost_ceiling", &spec.cost_ceiling),
-        ("daily_budget", &spec.daily_budget),
-        ("rate_limits", &spec.rate_limits),
-        ("determinism", &spec.determinism),
-        ("no_lost_tasks", &spec.no_lost_tasks),
-        ("ledger_integrity", &spec.ledger_integrity),
-        ("fast_latency_p99", &spec.fast_latency_p99),
-        ("deep_latency_p99", &spec.deep_latency_p99),
-        ("fast_success_rate", &spec.fast_success_rate),
-        ("deep_success_rate", &spec.deep_success_rate),
-        ("memory_freshness", &spec.memory_freshness),
-        ("recovery_time", &spec.recovery_time),
-    ];
     let mut invariants = BTreeMap::new();
-    for ((id, critical, threshold, warn, weight), (override_id, given)) in INVARIANTS.iter().zip(overrides) {
-        assert_eq!(*id, override_id);
-        let given = given.clone().unwrap_or_default();
+    for id in InvariantId::ALL {
+        let given = spec.of(id).clone().unwrap_or_default();
+        let defaults = id.defaults();
         let key = format!("policy.{id}");
         // The money limits are the engine's own: the policy cannot loosen them.
-        let fixed =
-            matches!(*id, "cost_ceiling" | "daily_budget" | "rate_limits" | "no_lost_tasks" | "ledger_integrity");
-        if fixed && given.threshold.is_some() {
+        if id.fixed_by_the_engine() && given.threshold.is_some() {
             return Err(r.invalid(
                 &format!("{key}.threshold"),
                 "this invariant's threshold is fixed by the engine configuration",
             ));
         }
-        if *critical && given.warn.is_some() {
+        if id.critical() && given.warn.is_some() {
             return Err(r.invalid(&format!("{key}.warn"), "critical invariants have no warning band"));
         }
-        let threshold = r.non_negative(&format!("{key}.threshold"), given.threshold, *threshold)?;
-        if matches!(*id, "fast_path_ratio" | "determinism" | "fast_success_rate" | "deep_success_rate")
-            && threshold > 1.0
-        {
+        let threshold = r.non_negative(&format!("{key}.threshold"), given.threshold, defaults.threshold)?;
+        if id.is_ratio() && threshold > 1.0 {
             return Err(r.invalid(&format!("{key}.threshold"), "a ratio threshold must be in [0, 1]"));
         }
         invariants.insert(
-            *id,
+            id,
             InvariantPolicy {
                 threshold,
-                warn: r.non_negative(&format!("{key}.warn"), given.warn, *warn)?,
-                weight: r.non_negative(&format!("{key}.weight"), given.weight, *weight)?,
+                warn: r.non_negative(&format!("{key}.warn"), given.warn, defaults.warn)?,
+                weight: r.non_negative(&format!("{key}.weight"), given.weight, defaults.weight)?,
             },
         );
     }

@@ -83,11 +83,11 @@ impl<W: Write> TaskTable<W> {
                 match &arrival {
                     Some((at, a)) => {
                         w.write_field(n.format(*at))?;
-                        w.write_field(&a.kind)?;
+                        w.write_field(a.kind.as_str())?;
                         w.write_field(&a.domain)?;
                         w.write_field(decimal(a.drift_ppm))?;
                         w.write_field(n.format(a.priority))?;
-                        w.write_field(&a.authority)?;
+                        w.write_field(a.authority.as_str())?;
                         w.write_field(if a.needs_planning { "true" } else { "false" })?;
                         w.write_field(n.format(a.tokens_in))?;
                         w.write_field(n.format(a.tokens_out))?;
@@ -96,8 +96,8 @@ impl<W: Write> TaskTable<W> {
                 }
                 match &decision {
                     Some(d) => {
-                        w.write_field(&d.path)?;
-                        w.write_field(&d.reason)?;
+                        w.write_field(d.path.as_str())?;
+                        w.write_field(d.reason.as_str())?;
                         w.write_field(decimal(d.cusum_s_ppm))?;
                         w.write_field(decimal(d.surprise_ppm))?;
                         d.x_ppm.iter().try_for_each(|x| w.write_field(decimal(*x)))?;
@@ -106,8 +106,8 @@ impl<W: Write> TaskTable<W> {
                     }
                     None => (0..12).try_for_each(|_| w.write_field(""))?,
                 }
-                w.write_field(&o.status)?;
-                w.write_field(o.reason.as_deref().unwrap_or_default())?;
+                w.write_field(o.status.as_str())?;
+                w.write_field(o.reason.map_or("", |r| r.as_str()))?;
                 w.write_field(o.error.as_deref().unwrap_or_default())?;
                 w.write_field(n.format(o.latency_ms))?;
                 w.write_field(n.format(o.cost_micro_usd))?;
@@ -133,11 +133,11 @@ impl<W: Write> TaskTable<W> {
             let mut row: Vec<String> = vec![
                 n.format(task_id).to_string(),
                 n.format(at).to_string(),
-                a.kind,
+                a.kind.as_str().to_string(),
                 a.domain,
                 decimal(a.drift_ppm),
                 n.format(a.priority).to_string(),
-                a.authority,
+                a.authority.as_str().to_string(),
                 a.needs_planning.to_string(),
                 n.format(a.tokens_in).to_string(),
                 n.format(a.tokens_out).to_string(),
@@ -161,10 +161,10 @@ mod tests {
     fn a_row_joins_arrival_decision_and_outcome() {
         let mut table = TaskTable::new(Vec::new()).unwrap();
         let arrival = Arrival {
-            authority: "low".into(),
+            authority: seedcore_engine::Authority::Low,
             domain: "guest".into(),
             drift_ppm: 120_000,
-            kind: "chat".into(),
+            kind: seedcore_engine::Kind::Chat,
             needs_planning: false,
             priority: 3,
             signature: "00".into(),
@@ -174,22 +174,24 @@ mod tests {
         };
         table.observe(5, &Body::Harness(Harness::Arrival(arrival))).unwrap();
         let outcome = OutcomeSignal {
+            arrived_ms: 5,
             attempts: 0,
             cache_age_ms: None,
             cache_hit: false,
             cost_micro_usd: 0,
             day: 1,
             error: None,
-            kind: "chat".into(),
+            kind: seedcore_engine::Kind::Chat,
             latency_ms: 2,
             ledger_seq: Some(0),
             overrun_clamped: false,
             path: None,
-            reason: Some("halted".into()),
-            status: "rejected".into(),
+            reason: Some(seedcore_engine::task::RejectReason::Halted),
+            status: seedcore_engine::task::Status::Rejected,
             task_id: 9,
             tokens_in: 0,
             tokens_out: 0,
+            truncated: false,
             worker: None,
         };
         table.observe(7, &Body::Engine(Signal::Outcome(outcome))).unwrap();
@@ -207,10 +209,10 @@ mod tests {
     fn a_task_without_outcome_gets_a_lost_row() {
         let mut table = TaskTable::new(Vec::new()).unwrap();
         let arrival = Arrival {
-            authority: "high".into(),
+            authority: seedcore_engine::Authority::High,
             domain: "guest".into(),
             drift_ppm: 0,
-            kind: "query".into(),
+            kind: seedcore_engine::Kind::Query,
             needs_planning: true,
             priority: 1,
             signature: "00".into(),

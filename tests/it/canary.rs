@@ -62,9 +62,9 @@ fn ledger_integrity() {
 /// The canaries cover every critical invariant of the policy.
 #[test]
 fn every_critical_invariant_has_a_canary() {
-    for (id, critical, ..) in seedcore_sim::scenario::INVARIANTS {
-        if critical {
-            let path = crate::support::scenario_path(&format!("canary-{}.toml", id.replace('_', "-")));
+    for id in seedcore_sim::invariant_id::InvariantId::ALL {
+        if id.critical() {
+            let path = crate::support::scenario_path(&format!("canary-{}.toml", id.as_str().replace('_', "-")));
             assert!(path.exists(), "no canary for {id}: {}", path.display());
         }
     }

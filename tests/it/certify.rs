@@ -318,6 +318,13 @@ fn failing_canaries_get_certificates_that_verify() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{file}: {stdout}");
         assert!(stdout.contains(&format!("critical invariant(s) not passed: {invariant}\n")), "{file}: {stdout}");
+        // replay judges by the same rule, so it exits as certify did.
+        let replayed = b.root.join("replay");
+        let scenario = crate::support::scenario_path(&file);
+        let output = seedcore(&["replay", arg(&scenario), "--out", arg(&replayed)]);
+        let replay_out = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{file}: replay exits as certify: {replay_out}");
+        assert!(replay_out.contains(&format!("critical invariant(s) {invariant} did not pass")), "{replay_out}");
         let (code, text) = verify(&b.out, &b.public);
         assert_eq!(code, Some(0), "{file}: {text}");
         assert!(text.contains("VERIFIED") && text.contains(": FAIL"), "{file}: {text}");
@@ -367,4 +374,154 @@ fn certify_refuses_a_single_run() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--replays asks for 1"));
     assert!(!out.exists());
+}
+
+/// What a forger does with the ledger's signed cycles.
+#[derive(Clone, Copy, PartialEq)]
+enum Cycles {
+    /// Leaves them as the engine signed them.
+    Untouched,
+    /// Points them at the rebuilt chain and signs them with the forger's own key.
+    OwnKey,
+    /// Points them at the rebuilt chain and signs them with the key the seed gives (its
+    /// derivation is public): nothing in the bundle contradicts itself any more.
+    SeedKey,
+}
+
+/// Rewrites history in a bundle as a forger holding the signing key would (ISSUE 8): one
+/// outcome's latency plus 1 ms, the Merkle root, the determinism row and every digest
+/// recomputed, and the statement re-signed.
+fn rewrite_history(b: &Bundle, cycles: Cycles) {
+    use seedcore_engine::ledger::{cycle_message, Receipt, GENESIS};
+    use seedcore_engine::probe::Signal;
+    use seedcore_sim::event::{Body, Event, Harness};
+
+    let events_path = b.out.join("events.jsonl");
+    let text = std::fs::read_to_string(&events_path).unwrap();
+    let mut events: Vec<Event> = text.lines().map(|l| Event::parse(l).unwrap()).collect();
+    // The fastest completed task: one more millisecond moves no percentile.
+    let victim = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.body {
+            Body::Engine(Signal::Outcome(o)) if o.status == seedcore_engine::task::Status::Completed => {
+                Some((o.latency_ms, i))
+            }
+            _ => None,
+        })
+        .min()
+        .map(|(_, i)| i)
+        .expect("a completed task to edit");
+    let Body::Engine(Signal::Outcome(outcome)) = &mut events[victim].body else { unreachable!() };
+    outcome.latency_ms += 1;
+
+    let seed: u64 = events
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::Harness(Harness::RunStart(s)) => s.seed.parse().ok(),
+            _ => None,
+        })
+        .unwrap();
+    if cycles != Cycles::Untouched {
+        let mut receipts: Vec<(u64, Receipt)> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Engine(Signal::Outcome(o)) => o.ledger_seq.map(|s| (s, Receipt::of_outcome(o))),
+                _ => None,
+            })
+            .collect();
+        receipts.sort_by_key(|(s, _)| *s);
+        let mut heads = Vec::new();
+        let mut prev = GENESIS.to_string();
+        for (seq, mut r) in receipts {
+            r.seq = seq;
+            r.prev_hash = prev;
+            heads.push(r.hash());
+            prev = hex::encode(r.hash());
+        }
+        let key = match cycles {
+            Cycles::SeedKey => {
+                ed25519_dalek::SigningKey::from_bytes(&seedcore_engine::config::simulation_key_seed(seed))
+            }
+            _ => seedcore_reports::keys::read_signing_key(&b.key).unwrap(),
+        };
+        for e in &mut events {
+            if let Body::Harness(Harness::LedgerCycle(c)) = &mut e.body {
+                let head = heads[c.last_seq as usize];
+                c.head = hex::encode(head);
+                let message = cycle_message(c.cycle, c.first_seq, c.last_seq, &head);
+                c.signature = hex::encode(ed25519_dalek::Signer::sign(&key, &message).to_bytes());
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    for e in &events {
+        bytes.extend(e.to_line());
+        bytes.push(b'\n');
+    }
+    std::fs::write(&events_path, bytes).unwrap();
+    let fold = seedcore_reports::fold::fold_events(&events_path, 1_000).unwrap();
+    std::fs::write(b.out.join("signature_log.json"), seedcore_reports::siglog::signature_log(&fold).0).unwrap();
+    let root = hex::encode(fold.root);
+    resign(b, |v| {
+        v["predicate"]["event_log"]["merkle_root"] = root.clone().into();
+        v["predicate"]["determinism"]["reference"] = root.clone().into();
+        for replay in v["predicate"]["determinism"]["replays"].as_array_mut().unwrap() {
+            *replay = root.clone().into();
+        }
+        for row in v["predicate"]["invariants"].as_array_mut().unwrap() {
+            if row["id"] == "determinism" {
+                row["detail"] = format!("reference root {}", &root[..16]).into();
+            }
+        }
+    });
+}
+
+/// The forged bundle of ISSUE 8. Re-signed but with the engine's cycles left as they were,
+/// `verify` rejects it on its own: the signed heads are not the chain the edited outcomes
+/// give. With the cycles forged too, only a re-run can tell, and `reproduce` (`verify
+/// --rerun`) rejects it with exit 4.
+#[test]
+fn a_rewritten_and_re_signed_history_is_rejected() {
+    let (b, output) = certify(SMALL, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let pristine = tempfile::tempdir().unwrap();
+    for name in ["events.jsonl", "signature_log.json", "certificate.dsse.json", "statement.json"] {
+        std::fs::copy(b.out.join(name), pristine.path().join(name)).unwrap();
+    }
+    let reproduce = |b: &Bundle| {
+        let output = seedcore(&["reproduce", arg(&b.out), "--pubkey", arg(&b.public)]);
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.code(), text)
+    };
+    let (code, text) = reproduce(&b);
+    assert_eq!(code, Some(0), "the genuine bundle reproduces: {text}");
+    assert!(text.contains("REPRODUCED") && text.contains("this binary is the certified one"), "{text}");
+
+    let restore = || {
+        for name in ["events.jsonl", "signature_log.json", "certificate.dsse.json", "statement.json"] {
+            std::fs::copy(pristine.path().join(name), b.out.join(name)).unwrap();
+        }
+    };
+    rewrite_history(&b, Cycles::Untouched);
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("invariant ledger_integrity: stated pass"), "{text}");
+    assert!(text.contains(" signs head ") && text.contains("the outcome events give"), "{text}");
+
+    restore();
+    rewrite_history(&b, Cycles::OwnKey);
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("does not verify under the run's ledger key"), "{text}");
+
+    restore();
+    rewrite_history(&b, Cycles::SeedKey);
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "a consistent forgery passes the offline checks: {text}");
+    let (code, text) = reproduce(&b);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("REJECTED") && text.contains("the re-run gives Merkle root"), "{text}");
+    let output = seedcore(&["verify", arg(&b.out), "--pubkey", arg(&b.public), "--rerun"]);
+    assert_eq!(output.status.code(), Some(4), "verify --rerun is reproduce");
 }

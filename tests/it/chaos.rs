@@ -4,6 +4,7 @@
 
 use crate::support::{critical_failed, replay, scenario};
 use seedcore_engine::probe::{AttemptSignal, OutcomeSignal, Signal};
+use seedcore_engine::task::{Path, Status};
 use seedcore_sim::event::{Body, Event, Harness};
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::run::RunReport;
@@ -97,8 +98,9 @@ fn partition_dispatches_across_the_cut_time_out_and_are_retried_on_a_replica() {
         .collect();
     assert!(cut.len() > 50, "{} timeouts across the cut", cut.len());
     let outcomes: BTreeMap<u64, &OutcomeSignal> = outcomes(start, end + 10_000).map(|(_, o)| (o.task_id, o)).collect();
-    let retried =
-        cut.iter().filter(|id| outcomes[id].status == "completed" && outcomes[id].worker.as_deref() == Some("fast-1"));
+    let retried = cut
+        .iter()
+        .filter(|id| outcomes[id].status == Status::Completed && outcomes[id].worker.as_deref() == Some("fast-1"));
     assert!(retried.count() * 100 >= cut.len() * 95, "tasks cut off are completed by the other replica");
     assert_eq!(served_by(start + 1_000, end, "fast-2"), 0);
 }
@@ -129,7 +131,7 @@ fn latency_slows_every_message() {
     let fast = |from, to| {
         median(
             outcomes(from, to)
-                .filter(|(_, o)| o.path.as_deref() == Some("fast") && !o.cache_hit)
+                .filter(|(_, o)| o.path == Some(Path::Fast) && !o.cache_hit)
                 .map(|(_, o)| o.latency_ms)
                 .collect(),
         )
@@ -159,7 +161,7 @@ fn backend_slow_slows_the_path() {
         .collect();
     let deep = |inside: bool| -> Vec<u64> {
         outcomes(0, u64::MAX)
-            .filter(|(_, o)| o.path.as_deref() == Some("deep") && o.status == "completed")
+            .filter(|(_, o)| o.path == Some(Path::Deep) && o.status == Status::Completed)
             .filter(|(_, o)| (start..end).contains(&arrived[&o.task_id]) == inside)
             .map(|(_, o)| o.latency_ms)
             .collect()

@@ -9,6 +9,24 @@ fn unknown_flag_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--sede"));
 }
 
+/// The roles of `serve` take ports up to 55 above `--port`: a base whose roles would pass
+/// 65535 is a usage error, not an overflow.
+#[test]
+fn a_serve_port_whose_roles_overflow_is_a_usage_error() {
+    let output = seedcore(&["serve", "--port", "65481"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("65481"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// `--rerun` needs the simulator: the live build says so, with exit 2.
+#[cfg(not(madsim))]
+#[test]
+fn rerun_in_the_live_build_is_a_usage_error() {
+    let output = seedcore(&["reproduce", "out/none", "--pubkey", "keys/none.pub"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cargo sim verify"));
+}
+
 #[cfg(madsim)]
 #[test]
 fn missing_scenario_exits_2_naming_it() {
@@ -36,7 +54,7 @@ fn failure_prints_a_repro_line() {
         seedcore(&["replay", "scenarios/canary-determinism.toml", "--seed", "5", "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("FAIL: critical invariant(s) determinism failed with seed 5"), "{stdout}");
+    assert!(stdout.contains("FAIL: critical invariant(s) determinism did not pass with seed 5"), "{stdout}");
     assert!(stdout.contains("reproduce: cargo sim replay scenarios/canary-determinism.toml --seed 5"), "{stdout}");
     let names: Vec<_> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

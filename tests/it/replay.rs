@@ -129,7 +129,7 @@ fn coordinator_restart_keeps_the_daily_spend() {
         report.stats.rejected.get("daily_budget").copied().unwrap_or(0) > 0,
         "the budget must bind after the restart"
     );
-    assert!(report.stats.spend_by_day.values().all(|s| *s <= 1_500_000));
+    assert!(report.stats.days.values().all(|d| d.spend_micro_usd <= 1_500_000));
     assert!(!failed(&report).contains(&"daily_budget"));
 }
 
@@ -188,6 +188,6 @@ async fn madsim_runner_steady_half_minute() {
         seedcore_sim::world::simulate(scenario, tasks.clone(), seed, sinks).await.expect("the run completes");
     let stats = observer.finish().expect("finishes").stats.expect("totals were folded");
     let results = seedcore_sim::invariants::evaluate(&stats, &policy, None);
-    assert_eq!(seedcore_sim::invariants::critical_failures(&results), Vec::<&str>::new(), "seed {seed}: {results:#?}");
+    assert_eq!(seedcore_sim::score::critical_failures(&results), Vec::<&str>::new(), "seed {seed}: {results:#?}");
     assert_eq!((stats.arrivals, stats.lost()), (tasks.len() as u64, 0));
 }

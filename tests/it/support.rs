@@ -58,11 +58,16 @@ mod sim {
 
     /// Ids of the invariants that failed.
     pub fn failed(report: &RunReport) -> Vec<&'static str> {
-        report.results.iter().filter(|r| r.verdict == seedcore_sim::invariants::Verdict::Fail).map(|r| r.id).collect()
+        report
+            .results
+            .iter()
+            .filter(|r| r.verdict == seedcore_sim::invariants::Verdict::Fail)
+            .map(|r| r.id.as_str())
+            .collect()
     }
 
     /// Ids of the critical invariants that failed.
     pub fn critical_failed(report: &RunReport) -> Vec<&'static str> {
-        seedcore_sim::invariants::critical_failures(&report.results)
+        seedcore_sim::score::critical_failures(&report.results)
     }
 }

@@ -15,7 +15,7 @@ use crate::organism::features;
 use crate::probe::{ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
 use crate::router::{Reason, Router, RouterInputs};
 use crate::rpc::{Complete, Execute, Executed, Lookup, Submit};
-use crate::task::{Authority, Outcome, Path, RejectReason, Task};
+use crate::task::{Authority, Outcome, Path, RejectReason, Status, Task};
 use crate::tokens::TokenForecast;
 use crate::valve::Valve;
 use madsim::net::Endpoint;
@@ -97,8 +97,8 @@ struct Details {
 
 fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
     let first_reason = receipt.reasons.first().cloned().unwrap_or_default();
-    match (receipt.outcome.as_str(), receipt.path) {
-        ("completed", Some(path)) => Outcome::Completed {
+    match (receipt.outcome, receipt.path) {
+        (Status::Completed, Some(path)) => Outcome::Completed {
             path,
             latency_ms: receipt.latency_ms,
             cost_micro_usd: receipt.cost_micro_usd,
@@ -106,7 +106,7 @@ fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
             tokens_out: receipt.tokens_out,
             cache_hit: receipt.reasons.iter().any(|r| r == "cache_hit"),
         },
-        ("failed", Some(path)) => Outcome::Failed { path, error: first_reason },
+        (Status::Failed, Some(path)) => Outcome::Failed { path, error: first_reason },
         _ => Outcome::Rejected { reason: RejectReason::parse(&first_reason).unwrap_or(RejectReason::Halted) },
     }
 }
@@ -242,7 +242,7 @@ impl Coordinator {
         let config = &self.context.config;
         // A resubmission waits for the first submission, which is bounded by the worst
         // case of dispatch; twice that is a generous bound on the wait.
-        let polls = 2 * config.dispatch.worst_case_ms() / DUPLICATE_POLL_MS + 1;
+        let polls = config.dispatch.worst_case_ms().saturating_mul(2) / DUPLICATE_POLL_MS + 1;
         let mut claimed = false;
         for _ in 0..polls {
             match self.claim(task.task_id) {
@@ -299,7 +299,7 @@ impl Coordinator {
         core.forecast.observe(task.tokens_in);
         let forecast = core.forecast.forecast(task.tokens_out.min(config.tokens.max_tokens));
         let step = core.valve.observe(task.drift);
-        let fast_capacity = (config.topology.fast * config.dispatch.fast_concurrency).max(1);
+        let fast_capacity = config.topology.fast.saturating_mul(config.dispatch.fast_concurrency).max(1);
         let waiting = core.in_flight[0].saturating_sub(fast_capacity);
         let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
         let inputs = RouterInputs {
@@ -343,8 +343,8 @@ impl Coordinator {
             degraded: plan.degraded,
             forecast_tokens: forecast.round() as u64,
             max_tokens_out: plan.max_tokens_out,
-            path: plan.path.as_str().into(),
-            reason: reason.as_str().into(),
+            path: plan.path,
+            reason,
             router_fast_ppm: ppm(1.0 - core.router.deep_share()),
             surprise_ppm: ppm(decision.surprise),
             task_id: task.task_id,
@@ -563,71 +563,60 @@ impl Coordinator {
         }
     }
 
-    /// Commits the outcome to the ledger, remembers it, and reports it.
+    /// Commits the outcome to the ledger, remembers it, and reports it. The receipt is
+    /// derived from the outcome signal by `Receipt::of_outcome`, the same function a
+    /// verifier uses to rebuild the chain from the event log.
     async fn finish(&self, task: &Task, outcome: Outcome, details: Details, received: Instant) -> Outcome {
-        let (path, latency_ms, cost, tokens_in, tokens_out, mut reasons) = match &outcome {
+        let elapsed_ms = || u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut signal = OutcomeSignal {
+            arrived_ms: task.at_ms,
+            attempts: details.attempts,
+            cache_age_ms: details.cache_age_ms,
+            cache_hit: false,
+            cost_micro_usd: 0,
+            day: details.day,
+            error: None,
+            kind: task.kind,
+            latency_ms: 0,
+            ledger_seq: None,
+            overrun_clamped: false,
+            path: None,
+            reason: None,
+            status: outcome.status(),
+            task_id: task.task_id,
+            tokens_in: 0,
+            tokens_out: 0,
+            truncated: false,
+            worker: details.worker,
+        };
+        match &outcome {
             Outcome::Completed { path, latency_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => {
-                let flags = [
-                    (*cache_hit, "cache_hit"),
-                    (details.overrun_clamped, "overrun_clamped"),
-                    (details.truncated, "truncated"),
-                ];
-                let reasons = flags.iter().filter(|(on, _)| *on).map(|(_, name)| name.to_string()).collect();
-                (Some(*path), *latency_ms, *cost_micro_usd, *tokens_in, *tokens_out, reasons)
+                signal.cache_hit = *cache_hit;
+                signal.cost_micro_usd = *cost_micro_usd;
+                signal.latency_ms = *latency_ms;
+                signal.overrun_clamped = details.overrun_clamped;
+                signal.path = Some(*path);
+                signal.tokens_in = *tokens_in;
+                signal.tokens_out = *tokens_out;
+                signal.truncated = details.truncated;
             }
             Outcome::Rejected { reason } => {
-                (None, received.elapsed().as_millis() as u64, 0, 0, 0, vec![reason.as_str().to_string()])
+                signal.latency_ms = elapsed_ms();
+                signal.reason = Some(*reason);
             }
             Outcome::Failed { path, error } => {
-                (Some(*path), received.elapsed().as_millis() as u64, 0, 0, 0, vec![error.clone()])
+                signal.error = Some(error.clone());
+                signal.latency_ms = elapsed_ms();
+                signal.path = Some(*path);
             }
-        };
-        reasons.sort();
-        let entry = Receipt {
-            cost_micro_usd: cost,
-            day: details.day,
-            kind: task.kind,
-            latency_ms,
-            outcome: outcome.status().into(),
-            path,
-            prev_hash: String::new(),
-            reasons,
-            seq: 0,
-            t_ms: task.at_ms,
-            task_id: task.task_id,
-            tokens_in,
-            tokens_out,
-        };
-        let ledger_seq = self.record(entry).await;
+        }
+        signal.ledger_seq = self.record(Receipt::of_outcome(&signal)).await;
         {
             let mut core = self.lock();
             core.outcomes.insert(task.task_id, outcome.clone());
             core.in_progress.remove(&task.task_id);
         }
-        let (status_path, reason, error) = match &outcome {
-            Outcome::Completed { path, .. } => (Some(path.as_str().to_string()), None, None),
-            Outcome::Rejected { reason } => (None, Some(reason.as_str().to_string()), None),
-            Outcome::Failed { path, error } => (Some(path.as_str().to_string()), None, Some(error.clone())),
-        };
-        self.emit(Signal::Outcome(OutcomeSignal {
-            attempts: details.attempts,
-            cache_age_ms: details.cache_age_ms,
-            cache_hit: matches!(outcome, Outcome::Completed { cache_hit: true, .. }),
-            cost_micro_usd: cost,
-            day: details.day,
-            error,
-            kind: task.kind.as_str().into(),
-            latency_ms,
-            ledger_seq,
-            overrun_clamped: details.overrun_clamped,
-            path: status_path,
-            reason,
-            status: outcome.status().into(),
-            task_id: task.task_id,
-            tokens_in,
-            tokens_out,
-            worker: details.worker,
-        }));
+        self.emit(Signal::Outcome(signal));
         outcome
     }
 }

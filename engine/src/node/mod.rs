@@ -42,4 +42,6 @@ pub enum NodeError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("port {base} + {offset} for a role is beyond 65535; give a lower --port")]
+    Port { base: u16, offset: u16 },
 }

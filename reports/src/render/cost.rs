@@ -1,5 +1,6 @@
-//! `cost_report.json`: one daily cost report per simulated UTC day present in `tasks.csv`,
-//! in the shape of the seeds' daily cost report (`003_ce37427b2eae73bd.txt`, section 2.3).
+//! `cost_report.json`: one daily cost report per simulated UTC day of the run's outcomes,
+//! from the event log's money fold (`seedcore_sim::money`, the figures the invariants
+//! judge), in the shape of the seeds' daily cost report (`003_ce37427b2eae73bd.txt`, section 2.3).
 //!
 //! Mapping: a "summary" is a completed task, a "cycle" an admitted task (completed or
 //! failed); `daily_rate_limit` is the tightest per-kind limit, with every kind's limit,
@@ -12,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::analytics::{Analytics, DayCost};
 use crate::model::ReportData;
+use seedcore_sim::money::DayMoney;
 
 #[derive(Serialize)]
 struct CostReport<'a> {
@@ -94,16 +95,16 @@ struct Alert {
 }
 
 /// The pretty-printed JSON document, with a trailing newline.
-pub(super) fn cost_report(data: &ReportData, analytics: &Analytics) -> Result<String, serde_json::Error> {
-    let totals: BTreeMap<u64, u64> = analytics.days.iter().map(|(day, d)| (*day, d.cost_micro_usd)).collect();
-    let days = analytics.days.iter().map(|(day, stats)| daily(data, *day, stats, &totals)).collect();
+pub(super) fn cost_report(data: &ReportData) -> Result<String, serde_json::Error> {
+    let totals: BTreeMap<u64, u64> = data.days.iter().map(|(day, d)| (*day, d.spend_micro_usd)).collect();
+    let days = data.days.iter().map(|(day, stats)| daily(data, *day, stats, &totals)).collect();
     let report = CostReport { scenario: &data.scenario, seed: data.seed.to_string(), days };
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
     Ok(text)
 }
 
-fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u64>) -> DailyReport {
+fn daily(data: &ReportData, day: u64, stats: &DayMoney, totals: &BTreeMap<u64, u64>) -> DailyReport {
     let limits = &data.limits;
     let per_kind: BTreeMap<String, KindLimit> = limits
         .rate_limits
@@ -129,8 +130,8 @@ fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u6
             ),
         });
     }
-    let budget_used = pct(stats.cost_micro_usd, limits.daily_budget_micro_usd);
-    if u128::from(stats.cost_micro_usd) * 10 >= u128::from(limits.daily_budget_micro_usd) * 8 {
+    let budget_used = pct(stats.spend_micro_usd, limits.daily_budget_micro_usd);
+    if u128::from(stats.spend_micro_usd) * 10 >= u128::from(limits.daily_budget_micro_usd) * 8 {
         alerts.push(Alert {
             trigger: "daily_budget_80pct",
             severity: "warning",
@@ -153,13 +154,13 @@ fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u6
             message: format!("{} completed task(s) charged above the per-task ceiling", stats.ceiling_breaches),
         });
     }
-    if stats.budget_breaches > 0 || stats.cost_micro_usd > limits.daily_budget_micro_usd {
+    if stats.budget_breaches > 0 || stats.spend_micro_usd > limits.daily_budget_micro_usd {
         alerts.push(Alert {
             trigger: "budget_cap_breach",
             severity: "critical",
             message: format!(
                 "spend ${:.6} above the ${:.6} daily budget ({} charge(s) past the cap)",
-                usd(stats.cost_micro_usd),
+                usd(stats.spend_micro_usd),
                 usd(limits.daily_budget_micro_usd),
                 stats.budget_breaches
             ),
@@ -172,7 +173,7 @@ fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u6
             message: format!("`{kind}` admitted {} times against a limit of {}", k.admitted, k.limit),
         });
     }
-    let budget_breaches = stats.budget_breaches.max(u64::from(stats.cost_micro_usd > limits.daily_budget_micro_usd));
+    let budget_breaches = stats.budget_breaches.max(u64::from(stats.spend_micro_usd > limits.daily_budget_micro_usd));
     let compliance_status = if stats.ceiling_breaches > 0 || budget_breaches > 0 || rate_limit_breaches > 0 {
         "FAIL"
     } else if alerts.is_empty() {
@@ -185,12 +186,12 @@ fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u6
     DailyReport {
         report_date: super::date(day),
         daily_summary: DailySummary {
-            total_cycles: stats.admitted,
+            total_cycles: stats.admitted(),
             total_summaries_generated: stats.completed,
-            total_cost_usd: usd(stats.cost_micro_usd),
-            average_cost_per_summary_usd: stats.completed_cost_micro_usd_mean.map_or(0.0, usd_f64),
-            max_cost_per_summary_usd: stats.completed_cost_micro_usd_max.map_or(0.0, usd),
-            min_cost_per_summary_usd: stats.completed_cost_micro_usd_min.map_or(0.0, usd),
+            total_cost_usd: usd(stats.spend_micro_usd),
+            average_cost_per_summary_usd: stats.completed_cost_mean().map_or(0.0, usd_f64),
+            max_cost_per_summary_usd: stats.completed_cost_max.map_or(0.0, usd),
+            min_cost_per_summary_usd: stats.completed_cost_min.map_or(0.0, usd),
         },
         adr012_compliance: Compliance {
             per_summary_ceiling_usd: usd(limits.ceiling_micro_usd),
@@ -206,7 +207,7 @@ fn daily(data: &ReportData, day: u64, stats: &DayCost, totals: &BTreeMap<u64, u6
         budget_utilization: BudgetUtilization {
             daily_budget_used_pct: budget_used,
             daily_rate_used_pct: rate_used,
-            budget_headroom_usd: usd(limits.daily_budget_micro_usd.saturating_sub(stats.cost_micro_usd)),
+            budget_headroom_usd: usd(limits.daily_budget_micro_usd.saturating_sub(stats.spend_micro_usd)),
         },
         cost_trajectory: trajectory(day, totals),
         alerts,

@@ -32,12 +32,17 @@ pub enum RenderError {
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    /// The plots' source disagrees with the event log's figures: no report is written.
+    #[error("{}: {message}", path.display())]
+    Disagree { path: PathBuf, message: String },
 }
 
 /// Writes plots/*.svg, report.md, report.html and cost_report.json into `dir`, which
 /// already holds tasks.csv (and events.jsonl). Returns the relative paths it wrote, sorted.
 pub fn write_all(dir: &Path, data: &ReportData) -> Result<Vec<String>, RenderError> {
     let analytics = analytics::analyse(&dir.join("tasks.csv"), data)?;
+    analytics::agrees_with_the_event_log(&analytics, data)
+        .map_err(|message| RenderError::Disagree { path: dir.join("tasks.csv"), message })?;
     let svgs = plots::render_all(data, &analytics)
         .map_err(|(file, message)| RenderError::Plot { path: dir.join("plots").join(file), message })?;
 
@@ -55,8 +60,8 @@ pub fn write_all(dir: &Path, data: &ReportData) -> Result<Vec<String>, RenderErr
     }
     write("report.md", markdown(data, &analytics).as_bytes(), &mut written)?;
     write("report.html", html(data, &analytics, &svgs).as_bytes(), &mut written)?;
-    let cost_report = cost::cost_report(data, &analytics)
-        .map_err(|source| RenderError::Json { path: dir.join("cost_report.json"), source })?;
+    let cost_report =
+        cost::cost_report(data).map_err(|source| RenderError::Json { path: dir.join("cost_report.json"), source })?;
     write("cost_report.json", cost_report.as_bytes(), &mut written)?;
     written.sort();
     Ok(written)
@@ -431,10 +436,9 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
 
     let mut per_day = Table::new(&[
         "day (UTC)",
-        "charged (event log)",
-        "charged (tasks.csv)",
+        "charged",
         "budget used",
-        "tasks",
+        "outcomes",
         "admitted",
         "completed",
         "mean cost",
@@ -442,30 +446,23 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
         "max cost",
         "ceiling breaches",
     ]);
-    let days: std::collections::BTreeSet<u64> =
-        data.spend_by_day.keys().chain(analytics.days.keys()).copied().collect();
-    for day in days {
-        let certified = data.spend_by_day.get(&day).copied();
-        let stats = analytics.days.get(&day);
-        let count = |f: fn(&analytics::DayCost) -> u64| stats.map_or("0".to_string(), |d| f(d).to_string());
-        let spent = certified.or(stats.map(|d| d.cost_micro_usd)).unwrap_or(0);
+    for (day, d) in &data.days {
         per_day.row(vec![
-            date(day),
-            certified.map_or("-".into(), usd),
-            stats.map_or("-".into(), |d| usd(d.cost_micro_usd)),
-            percent(spent, limits.daily_budget_micro_usd),
-            count(|d| d.tasks),
-            count(|d| d.admitted),
-            count(|d| d.completed),
-            stats.and_then(|d| d.completed_cost_micro_usd_mean).map_or("-".into(), usd_f64),
-            stats.and_then(|d| d.completed_cost_micro_usd_min).map_or("-".into(), usd),
-            stats.and_then(|d| d.completed_cost_micro_usd_max).map_or("-".into(), usd),
-            count(|d| d.ceiling_breaches),
+            date(*day),
+            usd(d.spend_micro_usd),
+            percent(d.spend_micro_usd, limits.daily_budget_micro_usd),
+            d.outcomes().to_string(),
+            d.admitted().to_string(),
+            d.completed.to_string(),
+            d.completed_cost_mean().map_or("-".into(), usd_f64),
+            d.completed_cost_min.map_or("-".into(), usd),
+            d.completed_cost_max.map_or("-".into(), usd),
+            d.ceiling_breaches.to_string(),
         ]);
     }
     doc.push(Block::Para(
-        "Per simulated UTC day (tasks by outcome day; mean, min and max over completed tasks; budget used from \
-         the event log's figure when there is one):"
+        "Per simulated UTC day, by the day each task was admitted in (mean, min and max over completed tasks). \
+         These are the event log's figures, the ones the budget and rate-limit invariants judge."
             .into(),
     ));
     doc.push(Block::Table(per_day));
@@ -482,7 +479,7 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
         "peak admitted / day",
     ]);
     for (kind, stats) in &analytics.kinds {
-        let peak = analytics.days.values().filter_map(|d| d.admitted_per_kind.get(kind)).max().copied().unwrap_or(0);
+        let peak = data.days.values().filter_map(|d| d.admitted_per_kind.get(kind)).max().copied().unwrap_or(0);
         let limit = limits.rate_limits.get(kind);
         per_kind.row(vec![
             kind.clone(),
@@ -669,6 +666,7 @@ mod tests {
     use super::*;
     use crate::analytics::tests::{report_data, sample_csv, DAY_1, DAY_2};
     use crate::model::{FaultRow, InvariantRow, PathLatency};
+    use seedcore_sim::money::DayMoney;
 
     /// The synthetic run of the analytics tests, with every table of the report filled.
     fn data() -> ReportData {
@@ -708,7 +706,39 @@ mod tests {
             decisions: BTreeMap::from([("fast".to_string(), 5), ("planning".to_string(), 3)]),
             alerts: BTreeMap::from([("cost_near_ceiling".to_string(), 2)]),
             total_cost_micro_usd: 139_000,
-            spend_by_day: BTreeMap::from([(DAY_1, 33_000), (DAY_2, 106_000)]),
+            // The event log's figures for sample_csv's two days.
+            days: BTreeMap::from([
+                (
+                    DAY_1,
+                    DayMoney {
+                        spend_micro_usd: 33_000,
+                        completed: 4,
+                        failed: 1,
+                        rejected: 1,
+                        admitted_per_kind: BTreeMap::from([("chat".into(), 3), ("query".into(), 2)]),
+                        completed_cost_sum: 33_000,
+                        completed_cost_min: Some(0),
+                        completed_cost_max: Some(30_000),
+                        ..DayMoney::default()
+                    },
+                ),
+                (
+                    DAY_2,
+                    DayMoney {
+                        spend_micro_usd: 106_000,
+                        completed: 2,
+                        failed: 1,
+                        admitted_per_kind: BTreeMap::from([("chat".into(), 1), ("summary".into(), 2)]),
+                        completed_cost_sum: 106_000,
+                        completed_cost_min: Some(46_000),
+                        completed_cost_max: Some(60_000),
+                        ceiling_breaches: 1,
+                        near_ceiling: 2,
+                        budget_breaches: 1,
+                        ..DayMoney::default()
+                    },
+                ),
+            ]),
             determinism: Determinism {
                 reference: "aa".repeat(32),
                 replays: vec!["aa".repeat(32), "aa".repeat(32), "bb".repeat(32)],
@@ -929,11 +959,31 @@ mod tests {
         let csv: String =
             sample_csv().lines().filter(|line| !line.contains(",deep,")).map(|l| format!("{l}\n")).collect();
         let dir = bundle(&csv);
-        let data = ReportData { l_tot: vec![], ..data() };
+        // The event log's figures without the deep charges (30000 on day 1, 46000 on day 2).
+        let mut data = ReportData { l_tot: vec![], total_cost_micro_usd: 63_000, ..data() };
+        data.days.get_mut(&DAY_1).expect("day 1").spend_micro_usd = 3_000;
+        data.days.get_mut(&DAY_2).expect("day 2").spend_micro_usd = 60_000;
         write_all(dir.path(), &data).expect("renders without deep completions");
         let svg = read(&dir, "plots/latency_deep.svg");
         assert!(svg.starts_with("<svg") && svg.contains("no completed task on the deep path"));
         assert!(read(&dir, "plots/l_tot.svg").contains("no L_tot recorded"));
+    }
+
+    /// Canary of the one-truth check: a tasks.csv whose charges differ from the event log's
+    /// is refused, naming the file and the day, and no report is written.
+    #[test]
+    fn a_tasks_csv_that_disagrees_with_the_event_log_is_refused() {
+        let csv: String =
+            sample_csv().lines().filter(|line| !line.starts_with("6,")).map(|l| format!("{l}\n")).collect();
+        let dir = bundle(&csv);
+        let mut data = data();
+        data.total_cost_micro_usd -= 46_000;
+        let error = write_all(dir.path(), &data).expect_err("day 2 lost a 46000 charge").to_string();
+        assert!(error.contains("tasks.csv") && error.contains(&format!("day {DAY_2}")), "{error}");
+        assert!(!dir.path().join("report.html").exists());
+        data.total_cost_micro_usd += 1;
+        let error = write_all(dir.path(), &data).expect_err("the totals differ").to_string();
+        assert!(error.contains("charges total"), "{error}");
     }
 
     #[test]

@@ -3,10 +3,49 @@
 //! for nothing either way. PASS needs every critical invariant passing and score >= 90;
 //! PASS WITH CONDITIONS every critical passing and 75 <= score < 90; anything else FAILs,
 //! including a critical invariant that could not be judged: it did not pass.
+//!
+//! This is the one definition `replay`, `certify`, `verify` and `campaign` share, exit codes
+//! included. The one exception to "not passed": `determinism` with no replay to compare
+//! (a command that ran the seed once by design, `replay --replays 1` or a campaign seed)
+//! is skipped, and is neither a pass nor a failure; `certify` always runs two or more.
 
-use crate::model::{Outcome, Score};
-use seedcore_sim::invariants::{InvariantResult, Verdict};
-use seedcore_sim::scenario::Policy;
+use crate::invariant_id::InvariantId;
+use crate::invariants::{InvariantResult, Verdict};
+use crate::scenario::Policy;
+
+/// The certification outcome of SPEC 8.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Pass,
+    PassWithConditions,
+    Fail,
+}
+
+impl Outcome {
+    /// The name written in certificates and printed in banners.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::PassWithConditions => "PASS WITH CONDITIONS",
+            Outcome::Fail => "FAIL",
+        }
+    }
+
+    /// Reads a stated outcome back.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Pass, Outcome::PassWithConditions, Outcome::Fail].into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// A score out of 100, held in hundredths so that it is written exactly: `9750` is 97.50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Score(pub u32);
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
 
 /// Score of PASS, in hundredths.
 pub const PASS_SCORE: u32 = 9_000;
@@ -18,7 +57,7 @@ pub const CONDITIONS_SCORE: u32 = 7_500;
 pub fn score(results: &[InvariantResult], policy: &Policy) -> Score {
     let (mut earned, mut total) = (0.0, 0.0);
     for result in results {
-        let weight = policy.invariants.get(result.id).map_or(0.0, |p| p.weight);
+        let weight = policy.invariants.get(&result.id).map_or(0.0, |p| p.weight);
         let points = match result.verdict {
             Verdict::Pass => 1.0,
             Verdict::Warn => 0.5,
@@ -34,14 +73,21 @@ pub fn score(results: &[InvariantResult], policy: &Policy) -> Score {
     Score((10_000.0 * earned / total).round().clamp(0.0, 10_000.0) as u32)
 }
 
-/// The critical invariants that did not pass (failed, or had nothing to judge).
-pub fn critical_not_passed(results: &[InvariantResult]) -> Vec<&'static str> {
-    results.iter().filter(|r| r.critical && r.verdict != Verdict::Pass).map(|r| r.id).collect()
+/// Whether `result` fails the run: a critical invariant that did not pass (failed, warned,
+/// or had nothing to judge), except `determinism` skipped for want of a replay.
+pub fn fails_the_run(result: &InvariantResult) -> bool {
+    let single_run = result.id == InvariantId::Determinism && result.verdict == Verdict::Skipped;
+    result.critical && result.verdict != Verdict::Pass && !single_run
+}
+
+/// The critical invariants that fail the run, in table order.
+pub fn critical_failures(results: &[InvariantResult]) -> Vec<&'static str> {
+    results.iter().filter(|r| fails_the_run(r)).map(|r| r.id.as_str()).collect()
 }
 
 /// The outcome of `results` with `score`.
 pub fn outcome(results: &[InvariantResult], score: Score) -> Outcome {
-    let critical_failed = !critical_not_passed(results).is_empty();
+    let critical_failed = results.iter().any(fails_the_run);
     if critical_failed || score.0 < CONDITIONS_SCORE {
         Outcome::Fail
     } else if score.0 < PASS_SCORE {
@@ -54,28 +100,29 @@ pub fn outcome(results: &[InvariantResult], score: Score) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::InvariantPolicy;
     use proptest::prelude::*;
-    use seedcore_sim::scenario::{InvariantPolicy, INVARIANTS};
     use std::collections::BTreeMap;
 
     fn policy(weights: &[f64]) -> Policy {
-        let invariants: BTreeMap<_, _> = INVARIANTS
-            .iter()
+        let invariants: BTreeMap<_, _> = InvariantId::ALL
+            .into_iter()
             .zip(weights.iter().chain(std::iter::repeat(&1.0)))
-            .map(|((id, _, threshold, warn, _), w)| {
-                (*id, InvariantPolicy { threshold: *threshold, warn: *warn, weight: *w })
+            .map(|(id, w)| {
+                let d = id.defaults();
+                (id, InvariantPolicy { threshold: d.threshold, warn: d.warn, weight: *w })
             })
             .collect();
         Policy { window: 10, invariants }
     }
 
     fn results(verdicts: &[Verdict]) -> Vec<InvariantResult> {
-        INVARIANTS
-            .iter()
+        InvariantId::ALL
+            .into_iter()
             .zip(verdicts)
-            .map(|((id, critical, ..), verdict)| InvariantResult {
+            .map(|(id, verdict)| InvariantResult {
                 id,
-                critical: *critical,
+                critical: id.critical(),
                 verdict: *verdict,
                 observed: String::new(),
                 threshold: String::new(),
@@ -118,9 +165,13 @@ mod tests {
         assert_eq!(score(&results(&v), &policy(&[])), Score(10_000));
         assert_eq!(outcome(&results(&v), Score(10_000)), Outcome::Fail);
         let mut v = [Pass; 14];
-        v[5] = Skipped; // determinism with a single run
-        assert_eq!(critical_not_passed(&results(&v)), vec!["determinism"]);
+        v[5] = Skipped; // determinism with a single run: neither a pass nor a failure
+        assert!(critical_failures(&results(&v)).is_empty());
+        assert_eq!(outcome(&results(&v), score(&results(&v), &policy(&[]))), Outcome::Pass);
+        v[6] = Skipped; // no_lost_tasks with nothing to judge did not pass
+        assert_eq!(critical_failures(&results(&v)), vec!["no_lost_tasks"]);
         assert_eq!(outcome(&results(&v), score(&results(&v), &policy(&[]))), Outcome::Fail);
+        v[6] = Pass;
         v[5] = Pass;
         v[13] = Skipped; // recovery_time without a fault
         assert_eq!(outcome(&results(&v), score(&results(&v), &policy(&[]))), Outcome::Pass);
@@ -138,7 +189,11 @@ mod tests {
             let s = score(&results, &policy(&weights));
             prop_assert!(s.0 <= 10_000);
             let o = outcome(&results, s);
-            let critical_failed = results.iter().any(|r| r.critical && r.verdict != Verdict::Pass);
+            let critical_failed = results.iter().any(|r| {
+                r.critical
+                    && r.verdict != Verdict::Pass
+                    && !(r.id == InvariantId::Determinism && r.verdict == Verdict::Skipped)
+            });
             if critical_failed {
                 prop_assert_eq!(o, Outcome::Fail);
             } else {
