@@ -10,8 +10,12 @@ use std::collections::BTreeMap;
 
 /// The in-toto statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
-/// This project's predicate, versioned.
-pub const PREDICATE_TYPE: &str = "https://seedcore.dev/attestations/certification/v1";
+/// This project's predicate, versioned. v2 added the ledger (its key derived from the seed,
+/// bound to the outcomes) and the build's toolchain.
+pub const PREDICATE_TYPE: &str = "https://seedcore.dev/attestations/certification/v2";
+/// The predicate before v2: its ledger key was a constant in the source, so its cycle
+/// signatures prove nothing, and this version does not verify it.
+pub const PREDICATE_TYPE_V1: &str = "https://seedcore.dev/attestations/certification/v1";
 
 /// An in-toto Statement v1 with the certification predicate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

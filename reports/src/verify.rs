@@ -11,7 +11,7 @@ use crate::fold::{fold_events, EventFold};
 use crate::keys::Keyring;
 use crate::model::ReportData;
 use crate::siglog::signature_log;
-use crate::statement::{pretty, Predicate, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
+use crate::statement::{pretty, Predicate, Statement, PREDICATE_TYPE, PREDICATE_TYPE_V1, STATEMENT_TYPE};
 use seedcore_sim::invariants::Replays;
 use seedcore_sim::Scenario;
 use std::path::{Component, Path};
@@ -119,6 +119,13 @@ fn signed_statement(
         return Err(reject("payload: not in RFC 8785 canonical form (or holds a non-integer number)"));
     }
     let value: serde_json::Value = serde_json::from_slice(&verified.payload).expect("canonical payloads parse");
+    // The version first: an older predicate has other fields.
+    if value["predicateType"] == PREDICATE_TYPE_V1 {
+        return Err(reject(format!(
+            "payload: a {PREDICATE_TYPE_V1} certificate, from a seedcore whose ledger key was a constant in the \
+             source; its ledger signatures prove nothing, so this version does not verify it: certify the scenario again"
+        )));
+    }
     let statement: Statement = serde_json::from_value(value.clone())
         .map_err(|e| reject(format!("payload: not a certification statement: {e}")))?;
     if statement.statement_type != STATEMENT_TYPE {
@@ -127,7 +134,7 @@ fn signed_statement(
     if statement.predicate_type != PREDICATE_TYPE {
         return Err(reject(format!("payload: predicateType {:?} is not {PREDICATE_TYPE:?}", statement.predicate_type)));
     }
-    r.checks.push("payload: canonical JSON (RFC 8785), in-toto Statement v1, seedcore certification v1".into());
+    r.checks.push("payload: canonical JSON (RFC 8785), in-toto Statement v1, seedcore certification v2".into());
     let p = &statement.predicate;
     if p.signer.keyid != verified.keyid {
         return Err(reject(format!("payload: names signer {} but key {} signed it", p.signer.keyid, verified.keyid)));

@@ -206,6 +206,15 @@ fn event_log_edits_and_false_verdicts_are_rejected_even_when_re_signed() {
             "invariant determinism: stated pass",
         ),
         (Box::new(|v| v["predicate"]["event_log"]["size"] = 7.into()), "event log:"),
+        (
+            Box::new(|v| v["predicate"]["ledger"]["public_key"] = "11".repeat(32).into()),
+            "ledger: the statement names key 1111",
+        ),
+        // A certificate of the version whose ledger key was a constant.
+        (
+            Box::new(|v| v["predicateType"] = seedcore_reports::statement::PREDICATE_TYPE_V1.into()),
+            "ledger key was a constant",
+        ),
     ];
     for (edit, cause) in edits {
         resign(&b, edit);
@@ -302,16 +311,8 @@ fn the_same_run_gives_the_same_certificate_bytes_and_a_baseline_is_compared() {
 /// FAIL and names exactly that invariant.
 #[test]
 fn failing_canaries_get_certificates_that_verify() {
-    for invariant in [
-        "fast_path_ratio",
-        "lipschitz_bound",
-        "cost_ceiling",
-        "daily_budget",
-        "rate_limits",
-        "determinism",
-        "no_lost_tasks",
-        "ledger_integrity",
-    ] {
+    let critical = seedcore_sim::invariant_id::InvariantId::ALL.into_iter().filter(|id| id.critical());
+    for invariant in critical.map(|id| id.as_str()) {
         let file = format!("canary-{}.toml", invariant.replace('_', "-"));
         let text = std::fs::read_to_string(crate::support::scenario_path(&file)).unwrap();
         let (b, output) = certify(&text, &[]);
