@@ -153,7 +153,6 @@ fn check_statement_copy(dir: &Path, value: &serde_json::Value, r: &mut Findings)
         return Err(reject(format!("{STATEMENT}: differs from the signed statement")));
     }
     r.checks.push(format!("{STATEMENT}: the signed statement, byte for byte"));
-
     Ok(())
 }
 
@@ -176,7 +175,6 @@ fn check_files(dir: &Path, p: &Predicate, r: &mut Findings) -> Result<(), Verify
         }
     }
     r.checks.push(format!("files: {} digests match, no uncovered file", p.files.len()));
-
     Ok(())
 }
 
@@ -216,7 +214,6 @@ fn check_scenario(
         r.checks.push(format!("scenario: the bundle certifies {}", expected.display()));
     }
     r.checks.push(format!("scenario: {} (sha256 {})", scenario.name, p.scenario.sha256));
-
     Ok(scenario)
 }
 
@@ -251,7 +248,6 @@ fn check_event_log(
             start.scenario, start.seed, start.scenario_sha256, p.scenario.name, p.seed
         )));
     }
-
     Ok((fold, seed))
 }
 
@@ -264,15 +260,14 @@ fn check_signature_log(dir: &Path, fold: &EventFold, r: &mut Findings) -> Result
         return Err(reject("signature_log.json: differs from the cycles in the event log"));
     }
     r.checks.push(format!("signature log: {} ledger cycles, {} failed to verify", fold.cycles.len(), failed));
-
     Ok(())
 }
 
-/// 7. The ledger, bound to the outcomes.
+/// Step 7, the ledger bound to the outcomes: the key is the one the seed gives, and every
+/// signed cycle head is the head of the chain rebuilt from the outcome events. A chain
+/// mismatch is only a warning here: it is also a failed `ledger_integrity`, which step 8
+/// compares with the statement, and an honest certificate may state that failure.
 fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(), VerifyError> {
-    // signed cycle head is the head of the chain rebuilt from the outcome events. (A
-    // mismatch is also a failed `ledger_integrity`, which step 8 compares with the
-    // statement; an honest certificate may state that failure.)
     let derived = fold.stats.ledger_public_key();
     if p.ledger.public_key != derived {
         return Err(reject(format!(
@@ -290,7 +285,6 @@ fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(),
         )),
         Err(problem) => r.warnings.push(format!("ledger: {problem}")),
     }
-
     Ok(())
 }
 
