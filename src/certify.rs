@@ -240,6 +240,8 @@ pub fn verify(args: VerifyArgs) -> u8 {
                 p.seed,
                 p.event_log.size
             );
+            // The live build refused --rerun above, before reading the bundle.
+            #[cfg(madsim)]
             if rerun {
                 return rerun_bundle(&bundle, &v.statement);
             }
@@ -254,11 +256,6 @@ pub fn verify(args: VerifyArgs) -> u8 {
             exit::REJECTED
         }
     }
-}
-
-#[cfg(not(madsim))]
-fn rerun_bundle(_bundle: &std::path::Path, _statement: &seedcore_reports::statement::Statement) -> u8 {
-    unreachable!("verify refuses --rerun in the live build before reading the bundle")
 }
 
 /// What this binary was built with, as a certificate states it (see build.rs).

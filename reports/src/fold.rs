@@ -6,7 +6,7 @@
 
 use crate::model::FaultRow;
 use seedcore_engine::probe::Signal;
-use seedcore_sim::event::{Body, Event, Harness, LedgerCycle};
+use seedcore_sim::event::{Body, Event, Harness};
 use seedcore_sim::invariants::Stats;
 use seedcore_sim::merkle::MerkleBuilder;
 use std::io::BufRead;
@@ -21,8 +21,6 @@ pub struct EventFold {
     /// Certified `L_tot` changes: (t_ms, ppm).
     pub l_tot: Vec<(u64, i64)>,
     pub faults: Vec<FaultRow>,
-    /// The ledger's signed cycles, as the harness listed them.
-    pub cycles: Vec<LedgerCycle>,
 }
 
 /// An event log that cannot be read back.
@@ -41,14 +39,8 @@ pub fn fold_events(path: &Path, window: usize) -> Result<EventFold, FoldError> {
     let error = |line: u64, message: String| FoldError { file: file.clone(), line, message };
     let reader = std::fs::File::open(path).map_err(|e| error(0, format!("cannot read: {e}")))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let mut fold = EventFold {
-        root: [0; 32],
-        size: 0,
-        stats: Stats::new(window.max(1)),
-        l_tot: Vec::new(),
-        faults: Vec::new(),
-        cycles: Vec::new(),
-    };
+    let mut fold =
+        EventFold { root: [0; 32], size: 0, stats: Stats::new(window.max(1)), l_tot: Vec::new(), faults: Vec::new() };
     let mut merkle = MerkleBuilder::new();
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;
@@ -94,7 +86,6 @@ pub fn fold_events(path: &Path, window: usize) -> Result<EventFold, FoldError> {
                     row.end_ms = Some(event.t_ms);
                 }
             }
-            Body::Harness(Harness::LedgerCycle(c)) => fold.cycles.push(c),
             _ => {}
         }
     }

@@ -4,19 +4,14 @@
 //! event), so a verifier regenerates it byte for byte.
 
 use crate::fold::EventFold;
-use ed25519_dalek::{Signature, VerifyingKey};
-use seedcore_engine::ledger::cycle_message;
+use ed25519_dalek::VerifyingKey;
+use seedcore_sim::chain::signs;
 use serde_json::json;
 
+/// Whether the cycle's signature verifies for the head it states.
 fn verifies(key: Option<&VerifyingKey>, cycle: &seedcore_sim::event::LedgerCycle) -> bool {
     let head: Option<[u8; 32]> = hex::decode(&cycle.head).ok().and_then(|b| b.try_into().ok());
-    let signature = hex::decode(&cycle.signature).ok().and_then(|b| Signature::from_slice(&b).ok());
-    match (key, head, signature) {
-        (Some(key), Some(head), Some(signature)) => {
-            key.verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature).is_ok()
-        }
-        _ => false,
-    }
+    matches!((key, head), (Some(key), Some(head)) if signs(key, cycle, &head))
 }
 
 /// The signature log of a run, and how many cycles failed to verify.
@@ -29,7 +24,8 @@ pub fn signature_log(fold: &EventFold) -> (Vec<u8>, u64) {
         .and_then(|b| VerifyingKey::from_bytes(&b).ok());
     let mut failed = 0;
     let cycles: Vec<_> = fold
-        .cycles
+        .stats
+        .ledger_cycles
         .iter()
         .map(|c| {
             let verified = verifies(key.as_ref(), c);

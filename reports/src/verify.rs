@@ -259,7 +259,11 @@ fn check_signature_log(dir: &Path, fold: &EventFold, r: &mut Findings) -> Result
     if on_disk != log {
         return Err(reject("signature_log.json: differs from the cycles in the event log"));
     }
-    r.checks.push(format!("signature log: {} ledger cycles, {} failed to verify", fold.cycles.len(), failed));
+    r.checks.push(format!(
+        "signature log: {} ledger cycles, {} failed to verify",
+        fold.stats.ledger_cycles.len(),
+        failed
+    ));
     Ok(())
 }
 
@@ -280,7 +284,7 @@ fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(),
             "ledger: {} receipts rebuilt from the outcome events; all {} signed cycle heads equal the rebuilt \
              chain, signed by the seed's key {}…",
             fold.stats.chain.receipts(),
-            fold.cycles.len(),
+            fold.stats.ledger_cycles.len(),
             &derived[..16.min(derived.len())]
         )),
         Err(problem) => r.warnings.push(format!("ledger: {problem}")),

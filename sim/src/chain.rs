@@ -13,6 +13,15 @@ use seedcore_engine::ledger::{cycle_message, Receipt, GENESIS};
 use seedcore_engine::probe::OutcomeSignal;
 use std::collections::BTreeMap;
 
+/// Whether `cycle`'s signature verifies under `key` for `head` (the engine's
+/// `cycle_message`, `verify_strict`). The signature log checks it against the head the
+/// cycle states; the chain check against the head the outcome events give.
+pub fn signs(key: &VerifyingKey, cycle: &LedgerCycle, head: &[u8; 32]) -> bool {
+    let signature = hex::decode(&cycle.signature).ok().and_then(|b| Signature::from_slice(&b).ok());
+    let message = cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, head);
+    signature.is_some_and(|s| key.verify_strict(&message, &s).is_ok())
+}
+
 /// The chain as the outcome events give it.
 #[derive(Clone, Debug, Default)]
 pub struct ChainRebuild {
@@ -68,9 +77,7 @@ impl ChainRebuild {
                     &hex::encode(head)[..12]
                 ));
             }
-            let signature = hex::decode(&cycle.signature).ok().and_then(|b| Signature::from_slice(&b).ok());
-            let message = cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, head);
-            if signature.is_none_or(|s| key.verify_strict(&message, &s).is_err()) {
+            if !signs(key, cycle, head) {
                 return Err(format!("cycle {}'s signature does not verify under the run's ledger key", cycle.cycle));
             }
         }

@@ -140,7 +140,7 @@ pub fn simulation_ledger_key(seed: u64) -> ed25519_dalek::VerifyingKey {
 }
 
 /// Counts one more of `key`, allocating the key only the first time.
-fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+pub(crate) fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
     match counts.get_mut(key) {
         Some(count) => *count += 1,
         None => {

@@ -63,13 +63,7 @@ impl DayMoney {
             Status::Rejected => self.rejected += 1,
         }
         if outcome.status != Status::Rejected {
-            let kind = outcome.kind.as_str();
-            match self.admitted_per_kind.get_mut(kind) {
-                Some(count) => *count += 1,
-                None => {
-                    self.admitted_per_kind.insert(kind.to_string(), 1);
-                }
-            }
+            crate::invariants::bump(&mut self.admitted_per_kind, outcome.kind.as_str());
         }
         if cost > 0 {
             self.spend_micro_usd = self.spend_micro_usd.saturating_add(cost);

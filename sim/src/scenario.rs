@@ -681,7 +681,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
     let dispatch = resolve_dispatch(&r, e, &defaults)?;
     let organism = resolve_organism(&r, e, &defaults)?;
     let memory = resolve_memory(&r, e, &defaults)?;
-    let ledger = resolve_ledger(&r, e, &defaults)?;
+    let ledger = resolve_ledger(e, &defaults);
     let backend = resolve_backend(&r, &spec.backend, &defaults)?;
     let network = resolve_network(&r, &spec.network)?;
 
@@ -918,14 +918,13 @@ fn resolve_memory(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> 
 }
 
 /// `[engine.ledger]` (the key is not a setting: it derives from the seed).
-fn resolve_ledger(_r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<LedgerConfig, ScenarioError> {
-    let ledger = LedgerConfig {
+fn resolve_ledger(e: &EngineSpec, defaults: &EngineConfig) -> LedgerConfig {
+    LedgerConfig {
         cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
         segment_receipts: e.ledger.segment_receipts.unwrap_or(defaults.ledger.segment_receipts),
         cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
         ..LedgerConfig::default()
-    };
-    Ok(ledger)
+    }
 }
 
 /// `[backend.fast]` and `[backend.deep]`.
