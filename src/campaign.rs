@@ -19,13 +19,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Whether to draw a progress bar: on a terminal, outside CI.
-#[cfg_attr(not(madsim), allow(dead_code, reason = "campaigns run in the simulation build only"))]
-fn interactive() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
-}
-
 /// Writes the summary to stdout, `summary.md`, and `$GITHUB_STEP_SUMMARY` when set.
 fn publish(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8> {
     let text = campaign::summary(info, lines);
@@ -273,7 +266,7 @@ mod sim {
     fn run_seeds(scenario: &Scenario, seeds: &[u64], jobs: usize, info: &CampaignInfo) -> Vec<SeedLine> {
         let next = AtomicUsize::new(0);
         let (sender, receiver) = mpsc::channel::<SeedLine>();
-        let bar = interactive().then(|| {
+        let bar = crate::progress::interactive().then(|| {
             let bar = indicatif::ProgressBar::new(seeds.len() as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -377,7 +370,7 @@ mod sim {
             before.len(),
             args.max_runs
         );
-        let progress = interactive().then(indicatif::ProgressBar::new_spinner);
+        let progress = crate::progress::interactive().then(indicatif::ProgressBar::new_spinner);
         let mut runs = 0;
         let shrunk = seedcore_sim::shrink::shrink_plan(&before, scenario.duration_ms, args.max_runs, |faults| {
             runs += 1;

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 mod campaign;
 mod certify;
+mod load;
+mod logs;
+mod progress;
+mod serve;
 #[cfg(madsim)]
 mod summary;
 
@@ -32,6 +36,10 @@ mod exit {
     about = "Coordination engine for AI task traffic, and its deterministic certification harness"
 )]
 struct Cli {
+    /// Log format on stderr: human-readable, or one JSON object per line. Filtered by
+    /// RUST_LOG (default: info for serve and load, warn otherwise).
+    #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -192,35 +200,18 @@ enum Command {
         /// Where to write the private key, e.g. keys/release.key (never overwritten).
         path: PathBuf,
     },
-    /// Start every engine role in one process on loopback, with the simulated backend in
-    /// real time (live build: `cargo run --release -- serve`).
-    Serve {
-        /// Scenario whose engine settings to use; the defaults otherwise.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-        /// Port of the coordinator; the other roles take ports up to 55 above it (0: any
-        /// free port).
-        #[arg(long, default_value_t = 7400, value_parser = clap::value_parser!(u16).range(0..=65_480))]
-        port: u16,
-        /// Directory of the ledger.
-        #[arg(long, default_value = "seedcore-data/ledger")]
-        data_dir: String,
-        /// The ledger's signing key (PKCS#8 PEM, made by `keygen`). Without it, a key kept
-        /// beside the ledger (`<data-dir>.key`) is used, created on first start.
-        #[arg(long)]
-        ledger_key: Option<PathBuf>,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        seconds: Option<u64>,
-        /// Submit this many generated tasks through the engine's client, print their
-        /// outcomes and stop.
-        #[arg(long)]
-        submit: Option<u32>,
-    },
+    /// Start the engine: every role in one process on loopback behind the HTTP gateway,
+    /// with the simulated backend in real time (live build: `cargo run --release -- serve`).
+    Serve(serve::ServeArgs),
+    /// Send a trace to a live gateway at its recorded pace (or --speed, --rate), bounded in
+    /// requests and time, and print a k6-style summary (live build).
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let live = matches!(cli.command, Command::Serve(_) | Command::Load(_));
+    logs::init(&cli.log_format, if live { "info" } else { "warn" });
     let code = match cli.command {
         Command::Replay { scenario, seed, replays, out, swarm } => replay(scenario, seed, replays, out, swarm),
         Command::Campaign { merge: Some(CampaignCommand::Merge { dirs, out }), .. } => campaign::merge(dirs, out),
@@ -251,13 +242,13 @@ fn main() -> ExitCode {
             certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario: None, rerun: true })
         }
         Command::Keygen { path } => certify::keygen(path),
-        Command::Serve { scenario, port, data_dir, ledger_key, seconds, submit } => {
-            serve(scenario, port, data_dir, ledger_key, seconds, submit)
-        }
+        Command::Serve(args) => serve::run(args),
+        Command::Load(args) => load::run(args),
     };
     ExitCode::from(code)
 }
 
+#[cfg(madsim)]
 fn load(path: &std::path::Path) -> Result<seedcore_sim::Scenario, u8> {
     seedcore_sim::load(path).map_err(|error| {
         eprintln!("error: {error}");
@@ -380,128 +371,4 @@ fn commit(staging: seedcore_sim::run::Staging) -> Result<std::path::PathBuf, u8>
         eprintln!("error: {error}");
         exit::RUNTIME
     })
-}
-
-#[cfg(madsim)]
-fn serve(_: Option<PathBuf>, _: u16, _: String, _: Option<PathBuf>, _: Option<u64>, _: Option<u32>) -> u8 {
-    eprintln!("error: serve runs live; use the live build: cargo run --release -- serve");
-    exit::USAGE
-}
-
-#[cfg(not(madsim))]
-fn serve(
-    scenario: Option<PathBuf>,
-    port: u16,
-    data_dir: String,
-    ledger_key: Option<PathBuf>,
-    seconds: Option<u64>,
-    submit: Option<u32>,
-) -> u8 {
-    use seedcore_engine::client::Client;
-    use seedcore_engine::probe::LogProbe;
-    use seedcore_engine::serve::start_all_in_one;
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    let (mut config, tasks) = match &scenario {
-        Some(path) => match load(path) {
-            Ok(s) => {
-                let tasks = s.workload.tasks(s.seed, s.duration_ms);
-                (s.engine_config(s.seed), tasks)
-            }
-            Err(code) => return code,
-        },
-        None => (seedcore_engine::EngineConfig::default(), Vec::new()),
-    };
-    let key = match &ledger_key {
-        Some(path) => seedcore_reports::keys::read_signing_key(path),
-        None => {
-            let path = PathBuf::from(format!("{}.key", data_dir.trim_end_matches('/')));
-            seedcore_reports::keys::development_key(&path)
-                .inspect(|(_, created)| {
-                    let made = if *created { "created" } else { "using" };
-                    eprintln!(
-                        "warning: no --ledger-key; {made} the ledger key {} kept beside the ledger. \
-                     A deployment signs with its own key: seedcore keygen keys/ledger.key",
-                        path.display()
-                    );
-                })
-                .map(|(key, _)| key)
-        }
-    };
-    match key {
-        Ok(key) => config.ledger.key_seed = Some(key.to_bytes()),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    }
-    config.ledger.dir = data_dir;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::RUNTIME;
-        }
-    };
-    runtime.block_on(async move {
-        let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let addresses = match start_all_in_one(Arc::new(config), host, port, Arc::new(LogProbe)).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::RUNTIME;
-            }
-        };
-        println!(
-            "seedcore serving on loopback: coordinator {}, state {}, fast {:?}, deep {:?}",
-            addresses.coordinator, addresses.state, addresses.fast, addresses.deep
-        );
-        if let Some(count) = submit {
-            let client = match Client::connect(SocketAddr::new(host, 0), addresses.coordinator).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: client: {e}");
-                    return exit::RUNTIME;
-                }
-            };
-            let sample =
-                if tasks.is_empty() { demo_tasks(count) } else { tasks.into_iter().take(count as usize).collect() };
-            for task in sample {
-                match client.submit(task.clone(), Duration::from_secs(120)).await {
-                    Ok(outcome) => println!("task {:>5} {:<8} -> {outcome:?}", task.task_id, task.kind.as_str()),
-                    Err(e) => println!("task {:>5} -> no answer: {e}", task.task_id),
-                }
-            }
-            return exit::PASS;
-        }
-        match seconds {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        exit::PASS
-    })
-}
-
-/// Demo tasks for `serve --submit` without a scenario.
-#[cfg(not(madsim))]
-fn demo_tasks(count: u32) -> Vec<seedcore_engine::Task> {
-    (0..u64::from(count))
-        .map(|i| seedcore_engine::Task {
-            task_id: i,
-            at_ms: i * 100,
-            kind: seedcore_engine::Kind::ALL[(i % 3) as usize],
-            domain: "guest".into(),
-            drift: 0.1,
-            priority: 5,
-            authority: seedcore_engine::Authority::Medium,
-            needs_planning: i % 10 == 9,
-            tokens_in: 400,
-            tokens_out: 100,
-            signature: i % 4,
-        })
-        .collect()
 }

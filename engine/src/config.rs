@@ -312,6 +312,11 @@ pub struct LedgerConfig {
     /// Without one the ledger does not open.
     #[serde(skip)]
     pub key_seed: Option<[u8; 32]>,
+    /// fsync after every receipt (live `serve --fsync receipt`); otherwise after every
+    /// cycle. A process crash loses nothing either way (written bytes are in the page
+    /// cache); this guards against a power loss.
+    #[serde(default)]
+    pub fsync_every_receipt: bool,
 }
 
 /// The ledger key of a simulated run: SHA-256 of a domain tag and the run seed. Anyone who
@@ -333,6 +338,7 @@ impl Default for LedgerConfig {
             segment_receipts: 100_000,
             dir: "ledger".to_string(),
             key_seed: None,
+            fsync_every_receipt: false,
         }
     }
 }

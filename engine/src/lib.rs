@@ -14,6 +14,8 @@ pub mod backend;
 pub mod client;
 pub mod conditions;
 pub mod config;
+#[cfg(not(madsim))]
+pub mod gateway;
 pub mod governor;
 pub mod ledger;
 pub mod memory;

@@ -45,6 +45,21 @@ impl WorkingCache {
         WorkingCache { config, entries: BTreeMap::new(), by_use: BTreeMap::new(), clock: 0 }
     }
 
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.config.mw_capacity
+    }
+
     /// Whether results of a kind are cached at all.
     pub fn caches(&self, kind: Kind) -> bool {
         self.config.mw_ttl_ms[kind.index()] > 0
@@ -148,6 +163,102 @@ impl StoreIndex {
     }
 }
 
+/// Default capacity of M2.5 (entries).
+pub const TIER25_CAPACITY: usize = 100_000;
+/// SPEC 4.3's `max_freshness`: an M2.5 entry older than this is stale and never served.
+pub const TIER25_MAX_FRESHNESS_MS: u64 = 3_000;
+
+/// One M2.5 entry: a compressed result (its kind and output size, not the text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tier25Entry {
+    kind: Kind,
+    tokens_out: u32,
+    stored_ms: u64,
+}
+
+/// What an M2.5 lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier25Lookup {
+    /// A fresh entry.
+    Hit {
+        kind: Kind,
+        tokens_out: u32,
+        age_ms: u64,
+    },
+    /// An entry older than `max_freshness`: refused, and dropped.
+    Stale {
+        age_ms: u64,
+    },
+    Miss,
+}
+
+/// The compressed tier M2.5 (SPEC 4.3), between Mw and Mlt.
+///
+/// Guarantees: an entry older than `max_freshness_ms` is never served; the tier never holds
+/// more than `capacity` entries (the oldest store is evicted first).
+#[derive(Clone, Debug)]
+pub struct Tier25 {
+    capacity: usize,
+    max_freshness_ms: u64,
+    entries: BTreeMap<u64, Tier25Entry>,
+    /// Store order: (stored_ms, signature), oldest first.
+    by_age: BTreeSet<(u64, u64)>,
+}
+
+impl Tier25 {
+    /// An empty tier.
+    pub fn new(capacity: usize, max_freshness_ms: u64) -> Tier25 {
+        assert!(capacity >= 1);
+        Tier25 { capacity, max_freshness_ms, entries: BTreeMap::new(), by_age: BTreeSet::new() }
+    }
+
+    /// Entries held, and the capacity.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the tier is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The freshness limit.
+    pub fn max_freshness_ms(&self) -> u64 {
+        self.max_freshness_ms
+    }
+
+    /// Stores (or refreshes) an entry; evicts the oldest when full.
+    pub fn store(&mut self, signature: u64, kind: Kind, tokens_out: u32, now_ms: u64) {
+        if let Some(old) = self.entries.remove(&signature) {
+            self.by_age.remove(&(old.stored_ms, signature));
+        }
+        while self.entries.len() >= self.capacity {
+            let (stored_ms, oldest) = self.by_age.pop_first().expect("a full tier has entries");
+            let removed = self.entries.remove(&oldest);
+            debug_assert_eq!(removed.map(|e| e.stored_ms), Some(stored_ms));
+        }
+        self.entries.insert(signature, Tier25Entry { kind, tokens_out, stored_ms: now_ms });
+        self.by_age.insert((now_ms, signature));
+    }
+
+    /// Looks an entry up; a stale one is refused and dropped.
+    pub fn retrieve(&mut self, signature: u64, now_ms: u64) -> Tier25Lookup {
+        let Some(entry) = self.entries.get(&signature).copied() else { return Tier25Lookup::Miss };
+        let age_ms = now_ms.saturating_sub(entry.stored_ms);
+        if age_ms > self.max_freshness_ms {
+            self.entries.remove(&signature);
+            self.by_age.remove(&(entry.stored_ms, signature));
+            return Tier25Lookup::Stale { age_ms };
+        }
+        Tier25Lookup::Hit { kind: entry.kind, tokens_out: entry.tokens_out, age_ms }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +306,21 @@ mod tests {
         let mut cache = WorkingCache::new(config(2));
         cache.insert(1, Kind::Action, 1, 0);
         assert!(cache.lookup(1, Kind::Action, 0).is_none());
+    }
+
+    #[test]
+    fn tier25_never_serves_a_stale_entry_and_stays_within_capacity() {
+        let mut tier = Tier25::new(2, 3_000);
+        tier.store(1, Kind::Chat, 10, 0);
+        assert_eq!(tier.retrieve(1, 3_000), Tier25Lookup::Hit { kind: Kind::Chat, tokens_out: 10, age_ms: 3_000 });
+        assert_eq!(tier.retrieve(1, 3_001), Tier25Lookup::Stale { age_ms: 3_001 });
+        assert_eq!(tier.retrieve(1, 3_001), Tier25Lookup::Miss, "a stale entry is dropped");
+        tier.store(2, Kind::Query, 20, 10);
+        tier.store(3, Kind::Query, 30, 20);
+        tier.store(2, Kind::Query, 21, 30);
+        tier.store(4, Kind::Query, 40, 40);
+        assert_eq!(tier.len(), 2);
+        assert_eq!(tier.retrieve(3, 40), Tier25Lookup::Miss, "the oldest store is evicted first");
+        assert_eq!(tier.retrieve(2, 40), Tier25Lookup::Hit { kind: Kind::Query, tokens_out: 21, age_ms: 10 });
     }
 }

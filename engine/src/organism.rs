@@ -93,6 +93,29 @@ struct Shadow {
     sweeps: u64,
 }
 
+/// SPEC 4.7's energy weights: `lambda` of `E_reg`, `alpha` of `E_ent`, `beta` of `E_mem`.
+pub const ENERGY_LAMBDA: f64 = 0.01;
+pub const ENERGY_ALPHA: f64 = 0.1;
+pub const ENERGY_BETA: f64 = 0.05;
+
+/// The energy of the organism (SPEC 4.7) and its gradient with respect to `H`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Energy {
+    /// `-sum_edges w_ij <h_i, h_j>`.
+    pub pair: f64,
+    /// `lambda ||H||_F^2`.
+    pub reg: f64,
+    /// `-alpha sum_organs entropy(shares of the organ's updates per agent)`.
+    pub ent: f64,
+    /// `beta * memory_pressure`.
+    pub mem: f64,
+    pub total: f64,
+    /// `||dE/dH||_F`; only `E_pair` and `E_reg` depend on `H`.
+    pub gradient_norm: f64,
+    /// `||dE/dh_i||_2` per agent.
+    pub gradient_row_norms: Vec<f64>,
+}
+
 /// The organism's state.
 #[derive(Clone, Debug)]
 pub struct Organism {
@@ -114,6 +137,8 @@ pub struct Organism {
     rng: ChaCha8Rng,
     /// Completed updates.
     updates: u64,
+    /// Completed updates per agent.
+    agent_updates: Vec<u64>,
     /// Round-robin cursor per organ.
     cursor: Vec<usize>,
     /// Running mean of update norms.
@@ -219,6 +244,7 @@ impl Organism {
             scratch_z: vec![0.0; dim],
             update_norm_mean: 0.0,
             updates: 0,
+            agent_updates: vec![0; agents],
             config,
             h,
             w_columns: transpose(&w, dim),
@@ -250,6 +276,99 @@ impl Organism {
     /// The current norms and `L_tot`.
     pub fn bounds(&self) -> Bounds {
         self.bounds
+    }
+
+    /// Completed updates, in total and per agent.
+    pub fn updates(&self) -> (u64, &[u64]) {
+        (self.updates, &self.agent_updates)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OrganismConfig {
+        &self.config
+    }
+
+    /// `dE/dH`, row-major like `h`: `-sum_j (w_ij + w_ji) h_j + 2 lambda h_i`.
+    pub fn energy_gradient(&self) -> Vec<f64> {
+        let dim = self.config.dim;
+        let mut gradient: Vec<f64> = self.h.iter().map(|x| 2.0 * ENERGY_LAMBDA * x).collect();
+        for (i, row) in self.edges.iter().enumerate() {
+            for &(j, weight) in row {
+                for k in 0..dim {
+                    gradient[i * dim + k] -= weight * self.h[j * dim + k];
+                    gradient[j * dim + k] -= weight * self.h[i * dim + k];
+                }
+            }
+        }
+        gradient
+    }
+
+    /// The energy terms and the gradient's norms; `memory_pressure` in [0, 1] comes from
+    /// the memory fabric (the working cache's fill).
+    pub fn energy(&self, memory_pressure: f64) -> Energy {
+        let dim = self.config.dim;
+        let row = |i: usize| &self.h[i * dim..(i + 1) * dim];
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let pair = -self
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, edges)| edges.iter().map(|&(j, weight)| weight * dot(row(i), row(j))).sum::<f64>())
+            .sum::<f64>();
+        let reg = ENERGY_LAMBDA * self.h.iter().map(|x| x * x).sum::<f64>();
+        let mut entropy = 0.0;
+        for organ in 0..self.config.organs {
+            let counts: Vec<u64> =
+                (0..self.config.agents).filter(|a| self.organ_of(*a) == organ).map(|a| self.agent_updates[a]).collect();
+            let total: u64 = counts.iter().sum();
+            if total > 0 {
+                entropy -= counts
+                    .iter()
+                    .filter(|c| **c > 0)
+                    .map(|c| {
+                        let p = *c as f64 / total as f64;
+                        p * p.ln()
+                    })
+                    .sum::<f64>();
+            }
+        }
+        let ent = -ENERGY_ALPHA * entropy;
+        let mem = ENERGY_BETA * memory_pressure.clamp(0.0, 1.0);
+        let gradient = self.energy_gradient();
+        let gradient_row_norms: Vec<f64> =
+            gradient.chunks(dim).map(|g| g.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
+        let gradient_norm = gradient_row_norms.iter().map(|n| n * n).sum::<f64>().sqrt();
+        Energy { pair, reg, ent, mem, total: pair + reg + ent + mem, gradient_norm, gradient_row_norms }
+    }
+
+    /// What a promotion with a `W` step of spectral norm `w_norm` would do, on copies: the
+    /// promotion as GraphMask would leave it, and `L_tot` as proposed (without GraphMask).
+    /// The organism itself is untouched.
+    pub fn trial_promotion(&self, w_norm: f64) -> (Promotion, f64) {
+        let mut trial = self.clone();
+        trial.shadow = None;
+        let mut unmasked = trial.clone();
+        unmasked.config.graph_mask = false;
+        (trial.promote_external(w_norm), unmasked.promote_external(w_norm).after.l_tot)
+    }
+
+    /// `L_tot` if the edge `from -> to` had `weight` (0 removes it), with `W` as it is.
+    pub fn trial_edge(&self, from: usize, to: usize, weight: f64) -> f64 {
+        let a_inf = self
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let others: f64 = row.iter().filter(|(j, _)| i != from || *j != to).map(|(_, w)| w).sum();
+                if i == from {
+                    others + weight.max(0.0)
+                } else {
+                    others
+                }
+            })
+            .fold(0.0, f64::max);
+        let eta = self.config.eta;
+        (1.0 - eta) + eta * a_inf * self.bounds.w2_bound
     }
 
     /// The organ that handles a kind.
@@ -355,6 +474,7 @@ impl Organism {
             None
         };
         self.updates += 1;
+        self.agent_updates[agent] += 1;
         self.update_norm_mean =
             if self.updates == 1 { change } else { self.update_norm_mean + 0.05 * (change - self.update_norm_mean) };
         let ratio = if self.update_norm_mean > 0.0 { change / self.update_norm_mean } else { 1.0 };
@@ -584,5 +704,40 @@ mod tests {
             organism.h.clone()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn the_energy_gradient_matches_finite_differences() {
+        let mut organism = small(OrganismConfig::default());
+        for i in 0..20 {
+            organism.update(Kind::ALL[i % Kind::COUNT], &[0.3; FEATURES]);
+        }
+        let gradient = organism.energy_gradient();
+        let step = 1e-6;
+        for index in [0, 5, 17, 40, 127] {
+            let mut plus = organism.clone();
+            plus.h[index] += step;
+            let mut minus = organism.clone();
+            minus.h[index] -= step;
+            let numeric = (plus.energy(0.5).total - minus.energy(0.5).total) / (2.0 * step);
+            assert!((numeric - gradient[index]).abs() < 1e-6, "dE/dh[{index}]: {numeric} vs {}", gradient[index]);
+        }
+    }
+
+    #[test]
+    fn a_trial_leaves_the_organism_untouched_and_tells_what_graph_mask_would_do() {
+        let organism = small(OrganismConfig::default());
+        let before = organism.bounds();
+        let (trial, proposed) = organism.trial_promotion(50.0);
+        assert!(trial.mask.is_some() && trial.after.l_tot < organism.config().l_max);
+        assert!(proposed >= organism.config().l_max, "as proposed, the promotion breaks the bound: {proposed}");
+        assert_eq!(organism.bounds(), before);
+        assert!(organism.trial_edge(0, 1, 100.0) >= organism.config().l_max);
+        assert!(
+            (organism.trial_edge(0, 1, organism.edges[0].iter().find(|(j, _)| *j == 1).map_or(0.0, |e| e.1))
+                - before.l_tot)
+                .abs()
+                < 1e-12
+        );
     }
 }

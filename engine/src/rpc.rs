@@ -120,3 +120,208 @@ impl Request for Promote {
     type Response = Promoted;
     const ID: u64 = 0x5eed_c0de_0005;
 }
+
+/// Gateway to coordinator: run a task and say how it was routed. With `assign_id` the
+/// coordinator gives the task a fresh id (above every id it has seen); otherwise the id is
+/// the client's idempotency key, as with `Submit`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitTask {
+    pub task: Task,
+    pub assign_id: bool,
+}
+
+/// How an admitted task was routed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    pub path: Path,
+    pub reason: crate::router::Reason,
+    pub surprise: f64,
+    /// Position of the task in the valve's sequence (admission order), for capture.
+    pub valve_seq: u64,
+}
+
+/// The outcome of a `SubmitTask`, with the decision when this submission made one (a
+/// resubmitted task gets its recorded outcome and no decision).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub task_id: u64,
+    pub decision: Option<Decided>,
+    pub outcome: Outcome,
+    /// This submission processed the task (false: the outcome was already recorded).
+    pub fresh: bool,
+}
+
+impl Request for SubmitTask {
+    type Response = Submitted;
+    const ID: u64 = 0x5eed_c0de_0006;
+}
+
+/// Gateway to coordinator: the routing decision the task would get now, with nothing
+/// changed (no valve step, no charge, no execution).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Route(pub Task);
+
+/// A dry-run routing decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Routed {
+    pub path: Path,
+    pub reason: crate::router::Reason,
+    pub surprise: f64,
+    /// `S` after this task's drift, and whether it would breach.
+    pub cusum_s: f64,
+    pub breached: bool,
+    /// The router's six inputs (SPEC 4.2).
+    pub inputs: [f64; 6],
+    /// The coordinator is halted: it would reject the task.
+    pub halted: bool,
+}
+
+impl Request for Route {
+    type Response = Routed;
+    const ID: u64 = 0x5eed_c0de_0007;
+}
+
+/// Anyone to coordinator: counters and state. `at_ms` is the caller's clock on the task
+/// time line; it selects the budget day reported.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusQuery {
+    pub at_ms: u64,
+}
+
+/// The coordinator's counters since it started, and its state now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorStatus {
+    pub halted: Option<String>,
+    pub draining: bool,
+    pub cusum_s: f64,
+    pub cusum_h: f64,
+    pub valve_tasks: u64,
+    pub breaches: u64,
+    /// Fast share of the router's window of recent decisions.
+    pub fast_ratio_window: f64,
+    /// Decisions by reason, in `Reason::ALL` order.
+    pub decisions: [u64; 5],
+    /// Rejections by reason, in `RejectReason::ALL` order.
+    pub rejections: [u64; 5],
+    /// Completed and failed tasks per path (fast, deep).
+    pub completed: [u64; 2],
+    pub failed: [u64; 2],
+    pub cache_hits: u64,
+    /// Rolling Mw hit rate.
+    pub mw_hit_rate: f64,
+    pub in_flight: u32,
+    pub day: u64,
+    pub spent_today_micro_usd: u64,
+    pub daily_budget_micro_usd: u64,
+    pub fast_slo_ms: f64,
+    pub ledger_receipts: u64,
+    pub ledger_cycles: u64,
+    /// The next id the coordinator assigns.
+    pub next_task_id: u64,
+}
+
+impl Request for StatusQuery {
+    type Response = CoordinatorStatus;
+    const ID: u64 = 0x5eed_c0de_0008;
+}
+
+/// Anyone to state: the organism, energy and memory snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateQuery {
+    pub now_ms: u64,
+}
+
+/// The state node's snapshot (`/state/unified`, `/energy/gradient`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    pub agents: usize,
+    pub organs: usize,
+    pub dim: usize,
+    pub updates: u64,
+    /// Updates per agent.
+    pub agent_updates: Vec<u64>,
+    pub l_tot: f64,
+    pub l_max: f64,
+    pub a_inf: f64,
+    pub w2_bound: f64,
+    pub w2_estimate: f64,
+    pub energy: crate::organism::Energy,
+    pub mw_entries: usize,
+    pub mw_capacity: usize,
+    pub tier25_entries: usize,
+    pub tier25_capacity: usize,
+    pub tier25_max_freshness_ms: u64,
+}
+
+impl Request for StateQuery {
+    type Response = StateSnapshot;
+    const ID: u64 = 0x5eed_c0de_0009;
+}
+
+/// A change to check with GraphMask without applying it (`/safety/validate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// A promotion whose `W` step has this certified spectral norm.
+    Promotion { w_norm: f64 },
+    /// Set the collaboration edge `from -> to` to `weight` (0 removes it).
+    Edge { from: usize, to: usize, weight: f64 },
+}
+
+/// Gateway to state: validate a proposal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Validate(pub Proposal);
+
+/// GraphMask's verdict on a proposal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Validated {
+    /// Applying it as proposed keeps `L_tot` below `L_max`.
+    pub allowed: bool,
+    pub l_tot_before: f64,
+    /// `L_tot` as proposed, before any mask.
+    pub l_tot_proposed: f64,
+    /// `L_tot` after GraphMask would act (equal to the proposal when allowed).
+    pub l_tot_after: f64,
+    pub l_max: f64,
+    /// What GraphMask would do: edges masked and the scale of a `W` step.
+    pub edges_masked: u32,
+    pub w_scale: f64,
+}
+
+impl Request for Validate {
+    type Response = Validated;
+    const ID: u64 = 0x5eed_c0de_000a;
+}
+
+/// Gateway to state: store an entry in M2.5.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tier25Store {
+    pub signature: u64,
+    pub kind: Kind,
+    pub tokens_out: u32,
+    pub now_ms: u64,
+}
+
+impl Request for Tier25Store {
+    type Response = usize;
+    const ID: u64 = 0x5eed_c0de_000b;
+}
+
+/// Gateway to state: look an entry up in M2.5; a stale entry is never served.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tier25Retrieve {
+    pub signature: u64,
+    pub now_ms: u64,
+}
+
+/// An M2.5 answer: a fresh hit, or a miss that says whether a stale entry was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Tier25Answer {
+    Hit { kind: Kind, tokens_out: u32, age_ms: u64 },
+    Stale { age_ms: u64 },
+    Miss,
+}
+
+impl Request for Tier25Retrieve {
+    type Response = Tier25Answer;
+    const ID: u64 = 0x5eed_c0de_000c;
+}

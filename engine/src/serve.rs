@@ -4,7 +4,7 @@
 
 use crate::conditions::Conditions;
 use crate::config::EngineConfig;
-use crate::node::{start_coordinator, start_state, start_worker, NodeContext, NodeError};
+use crate::node::{start_coordinator, start_state, start_worker, CoordinatorHandle, NodeContext, NodeError};
 use crate::probe::Probe;
 use crate::rpc::Addresses;
 use crate::task::Path;
@@ -21,13 +21,21 @@ fn local(endpoint: &Endpoint) -> SocketAddr {
     endpoint.local_addr().expect("a bound endpoint has an address")
 }
 
-/// Starts every role; `base_port` 0 picks free ports. Returns where each role listens.
+/// The roles of one process, running.
+pub struct AllInOne {
+    /// Where each role listens.
+    pub addresses: Addresses,
+    /// The coordinator, to drain on shutdown.
+    pub coordinator: CoordinatorHandle,
+}
+
+/// Starts every role; `base_port` 0 picks free ports.
 pub async fn start_all_in_one(
     config: Arc<EngineConfig>,
     host: IpAddr,
     base_port: u16,
     probe: Arc<dyn Probe>,
-) -> Result<Addresses, NodeError> {
+) -> Result<AllInOne, NodeError> {
     let port = |offset: u32| -> Result<u16, NodeError> {
         let offset = u16::try_from(offset).unwrap_or(u16::MAX);
         match base_port {
@@ -67,6 +75,6 @@ pub async fn start_all_in_one(
     for (i, endpoint) in deep.into_iter().enumerate() {
         start_worker(endpoint, context(format!("deep-{}", i + 1)), Path::Deep).await;
     }
-    start_coordinator(coordinator, context("coordinator".into())).await?;
-    Ok((*addresses).clone())
+    let coordinator = start_coordinator(coordinator, context("coordinator".into())).await?;
+    Ok(AllInOne { addresses: (*addresses).clone(), coordinator })
 }

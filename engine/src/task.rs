@@ -102,6 +102,50 @@ pub struct Task {
     pub signature: u64,
 }
 
+/// The columns of the canonical trace format (SPEC 5.2): the fields of a task, in order.
+pub const TASK_COLUMNS: [&str; 11] = [
+    "task_id",
+    "at_ms",
+    "kind",
+    "domain",
+    "drift",
+    "priority",
+    "authority",
+    "needs_planning",
+    "tokens_in",
+    "tokens_out",
+    "signature",
+];
+
+/// A CSV field, quoted when it has to be (RFC 4180).
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
+}
+
+impl Task {
+    /// The task as a row of the canonical trace format, without the line end.
+    pub fn csv_row(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            self.task_id,
+            self.at_ms,
+            self.kind.as_str(),
+            csv_field(&self.domain),
+            self.drift,
+            self.priority,
+            self.authority.as_str(),
+            self.needs_planning,
+            self.tokens_in,
+            self.tokens_out,
+            self.signature
+        )
+    }
+}
+
 /// The two execution paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

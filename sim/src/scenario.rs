@@ -651,10 +651,17 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
     let source = std::fs::read_to_string(path)
         .map_err(|e| ScenarioError::Read { file: file.clone(), message: e.to_string() })?;
-    let spec: ScenarioSpec =
-        toml::from_str(&source).map_err(|e| ScenarioError::Parse { file: file.clone(), message: e.to_string() })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    resolve(spec, &file, &source, &base, path)
+    from_source(&source, path, &base)
+}
+
+/// Parses and resolves a scenario from its text: `path` names it in errors and results,
+/// `base` is where its relative trace paths start.
+pub fn from_source(source: &str, path: &Path, base: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let spec: ScenarioSpec =
+        toml::from_str(source).map_err(|e| ScenarioError::Parse { file: file.clone(), message: e.to_string() })?;
+    resolve(spec, &file, source, base, path)
 }
 
 fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Path) -> Result<Scenario, ScenarioError> {

@@ -309,19 +309,7 @@ fn row_error(file: &str, line: u64, column: &str, message: impl Into<String>) ->
 }
 
 /// The header of the canonical format.
-pub const CANONICAL_HEADER: [&str; 11] = [
-    "task_id",
-    "at_ms",
-    "kind",
-    "domain",
-    "drift",
-    "priority",
-    "authority",
-    "needs_planning",
-    "tokens_in",
-    "tokens_out",
-    "signature",
-];
+pub const CANONICAL_HEADER: [&str; 11] = seedcore_engine::task::TASK_COLUMNS;
 
 /// The longest a trace may span, first row to last: a year and a day. A longer span is
 /// almost always a bad timestamp (one row from 1970 made a trace simulate 53 years).

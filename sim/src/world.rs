@@ -389,7 +389,7 @@ fn build_nodes(
                     let endpoint = Endpoint::bind(address).await.expect("each node has its own address");
                     match (role.as_str(), path) {
                         ("coordinator", _) => {
-                            start_coordinator(endpoint, context).await.expect("the coordinator starts")
+                            start_coordinator(endpoint, context).await.expect("the coordinator starts");
                         }
                         ("state", _) => start_state(endpoint, context).await,
                         (_, Some(path)) => start_worker(endpoint, context, path).await,

@@ -9,11 +9,11 @@ fn unknown_flag_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--sede"));
 }
 
-/// The roles of `serve` take ports up to 55 above `--port`: a base whose roles would pass
+/// The roles of `serve` take ports up to 55 above `--rpc-port`: a base whose roles would pass
 /// 65535 is a usage error, not an overflow.
 #[test]
 fn a_serve_port_whose_roles_overflow_is_a_usage_error() {
-    let output = seedcore(&["serve", "--port", "65481"]);
+    let output = seedcore(&["serve", "--rpc-port", "65481"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("65481"), "{}", String::from_utf8_lossy(&output.stderr));
 }

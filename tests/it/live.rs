@@ -41,7 +41,8 @@ fn serve_on_loopback_answers_tasks_and_keeps_a_verified_ledger() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let addresses = start_all_in_one(Arc::new(config.clone()), host, 0, Arc::new(NullProbe)).await.unwrap();
+        let addresses =
+            start_all_in_one(Arc::new(config.clone()), host, 0, Arc::new(NullProbe)).await.unwrap().addresses;
         assert!(addresses.coordinator.ip().is_loopback());
         let client = Arc::new(Client::connect(SocketAddr::new(host, 0), addresses.coordinator).await.unwrap());
         let handles: Vec<_> = (0..24)

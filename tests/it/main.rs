@@ -22,4 +22,8 @@ mod regressions;
 mod replay;
 
 #[cfg(not(madsim))]
+mod gateway;
+#[cfg(not(madsim))]
 mod live;
+#[cfg(not(madsim))]
+mod serve;

@@ -14,10 +14,13 @@ use crate::memory::StoreIndex;
 use crate::organism::features;
 use crate::probe::{ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
 use crate::router::{Reason, Router, RouterInputs};
-use crate::rpc::{Complete, Execute, Executed, Lookup, Submit};
+use crate::rpc::{
+    Complete, CoordinatorStatus, Decided, Execute, Executed, Lookup, Route, Routed, StatusQuery, Submit, SubmitTask,
+    Submitted,
+};
 use crate::task::{Authority, Outcome, Path, RejectReason, Status, Task};
 use crate::tokens::TokenForecast;
-use crate::valve::Valve;
+use crate::valve::{Valve, ValveStep};
 use madsim::net::Endpoint;
 use madsim::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +59,40 @@ struct Core {
     in_progress: BTreeSet<u64>,
     /// Why the coordinator halted, if it did.
     halted: Option<String>,
+    /// Shutting down: new tasks are turned away (`overload`), tasks in progress finish.
+    draining: bool,
+    /// Counters since start, for the status RPC (the gateway's `/ocps/status`, `/metrics`).
+    counters: Counters,
+    /// Above every task id seen: the next id `SubmitTask` assigns.
+    next_task_id: u64,
+}
+
+/// Counts since the coordinator started.
+#[derive(Default)]
+struct Counters {
+    decisions: [u64; Reason::ALL.len()],
+    rejections: [u64; RejectReason::ALL.len()],
+    completed: [u64; 2],
+    failed: [u64; 2],
+    cache_hits: u64,
+    ledger_receipts: u64,
+    ledger_cycles: u64,
+}
+
+impl Counters {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Completed { path, cache_hit, .. } => {
+                self.completed[path.index()] += 1;
+                self.cache_hits += u64::from(*cache_hit);
+            }
+            Outcome::Failed { path, .. } => self.failed[path.index()] += 1,
+            Outcome::Rejected { reason } => {
+                let index = RejectReason::ALL.iter().position(|r| r == reason).expect("every reason is listed");
+                self.rejections[index] += 1;
+            }
+        }
+    }
 }
 
 struct Coordinator {
@@ -81,6 +118,65 @@ struct Admitted {
     plan: Plan,
     reason: Reason,
     day: u64,
+    decided: Decided,
+}
+
+/// What running a task gave.
+struct Ran {
+    outcome: Outcome,
+    /// The routing decision, when this submission admitted the task.
+    decision: Option<Decided>,
+    /// This submission processed the task.
+    fresh: bool,
+}
+
+/// The coordinator of a running node, for its owner: live, `serve` drains it on SIGTERM.
+#[derive(Clone)]
+pub struct CoordinatorHandle {
+    coordinator: Arc<Coordinator>,
+}
+
+/// What a shutdown left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// Tasks still in progress when the drain timed out (0 after a clean drain).
+    pub abandoned: usize,
+    /// Receipts in the ledger, all of them signed by a cycle when `signed`.
+    pub receipts: u64,
+    pub signed: bool,
+}
+
+impl CoordinatorHandle {
+    /// Stops taking new tasks (they are turned away with `overload`), waits up to
+    /// `timeout` for the tasks in progress to reach their outcomes, then signs the ledger's
+    /// last cycle and syncs it to disk.
+    pub async fn shutdown(&self, timeout: Duration) -> Drained {
+        let coordinator = &self.coordinator;
+        coordinator.lock().draining = true;
+        let deadline = Instant::now() + timeout;
+        while !coordinator.lock().in_progress.is_empty() && Instant::now() < deadline {
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+        let abandoned = coordinator.lock().in_progress.len();
+        let mut ledger = coordinator.ledger.lock().await;
+        let Some(writer) = ledger.as_mut() else {
+            return Drained { abandoned, receipts: 0, signed: false };
+        };
+        let signed = match writer.close_cycle().await {
+            Ok(cycle) => {
+                if let Some(cycle) = cycle {
+                    coordinator.lock().counters.ledger_cycles += 1;
+                    coordinator.emit_cycle(cycle);
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "the ledger's last cycle could not be signed");
+                false
+            }
+        };
+        Drained { abandoned, receipts: writer.receipts(), signed }
+    }
 }
 
 /// Extra facts recorded with an outcome.
@@ -111,8 +207,9 @@ fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
     }
 }
 
-/// Starts the coordinator on `endpoint`: recovers the ledger, then serves `Submit`.
-pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Result<(), NodeError> {
+/// Starts the coordinator on `endpoint`: recovers the ledger, then serves `Submit` (and
+/// the gateway's `SubmitTask`, `Route` and `Status`).
+pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Result<CoordinatorHandle, NodeError> {
     let config = context.config.clone();
     let mut core = Core {
         valve: Valve::new(config.valve.clone()),
@@ -128,6 +225,9 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         outcomes: BTreeMap::new(),
         in_progress: BTreeSet::new(),
         halted: None,
+        draining: false,
+        counters: Counters::default(),
+        next_task_id: 0,
     };
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "coordinator".into() }));
     // Recovery rebuilds spend, counters and outcomes receipt by receipt; if verification
@@ -136,12 +236,16 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     let opened = LedgerWriter::open(&config.ledger, |receipt| {
         core.governor.recover(receipt.task_id, receipt.day, receipt.kind, receipt.admitted(), receipt.cost_micro_usd);
         core.outcomes.insert(receipt.task_id, outcome_of_receipt(receipt));
+        core.next_task_id = core.next_task_id.max(receipt.task_id.saturating_add(1));
         last_day = Some(receipt.day);
     })
     .await;
     let ledger = match opened {
         Ok((mut writer, verified)) => {
             writer.set_conditions(context.conditions.clone());
+            writer.set_sync_appends(config.ledger.fsync_every_receipt);
+            core.counters.ledger_receipts = verified.receipts;
+            core.counters.ledger_cycles = verified.cycles;
             context.emit(Signal::Ledger(LedgerSignal {
                 error: None,
                 event: "recovered".into(),
@@ -180,11 +284,35 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     let server = coordinator.clone();
     endpoint.add_rpc_handler(move |Submit(task)| {
         let coordinator = server.clone();
-        async move { coordinator.submit(task).await }
+        async move { coordinator.run(task).await.outcome }
+    });
+    let server = coordinator.clone();
+    endpoint.add_rpc_handler(move |SubmitTask { mut task, assign_id }| {
+        let coordinator = server.clone();
+        async move {
+            if assign_id {
+                let mut core = coordinator.lock();
+                task.task_id = core.next_task_id;
+                core.next_task_id = core.next_task_id.saturating_add(1);
+            }
+            let task_id = task.task_id;
+            let Ran { outcome, decision, fresh } = coordinator.run(task).await;
+            Submitted { task_id, decision, outcome, fresh }
+        }
+    });
+    let server = coordinator.clone();
+    endpoint.add_rpc_handler(move |Route(task)| {
+        let routed = server.route(&task);
+        async move { routed }
+    });
+    let server = coordinator.clone();
+    endpoint.add_rpc_handler(move |StatusQuery { at_ms }| {
+        let status = server.status(at_ms);
+        async move { status }
     });
     let ticker = coordinator.clone();
     madsim::task::spawn(async move { ticker.close_cycles().await });
-    Ok(())
+    Ok(CoordinatorHandle { coordinator })
 }
 
 impl Coordinator {
@@ -207,6 +335,87 @@ impl Coordinator {
         }
     }
 
+    fn emit_cycle(&self, cycle: crate::ledger::CycleRecord) {
+        self.emit(Signal::Ledger(LedgerSignal {
+            error: None,
+            event: "cycle".into(),
+            head: Some(cycle.head),
+            receipts: cycle.last_seq + 1,
+            spent_micro_usd: None,
+        }));
+    }
+
+    /// The router's inputs for a task after the valve's `step` (SPEC 4.2).
+    fn router_inputs(&self, core: &Core, task: &Task, step: ValveStep) -> RouterInputs {
+        let config = &self.context.config;
+        let fast_capacity = config.topology.fast.saturating_mul(config.dispatch.fast_concurrency).max(1);
+        let waiting = core.in_flight[0].saturating_sub(fast_capacity);
+        let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
+        RouterInputs {
+            cache_miss: 1.0 - core.hit_rate,
+            valve: if step.breached { 1.0 } else { step.s / core.valve.h() },
+            drift: task.drift,
+            state_change: core.state_change,
+            uncertainty: if task.needs_planning {
+                0.5
+            } else if task.authority == Authority::Low {
+                0.3
+            } else {
+                0.1
+            },
+            pressure: (0.5
+                * (queue_wait_ms / (0.8 * config.router.fast_slo_ms) + f64::from(task.priority.min(10)) / 10.0))
+                .clamp(0.0, 1.0),
+        }
+    }
+
+    /// The decision a task would get now; nothing changes (`/ocps/route`).
+    fn route(&self, task: &Task) -> Routed {
+        let core = self.lock();
+        let step = core.valve.clone().observe(task.drift);
+        let inputs = self.router_inputs(&core, task, step);
+        let decision = core.router.decide(step.breached, task.needs_planning, &inputs);
+        Routed {
+            path: decision.path,
+            reason: decision.reason,
+            surprise: decision.surprise,
+            cusum_s: step.s,
+            breached: step.breached,
+            inputs: inputs.as_array(),
+            halted: core.halted.is_some(),
+        }
+    }
+
+    /// Counters and state now; `at_ms` picks the budget day.
+    fn status(&self, at_ms: u64) -> CoordinatorStatus {
+        let config = &self.context.config;
+        let core = self.lock();
+        let day = config.day_of(at_ms);
+        CoordinatorStatus {
+            halted: core.halted.clone(),
+            draining: core.draining,
+            cusum_s: core.valve.s(),
+            cusum_h: core.valve.h(),
+            valve_tasks: core.valve.tasks(),
+            breaches: core.valve.breaches(),
+            fast_ratio_window: 1.0 - core.router.deep_share(),
+            decisions: core.counters.decisions,
+            rejections: core.counters.rejections,
+            completed: core.counters.completed,
+            failed: core.counters.failed,
+            cache_hits: core.counters.cache_hits,
+            mw_hit_rate: core.hit_rate,
+            in_flight: core.in_flight[0] + core.in_flight[1] + core.recording,
+            day,
+            spent_today_micro_usd: core.governor.day_state(day).spent_micro_usd,
+            daily_budget_micro_usd: config.governor.daily_budget_micro_usd,
+            fast_slo_ms: config.router.fast_slo_ms,
+            ledger_receipts: core.counters.ledger_receipts,
+            ledger_cycles: core.counters.ledger_cycles,
+            next_task_id: core.next_task_id,
+        }
+    }
+
     /// Signs the ledger head every cycle period while receipts are pending.
     async fn close_cycles(self: Arc<Self>) {
         let period = Duration::from_millis(self.context.config.ledger.cycle_ms);
@@ -215,13 +424,10 @@ impl Coordinator {
             let mut ledger = self.ledger.lock().await;
             let Some(writer) = ledger.as_mut() else { return };
             match writer.close_cycle().await {
-                Ok(Some(cycle)) => self.emit(Signal::Ledger(LedgerSignal {
-                    error: None,
-                    event: "cycle".into(),
-                    head: Some(cycle.head),
-                    receipts: cycle.last_seq + 1,
-                    spent_micro_usd: None,
-                })),
+                Ok(Some(cycle)) => {
+                    self.lock().counters.ledger_cycles += 1;
+                    self.emit_cycle(cycle);
+                }
                 Ok(None) => {}
                 // A cycle that cannot be written now is signed at a later tick: the
                 // receipts it covers are committed, only their signature waits.
@@ -236,8 +442,9 @@ impl Coordinator {
         }
     }
 
-    /// Runs one task to its terminal outcome, or returns the outcome already recorded.
-    async fn submit(self: Arc<Self>, task: Task) -> Outcome {
+    /// Runs one task to its terminal outcome, or returns the outcome already recorded;
+    /// with the routing decision when this submission made one.
+    async fn run(self: Arc<Self>, task: Task) -> Ran {
         let received = Instant::now();
         let config = &self.context.config;
         // A resubmission waits for the first submission, which is bounded by the worst
@@ -246,7 +453,7 @@ impl Coordinator {
         let mut claimed = false;
         for _ in 0..polls {
             match self.claim(task.task_id) {
-                Claim::Recorded(outcome) => return outcome,
+                Claim::Recorded(outcome) => return Ran { outcome, decision: None, fresh: false },
                 Claim::Claimed => {
                     claimed = true;
                     break;
@@ -257,15 +464,21 @@ impl Coordinator {
         if !claimed {
             // Not recorded and not reported: the first submission will record the outcome,
             // and the client may ask again.
-            return Outcome::Failed { path: Path::Fast, error: "task still in progress; submit again".into() };
+            let outcome = Outcome::Failed { path: Path::Fast, error: "task still in progress; submit again".into() };
+            return Ran { outcome, decision: None, fresh: false };
         }
         let day = config.day_of(task.at_ms);
         match self.admit(&task, day) {
             Err(reason) => {
                 let details = Details { day, ..Details::default() };
-                self.finish(&task, Outcome::Rejected { reason }, details, received).await
+                let outcome = self.finish(&task, Outcome::Rejected { reason }, details, received).await;
+                Ran { outcome, decision: None, fresh: true }
             }
-            Ok(admitted) => self.execute(&task, admitted, received).await,
+            Ok(admitted) => {
+                let decided = admitted.decided;
+                let outcome = self.execute(&task, admitted, received).await;
+                Ran { outcome, decision: Some(decided), fresh: true }
+            }
         }
     }
 
@@ -277,6 +490,7 @@ impl Coordinator {
             return Claim::Recorded(outcome.clone());
         }
         if core.in_progress.insert(task_id) {
+            core.next_task_id = core.next_task_id.max(task_id.saturating_add(1));
             Claim::Claimed
         } else {
             Claim::InProgress
@@ -293,31 +507,14 @@ impl Coordinator {
             return Err(RejectReason::Halted);
         }
         let in_flight = core.in_flight[0] + core.in_flight[1] + core.recording;
-        if in_flight >= config.dispatch.max_in_flight {
+        if core.draining || in_flight >= config.dispatch.max_in_flight {
             return Err(RejectReason::Overload);
         }
         core.forecast.observe(task.tokens_in);
         let forecast = core.forecast.forecast(task.tokens_out.min(config.tokens.max_tokens));
         let step = core.valve.observe(task.drift);
-        let fast_capacity = config.topology.fast.saturating_mul(config.dispatch.fast_concurrency).max(1);
-        let waiting = core.in_flight[0].saturating_sub(fast_capacity);
-        let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
-        let inputs = RouterInputs {
-            cache_miss: 1.0 - core.hit_rate,
-            valve: if step.breached { 1.0 } else { step.s / core.valve.h() },
-            drift: task.drift,
-            state_change: core.state_change,
-            uncertainty: if task.needs_planning {
-                0.5
-            } else if task.authority == Authority::Low {
-                0.3
-            } else {
-                0.1
-            },
-            pressure: (0.5
-                * (queue_wait_ms / (0.8 * config.router.fast_slo_ms) + f64::from(task.priority.min(10)) / 10.0))
-                .clamp(0.0, 1.0),
-        };
+        let valve_seq = core.valve.tasks();
+        let inputs = self.router_inputs(core, task, step);
         let decision = core.router.decide(step.breached, task.needs_planning, &inputs);
         // Under pressure, the forecast gates admission (SPEC 4.5).
         if f64::from(in_flight) >= 0.8 * f64::from(config.dispatch.max_in_flight)
@@ -337,6 +534,7 @@ impl Coordinator {
         })?;
         let reason = if plan.degraded { Reason::Deferred } else { decision.reason };
         core.router.commit(plan.path);
+        core.counters.decisions[Reason::ALL.iter().position(|r| *r == reason).expect("every reason is listed")] += 1;
         core.in_flight[plan.path.index()] += 1;
         self.emit(Signal::Decision(DecisionSignal {
             cusum_s_ppm: ppm(step.s),
@@ -353,7 +551,8 @@ impl Coordinator {
         }));
         let alerts = plan.alerts.clone();
         self.emit_alerts(alerts);
-        Ok(Admitted { plan, reason, day })
+        let decided = Decided { path: plan.path, reason, surprise: decision.surprise, valve_seq };
+        Ok(Admitted { plan, reason, day, decided })
     }
 
     fn scenario_now_ms(task: &Task, received: Instant) -> u64 {
@@ -364,7 +563,7 @@ impl Coordinator {
     async fn execute(&self, task: &Task, admitted: Admitted, received: Instant) -> Outcome {
         let config = &self.context.config;
         let addresses = &self.context.addresses;
-        let Admitted { plan, reason, day } = admitted;
+        let Admitted { plan, reason, day, .. } = admitted;
         let path = plan.path;
         let state_timeout = Duration::from_millis(config.dispatch.state_timeout_ms);
         let mut details = Details { day, truncated: plan.truncated_tokens > 0, ..Details::default() };
@@ -537,14 +736,13 @@ impl Coordinator {
         loop {
             match writer.append(entry.clone()).await {
                 Ok((receipt, cycle)) => {
+                    {
+                        let mut core = self.lock();
+                        core.counters.ledger_receipts = receipt.seq + 1;
+                        core.counters.ledger_cycles += u64::from(cycle.is_some());
+                    }
                     if let Some(cycle) = cycle {
-                        self.emit(Signal::Ledger(LedgerSignal {
-                            error: None,
-                            event: "cycle".into(),
-                            head: Some(cycle.head),
-                            receipts: cycle.last_seq + 1,
-                            spent_micro_usd: None,
-                        }));
+                        self.emit_cycle(cycle);
                     }
                     return Some(receipt.seq);
                 }
@@ -615,6 +813,7 @@ impl Coordinator {
             let mut core = self.lock();
             core.outcomes.insert(task.task_id, outcome.clone());
             core.in_progress.remove(&task.task_id);
+            core.counters.count(&outcome);
         }
         self.emit(Signal::Outcome(signal));
         outcome

@@ -6,7 +6,7 @@ mod coordinator;
 mod state;
 mod worker;
 
-pub use coordinator::start_coordinator;
+pub use coordinator::{start_coordinator, CoordinatorHandle, Drained};
 pub use state::start_state;
 pub use worker::start_worker;
 

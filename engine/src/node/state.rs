@@ -4,10 +4,13 @@
 //! restarted state node forgets its lost history geometrically.
 
 use super::NodeContext;
-use crate::memory::WorkingCache;
+use crate::memory::{Tier25, Tier25Lookup, WorkingCache, TIER25_CAPACITY, TIER25_MAX_FRESHNESS_MS};
 use crate::organism::{Bounds, Organism, Promotion};
 use crate::probe::{ppm, ContractionSignal, LTotSignal, MaskSignal, NodeSignal, Signal};
-use crate::rpc::{Complete, Completed, Found, Lookup, Promote, Promoted};
+use crate::rpc::{
+    Complete, Completed, Found, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot, Tier25Answer,
+    Tier25Retrieve, Tier25Store, Validate, Validated,
+};
 use madsim::net::Endpoint;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +18,71 @@ use std::time::Duration;
 struct StateCore {
     organism: Organism,
     cache: WorkingCache,
+    tier25: Tier25,
+}
+
+impl StateCore {
+    /// The working cache's fill, the energy's memory pressure.
+    fn memory_pressure(&self) -> f64 {
+        self.cache.len() as f64 / self.cache.capacity().max(1) as f64
+    }
+
+    fn snapshot(&self) -> StateSnapshot {
+        let config = self.organism.config();
+        let bounds = self.organism.bounds();
+        let (updates, agent_updates) = self.organism.updates();
+        StateSnapshot {
+            agents: config.agents,
+            organs: config.organs,
+            dim: config.dim,
+            updates,
+            agent_updates: agent_updates.to_vec(),
+            l_tot: bounds.l_tot,
+            l_max: config.l_max,
+            a_inf: bounds.a_inf,
+            w2_bound: bounds.w2_bound,
+            w2_estimate: bounds.w2_estimate,
+            energy: self.organism.energy(self.memory_pressure()),
+            mw_entries: self.cache.len(),
+            mw_capacity: self.cache.capacity(),
+            tier25_entries: self.tier25.len(),
+            tier25_capacity: self.tier25.capacity(),
+            tier25_max_freshness_ms: self.tier25.max_freshness_ms(),
+        }
+    }
+
+    fn validate(&self, proposal: &Proposal) -> Validated {
+        let l_max = self.organism.config().l_max;
+        let before = self.organism.bounds().l_tot;
+        match *proposal {
+            Proposal::Promotion { w_norm } => {
+                let (trial, proposed) = self.organism.trial_promotion(w_norm);
+                let mask = trial.mask.clone();
+                Validated {
+                    allowed: mask.is_none(),
+                    l_tot_before: before,
+                    l_tot_proposed: proposed,
+                    l_tot_after: trial.after.l_tot,
+                    l_max,
+                    edges_masked: mask.as_ref().map_or(0, |m| m.edges_masked),
+                    w_scale: mask.as_ref().map_or(1.0, |m| m.w_scale),
+                }
+            }
+            Proposal::Edge { from, to, weight } => {
+                let proposed = self.organism.trial_edge(from, to, weight);
+                let allowed = proposed < l_max;
+                Validated {
+                    allowed,
+                    l_tot_before: before,
+                    l_tot_proposed: proposed,
+                    l_tot_after: if allowed { proposed } else { before },
+                    l_max,
+                    edges_masked: 0,
+                    w_scale: 1.0,
+                }
+            }
+        }
+    }
 }
 
 fn l_tot_signal(bounds: Bounds, cause: &str) -> Signal {
@@ -45,7 +113,12 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
     let organism = Organism::new(context.config.organism.clone());
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "state".into() }));
     context.emit(l_tot_signal(organism.bounds(), "init"));
-    let core = Arc::new(Mutex::new(StateCore { organism, cache: WorkingCache::new(context.config.memory.clone()) }));
+    let core = Arc::new(Mutex::new(StateCore {
+        organism,
+        cache: WorkingCache::new(context.config.memory.clone()),
+        tier25: Tier25::new(TIER25_CAPACITY, TIER25_MAX_FRESHNESS_MS),
+    }));
+    register_queries(&endpoint, &core);
     let latency = Duration::from_millis(context.config.memory.mw_latency_ms);
     let lookup_core = core.clone();
     endpoint.add_rpc_handler(move |request: Lookup| {
@@ -92,5 +165,41 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
             }
             Completed { state_change: report.state_change, l_tot: core.organism.bounds().l_tot }
         }
+    });
+}
+
+/// The read-only and trial requests of the gateway: snapshot, GraphMask validation, M2.5.
+fn register_queries(endpoint: &Endpoint, core: &Arc<Mutex<StateCore>>) {
+    let lock = |core: &Arc<Mutex<StateCore>>| core.lock().expect("state lock is never poisoned").snapshot();
+    let snapshot_core = core.clone();
+    endpoint.add_rpc_handler(move |_: StateQuery| {
+        let snapshot = lock(&snapshot_core);
+        async move { snapshot }
+    });
+    let validate_core = core.clone();
+    endpoint.add_rpc_handler(move |Validate(proposal)| {
+        let verdict = validate_core.lock().expect("state lock is never poisoned").validate(&proposal);
+        async move { verdict }
+    });
+    let store_core = core.clone();
+    endpoint.add_rpc_handler(move |request: Tier25Store| {
+        let mut core = store_core.lock().expect("state lock is never poisoned");
+        core.tier25.store(request.signature, request.kind, request.tokens_out, request.now_ms);
+        let held = core.tier25.len();
+        async move { held }
+    });
+    let retrieve_core = core.clone();
+    endpoint.add_rpc_handler(move |request: Tier25Retrieve| {
+        let found = retrieve_core
+            .lock()
+            .expect("state lock is never poisoned")
+            .tier25
+            .retrieve(request.signature, request.now_ms);
+        let answer = match found {
+            Tier25Lookup::Hit { kind, tokens_out, age_ms } => Tier25Answer::Hit { kind, tokens_out, age_ms },
+            Tier25Lookup::Stale { age_ms } => Tier25Answer::Stale { age_ms },
+            Tier25Lookup::Miss => Tier25Answer::Miss,
+        };
+        async move { answer }
     });
 }
