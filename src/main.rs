@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod campaign;
 mod certify;
+mod compare;
 mod load;
 mod logs;
 mod progress;
@@ -206,6 +207,10 @@ enum Command {
     /// Send a trace to a live gateway at its recorded pace (or --speed, --rate), bounded in
     /// requests and time, and print a k6-style summary (live build).
     Load(load::LoadArgs),
+    /// Replay a capture of the live gateway (`serve --capture`) in the simulator and report
+    /// the share of decisions that agree; exit 1 below --min-agreement (simulation build:
+    /// `cargo sim compare CAPTURE`).
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -244,6 +249,7 @@ fn main() -> ExitCode {
         Command::Keygen { path } => certify::keygen(path),
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(args),
+        Command::Compare(args) => compare::run(args),
     };
     ExitCode::from(code)
 }

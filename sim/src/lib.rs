@@ -8,6 +8,7 @@
 
 pub mod campaign;
 pub mod chain;
+pub mod compare;
 pub mod event;
 pub mod invariant_id;
 pub mod invariants;

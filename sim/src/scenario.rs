@@ -515,11 +515,14 @@ impl Scenario {
     /// The engine configuration of a run with `seed`: the organism's seed follows it.
     pub fn engine_config(&self, seed: u64) -> EngineConfig {
         let mut engine = self.engine.clone();
-        engine.organism.seed = seed ^ 0x6f72_6761_6e69_736d;
+        engine.organism.seed = seed ^ ORGANISM_SEED_SALT;
         engine.ledger.key_seed = Some(seedcore_engine::config::simulation_key_seed(seed));
         engine
     }
 }
+
+/// A run's organism seed is its seed XOR this.
+pub const ORGANISM_SEED_SALT: u64 = 0x6f72_6761_6e69_736d;
 
 /// The longest backend or state timeout, and backoff step, a scenario may set.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;

@@ -315,6 +315,51 @@ pub const CANONICAL_HEADER: [&str; 11] = seedcore_engine::task::TASK_COLUMNS;
 /// almost always a bad timestamp (one row from 1970 made a trace simulate 53 years).
 pub const MAX_TRACE_SPAN_MS: u64 = 366 * 86_400_000;
 
+/// The task of a canonical row (SPEC 5.2's first 11 columns; later columns are not read):
+/// every field checked, errors naming the file, the line and the column.
+pub fn canonical_task(record: &csv::StringRecord, file: &str, line: u64) -> Result<Task, WorkloadError> {
+    let field = |index: usize| record.get(index).unwrap_or("");
+    let column = |index: usize| CANONICAL_HEADER[index];
+    let number = |index: usize| -> Result<u64, WorkloadError> {
+        field(index)
+            .parse::<u64>()
+            .map_err(|e| row_error(file, line, column(index), format!("{:?}: {e}", field(index))))
+    };
+    let tokens = |index: usize| -> Result<u32, WorkloadError> {
+        field(index)
+            .parse::<u32>()
+            .map_err(|e| row_error(file, line, column(index), format!("{:?}: {e}", field(index))))
+    };
+    let drift: f64 = field(4).parse().map_err(|e| row_error(file, line, "drift", format!("{:?}: {e}", field(4))))?;
+    if !(0.0..=1.0).contains(&drift) {
+        return Err(row_error(file, line, "drift", format!("{drift} is not in [0, 1]")));
+    }
+    let priority = number(5)?;
+    if priority > 10 {
+        return Err(row_error(file, line, "priority", format!("{priority} is not in 0..=10")));
+    }
+    let needs_planning = match field(7) {
+        "true" | "1" => true,
+        "false" | "0" => false,
+        other => return Err(row_error(file, line, "needs_planning", format!("{other:?} is not a boolean"))),
+    };
+    Ok(Task {
+        task_id: number(0)?,
+        at_ms: number(1)?,
+        kind: Kind::parse(field(2))
+            .ok_or_else(|| row_error(file, line, "kind", format!("unknown kind {:?}", field(2))))?,
+        domain: field(3).to_string(),
+        drift,
+        priority: priority as u8,
+        authority: Authority::parse(field(6))
+            .ok_or_else(|| row_error(file, line, "authority", format!("unknown authority {:?}", field(6))))?,
+        needs_planning,
+        tokens_in: tokens(8)?,
+        tokens_out: tokens(9)?,
+        signature: number(10)?,
+    })
+}
+
 /// Reads a trace file. Rows must be in arrival order and span at most
 /// `MAX_TRACE_SPAN_MS`, and there must be at least one; errors name the file, the line
 /// and the column.
@@ -364,11 +409,6 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
         })?;
         let line = record.position().map_or(0, |p| p.line());
         let field = |index: usize| record.get(index).unwrap_or("");
-        let number = |index: usize| -> Result<u64, WorkloadError> {
-            field(index)
-                .parse::<u64>()
-                .map_err(|e| row_error(&file, line, expected[index], format!("{:?}: {e}", field(index))))
-        };
         let tokens = |index: usize| -> Result<u32, WorkloadError> {
             field(index)
                 .parse::<u32>()
@@ -384,42 +424,11 @@ pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, Workl
                 azure.push((micros, tokens(1)?, tokens(2)?));
             }
             TraceFormat::Canonical => {
-                let drift: f64 =
-                    field(4).parse().map_err(|e| row_error(&file, line, "drift", format!("{:?}: {e}", field(4))))?;
-                if !(0.0..=1.0).contains(&drift) {
-                    return Err(row_error(&file, line, "drift", format!("{drift} is not in [0, 1]")));
-                }
-                let priority = number(5)?;
-                if priority > 10 {
-                    return Err(row_error(&file, line, "priority", format!("{priority} is not in 0..=10")));
-                }
-                let needs_planning = match field(7) {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    other => {
-                        return Err(row_error(&file, line, "needs_planning", format!("{other:?} is not a boolean")))
-                    }
-                };
-                let at_ms = number(1)?;
+                let task = canonical_task(&record, &file, line)?;
                 let as_i64 = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
                 let at = |t: &Task| as_i64(t.at_ms);
-                in_order(line, "at_ms", as_i64(at_ms), canonical.last().map(at), canonical.first().map(at))?;
-                canonical.push(Task {
-                    task_id: number(0)?,
-                    at_ms,
-                    kind: Kind::parse(field(2))
-                        .ok_or_else(|| row_error(&file, line, "kind", format!("unknown kind {:?}", field(2))))?,
-                    domain: field(3).to_string(),
-                    drift,
-                    priority: priority as u8,
-                    authority: Authority::parse(field(6)).ok_or_else(|| {
-                        row_error(&file, line, "authority", format!("unknown authority {:?}", field(6)))
-                    })?,
-                    needs_planning,
-                    tokens_in: tokens(8)?,
-                    tokens_out: tokens(9)?,
-                    signature: number(10)?,
-                });
+                in_order(line, "at_ms", as_i64(task.at_ms), canonical.last().map(at), canonical.first().map(at))?;
+                canonical.push(task);
             }
         }
     }

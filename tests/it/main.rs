@@ -15,6 +15,8 @@ mod certify;
 #[cfg(madsim)]
 mod chaos;
 #[cfg(madsim)]
+mod compare;
+#[cfg(madsim)]
 mod corpus;
 #[cfg(madsim)]
 mod regressions;

@@ -16,8 +16,7 @@ use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The columns after the task's: what the live engine decided.
-pub const DECISION_COLUMNS: [&str; 5] = ["status", "path", "reason", "valve_seq", "latency_ms"];
+pub use crate::task::CAPTURE_DECISION_COLUMNS as DECISION_COLUMNS;
 
 /// Rows the queue holds before new rows are dropped.
 const QUEUE_ROWS: usize = 65_536;
