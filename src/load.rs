@@ -176,13 +176,7 @@ pub fn run(_: LoadArgs) -> u8 {
 
 #[cfg(not(madsim))]
 pub fn run(args: LoadArgs) -> u8 {
-    match live::load(args) {
-        Ok(code) => code,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    crate::exit::report(live::load(args))
 }
 
 #[cfg(not(madsim))]
@@ -199,11 +193,7 @@ mod live {
     use std::time::Duration;
     use tokio::time::Instant;
 
-    type Failure = (u8, String);
-
-    fn usage(message: impl Into<String>) -> Failure {
-        (exit::USAGE, message.into())
-    }
+    use crate::exit::{usage, Failure};
 
     /// The tasks to send: the scenario's workload, or the trace with default enrichment.
     fn tasks(args: &LoadArgs) -> Result<Vec<Task>, Failure> {

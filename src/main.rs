@@ -28,6 +28,22 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const RUNTIME: u8 = 3;
     pub const REJECTED: u8 = 4;
+
+    /// A command that could not do its work: the exit code and what to print.
+    pub type Failure = (u8, String);
+
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        (USAGE, message.into())
+    }
+
+    /// The exit code of a command's result; a failure is printed as `error: ...` first.
+    pub fn report(result: Result<u8, Failure>) -> u8 {
+        result.unwrap_or_else(|(code, message)| {
+            eprintln!("error: {message}");
+            code
+        })
+    }
 }
 
 #[derive(Parser)]

@@ -65,13 +65,7 @@ pub fn run(_: ServeArgs) -> u8 {
 
 #[cfg(not(madsim))]
 pub fn run(args: ServeArgs) -> u8 {
-    match live::serve(args) {
-        Ok(()) => exit::PASS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    exit::report(live::serve(args).map(|()| exit::PASS))
 }
 
 #[cfg(not(madsim))]
@@ -89,11 +83,7 @@ mod live {
     use std::sync::Arc;
     use std::time::Duration;
 
-    type Failure = (u8, String);
-
-    fn usage(message: impl Into<String>) -> Failure {
-        (exit::USAGE, message.into())
-    }
+    use crate::exit::{usage, Failure};
 
     /// The engine configuration: the scenario's or the defaults, the ledger's key and
     /// directory, and the live time line (Unix ms, so budget days are UTC days).
