@@ -16,7 +16,7 @@
 
 #[cfg(madsim)]
 use crate::run::RunError;
-use crate::workload::{canonical_task, WorkloadError, CANONICAL_HEADER};
+use crate::workload::{canonical_task, csv_reader, WorkloadError, CANONICAL_HEADER};
 use seedcore_engine::task::{Task, CAPTURE_DECISION_COLUMNS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,13 +45,7 @@ fn decision_key(status: &str, path: &str, reject_reason: &str) -> String {
 pub fn read_capture(path: &Path) -> Result<Vec<Captured>, WorkloadError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| WorkloadError::Read { file: file.clone(), message: e.to_string() })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| WorkloadError::Format { file: file.clone(), message: format!("unreadable header: {e}") })?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (mut reader, header) = csv_reader(&bytes, &file)?;
     let expected: Vec<&str> = CANONICAL_HEADER.iter().chain(CAPTURE_DECISION_COLUMNS.iter()).copied().collect();
     if header != expected {
         return Err(WorkloadError::Format {

@@ -315,6 +315,19 @@ pub const CANONICAL_HEADER: [&str; 11] = seedcore_engine::task::TASK_COLUMNS;
 /// almost always a bad timestamp (one row from 1970 made a trace simulate 53 years).
 pub const MAX_TRACE_SPAN_MS: u64 = 366 * 86_400_000;
 
+/// A CSV reader over a file's bytes (fields trimmed) and the file's header; an unreadable
+/// header is an error naming the file.
+pub fn csv_reader<'b>(bytes: &'b [u8], file: &str) -> Result<(csv::Reader<&'b [u8]>, Vec<String>), WorkloadError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes);
+    let header = reader
+        .headers()
+        .map_err(|e| WorkloadError::Format { file: file.to_string(), message: format!("unreadable header: {e}") })?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    Ok((reader, header))
+}
+
 /// The task of a canonical row (SPEC 5.2's first 11 columns; later columns are not read):
 /// every field checked, errors naming the file, the line and the column.
 pub fn canonical_task(record: &csv::StringRecord, file: &str, line: u64) -> Result<Task, WorkloadError> {
@@ -366,13 +379,7 @@ pub fn canonical_task(record: &csv::StringRecord, file: &str, line: u64) -> Resu
 pub fn load_trace(path: &Path, format: TraceFormat) -> Result<LoadedTrace, WorkloadError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| WorkloadError::Read { file: file.clone(), message: e.to_string() })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes.as_slice());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| WorkloadError::Format { file: file.clone(), message: format!("unreadable header: {e}") })?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (mut reader, header) = csv_reader(&bytes, &file)?;
     let expected: Vec<&str> = match format {
         TraceFormat::Canonical => CANONICAL_HEADER.to_vec(),
         TraceFormat::Azure => vec!["TIMESTAMP", "ContextTokens", "GeneratedTokens"],
