@@ -16,6 +16,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
     pub fail_on_conditions: bool,
     pub baseline: Option<PathBuf>,
+    pub capture: Option<PathBuf>,
 }
 
 #[cfg(not(madsim))]
@@ -103,6 +104,16 @@ pub fn certify(args: Args) -> u8 {
             }
         },
     };
+    let captured = match &args.capture {
+        None => None,
+        Some(path) => match seedcore_sim::compare::read_capture(path) {
+            Ok(rows) => Some((path.clone(), rows)),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::USAGE;
+            }
+        },
+    };
     let build_sha256 = match build_digest() {
         Ok(d) => d,
         Err(error) => {
@@ -124,6 +135,12 @@ pub fn certify(args: Args) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if let Some((path, rows)) = &captured {
+        match live_half(&scenario, path, rows, staging.path()) {
+            Ok(live) => report.replays.live = Some(live),
+            Err(code) => return code,
+        }
+    }
     let certified = match certify(&Certify {
         scenario: &scenario,
         seed,
@@ -183,6 +200,56 @@ pub fn certify(args: Args) -> u8 {
         Outcome::Fail => {
             println!("reproduce: {repro}");
             exit::INVARIANT_FAILED
+        }
+    }
+}
+
+/// The live half of `determinism`: the capture replayed in the simulator with the
+/// scenario's engine settings and the organism seed `serve --scenario` runs with, the
+/// comparison written to the bundle's `live/` with the capture beside it.
+#[cfg(madsim)]
+fn live_half(
+    scenario: &seedcore_sim::Scenario,
+    capture: &std::path::Path,
+    rows: &[seedcore_sim::compare::Captured],
+    bundle: &std::path::Path,
+) -> Result<seedcore_sim::invariants::LiveAgreement, u8> {
+    use seedcore_reports::statement::LIVE_CAPTURE;
+    eprintln!(
+        "live half: replaying the {} tasks of {} in the simulator with {}'s engine settings ...",
+        rows.len(),
+        capture.display(),
+        scenario.name
+    );
+    let comparison = compare_capture(scenario, rows, &bundle.join("live"))?;
+    let to = bundle.join(LIVE_CAPTURE);
+    if let Err(error) = std::fs::copy(capture, &to) {
+        eprintln!("error: {}: cannot bundle it as {}: {error}", capture.display(), to.display());
+        return Err(exit::RUNTIME);
+    }
+    Ok(seedcore_sim::invariants::LiveAgreement { tasks: comparison.tasks, agreed: comparison.agreed })
+}
+
+/// Replays captured rows with a scenario's live settings into `out`.
+#[cfg(madsim)]
+fn compare_capture(
+    scenario: &seedcore_sim::Scenario,
+    rows: &[seedcore_sim::compare::Captured],
+    out: &std::path::Path,
+) -> Result<seedcore_sim::compare::Comparison, u8> {
+    let organism_seed = seedcore_sim::compare::live_organism_seed(scenario);
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        seedcore_sim::compare::compare(scenario, organism_seed, rows, out)
+    }));
+    match run {
+        Ok(Ok(comparison)) => Ok(comparison),
+        Ok(Err(error)) => {
+            eprintln!("error: replaying the capture: {error}");
+            Err(exit::RUNTIME)
+        }
+        Err(_) => {
+            eprintln!("error: replaying the capture panicked; the panic is printed above");
+            Err(exit::RUNTIME)
         }
     }
 }
@@ -332,6 +399,11 @@ fn rerun_bundle(bundle: &std::path::Path, statement: &seedcore_reports::statemen
     };
     let root = hex::encode(report.root);
     if root == p.event_log.merkle_root && report.events == p.event_log.size {
+        if let Some(live) = &p.determinism.live {
+            if let Err(code) = rerun_live(bundle, &scenario, live) {
+                return code;
+            }
+        }
         println!("REPRODUCED {}: Merkle root {root} and {} events, as certified", bundle.display(), report.events);
         exit::PASS
     } else {
@@ -344,6 +416,52 @@ fn rerun_bundle(bundle: &std::path::Path, statement: &seedcore_reports::statemen
         );
         exit::REJECTED
     }
+}
+
+/// Re-runs the live half: the bundled capture replayed again must give the stated
+/// agreement and exactly the bundled disagreements.
+#[cfg(madsim)]
+fn rerun_live(
+    bundle: &std::path::Path,
+    scenario: &seedcore_sim::Scenario,
+    live: &seedcore_reports::statement::LiveRef,
+) -> Result<(), u8> {
+    use seedcore_sim::compare::{read_capture, read_disagreements};
+    let rows = read_capture(&bundle.join(&live.capture)).map_err(|error| {
+        println!("REJECTED {}: {error}", bundle.display());
+        exit::REJECTED
+    })?;
+    let stated = read_disagreements(&bundle.join(&live.disagreements)).map_err(|error| {
+        println!("REJECTED {}: {error}", bundle.display());
+        exit::REJECTED
+    })?;
+    println!("  ..  re-running the live half: the {} captured tasks replayed in this build", rows.len());
+    let scratch = std::env::temp_dir().join(format!("seedcore-reproduce-live-{}", std::process::id()));
+    let comparison = compare_capture(scenario, &rows, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let comparison = comparison?;
+    if comparison.agreed != live.agreed || comparison.tasks != live.tasks || comparison.disagreements != stated {
+        println!(
+            "REJECTED {}: the live half re-run gives {} of {} decisions alike ({} disagreements); the certificate \
+             states {} of {} with the {} listed in {}",
+            bundle.display(),
+            comparison.agreed,
+            comparison.tasks,
+            comparison.disagreements.len(),
+            live.agreed,
+            live.tasks,
+            stated.len(),
+            live.disagreements
+        );
+        return Err(exit::REJECTED);
+    }
+    println!(
+        "  ok  live half: {} of {} captured decisions replayed alike, the same {} disagreements, as certified",
+        comparison.agreed,
+        comparison.tasks,
+        stated.len()
+    );
+    Ok(())
 }
 
 pub fn keygen(path: PathBuf) -> u8 {

@@ -43,7 +43,7 @@ pub fn live_settings(scenario: Option<&std::path::Path>) -> Result<(seedcore_sim
     match scenario {
         Some(path) => {
             let scenario = crate::load(path)?;
-            let organism_seed = scenario.engine_config(scenario.seed).organism.seed;
+            let organism_seed = seedcore_sim::compare::live_organism_seed(&scenario);
             Ok((scenario, organism_seed))
         }
         None => {

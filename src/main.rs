@@ -179,6 +179,11 @@ enum Command {
         /// A previous report directory of the same scenario: flag regressions against it.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// A capture of the live gateway (`serve --scenario SCENARIO --capture FILE`):
+        /// replayed in the simulator with the scenario's engine settings, its decision
+        /// agreement is the live half of `determinism`, and it is bundled.
+        #[arg(long)]
+        capture: Option<PathBuf>,
     },
     /// Verify a report directory offline: signature, digests, event log, and every
     /// invariant recomputed from the events (exit 4 when rejected).
@@ -257,8 +262,8 @@ fn main() -> ExitCode {
         Command::Shrink { scenario, seed, swarm, invariant, max_runs, out } => {
             campaign::shrink(campaign::ShrinkArgs { scenario, seed, swarm, invariant, max_runs, out })
         }
-        Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline } => {
-            certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline })
+        Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline, capture } => {
+            certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline, capture })
         }
         Command::Verify { bundle, pubkey, keyring, scenario, rerun } => {
             certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario, rerun })

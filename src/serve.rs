@@ -1,5 +1,6 @@
 //! `seedcore serve` (SPEC 4.11, 10): every engine role in one process on loopback, behind
-//! the HTTP gateway; live build only.
+//! the HTTP gateway; or, with `--role R --peers ...`, one role per process (SPEC 2.3).
+//! Live build only.
 //!
 //! Shutdown (SIGTERM, Ctrl-C or `--seconds`): the gateway stops taking work (503), the
 //! requests in progress finish, the coordinator drains what is still in flight, signs the
@@ -55,6 +56,33 @@ pub struct ServeArgs {
     /// Stop after this many seconds, as on SIGTERM (default: run until SIGTERM or Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Run one role in this process (SPEC 2.3): gateway, coordinator, state, fast-N or
+    /// deep-N, the others at `--peers`; `all` (default) runs every role here on loopback.
+    #[arg(long, default_value = "all")]
+    role: String,
+    /// With `--role`: where every engine role listens, NAME=HOST:PORT, comma-separated or
+    /// repeated: coordinator, state, fast-1..fast-N, deep-1..deep-M (their counts are the
+    /// topology). Every process of a deployment gets the same list and `--scenario`.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// The workers' model backend: `simulated` (no model needed) or `openai`, an
+    /// OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp; SPEC 4.8).
+    #[arg(long, default_value = "simulated", value_parser = ["simulated", "openai"])]
+    backend: String,
+    /// With `--backend openai`: the endpoint's base URL, up to the API version
+    /// (`/chat/completions` is added). Plain HTTP: this build has no TLS.
+    #[arg(long, default_value = "http://127.0.0.1:8000/v1")]
+    openai_url: String,
+    /// With `--backend openai`: the model the workers ask for.
+    #[arg(long)]
+    openai_model: Option<String>,
+    /// With `--backend openai`: the deep path's model (default: `--openai-model`).
+    #[arg(long)]
+    openai_deep_model: Option<String>,
+    /// With `--backend openai`: the environment variable holding the API key, sent as a
+    /// bearer token (unset: no key is sent, as local servers expect).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    openai_api_key_env: String,
 }
 
 #[cfg(madsim)]
@@ -72,11 +100,13 @@ pub fn run(args: ServeArgs) -> u8 {
 mod live {
     use super::ServeArgs;
     use crate::exit;
+    use seedcore_engine::config::OpenAiConfig;
     use seedcore_engine::gateway::capture::CaptureConfig;
     use seedcore_engine::gateway::limits::Limits;
     use seedcore_engine::gateway::{Gateway, GatewayConfig};
     use seedcore_engine::probe::LogProbe;
-    use seedcore_engine::serve::start_all_in_one;
+    use seedcore_engine::rpc::Addresses;
+    use seedcore_engine::serve::{parse_peers, start_all_in_one, start_role, Role};
     use seedcore_engine::EngineConfig;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::path::PathBuf;
@@ -87,7 +117,7 @@ mod live {
 
     /// The engine configuration: the scenario's or the defaults, the ledger's key and
     /// directory, and the live time line (Unix ms, so budget days are UTC days).
-    fn engine_config(args: &ServeArgs) -> Result<EngineConfig, Failure> {
+    fn engine_config(args: &ServeArgs, signs: bool) -> Result<EngineConfig, Failure> {
         let mut config = match &args.scenario {
             Some(path) => {
                 let scenario = seedcore_sim::load(path).map_err(|e| usage(e.to_string()))?;
@@ -95,7 +125,11 @@ mod live {
             }
             None => EngineConfig::default(),
         };
+        // Flags are checked before a ledger key is created.
+        let openai = openai(args)?;
         let key = match &args.ledger_key {
+            // Only the coordinator writes the ledger: no key for another role.
+            _ if !signs => return Ok(EngineConfig { openai, epoch_utc_ms: 0, ..config }),
             Some(path) => seedcore_reports::keys::read_signing_key(path).map_err(|e| usage(e.to_string()))?,
             None => {
                 let path = PathBuf::from(format!("{}.key", args.data_dir.trim_end_matches('/')));
@@ -114,7 +148,40 @@ mod live {
         config.ledger.dir = args.data_dir.clone();
         config.ledger.fsync_every_receipt = args.fsync == "receipt";
         config.epoch_utc_ms = 0;
+        config.openai = openai;
         Ok(config)
+    }
+
+    /// `--backend openai` and its settings; the key from the environment, never a flag.
+    fn openai(args: &ServeArgs) -> Result<Option<OpenAiConfig>, Failure> {
+        let given = args.openai_model.is_some() || args.openai_deep_model.is_some();
+        if args.backend != "openai" {
+            if given {
+                return Err(usage("--openai-model and --openai-deep-model need --backend openai"));
+            }
+            return Ok(None);
+        }
+        let Some(model) = args.openai_model.clone() else {
+            return Err(usage("--backend openai needs --openai-model NAME (the model the endpoint serves)"));
+        };
+        let url = args.openai_url.trim_end_matches('/');
+        if !url.starts_with("http://") {
+            return Err(usage(format!(
+                "--openai-url {url}: give an http:// URL (this build has no TLS; put a TLS-terminating proxy on \
+                 loopback in front of an https endpoint)"
+            )));
+        }
+        let api_key = std::env::var(&args.openai_api_key_env).ok().filter(|k| !k.is_empty());
+        if api_key.is_none() {
+            tracing::warn!("{} is not set: no API key is sent to {url}", args.openai_api_key_env);
+        }
+        Ok(Some(OpenAiConfig {
+            base_url: url.to_string(),
+            deep_model: args.openai_deep_model.clone().unwrap_or_else(|| model.clone()),
+            fast_model: model,
+            api_key_env: args.openai_api_key_env.clone(),
+            api_key,
+        }))
     }
 
     fn gateway_config(args: &ServeArgs) -> Result<GatewayConfig, Failure> {
@@ -156,57 +223,161 @@ mod live {
         }
     }
 
+    /// What this process runs: every role (the default), the gateway alone, or one
+    /// engine role, the others being processes of their own at `--peers`.
+    enum Running {
+        All,
+        Gateway(Addresses),
+        Role(Role, Addresses),
+    }
+
+    fn running(args: &ServeArgs) -> Result<Running, Failure> {
+        let peers = if args.peers.is_empty() { None } else { Some(parse_peers(&args.peers).map_err(usage)?) };
+        let running = match (args.role.as_str(), peers) {
+            ("all", None) => Running::All,
+            ("all", Some(_)) => {
+                return Err(usage(
+                    "--peers goes with --role ROLE (one role per process); without --role, every role runs here",
+                ))
+            }
+            (role, None) => {
+                return Err(usage(format!(
+                "--role {role} needs --peers coordinator=HOST:PORT,state=HOST:PORT,fast-1=HOST:PORT,deep-1=HOST:PORT"
+            )))
+            }
+            ("gateway", Some(addresses)) => Running::Gateway(addresses),
+            (name, Some(addresses)) => {
+                let role = Role::parse(name).ok_or_else(|| {
+                    usage(format!("--role {name}: expected all, gateway, coordinator, state, fast-N or deep-N"))
+                })?;
+                if let Role::Worker(path, n) = role {
+                    if n > addresses.workers(path).len() {
+                        return Err(usage(format!("--role {name}: --peers names no {name}")));
+                    }
+                }
+                Running::Role(role, addresses)
+            }
+        };
+        if matches!(running, Running::Role(..)) && (args.capture.is_some() || !args.rate_limits.is_empty()) {
+            return Err(usage("--capture and --rate-limit are the gateway's: give them to --role gateway"));
+        }
+        Ok(running)
+    }
+
     pub fn serve(args: ServeArgs) -> Result<(), Failure> {
-        let config = Arc::new(engine_config(&args)?);
+        let running = running(&args)?;
+        let signs = matches!(running, Running::All | Running::Role(Role::Coordinator, _));
+        let mut config = engine_config(&args, signs)?;
+        if let Running::Gateway(addresses) | Running::Role(_, addresses) = &running {
+            config.topology.fast = addresses.fast.len() as u32;
+            config.topology.deep = addresses.deep.len() as u32;
+        }
+        let config = Arc::new(config);
         let gateway_config = gateway_config(&args)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| (exit::RUNTIME, format!("cannot start the runtime: {e}")))?;
         runtime.block_on(async move {
-            let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            let http = SocketAddr::new(args.host, args.port);
-            // Bind the public port first: a port in use fails before anything starts.
-            let listener = tokio::net::TcpListener::bind(http)
-                .await
-                .map_err(|e| (exit::RUNTIME, format!("cannot listen on {http}: {e}")))?;
-            let url = listener.local_addr().map_err(|e| (exit::RUNTIME, e.to_string()))?;
-            let engine = start_all_in_one(config.clone(), loopback, args.rpc_port, Arc::new(LogProbe))
-                .await
-                .map_err(|e| (exit::RUNTIME, e.to_string()))?;
-            let gateway = Gateway::new(config.clone(), engine.addresses.clone(), gateway_config)
-                .await
-                .map_err(|e| usage(e.to_string()))?;
-            gateway.set_ready();
-            tracing::info!(
-                coordinator = %engine.addresses.coordinator,
-                state = %engine.addresses.state,
-                fast = ?engine.addresses.fast,
-                deep = ?engine.addresses.deep,
-                "engine roles up"
-            );
-            println!("seedcore listening on http://{url}");
-            let draining = gateway.clone();
-            let shutdown = async move {
-                stop_signal(args.seconds).await;
-                draining.start_draining();
-            };
-            seedcore_engine::gateway::serve(gateway.clone(), listener, shutdown)
-                .await
-                .map_err(|e| (exit::RUNTIME, format!("the gateway failed: {e}")))?;
-            let drained = engine.coordinator.shutdown(Duration::from_secs(args.drain_timeout)).await;
-            if let Some((rows, dropped)) = gateway.close_capture() {
-                tracing::info!(rows, dropped, "capture flushed");
+            match running {
+                Running::All => all_in_one(&args, config, gateway_config).await,
+                Running::Gateway(addresses) => {
+                    let listener = listen(&args).await?;
+                    let gateway = Gateway::new(config, addresses, gateway_config)
+                        .await
+                        .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+                    // `/readyz` asks every role whether it is up.
+                    gateway.set_ready();
+                    run_gateway(&gateway, listener, args.seconds).await
+                }
+                Running::Role(role, addresses) => one_role(&args, config, role, addresses).await,
             }
-            if drained.abandoned > 0 {
-                tracing::warn!(abandoned = drained.abandoned, "tasks still in flight at the end of the drain");
-            }
-            println!(
-                "seedcore stopped: {} receipts in the ledger{}",
-                drained.receipts,
-                if drained.signed { ", the last cycle signed and synced" } else { "; the last cycle is NOT signed" }
-            );
-            Ok(())
         })
+    }
+
+    /// Binds the gateway's port (first: a port in use fails before anything starts).
+    async fn listen(args: &ServeArgs) -> Result<tokio::net::TcpListener, Failure> {
+        let http = SocketAddr::new(args.host, args.port);
+        tokio::net::TcpListener::bind(http).await.map_err(|e| (exit::RUNTIME, format!("cannot listen on {http}: {e}")))
+    }
+
+    /// Serves HTTP until the stop signal, then drains the requests in progress and closes
+    /// the capture.
+    async fn run_gateway(
+        gateway: &Arc<Gateway>,
+        listener: tokio::net::TcpListener,
+        seconds: Option<u64>,
+    ) -> Result<(), Failure> {
+        let url = listener.local_addr().map_err(|e| (exit::RUNTIME, e.to_string()))?;
+        println!("seedcore listening on http://{url}");
+        let draining = gateway.clone();
+        let shutdown = async move {
+            stop_signal(seconds).await;
+            draining.start_draining();
+        };
+        seedcore_engine::gateway::serve(gateway.clone(), listener, shutdown)
+            .await
+            .map_err(|e| (exit::RUNTIME, format!("the gateway failed: {e}")))?;
+        if let Some((rows, dropped)) = gateway.close_capture() {
+            tracing::info!(rows, dropped, "capture flushed");
+        }
+        Ok(())
+    }
+
+    fn print_drained(drained: &seedcore_engine::node::Drained) {
+        if drained.abandoned > 0 {
+            tracing::warn!(abandoned = drained.abandoned, "tasks still in flight at the end of the drain");
+        }
+        println!(
+            "seedcore stopped: {} receipts in the ledger{}",
+            drained.receipts,
+            if drained.signed { ", the last cycle signed and synced" } else { "; the last cycle is NOT signed" }
+        );
+    }
+
+    async fn all_in_one(
+        args: &ServeArgs,
+        config: Arc<EngineConfig>,
+        gateway_config: GatewayConfig,
+    ) -> Result<(), Failure> {
+        let listener = listen(args).await?;
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let engine = start_all_in_one(config.clone(), loopback, args.rpc_port, Arc::new(LogProbe))
+            .await
+            .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+        let gateway =
+            Gateway::new(config, engine.addresses.clone(), gateway_config).await.map_err(|e| usage(e.to_string()))?;
+        gateway.set_ready();
+        tracing::info!(
+            coordinator = %engine.addresses.coordinator,
+            state = %engine.addresses.state,
+            fast = ?engine.addresses.fast,
+            deep = ?engine.addresses.deep,
+            "engine roles up"
+        );
+        run_gateway(&gateway, listener, args.seconds).await?;
+        print_drained(&engine.coordinator.shutdown(Duration::from_secs(args.drain_timeout)).await);
+        Ok(())
+    }
+
+    /// One engine role in this process until the stop signal; the coordinator drains and
+    /// signs its last cycle.
+    async fn one_role(
+        args: &ServeArgs,
+        config: Arc<EngineConfig>,
+        role: Role,
+        addresses: Addresses,
+    ) -> Result<(), Failure> {
+        let addr = role.address(&addresses);
+        let coordinator = start_role(config, role, addresses, Arc::new(LogProbe))
+            .await
+            .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+        println!("seedcore {} listening on {addr}", role.name());
+        stop_signal(args.seconds).await;
+        match coordinator {
+            Some(coordinator) => print_drained(&coordinator.shutdown(Duration::from_secs(args.drain_timeout)).await),
+            None => println!("seedcore {} stopped", role.name()),
+        }
+        Ok(())
     }
 }

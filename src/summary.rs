@@ -127,6 +127,14 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
     let replays = &report.replays.replays;
     let same = replays.iter().filter(|r| **r == report.replays.reference).count();
     println!("  determinism      {same}/{} replays gave the same root", replays.len());
+    if let Some(live) = report.replays.live {
+        println!(
+            "  live capture     {} of {} decisions replayed alike ({:.2} %)",
+            live.agreed,
+            live.tasks,
+            100.0 * live.agreed as f64 / live.tasks.max(1) as f64
+        );
+    }
     println!();
     println!("Invariants");
     println!("  {:<20} {:<5} {:<8} {:<24} {:<40} detail", "invariant", "crit", "verdict", "observed", "threshold");

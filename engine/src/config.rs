@@ -371,6 +371,38 @@ pub struct EngineConfig {
     pub ledger: LedgerConfig,
     /// Unix time in ms of `at_ms = 0`; days of the budget are UTC days of `epoch + at_ms`.
     pub epoch_utc_ms: u64,
+    /// The live build's OpenAI-compatible backend (`serve --backend openai`); `None`: the
+    /// simulated backend (the only one the simulator has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai: Option<OpenAiConfig>,
+}
+
+/// An OpenAI-compatible HTTP endpoint for the workers (SPEC 4.8, live only).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenAiConfig {
+    /// Up to the API version, e.g. `http://127.0.0.1:8000/v1`; `/chat/completions` is added.
+    pub base_url: String,
+    /// The model the fast workers ask for.
+    pub fast_model: String,
+    /// The model the deep workers ask for.
+    pub deep_model: String,
+    /// The environment variable the API key was read from (for messages).
+    pub api_key_env: String,
+    /// The key itself, sent as a bearer token; never serialised or printed.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("fast_model", &self.fast_model)
+            .field("deep_model", &self.deep_model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A configuration whose values contradict the formulas they feed.

@@ -20,7 +20,10 @@ pub mod governor;
 pub mod ledger;
 pub mod memory;
 pub mod node;
+#[cfg(not(madsim))]
+pub mod openai;
 pub mod organism;
+pub mod peers;
 pub mod probe;
 pub mod router;
 pub mod rpc;

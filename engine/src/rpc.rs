@@ -40,6 +40,8 @@ impl Request for Submit {
 pub struct Execute {
     pub task_id: u64,
     pub attempt: u32,
+    /// What a model backend is told the task is (the task carries no text).
+    pub kind: Kind,
     pub tokens_out: u32,
     pub max_tokens_out: u32,
 }
@@ -324,4 +326,14 @@ pub enum Tier25Answer {
 impl Request for Tier25Retrieve {
     type Response = Tier25Answer;
     const ID: u64 = 0x5eed_c0de_000c;
+}
+
+/// Anyone to a worker, live only: is it up? The answer is its role's name. (The
+/// coordinator and the state node answer `StatusQuery` and `StateQuery`.)
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ping;
+
+impl Request for Ping {
+    type Response = String;
+    const ID: u64 = 0x5eed_c0de_000d;
 }

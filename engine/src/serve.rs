@@ -78,3 +78,159 @@ pub async fn start_all_in_one(
     let coordinator = start_coordinator(coordinator, context("coordinator".into())).await?;
     Ok(AllInOne { addresses: (*addresses).clone(), coordinator })
 }
+
+/// One engine role, for a process of its own (`serve --role`, SPEC 2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    State,
+    /// A worker of a path, numbered from 1 (`fast-2`).
+    Worker(Path, usize),
+}
+
+impl Role {
+    /// `coordinator`, `state`, `fast-N` or `deep-N`.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "coordinator" => Some(Role::Coordinator),
+            "state" => Some(Role::State),
+            _ => {
+                let (path, digits) = name.split_once('-')?;
+                let path = match path {
+                    "fast" => Path::Fast,
+                    "deep" => Path::Deep,
+                    _ => return None,
+                };
+                // One spelling per worker: `fast-1`, not `fast-01` or `fast-+1`.
+                let n = digits.parse::<usize>().ok().filter(|n| *n >= 1 && n.to_string() == digits)?;
+                Some(Role::Worker(path, n))
+            }
+        }
+    }
+
+    /// The role's name, as `parse` reads it.
+    pub fn name(self) -> String {
+        match self {
+            Role::Coordinator => "coordinator".into(),
+            Role::State => "state".into(),
+            Role::Worker(path, n) => format!("{}-{n}", path.as_str()),
+        }
+    }
+
+    /// Where the role listens.
+    pub fn address(self, addresses: &Addresses) -> SocketAddr {
+        match self {
+            Role::Coordinator => addresses.coordinator,
+            Role::State => addresses.state,
+            Role::Worker(path, n) => addresses.workers(path)[n - 1],
+        }
+    }
+}
+
+/// The engine's addresses from `NAME=HOST:PORT` entries: `coordinator`, `state`, and the
+/// workers `fast-1..fast-N` and `deep-1..deep-M`, each numbered without a gap (their
+/// counts are the topology). Errors name the entry.
+pub fn parse_peers(entries: &[String]) -> Result<Addresses, String> {
+    let mut named = std::collections::BTreeMap::new();
+    for entry in entries {
+        let (name, addr) =
+            entry.split_once('=').ok_or_else(|| format!("--peers {entry:?}: expected NAME=HOST:PORT"))?;
+        let role = Role::parse(name.trim())
+            .ok_or_else(|| format!("--peers {entry:?}: {name:?} is not a role (coordinator, state, fast-N, deep-N)"))?;
+        let addr: SocketAddr =
+            addr.trim().parse().map_err(|e| format!("--peers {entry:?}: {addr:?} is not HOST:PORT ({e})"))?;
+        if addr.port() == 0 {
+            return Err(format!("--peers {entry:?}: a peer needs a fixed port, not 0"));
+        }
+        if named.insert(role.name(), (role, addr)).is_some() {
+            return Err(format!("--peers: {name} is given twice"));
+        }
+    }
+    let find = |role: Role| named.get(&role.name()).map(|(_, a)| *a);
+    let workers = |path: Path| -> Result<Vec<SocketAddr>, String> {
+        let count = named.values().filter(|(r, _)| matches!(r, Role::Worker(p, _) if *p == path)).count();
+        (1..=count)
+            .map(|n| {
+                find(Role::Worker(path, n)).ok_or_else(|| {
+                    format!(
+                        "--peers: {} workers are numbered 1 to {count}; {}-{n} is missing",
+                        path.as_str(),
+                        path.as_str()
+                    )
+                })
+            })
+            .collect()
+    };
+    let addresses = Addresses {
+        coordinator: find(Role::Coordinator).ok_or("--peers: coordinator=HOST:PORT is missing")?,
+        state: find(Role::State).ok_or("--peers: state=HOST:PORT is missing")?,
+        fast: workers(Path::Fast)?,
+        deep: workers(Path::Deep)?,
+    };
+    if addresses.fast.is_empty() || addresses.deep.is_empty() {
+        return Err("--peers: at least one fast-N and one deep-N worker are needed".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((name, addr)) = named.iter().map(|(n, (_, a))| (n, a)).find(|(_, a)| !seen.insert(**a)) {
+        return Err(format!("--peers: {name} shares {addr} with another role"));
+    }
+    Ok(addresses)
+}
+
+/// Starts one role on its address in `addresses` (its process's only role); the
+/// coordinator's handle comes back for the drain.
+pub async fn start_role(
+    config: Arc<EngineConfig>,
+    role: Role,
+    addresses: Addresses,
+    probe: Arc<dyn Probe>,
+) -> Result<Option<CoordinatorHandle>, NodeError> {
+    let addr = role.address(&addresses);
+    let endpoint = Endpoint::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })?;
+    let context = NodeContext {
+        name: role.name(),
+        config,
+        addresses: Arc::new(addresses),
+        probe,
+        conditions: Arc::new(Conditions::default()),
+    };
+    match role {
+        Role::Coordinator => return start_coordinator(endpoint, context).await.map(Some),
+        Role::State => start_state(endpoint, context).await,
+        Role::Worker(path, _) => start_worker(endpoint, context, path).await,
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(text: &str) -> Vec<String> {
+        text.split(',').map(String::from).collect()
+    }
+
+    #[test]
+    fn peers_name_every_role_once_and_set_the_topology() {
+        let addresses = parse_peers(&entries(
+            "coordinator=127.0.0.1:7500,state=127.0.0.1:7501,fast-2=127.0.0.1:7511,fast-1=127.0.0.1:7510,deep-1=127.0.0.1:7540",
+        ))
+        .unwrap();
+        assert_eq!(addresses.fast.iter().map(|a| a.port()).collect::<Vec<_>>(), [7510, 7511]);
+        assert_eq!(addresses.deep.len(), 1);
+        assert_eq!(Role::Worker(Path::Fast, 2).address(&addresses).port(), 7511);
+        for (bad, says) in [
+            ("state=127.0.0.1:1,fast-1=127.0.0.1:2,deep-1=127.0.0.1:3", "coordinator"),
+            ("coordinator=127.0.0.1:1,state=127.0.0.1:2,fast-2=127.0.0.1:3,deep-1=127.0.0.1:4", "fast-1 is missing"),
+            ("coordinator=127.0.0.1:1,state=127.0.0.1:2,fast-1=127.0.0.1:2,deep-1=127.0.0.1:4", "shares"),
+            ("coordinator=127.0.0.1:1,coordinator=127.0.0.1:5,state=127.0.0.1:2", "twice"),
+            ("coordinator=127.0.0.1:0,state=127.0.0.1:2,fast-1=127.0.0.1:3,deep-1=127.0.0.1:4", "fixed port"),
+            ("boss=127.0.0.1:1", "not a role"),
+            ("fast-01=127.0.0.1:1", "not a role"),
+            ("coordinator", "NAME=HOST:PORT"),
+        ] {
+            let error = parse_peers(&entries(bad)).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}

@@ -647,7 +647,7 @@ pub(crate) mod tests {
                 cusum_h: 5.0,
                 window: 100,
             },
-            determinism: Determinism { reference: "00".repeat(32), replays: vec![] },
+            determinism: Determinism { reference: "00".repeat(32), replays: vec![], live: None },
             faults: vec![],
             recovery_ms: None,
             l_tot: vec![],

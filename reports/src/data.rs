@@ -98,6 +98,7 @@ pub fn report_data(
         determinism: Determinism {
             reference: hex::encode(replays.reference),
             replays: replays.replays.iter().map(hex::encode).collect(),
+            live: replays.live,
         },
         faults: fold
             .faults

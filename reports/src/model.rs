@@ -61,11 +61,13 @@ pub struct Limits {
     pub window: usize,
 }
 
-/// The determinism replays: the reference root and every replay's root, hex.
+/// The determinism replays: the reference root and every replay's root, hex; and the
+/// live half, when a capture of the live engine was replayed (`certify --capture`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Determinism {
     pub reference: String,
     pub replays: Vec<String>,
+    pub live: Option<seedcore_sim::invariants::LiveAgreement>,
 }
 
 impl Determinism {

@@ -140,6 +140,30 @@ pub struct DeterminismRef {
     /// Roots of the replays of the same seed.
     pub replays: Vec<String>,
     pub matching: u64,
+    /// The live half: a capture of the live gateway replayed in the simulator. Absent
+    /// when the certification had no capture (the bytes of such a statement are as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRef>,
+}
+
+/// Where the bundle keeps a live capture and its comparison.
+pub const LIVE_CAPTURE: &str = "live/capture.csv";
+/// The comparison's disagreements (what `compare` writes).
+pub const LIVE_DISAGREEMENTS: &str = "live/disagreements.csv";
+/// The comparison's figures (what `compare` writes), held equal to the statement's.
+pub const LIVE_AGREEMENT: &str = "live/agreement.json";
+
+/// The live half of `determinism`: the bundled capture, the tasks it holds, and how many
+/// of them the simulator decided as the live engine did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveRef {
+    /// The capture, as `serve --capture` wrote it.
+    pub capture: String,
+    /// The tasks decided differently, one row each.
+    pub disagreements: String,
+    pub tasks: u64,
+    pub agreed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +239,12 @@ pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: O
                 reference: data.determinism.reference.clone(),
                 replays: data.determinism.replays.clone(),
                 matching: data.determinism.matching() as u64,
+                live: data.determinism.live.map(|live| LiveRef {
+                    capture: LIVE_CAPTURE.into(),
+                    disagreements: LIVE_DISAGREEMENTS.into(),
+                    tasks: live.tasks,
+                    agreed: live.agreed,
+                }),
             },
             run: RunFigures {
                 arrivals: data.arrivals,

@@ -11,8 +11,12 @@ use crate::fold::{fold_events, EventFold};
 use crate::keys::Keyring;
 use crate::model::ReportData;
 use crate::siglog::signature_log;
-use crate::statement::{pretty, Predicate, Statement, PREDICATE_TYPE, PREDICATE_TYPE_V1, STATEMENT_TYPE};
-use seedcore_sim::invariants::Replays;
+use crate::statement::{
+    pretty, Predicate, Statement, LIVE_AGREEMENT, LIVE_CAPTURE, LIVE_DISAGREEMENTS, PREDICATE_TYPE, PREDICATE_TYPE_V1,
+    STATEMENT_TYPE,
+};
+use seedcore_sim::compare::{read_capture, read_disagreements};
+use seedcore_sim::invariants::{LiveAgreement, Replays};
 use seedcore_sim::Scenario;
 use std::path::{Component, Path};
 
@@ -82,7 +86,8 @@ pub fn verify_bundle(
     let (fold, seed) = check_event_log(dir, p, &scenario, &mut r)?;
     check_signature_log(dir, &fold, &mut r)?;
     check_ledger(p, &fold, &mut r)?;
-    let data = recompute(p, &scenario, seed, &fold, &mut r)?;
+    let live = check_live(dir, p, &mut r)?;
+    let data = recompute(p, &scenario, seed, &fold, live, &mut r)?;
     let Findings { checks, warnings } = r;
     Ok(Verification { checks, warnings, statement, data })
 }
@@ -292,17 +297,100 @@ fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(),
     Ok(())
 }
 
-/// 8. Every invariant, the score, the outcome and the run figures, recomputed.
+/// Step 8, the live half of determinism, when the certificate has one: the bundled
+/// capture holds the stated number of tasks, and the disagreements listed are exactly the
+/// stated number, each a captured task with its live decision and another replayed one.
+/// Which tasks the simulator decides alike needs a simulation: `reproduce` re-runs it.
+fn check_live(dir: &Path, p: &Predicate, r: &mut Findings) -> Result<Option<LiveAgreement>, VerifyError> {
+    let Some(live) = &p.determinism.live else { return Ok(None) };
+    if live.capture != LIVE_CAPTURE || live.disagreements != LIVE_DISAGREEMENTS {
+        return Err(reject(format!(
+            "determinism.live: names {} and {}, a bundle keeps them at {LIVE_CAPTURE} and {LIVE_DISAGREEMENTS}",
+            live.capture, live.disagreements
+        )));
+    }
+    for file in [LIVE_CAPTURE, LIVE_DISAGREEMENTS] {
+        if !p.files.contains_key(file) {
+            return Err(reject(format!("{file}: the live half names it, and the bundle does not hold it")));
+        }
+    }
+    let captured = read_capture(&dir.join(LIVE_CAPTURE)).map_err(|e| reject(format!("{LIVE_CAPTURE}: {e}")))?;
+    if captured.len() as u64 != live.tasks {
+        return Err(reject(format!(
+            "{LIVE_CAPTURE}: holds {} tasks, the statement says {}",
+            captured.len(),
+            live.tasks
+        )));
+    }
+    if live.agreed > live.tasks {
+        return Err(reject(format!("determinism.live: {} of {} tasks agree", live.agreed, live.tasks)));
+    }
+    let decisions: std::collections::BTreeMap<u64, &str> =
+        captured.iter().map(|c| (c.task.task_id, c.decision.as_str())).collect();
+    let listed =
+        read_disagreements(&dir.join(LIVE_DISAGREEMENTS)).map_err(|e| reject(format!("{LIVE_DISAGREEMENTS}: {e}")))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &listed {
+        match decisions.get(&d.task_id) {
+            None => return Err(reject(format!("{LIVE_DISAGREEMENTS}: task {} is not in the capture", d.task_id))),
+            Some(decision) if *decision != d.live => {
+                return Err(reject(format!(
+                    "{LIVE_DISAGREEMENTS}: task {} was decided {decision:?} live, the list says {:?}",
+                    d.task_id, d.live
+                )))
+            }
+            Some(_) if d.replayed == d.live => {
+                return Err(reject(format!("{LIVE_DISAGREEMENTS}: task {} is listed but agrees", d.task_id)))
+            }
+            Some(_) if !seen.insert(d.task_id) => {
+                return Err(reject(format!("{LIVE_DISAGREEMENTS}: task {} is listed twice", d.task_id)))
+            }
+            Some(_) => {}
+        }
+    }
+    if listed.len() as u64 != live.tasks - live.agreed {
+        return Err(reject(format!(
+            "{LIVE_DISAGREEMENTS}: lists {} disagreements, the statement's {} of {} agreeing leave {}",
+            listed.len(),
+            live.agreed,
+            live.tasks,
+            live.tasks - live.agreed
+        )));
+    }
+    let agreement_file = LIVE_AGREEMENT;
+    if p.files.contains_key(agreement_file) {
+        let text = std::fs::read(dir.join(agreement_file)).map_err(|e| reject(format!("{agreement_file}: {e}")))?;
+        let figures: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| reject(format!("{agreement_file}: not JSON: {e}")))?;
+        if figures["tasks"].as_u64() != Some(live.tasks) || figures["agreed"].as_u64() != Some(live.agreed) {
+            return Err(reject(format!(
+                "{agreement_file}: says {} of {} agree, the statement {} of {}",
+                figures["agreed"], figures["tasks"], live.agreed, live.tasks
+            )));
+        }
+    }
+    r.checks.push(format!(
+        "live half: {LIVE_CAPTURE} holds {} tasks; the {} disagreements listed are captured tasks with their live \
+         decisions (reproduce re-runs the comparison)",
+        live.tasks,
+        listed.len()
+    ));
+    Ok(Some(LiveAgreement { tasks: live.tasks, agreed: live.agreed }))
+}
+
+/// 9. Every invariant, the score, the outcome and the run figures, recomputed.
 fn recompute(
     p: &Predicate,
     scenario: &Scenario,
     seed: u64,
     fold: &EventFold,
+    live: Option<LiveAgreement>,
     r: &mut Findings,
 ) -> Result<ReportData, VerifyError> {
     let replays = Replays {
         reference: hex32(&p.determinism.reference, "determinism reference")?,
         replays: p.determinism.replays.iter().map(|r| hex32(r, "replay digest")).collect::<Result<_, _>>()?,
+        live,
     };
     if replays.reference != fold.root {
         return Err(reject("determinism: the reference digest is not the event log's root"));

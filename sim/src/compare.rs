@@ -136,6 +136,52 @@ pub struct Disagreement {
     pub replayed: String,
 }
 
+/// The file of a comparison that lists its disagreements.
+pub const DISAGREEMENTS: &str = "disagreements.csv";
+/// Its header.
+const DISAGREEMENTS_HEADER: [&str; 4] = ["task_id", "at_ms", "live", "replayed"];
+
+/// Reads a `disagreements.csv` back (what `compare` wrote); errors name the file and line.
+pub fn read_disagreements(path: &Path) -> Result<Vec<Disagreement>, WorkloadError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| WorkloadError::Read { file: file.clone(), message: e.to_string() })?;
+    let (mut reader, header) = csv_reader(&bytes, &file)?;
+    if header != DISAGREEMENTS_HEADER {
+        return Err(WorkloadError::Format {
+            file,
+            message: format!("header is {header:?}, expected {DISAGREEMENTS_HEADER:?}"),
+        });
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let bad = |line: u64, column: &str, message: String| WorkloadError::Row {
+            file: file.clone(),
+            line,
+            column: column.to_string(),
+            message,
+        };
+        let record = record.map_err(|e| bad(e.position().map_or(0, |p| p.line()), "-", e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let field = |i: usize| record.get(i).unwrap_or("");
+        let number = |i: usize| {
+            field(i).parse::<u64>().map_err(|e| bad(line, DISAGREEMENTS_HEADER[i], format!("{:?}: {e}", field(i))))
+        };
+        rows.push(Disagreement {
+            task_id: number(0)?,
+            at_ms: number(1)?,
+            live: field(2).to_string(),
+            replayed: field(3).to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The organism seed `serve --scenario FILE` runs with: the one the scenario's own seed
+/// gives (not a `--seed` given to another command).
+pub fn live_organism_seed(scenario: &crate::scenario::Scenario) -> u64 {
+    scenario.engine_config(scenario.seed).organism.seed
+}
+
 /// The result of a comparison.
 #[derive(Clone, Debug)]
 pub struct Comparison {
@@ -246,8 +292,8 @@ fn read_replayed(path: &Path) -> Result<BTreeMap<u64, String>, RunError> {
 #[cfg(madsim)]
 fn write_results(comparison: &Comparison, dir: &Path) -> std::io::Result<()> {
     use std::io::Write;
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join("disagreements.csv"))?);
-    writeln!(csv, "task_id,at_ms,live,replayed")?;
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join(DISAGREEMENTS))?);
+    writeln!(csv, "{}", DISAGREEMENTS_HEADER.join(","))?;
     for d in &comparison.disagreements {
         writeln!(csv, "{},{},{},{}", d.task_id, d.at_ms, d.live, d.replayed)?;
     }

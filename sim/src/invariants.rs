@@ -505,10 +505,20 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             m(value, "<=", "0".into(), "tasks over a kind's daily limit (worst kind-day)")
         }
         InvariantId::Determinism => {
-            let value = replays.filter(|r| !r.replays.is_empty()).map_or_else(String::new, |r| {
-                share(r.replays.iter().filter(|d| **d == r.reference).count() as u64, r.replays.len() as u64)
-            });
-            m(value, ">=", ratio_limit, "share of replays")
+            // Both halves are judged against the same limit, so the binding one (the lower
+            // share) is the measure: it passes exactly when both do.
+            let halves = replays.map_or((None, None), |r| (r.replay_share(), r.live.map(|l| (l.agreed, l.tasks))));
+            let live_unit = "share of live decisions the simulator replays alike";
+            match halves {
+                (Some((same, runs)), Some((agreed, tasks)))
+                    if u128::from(agreed) * u128::from(runs) < u128::from(same) * u128::from(tasks) =>
+                {
+                    m(share(agreed, tasks), ">=", ratio_limit, live_unit)
+                }
+                (Some((same, runs)), _) => m(share(same, runs), ">=", ratio_limit, "share of replays"),
+                (None, Some((agreed, tasks))) => m(share(agreed, tasks), ">=", ratio_limit, live_unit),
+                (None, None) => m(String::new(), ">=", ratio_limit, "share of replays"),
+            }
         }
         InvariantId::NoLostTasks => m(
             (stats.lost() + stats.duplicate_outcomes + stats.orphan_outcomes).to_string(),
@@ -539,13 +549,32 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
     }
 }
 
-/// Digests of the determinism replays: the reference root and each replay's root.
+/// Digests of the determinism replays: the reference root and each replay's root, and
+/// the live half when a capture of the live engine was replayed too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Replays {
     /// Root of the first run.
     pub reference: [u8; 32],
     /// Roots of the other runs of the same seed.
     pub replays: Vec<[u8; 32]>,
+    /// A live capture replayed in the simulator (`certify --capture`).
+    pub live: Option<LiveAgreement>,
+}
+
+impl Replays {
+    /// Replays with the reference root, and replays; `None` with no replay.
+    pub fn replay_share(&self) -> Option<(u64, u64)> {
+        let matching = self.replays.iter().filter(|d| **d == self.reference).count() as u64;
+        (!self.replays.is_empty()).then_some((matching, self.replays.len() as u64))
+    }
+}
+
+/// The live half of `determinism` (SPEC 8.1): of the captured tasks, how many the
+/// simulator decided as the live engine did (the same path, or the same rejection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveAgreement {
+    pub tasks: u64,
+    pub agreed: u64,
 }
 
 fn upper(observed: f64, threshold: f64, warn: f64) -> Verdict {
@@ -737,21 +766,38 @@ fn rate_limits(run: &Run<'_>) -> Judged {
     judged(pass_if(over == 0), worst.1, "<= daily limit per kind", format!("{over} kind-days over"))
 }
 
+/// The simulator's half (every replay of the seed gives the reference root) and, with a
+/// live capture, the live half (the share of captured tasks the simulator decides alike);
+/// each must reach the threshold.
 fn determinism(run: &Run<'_>) -> Judged {
     let rule = run.rule(InvariantId::Determinism);
     let threshold = format!(">= {:.2}", rule.threshold);
-    match run.replays {
-        Some(r) if !r.replays.is_empty() => {
-            let matching = r.replays.iter().filter(|d| **d == r.reference).count();
-            let share = matching as f64 / r.replays.len() as f64;
-            judged(
-                lower(share, rule.threshold, 0.0),
-                format!("{matching}/{} replays", r.replays.len()),
-                threshold,
-                format!("reference root {}", hex::encode(&r.reference[..8])),
-            )
-        }
-        _ => judged(Verdict::Skipped, "no replay", threshold, "run with --replays 2 or more"),
+    let Some(r) = run.replays else {
+        return judged(Verdict::Skipped, "no replay", threshold, "run with --replays 2 or more");
+    };
+    let mut verdict = None;
+    let mut observed = Vec::new();
+    let mut detail = Vec::new();
+    if let Some((matching, n)) = r.replay_share() {
+        verdict = Some(lower(matching as f64 / n as f64, rule.threshold, 0.0));
+        observed.push(format!("{matching}/{n} replays"));
+        detail.push(format!("reference root {}", hex::encode(&r.reference[..8])));
+    }
+    if let Some(live) = r.live {
+        let share = live.agreed as f64 / live.tasks.max(1) as f64;
+        let half = if live.tasks == 0 { Verdict::Fail } else { lower(share, rule.threshold, 0.0) };
+        verdict = Some(verdict.map_or(half, |v: Verdict| v.max(half)));
+        observed.push(format!("live {}/{} decisions", live.agreed, live.tasks));
+        detail.push(format!(
+            "live capture: {:.2} % of {} tasks decided alike, {} disagreements",
+            100.0 * share,
+            live.tasks,
+            live.tasks - live.agreed
+        ));
+    }
+    match verdict {
+        Some(verdict) => judged(verdict, observed.join(", "), threshold, detail.join("; ")),
+        None => judged(Verdict::Skipped, "no replay", threshold, "run with --replays 2 or more"),
     }
 }
 
@@ -1044,7 +1090,7 @@ mod tests {
         for (t, body) in events.iter().enumerate() {
             stats.observe(t as u64, body);
         }
-        let replays = Replays { reference: [1; 32], replays: vec![[1; 32]] };
+        let replays = Replays { reference: [1; 32], replays: vec![[1; 32]], live: None };
         let results = evaluate(&stats, &policy(), Some(&replays));
         for r in &results {
             check_measure(r, &stats);
@@ -1217,10 +1263,35 @@ mod tests {
     fn determinism_fails_on_a_different_replay_and_is_skipped_without_one() {
         let mut stats = Stats::new(10);
         stats.observe(0, &start());
-        let different = Replays { reference: [1; 32], replays: vec![[2; 32]] };
+        let different = Replays { reference: [1; 32], replays: vec![[2; 32]], live: None };
         let result = evaluate(&stats, &policy(), Some(&different));
         assert_eq!(result.iter().find(|r| r.id == "determinism").unwrap().verdict, Verdict::Fail);
         let result = evaluate(&stats, &policy(), None);
         assert_eq!(result.iter().find(|r| r.id == "determinism").unwrap().verdict, Verdict::Skipped);
+    }
+
+    #[test]
+    fn the_live_half_of_determinism_fails_below_the_threshold_even_when_the_replays_agree() {
+        let mut stats = Stats::new(10);
+        stats.observe(0, &start());
+        let judge = |agreed: u64, replay: [u8; 32]| {
+            let live = Some(LiveAgreement { tasks: 1_000, agreed });
+            let replays = Replays { reference: [1; 32], replays: vec![replay], live };
+            let result = evaluate(&stats, &policy(), Some(&replays));
+            let determinism = result.into_iter().find(|r| r.id == "determinism").unwrap();
+            check_measure(&determinism, &stats);
+            determinism
+        };
+        let passing = judge(950, [1; 32]);
+        assert_eq!(passing.verdict, Verdict::Pass, "{passing:?}");
+        assert_eq!((passing.measure.value.as_str(), passing.measure.limit.as_str()), ("0.950000", "0.950000"));
+        let failing = judge(949, [1; 32]);
+        assert_eq!(failing.verdict, Verdict::Fail, "{failing:?}");
+        assert_eq!(failing.observed, "1/1 replays, live 949/1000 decisions");
+        assert!(failing.measure.unit.contains("live"), "the binding half is the measure: {failing:?}");
+        // A perfect live half does not hide a replay that differs.
+        let replay_differs = judge(1_000, [2; 32]);
+        assert_eq!(replay_differs.verdict, Verdict::Fail);
+        assert_eq!(replay_differs.measure.value, "0.000000");
     }
 }

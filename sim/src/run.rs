@@ -147,7 +147,7 @@ pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) 
     });
     let (first, digests) = (first?, digests?);
     let stats = first.stats.expect("the first run folds totals");
-    let replays = Replays { reference: first.root, replays: digests };
+    let replays = Replays { reference: first.root, replays: digests, live: None };
     let results = evaluate(&stats, &scenario.policy, Some(&replays));
     Ok(RunReport { seed, tasks: tasks.len(), root: first.root, events: first.events, stats, results, replays })
 }

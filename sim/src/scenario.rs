@@ -722,6 +722,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         memory,
         ledger,
         epoch_utc_ms: epoch_utc_ms.or(trace_start).unwrap_or(1_767_225_600_000),
+        openai: None,
     };
     engine.validate().map_err(|e| r.invalid(e.field, e.message))?;
     engine.organism.seed = 0;

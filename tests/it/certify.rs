@@ -526,3 +526,170 @@ fn a_rewritten_and_re_signed_history_is_rejected() {
     let output = seedcore(&["verify", arg(&b.out), "--pubkey", arg(&b.public), "--rerun"]);
     assert_eq!(output.status.code(), Some(4), "verify --rerun is reproduce");
 }
+
+/// The scenario `serve` ran with to record `live-capture-serve.csv` (its engine settings,
+/// the defaults, and its seed, which gives the organism's); its own workload is what the
+/// certified runs replay.
+fn serve_scenario() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/serve.toml")).unwrap()
+}
+
+fn live_capture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live-capture-serve.csv")
+}
+
+fn statement_of(b: &Bundle) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(b.out.join("statement.json")).unwrap()).unwrap()
+}
+
+fn determinism_row(statement: &serde_json::Value) -> serde_json::Value {
+    let rows = statement["predicate"]["invariants"].as_array().unwrap();
+    rows.iter().find(|r| r["id"] == "determinism").unwrap().clone()
+}
+
+/// The capture with every `nth` fast decision (after the header) changed to deep; returns
+/// its path and how many rows changed.
+fn changed_capture(dir: &Path, nth: usize) -> (PathBuf, usize) {
+    let text = std::fs::read_to_string(live_capture()).unwrap();
+    let mut changed = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i > 0 && i % nth == 0 && line.contains(",completed,fast,") {
+                changed += 1;
+                line.replace(",completed,fast,", ",completed,deep,")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let path = dir.join(format!("capture-every-{nth}.csv"));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, changed)
+}
+
+#[test]
+fn a_live_capture_is_the_live_half_of_determinism_bundled_verified_and_reproduced() {
+    let (b, output) = certify(&serve_scenario(), &["--capture", arg(&live_capture())]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let statement = statement_of(&b);
+    let live = &statement["predicate"]["determinism"]["live"];
+    assert_eq!(live["tasks"], 2000, "{live}");
+    let agreed = live["agreed"].as_u64().unwrap();
+    assert!(agreed >= 1900, "the capture of the live engine agrees on {agreed} of 2000");
+    let row = determinism_row(&statement);
+    assert_eq!(row["verdict"], "pass", "{row}");
+    assert!(row["observed"].as_str().unwrap().contains(&format!("live {agreed}/2000 decisions")), "{row}");
+    assert!(stdout.contains(&format!("live {agreed}/2000")), "the summary shows the live half: {stdout}");
+    assert_eq!(std::fs::read(b.out.join("live/capture.csv")).unwrap(), std::fs::read(live_capture()).unwrap());
+    for file in ["live/capture.csv", "live/disagreements.csv", "live/agreement.json", "live/tasks.csv"] {
+        assert!(statement["predicate"]["files"][file].is_string(), "{file} is covered by the certificate");
+    }
+    let html = std::fs::read_to_string(b.out.join("report.html")).unwrap();
+    assert!(html.contains("Live versus simulated"), "the report shows the live half");
+
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("live half: live/capture.csv holds 2000 tasks"), "{text}");
+    let output = seedcore(&["reproduce", arg(&b.out), "--pubkey", arg(&b.public)]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("live half:") && text.contains("as certified") && text.contains("REPRODUCED"), "{text}");
+
+    // Without a capture the statement has no live half, and its bytes are as before.
+    let (plain, output) = certify(&serve_scenario(), &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(statement_of(&plain)["predicate"]["determinism"].get("live").is_none());
+    assert!(!plain.out.join("live").exists());
+}
+
+#[test]
+fn live_decisions_the_simulator_does_not_make_fail_determinism() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every 10th fast decision claims the deep path: 10 % of the tasks, past the 5 % allowed.
+    let (capture, changed) = changed_capture(dir.path(), 10);
+    assert!(changed >= 150, "{changed} rows changed");
+    let (b, output) = certify(&serve_scenario(), &["--capture", arg(&capture)]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("critical invariant(s) not passed: determinism"), "{stdout}");
+    let row = determinism_row(&statement_of(&b));
+    assert_eq!(row["verdict"], "fail", "{row}");
+    assert!(row["unit"].as_str().unwrap().contains("live"), "the live half is the binding measure: {row}");
+    // An honest FAIL still verifies.
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "{text}");
+    // A bad capture is a usage error naming the file, before anything runs.
+    let bad = dir.path().join("not-a-capture.csv");
+    std::fs::write(&bad, "task_id,at_ms\n1,2\n").unwrap();
+    let (b, output) = certify(&serve_scenario(), &["--capture", arg(&bad)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not-a-capture.csv"), "{stderr}");
+    assert!(!b.out.exists(), "no report for a bad capture");
+}
+
+#[test]
+fn a_forged_live_half_is_rejected_by_verify_or_by_reproduce() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 % of the decisions changed: the live half passes with some disagreements listed.
+    let (capture, _) = changed_capture(dir.path(), 100);
+    let (b, output) = certify(&serve_scenario(), &["--capture", arg(&capture)]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let live = statement_of(&b)["predicate"]["determinism"]["live"].clone();
+    let (tasks, agreed) = (live["tasks"].as_u64().unwrap(), live["agreed"].as_u64().unwrap());
+    assert!(agreed < tasks, "{live}");
+
+    // A better agreement stated, re-signed, the list left as it is: verify counts the list.
+    resign(&b, |v| v["predicate"]["determinism"]["live"]["agreed"] = (agreed + 1).into());
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("live/disagreements.csv: lists"), "{text}");
+
+    // A consistent forgery: one disagreement dropped from the list, the count and the
+    // determinism row raised to match, every digest recomputed and re-signed. Only
+    // re-running the comparison can tell.
+    let list = b.out.join("live/disagreements.csv");
+    let text = std::fs::read_to_string(&list).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(1);
+    std::fs::write(&list, lines.join("\n") + "\n").unwrap();
+    let figures = b.out.join("live/agreement.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&figures).unwrap()).unwrap();
+    json["agreed"] = (agreed + 1).into();
+    std::fs::write(&figures, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let share = |agreed: u64| format!("{:.2}", 100.0 * agreed as f64 / tasks as f64);
+    let ppm = |agreed: u64| {
+        let ppm = agreed * 1_000_000 / tasks;
+        format!("{}.{:06}", ppm / 1_000_000, ppm % 1_000_000)
+    };
+    resign(&b, |v| {
+        v["predicate"]["determinism"]["live"]["agreed"] = (agreed + 1).into();
+        let rows = v["predicate"]["invariants"].as_array_mut().unwrap();
+        let row = rows.iter_mut().find(|r| r["id"] == "determinism").unwrap();
+        let edit = |field: &str, from: String, to: String| {
+            let text = row[field].as_str().unwrap().replace(&from, &to);
+            (field.to_string(), text)
+        };
+        let edits = [
+            edit("observed", format!("live {agreed}/"), format!("live {}/", agreed + 1)),
+            edit(
+                "detail",
+                format!("{} % of {tasks} tasks decided alike, {} disagreements", share(agreed), tasks - agreed),
+                format!("{} % of {tasks} tasks decided alike, {} disagreements", share(agreed + 1), tasks - agreed - 1),
+            ),
+            edit("value", ppm(agreed), ppm(agreed + 1)),
+        ];
+        for (field, text) in edits {
+            row[field.as_str()] = text.into();
+        }
+    });
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(0), "the forgery is consistent: {text}");
+    let output = seedcore(&["reproduce", arg(&b.out), "--pubkey", arg(&b.public)]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("the live half re-run gives"), "{text}");
+}

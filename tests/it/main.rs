@@ -28,4 +28,8 @@ mod gateway;
 #[cfg(not(madsim))]
 mod live;
 #[cfg(not(madsim))]
+mod openai;
+#[cfg(not(madsim))]
+mod roles;
+#[cfg(not(madsim))]
 mod serve;

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 
 use crate::config::EngineConfig;
+use crate::peers::Peers;
 use crate::router::Reason;
 use crate::rpc::{
     Addresses, CoordinatorStatus, Decided, Routed, StateQuery, StateSnapshot, StatusQuery, SubmitTask, Submitted,
@@ -35,13 +36,12 @@ use axum::Router;
 use capture::{Capture, CaptureConfig};
 use limits::{Api, Limiters, Limits};
 use madsim::net::rpc::Request;
-use madsim::net::Endpoint;
 use metrics::Metrics;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long the gateway waits for a status or state answer.
@@ -58,8 +58,8 @@ pub struct GatewayConfig {
 pub struct Gateway {
     engine: Arc<EngineConfig>,
     addresses: Addresses,
-    /// The RPC endpoint; replaced by a fresh one when a call to a peer breaks it.
-    rpc: Mutex<Endpoint>,
+    /// Calls to the coordinator and the state node.
+    peers: Peers,
     limiters: Limiters,
     metrics: Metrics,
     capture: Option<Capture>,
@@ -120,12 +120,12 @@ impl Gateway {
         addresses: Addresses,
         config: GatewayConfig,
     ) -> std::io::Result<Arc<Gateway>> {
-        let rpc = Endpoint::bind(SocketAddr::new(addresses.coordinator.ip(), 0)).await?;
+        let peers = Peers::client(addresses.coordinator.ip()).await?;
         let capture = config.capture.map(Capture::start).transpose()?;
         Ok(Arc::new(Gateway {
             engine,
             addresses,
-            rpc: Mutex::new(rpc),
+            peers,
             limiters: Limiters::new(&config.limits),
             metrics: Metrics::new(),
             capture,
@@ -149,31 +149,20 @@ impl Gateway {
         self.capture.as_ref().map(Capture::close)
     }
 
-    fn endpoint(&self) -> Endpoint {
-        self.rpc.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// One RPC, isolated: madsim's live network panics inside the caller when a peer
-    /// cannot be reached (and keeps the broken connection), so the call runs in a task of
-    /// its own and a panic there becomes a 503 and a fresh endpoint.
+    /// One RPC to an engine node: a node that does not answer in time is 504, one that
+    /// cannot be reached 503 (`Peers` keeps madsim's live panics out of the gateway).
     async fn call<R>(&self, dst: SocketAddr, request: R, timeout: Duration) -> Result<R::Response, ApiError>
     where
         R: Request,
     {
-        let endpoint = self.endpoint();
-        let call = tokio::spawn(async move { endpoint.call_timeout(dst, request, timeout).await });
-        match call.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+        match self.peers.call(dst, request, timeout).await {
+            Ok(response) => Ok(response),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 Err(ApiError::new(504, format!("the engine ({dst}) did not answer within {} ms", timeout.as_millis())))
             }
-            Ok(Err(e)) => Err(unavailable(format!("the engine ({dst}) is unreachable: {e}"), 1)),
-            Err(_) => {
-                if let Ok(fresh) = Endpoint::bind(SocketAddr::new(dst.ip(), 0)).await {
-                    *self.rpc.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
-                }
-                tracing::warn!(%dst, "an engine node is unreachable");
-                Err(unavailable(format!("the engine ({dst}) is unreachable"), 1))
+            Err(e) => {
+                tracing::warn!(%dst, error = %e, "an engine node is unreachable");
+                Err(unavailable(format!("the engine ({dst}) is unreachable: {e}"), 1))
             }
         }
     }
@@ -452,5 +441,13 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<Response, ApiErro
         return Err(unavailable(format!("the coordinator is halted: {reason}"), 60));
     }
     gateway.state().await?;
+    // Every worker answers too (live, each may be a process of its own).
+    for path in [crate::task::Path::Fast, crate::task::Path::Deep] {
+        for (i, worker) in gateway.addresses.workers(path).iter().enumerate() {
+            gateway.call(*worker, crate::rpc::Ping, QUERY_TIMEOUT).await.map_err(|e| {
+                unavailable(format!("worker {}-{} ({worker}) is not up: {}", path.as_str(), i + 1, e.error), 1)
+            })?;
+        }
+    }
     Ok(ok(json!({"ready": true, "ledger_receipts": status.ledger_receipts})))
 }

@@ -12,6 +12,7 @@ use crate::governor::{AdmitRequest, Alert, Governor, Plan};
 use crate::ledger::{LedgerWriter, Receipt};
 use crate::memory::StoreIndex;
 use crate::organism::features;
+use crate::peers::Peers;
 use crate::probe::{ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
 use crate::router::{Reason, Router, RouterInputs};
 use crate::rpc::{
@@ -97,7 +98,8 @@ impl Counters {
 
 struct Coordinator {
     context: NodeContext,
-    endpoint: Endpoint,
+    /// Calls to the state node and the workers.
+    peers: Peers,
     core: Mutex<Core>,
     /// The ledger; `None` once halted.
     ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
@@ -275,12 +277,10 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
             None
         }
     };
-    let coordinator = Arc::new(Coordinator {
-        context,
-        endpoint: endpoint.clone(),
-        core: Mutex::new(core),
-        ledger: tokio::sync::Mutex::new(ledger),
-    });
+    let addr = context.addresses.coordinator;
+    let peers = Peers::new(&endpoint).await.map_err(|source| NodeError::Bind { addr, source })?;
+    let coordinator =
+        Arc::new(Coordinator { context, peers, core: Mutex::new(core), ledger: tokio::sync::Mutex::new(ledger) });
     let server = coordinator.clone();
     endpoint.add_rpc_handler(move |Submit(task)| {
         let coordinator = server.clone();
@@ -578,7 +578,7 @@ impl Coordinator {
             let may_hit = self.lock().stored.may_hit(task.signature, ttl_ms, now_ms);
             let found = if may_hit {
                 let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms };
-                self.endpoint.call_timeout(addresses.state, lookup, state_timeout).await.ok().flatten()
+                self.peers.call(addresses.state, lookup, state_timeout).await.ok().flatten()
             } else {
                 None
             };
@@ -634,11 +634,12 @@ impl Coordinator {
             let request = Execute {
                 task_id: task.task_id,
                 attempt,
+                kind: task.kind,
                 tokens_out: task.tokens_out,
                 max_tokens_out: plan.max_tokens_out,
             };
             let worker_name = format!("{}-{}", path.as_str(), replica + 1);
-            match self.endpoint.call_timeout(worker, request, timeout).await {
+            match self.peers.call(worker, request, timeout).await {
                 Ok(Executed { result: Ok(tokens_out), .. }) => {
                     generated = Some(tokens_out);
                     details.worker = Some(worker_name);
@@ -710,7 +711,7 @@ impl Coordinator {
             now_ms,
         };
         let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
-        if let Ok(completed) = self.endpoint.call_timeout(self.context.addresses.state, request, timeout).await {
+        if let Ok(completed) = self.peers.call(self.context.addresses.state, request, timeout).await {
             self.lock().state_change = completed.state_change;
         }
     }

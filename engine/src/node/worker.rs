@@ -20,14 +20,23 @@ fn draw(backend: &SimulatedBackend, request: &Execute, weather: BackendWeather) 
     backend.draw(&mut rng, request.tokens_out, request.max_tokens_out, weather)
 }
 
+/// The worker's concurrent backend calls; more wait in its queue.
+fn slots(config: &crate::config::EngineConfig, path: Path) -> Arc<Semaphore> {
+    let concurrency = match path {
+        Path::Fast => config.dispatch.fast_concurrency,
+        Path::Deep => config.dispatch.deep_concurrency,
+    };
+    Arc::new(Semaphore::new(concurrency.max(1) as usize))
+}
+
 /// Starts a worker of `path` on `endpoint`.
 pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) {
+    #[cfg(not(madsim))]
+    if let Some(openai) = &context.config.openai {
+        return start_openai_worker(endpoint, &context, path, openai);
+    }
     let backend = Arc::new(SimulatedBackend::new(&context.config.backend, path));
-    let concurrency = match path {
-        Path::Fast => context.config.dispatch.fast_concurrency,
-        Path::Deep => context.config.dispatch.deep_concurrency,
-    };
-    let slots = Arc::new(Semaphore::new(concurrency.max(1) as usize));
+    let slots = slots(context.config.as_ref(), path);
     let conditions = context.conditions.clone();
     endpoint.add_rpc_handler(move |request: Execute| {
         let backend = backend.clone();
@@ -40,5 +49,51 @@ pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) 
             Executed { result, latency_ms }
         }
     });
+    answer_pings(&endpoint, &context.name);
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
+}
+
+/// A worker whose backend is an OpenAI-compatible endpoint (live only), with the same
+/// bounded concurrency.
+#[cfg(not(madsim))]
+fn start_openai_worker(endpoint: Endpoint, context: &NodeContext, path: Path, openai: &crate::config::OpenAiConfig) {
+    let timeout = Duration::from_millis(context.config.dispatch.timeout_ms(path));
+    let backend = match crate::openai::OpenAiBackend::new(openai, path, timeout) {
+        Ok(b) => Arc::new(b),
+        Err(error) => {
+            // The client cannot be built (no TLS backend, say): every attempt says why.
+            tracing::error!(%error, "the OpenAI-compatible backend is unusable");
+            endpoint.add_rpc_handler(move |_: Execute| {
+                let error = error.clone();
+                async move { Executed { result: Err(error), latency_ms: 0 } }
+            });
+            return;
+        }
+    };
+    let slots = slots(context.config.as_ref(), path);
+    endpoint.add_rpc_handler(move |request: Execute| {
+        let backend = backend.clone();
+        let slots = slots.clone();
+        async move {
+            let _slot = slots.acquire().await.expect("the semaphore is never closed");
+            backend.call(&request).await
+        }
+    });
+    answer_pings(&endpoint, &context.name);
+    context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
+}
+
+/// Live, a worker answers `Ping` (a gateway in another process waits for it); the
+/// simulator's workers have no such handler, so a run's schedule is as before.
+fn answer_pings(endpoint: &Endpoint, name: &str) {
+    #[cfg(not(madsim))]
+    {
+        let name = name.to_string();
+        endpoint.add_rpc_handler(move |_: crate::rpc::Ping| {
+            let name = name.clone();
+            async move { name }
+        });
+    }
+    #[cfg(madsim)]
+    let _ = (endpoint, name);
 }

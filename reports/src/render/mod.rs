@@ -543,6 +543,20 @@ fn determinism(doc: &mut Vec<Block>, data: &ReportData) {
         }
         doc.push(Block::Table(table));
     }
+    if let Some(live) = det.live {
+        doc.push(Block::Heading("Live versus simulated".into()));
+        doc.push(Block::Para(format!(
+            "A capture of the live gateway ({} tasks, {}) replayed in the simulator with the scenario's engine \
+             settings: {} decisions (path, or rejection and reason) equal the live ones ({:.2} %), {} differ; \
+             they are listed in {}.",
+            live.tasks,
+            crate::statement::LIVE_CAPTURE,
+            live.agreed,
+            100.0 * live.agreed as f64 / live.tasks.max(1) as f64,
+            live.tasks - live.agreed,
+            crate::statement::LIVE_DISAGREEMENTS
+        )));
+    }
 }
 
 fn faults(doc: &mut Vec<Block>, data: &ReportData) {
@@ -742,6 +756,7 @@ mod tests {
             determinism: Determinism {
                 reference: "aa".repeat(32),
                 replays: vec!["aa".repeat(32), "aa".repeat(32), "bb".repeat(32)],
+                live: None,
             },
             faults: vec![FaultRow {
                 t_ms: 30_000,
