@@ -5,8 +5,8 @@
 #   32 requests outstanding: throughput and latency percentiles;
 # - POST /v1/tasks with the simulated backend at TASKS_RATE a second (default 800) for
 #   8 s, once with the ledger synced per signed cycle and once per receipt (--fsync).
-# The workload is the Azure hour played 12 times back to back (enough rows for 10 s at
-# 22,000 a second), enriched as in scenarios/azure-conv.toml. Rate limits are off.
+# The workload is the Azure hour played 24 times back to back (464,784 rows: enough for
+# 10 s at 46,000 a second), enriched as in scenarios/azure-conv.toml. Rate limits are off.
 #
 #   bash benches/gateway.sh [RATE] [TASKS_RATE]
 set -euo pipefail
@@ -25,14 +25,14 @@ stop() {
     pid=
 }
 trap 'stop; rm -rf "$tmp"' EXIT
-cat > "$tmp/azure-12h.toml" <<TOML
-name = "azure-conv-12h"
+cat > "$tmp/azure-24h.toml" <<TOML
+name = "azure-conv-24h"
 seed = 7
 [workload]
 source = "trace"
 trace = "$PWD/scenarios/traces/azure-llm-conv-2023-11-16-1h.csv"
 format = "azure"
-loops = 12
+loops = 24
 TOML
 
 serve() { # data-dir extra-args...: starts serve, sets pid and url
@@ -52,13 +52,13 @@ serve() { # data-dir extra-args...: starts serve, sets pid and url
 
 serve route
 echo "== /ocps/route at $rate/s, 32 outstanding, 10 s"
-"$bin" load --scenario "$tmp/azure-12h.toml" --url "$url" --endpoint route --rate "$rate" \
+"$bin" load --scenario "$tmp/azure-24h.toml" --url "$url" --endpoint route --rate "$rate" \
     --max-seconds 10 --concurrency 32 2>/dev/null
 stop
 for fsync in cycle receipt; do
     serve "tasks-$fsync" --fsync "$fsync"
     echo "== /v1/tasks at $tasks_rate/s, simulated backend, --fsync $fsync, 8 s"
-    "$bin" load --scenario "$tmp/azure-12h.toml" --url "$url" --rate "$tasks_rate" --max-seconds 8 \
+    "$bin" load --scenario "$tmp/azure-24h.toml" --url "$url" --rate "$tasks_rate" --max-seconds 8 \
         --concurrency 1024 2>/dev/null
     stop
 done

@@ -315,6 +315,9 @@ mod live {
     struct Summary {
         tally: Tally,
         wall: Duration,
+        /// From the start to the last request sent: the rate offered, without the tail of
+        /// answers still coming (deep tasks take seconds).
+        sending: Duration,
         stopped_by: &'static str,
     }
 
@@ -332,6 +335,7 @@ mod live {
         let deadline = started + Duration::from_secs(args.max_seconds);
         let first_ms = tasks[0].at_ms;
         let mut stopped_by = "the end of the workload";
+        let mut last_sent = Duration::ZERO;
         let mut running = tokio::task::JoinSet::new();
         // A routing answer has no outcome: its body is read, not parsed (the client shares
         // the cores with the server in a benchmark).
@@ -352,6 +356,7 @@ mod live {
                 () = tokio::time::sleep_until(deadline) => { stopped_by = "--max-seconds"; break; }
             };
             let lag = due.elapsed();
+            last_sent = started.elapsed();
             let request =
                 client.post(target.clone()).header("content-type", "application/json").body(body(&task, args.with_ids));
             let tally = tally.clone();
@@ -396,12 +401,17 @@ mod live {
             .map_err(|_| (exit::RUNTIME, "requests still running".to_string()))?
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
-        Ok(Summary { tally, wall, stopped_by })
+        Ok(Summary { tally, wall, sending: last_sent, stopped_by })
     }
 
     impl Summary {
         fn rps(&self) -> f64 {
             self.tally.sent as f64 / self.wall.as_secs_f64().max(1e-9)
+        }
+
+        /// Requests over the time it took to send them.
+        fn sent_rps(&self) -> f64 {
+            self.tally.sent as f64 / self.sending.as_secs_f64().max(1e-3)
         }
 
         fn error_rate(&self) -> f64 {
@@ -443,6 +453,8 @@ mod live {
                 "requests": self.tally.sent,
                 "wall_seconds": self.wall.as_secs_f64(),
                 "rps": self.rps(),
+                "sending_seconds": self.sending.as_secs_f64(),
+                "sent_rps": self.sent_rps(),
                 "error_rate": self.error_rate(),
                 "latency_ms": latency,
                 "schedule_lag_ms": {"p99": self.tally.lag_us.value_at_quantile(0.99) as f64 / 1000.0,
@@ -468,6 +480,11 @@ mod live {
         println!("seedcore load: {target} ({pace}, up to {} outstanding)", args.concurrency);
         println!("  stopped by ............: {}", s.stopped_by);
         println!("  requests ..............: {}  {:.1}/s over {:.2} s", t.sent, s.rps(), s.wall.as_secs_f64());
+        println!(
+            "  sent ..................: {:.1}/s over {:.2} s (the answers' tail excluded)",
+            s.sent_rps(),
+            s.sending.as_secs_f64()
+        );
         println!(
             "  latency ...............: avg={:.2}ms min={:.2}ms med={:.2}ms p90={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
             s.ms(Metric::Avg),
