@@ -163,6 +163,14 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
             report.tasks as f64 / wall.as_secs_f64(),
             simulated_s / wall.as_secs_f64()
         );
+    } else if report.replays_after {
+        println!(
+            "wall {:.3} s for {runs} runs, one after another: two runs of {} tasks would not fit in {} MiB together \
+             (--replays 1 times one run)",
+            wall.as_secs_f64(),
+            report.tasks,
+            seedcore_sim::run::MEMORY_BUDGET >> 20
+        );
     } else {
         println!(
             "wall {:.3} s for {runs} runs (the determinism replays run on a second thread; --replays 1 times one run)",

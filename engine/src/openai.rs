@@ -90,14 +90,14 @@ impl OpenAiBackend {
         })
     }
 
-    async fn once(&self, body: &serde_json::Value) -> Try {
-        let mut call = self.client.post(&self.url).json(body);
+    async fn once(&self, body: &serde_json::Value, remaining: Duration) -> Try {
+        let mut call = self.client.post(&self.url).json(body).timeout(remaining);
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);
         }
         let response = match call.send().await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Try::Done(Err(format!("upstream timeout after {:?}", self.timeout))),
+            Err(e) if e.is_timeout() => return Try::Done(Err(format!("upstream timeout within {:?}", self.timeout))),
             Err(e) => return Try::Done(Err(format!("upstream unreachable: {e}"))),
         };
         let status = response.status();
@@ -133,7 +133,13 @@ impl OpenAiBackend {
         let body = self.body(request);
         let mut result = Err("no try made".to_string());
         for tried in 0..TRIES {
-            match self.once(&body).await {
+            // Every try within the attempt's time: the coordinator stops waiting then, and
+            // a try past it would only hold a slot of this worker.
+            let remaining = self.timeout.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            match self.once(&body, remaining).await {
                 Try::Done(r) => {
                     result = r;
                     break;

@@ -42,6 +42,24 @@ impl Peers {
         Ok(Peers { client: std::sync::Mutex::new(client), host })
     }
 
+    /// The local address this host reaches `peer` from: loopback for a loopback peer,
+    /// otherwise the interface the routing table picks (a connected UDP socket sends
+    /// nothing), so a gateway on one host calls a coordinator on another from an address
+    /// the coordinator can answer.
+    #[cfg(not(madsim))]
+    pub fn local_ip_toward(peer: SocketAddr) -> std::net::IpAddr {
+        if peer.ip().is_loopback() {
+            return peer.ip();
+        }
+        let unspecified: std::net::IpAddr = match peer {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
+            .and_then(|socket| socket.connect(peer).and_then(|()| socket.local_addr()))
+            .map_or(unspecified, |local| local.ip())
+    }
+
     /// One call to `dst`, answered within `timeout` (`TimedOut` otherwise).
     #[cfg(madsim)]
     pub async fn call<R: Request>(
@@ -74,5 +92,21 @@ impl Peers {
                 Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "the connection failed"))
             }
         }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_reaches_a_loopback_peer_from_loopback_and_any_other_from_a_local_address() {
+        let local = Peers::local_ip_toward("127.0.0.1:7500".parse().unwrap());
+        assert_eq!(local, std::net::IpAddr::from([127, 0, 0, 1]));
+        // A documentation address (RFC 5737): whatever the routes, an address this host
+        // can bind, never the peer's own.
+        let local = Peers::local_ip_toward("192.0.2.1:7500".parse().unwrap());
+        assert_ne!(local, std::net::IpAddr::from([192, 0, 2, 1]));
+        assert!(std::net::UdpSocket::bind(SocketAddr::new(local, 0)).is_ok(), "{local} is local");
     }
 }

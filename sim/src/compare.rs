@@ -89,6 +89,18 @@ pub fn read_capture(path: &Path) -> Result<Vec<Captured>, WorkloadError> {
     if rows.is_empty() {
         return Err(WorkloadError::Format { file, message: "has a header and no rows: nothing to compare".into() });
     }
+    // Rows come in answer order, not arrival order; the span is bounded as a trace's is.
+    let first = rows.iter().map(|r| r.task.at_ms).min().expect("rows");
+    if let Some(far) = rows.iter().find(|r| r.task.at_ms - first > crate::workload::MAX_TRACE_SPAN_MS) {
+        return Err(WorkloadError::Format {
+            file,
+            message: format!(
+                "task {} arrived {} days after the first; a capture spans at most 366 days",
+                far.task.task_id,
+                (far.task.at_ms - first) / 86_400_000
+            ),
+        });
+    }
     let mut ids = std::collections::BTreeSet::new();
     if let Some(twice) = rows.iter().find(|r| !ids.insert(r.task.task_id)) {
         return Err(WorkloadError::Format {

@@ -29,6 +29,24 @@ pub struct RunReport {
     pub stats: Stats,
     pub results: Vec<InvariantResult>,
     pub replays: Replays,
+    /// Whether the determinism replays ran after the first run instead of beside it
+    /// (two runs of this many tasks would not fit in `MEMORY_BUDGET` together).
+    pub replays_after: bool,
+}
+
+/// What a whole command may use at its peak (SPEC 11: `certify` of a simulated day under
+/// 1 GiB): the determinism replays run beside the first run only when both fit.
+pub const MEMORY_BUDGET: u64 = 1 << 30;
+/// Memory of one run per task, measured: a simulated day of `steady.toml` (about 880,000
+/// tasks) peaked at about 0.9 GB a run, mostly the simulated disk's ledger, the
+/// coordinator's record of outcomes and the workload (see ARCHITECTURE.md).
+pub const RUN_BYTES_PER_TASK: u64 = 1_100;
+/// Memory of the process beside the runs (binary, allocator, trace, output buffers).
+pub const BASE_BYTES: u64 = 96 << 20;
+
+/// Whether two runs of `tasks` tasks fit in the budget together.
+pub fn replays_fit_beside(tasks: usize) -> bool {
+    BASE_BYTES.saturating_add((tasks as u64).saturating_mul(2 * RUN_BYTES_PER_TASK)) <= MEMORY_BUDGET
 }
 
 /// A directory written atomically: filled under a temporary name next to the target and
@@ -134,22 +152,39 @@ pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) 
         tasks: create("tasks.csv")?,
         stats_window: Some(scenario.policy.window),
     };
-    // The determinism replays only need their digests; they run beside the first run, each
+    // The determinism replays only need their digests. They run beside the first run, each
     // on its own OS thread with its own runtime (threads outside any simulation; at most
-    // two at a time, the CI machine's cores).
-    let (first, digests) = std::thread::scope(|scope| {
-        #[allow(clippy::disallowed_methods, reason = "one whole simulation per thread, outside any runtime")]
-        let replaying = scope.spawn(|| -> std::io::Result<Vec<[u8; 32]>> {
-            (1..replays).map(|_| run_once(scenario, tasks.clone(), seed, Sinks::default()).map(|o| o.root)).collect()
+    // two at a time, the CI machine's cores), unless two runs would not fit in memory
+    // together: then after it, on this thread.
+    let replay_all = || -> std::io::Result<Vec<[u8; 32]>> {
+        (1..replays).map(|_| run_once(scenario, tasks.clone(), seed, Sinks::default()).map(|o| o.root)).collect()
+    };
+    let replays_after = replays > 1 && !replays_fit_beside(tasks.len());
+    let (first, digests) = if replays_after {
+        let first = run_once(scenario, tasks.clone(), seed, sinks)?;
+        (first, replay_all()?)
+    } else {
+        let (first, digests) = std::thread::scope(|scope| {
+            #[allow(clippy::disallowed_methods, reason = "one whole simulation per thread, outside any runtime")]
+            let replaying = scope.spawn(replay_all);
+            let first = run_once(scenario, tasks.clone(), seed, sinks);
+            (first, replaying.join().expect("a replay thread does not panic"))
         });
-        let first = run_once(scenario, tasks.clone(), seed, sinks);
-        (first, replaying.join().expect("a replay thread does not panic"))
-    });
-    let (first, digests) = (first?, digests?);
+        (first?, digests?)
+    };
     let stats = first.stats.expect("the first run folds totals");
     let replays = Replays { reference: first.root, replays: digests, live: None };
     let results = evaluate(&stats, &scenario.policy, Some(&replays));
-    Ok(RunReport { seed, tasks: tasks.len(), root: first.root, events: first.events, stats, results, replays })
+    Ok(RunReport {
+        seed,
+        tasks: tasks.len(),
+        root: first.root,
+        events: first.events,
+        stats,
+        results,
+        replays,
+        replays_after,
+    })
 }
 
 /// One run of a seed judged on its own: no files, no determinism replay (`determinism` is
@@ -193,4 +228,19 @@ pub fn with_plan(scenario: &Scenario, faults: &[seedcore_chaos::Fault]) -> Scena
     explicit.swarm_by_flag = false;
     explicit.faults = seedcore_chaos::FaultPlan::new(faults.to_vec()).expect("a plan drawn or shrunk from a valid one");
     explicit
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn replays_run_beside_the_first_run_only_when_both_fit_in_the_budget() {
+        // The Azure hour: two runs fit together; a simulated day of steady.toml does not.
+        assert!(replays_fit_beside(19_366));
+        assert!(!replays_fit_beside(865_402));
+        let largest = ((MEMORY_BUDGET - BASE_BYTES) / (2 * RUN_BYTES_PER_TASK)) as usize;
+        assert!(replays_fit_beside(largest) && !replays_fit_beside(largest + 1));
+        assert!(!replays_fit_beside(usize::MAX), "no overflow");
+    }
 }

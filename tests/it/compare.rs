@@ -87,3 +87,67 @@ fn a_damaged_capture_is_a_usage_error_naming_the_place() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a capture"), "{stderr}");
 }
+
+/// Damaged captures of every kind either replay (exit 0 or 1) or are a usage error naming
+/// the file (exit 2): never a crash (3, or a signal) and never a half-written result.
+#[test]
+fn no_damaged_capture_crashes_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let lines: Vec<&str> = text.lines().take(40).collect();
+    let row = |i: usize| lines[i].split(',').map(str::to_string).collect::<Vec<_>>();
+    let with_field = |i: usize, field: usize, value: &str| {
+        let mut fields = row(i);
+        fields[field] = value.to_string();
+        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        out[i] = fields.join(",");
+        out.join("\n").into_bytes()
+    };
+    let joined = |out: Vec<&str>| out.join("\n").into_bytes();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("header only", joined(lines[..1].to_vec())),
+        ("a row twice", joined([&lines[..], &lines[5..6]].concat())),
+        ("truncated row", {
+            let mut t = joined(lines.clone());
+            t.truncate(t.len() - 30);
+            t
+        }),
+        ("not utf-8", {
+            let mut t = joined(lines.clone());
+            t.splice(200..200, [0xff, 0xfe]);
+            t
+        }),
+        ("an extra column", joined(lines.iter().copied().chain(["1,2,3"]).collect())),
+    ];
+    for (name, field, value) in [
+        ("at_ms far ahead", 1, "18446744073709551615"),
+        ("at_ms at 0", 1, "0"),
+        ("task_id at the maximum", 0, "18446744073709551615"),
+        ("drift out of range", 4, "7.5"),
+        ("drift NaN", 4, "NaN"),
+        ("tokens huge", 9, "4294967295"),
+        ("valve_seq not a number", 14, "x"),
+        ("valve_seq at the maximum", 14, "18446744073709551615"),
+        ("latency negative", 15, "-3"),
+        ("unknown kind", 2, "poem"),
+        ("a path without a status", 11, ""),
+    ] {
+        cases.push((name, with_field(7, field, value)));
+    }
+    for (name, bytes) in cases {
+        let path = dir.path().join("damaged.csv");
+        std::fs::write(&path, &bytes).unwrap();
+        let out = dir.path().join(format!("cmp-{}", name.replace(' ', "-")));
+        let output = compare(&path, &out);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status.code() {
+            Some(0 | 1) => assert!(out.join("agreement.json").exists(), "{name}: a replay writes its results"),
+            Some(2) => {
+                assert!(stderr.contains("damaged.csv"), "{name}: the error names the file: {stderr}");
+                assert!(!out.exists(), "{name}: nothing is written for a bad capture");
+            }
+            other => panic!("{name}: exit {other:?}: {stderr}"),
+        }
+    }
+}

@@ -120,7 +120,7 @@ impl Gateway {
         addresses: Addresses,
         config: GatewayConfig,
     ) -> std::io::Result<Arc<Gateway>> {
-        let peers = Peers::client(addresses.coordinator.ip()).await?;
+        let peers = Peers::client(Peers::local_ip_toward(addresses.coordinator)).await?;
         let capture = config.capture.map(Capture::start).transpose()?;
         Ok(Arc::new(Gateway {
             engine,
