@@ -298,18 +298,24 @@ fn check_ledger(p: &Predicate, fold: &EventFold, r: &mut Findings) -> Result<(),
 }
 
 /// Step 8, the live half of determinism, when the certificate has one: the bundled
-/// capture holds the stated number of tasks, and the disagreements listed are exactly the
-/// stated number, each a captured task with its live decision and another replayed one.
+/// capture holds the stated number of tasks, `agreement.json` states the same figures, and
+/// the disagreements listed are exactly the stated number, each a captured task with its
+/// live decision and another replayed one.
 /// Which tasks the simulator decides alike needs a simulation: `reproduce` re-runs it.
 fn check_live(dir: &Path, p: &Predicate, r: &mut Findings) -> Result<Option<LiveAgreement>, VerifyError> {
-    let Some(live) = &p.determinism.live else { return Ok(None) };
+    let Some(live) = &p.determinism.live else {
+        if p.files.keys().any(|f| f.starts_with("live/")) {
+            r.warnings.push("live/: the bundle holds live files, and the statement claims no live half".into());
+        }
+        return Ok(None);
+    };
     if live.capture != LIVE_CAPTURE || live.disagreements != LIVE_DISAGREEMENTS {
         return Err(reject(format!(
             "determinism.live: names {} and {}, a bundle keeps them at {LIVE_CAPTURE} and {LIVE_DISAGREEMENTS}",
             live.capture, live.disagreements
         )));
     }
-    for file in [LIVE_CAPTURE, LIVE_DISAGREEMENTS] {
+    for file in [LIVE_CAPTURE, LIVE_DISAGREEMENTS, LIVE_AGREEMENT] {
         if !p.files.contains_key(file) {
             return Err(reject(format!("{file}: the live half names it, and the bundle does not hold it")));
         }
@@ -357,17 +363,14 @@ fn check_live(dir: &Path, p: &Predicate, r: &mut Findings) -> Result<Option<Live
             live.tasks - live.agreed
         )));
     }
-    let agreement_file = LIVE_AGREEMENT;
-    if p.files.contains_key(agreement_file) {
-        let text = std::fs::read(dir.join(agreement_file)).map_err(|e| reject(format!("{agreement_file}: {e}")))?;
-        let figures: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| reject(format!("{agreement_file}: not JSON: {e}")))?;
-        if figures["tasks"].as_u64() != Some(live.tasks) || figures["agreed"].as_u64() != Some(live.agreed) {
-            return Err(reject(format!(
-                "{agreement_file}: says {} of {} agree, the statement {} of {}",
-                figures["agreed"], figures["tasks"], live.agreed, live.tasks
-            )));
-        }
+    let text = std::fs::read(dir.join(LIVE_AGREEMENT)).map_err(|e| reject(format!("{LIVE_AGREEMENT}: {e}")))?;
+    let figures: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| reject(format!("{LIVE_AGREEMENT}: not JSON: {e}")))?;
+    if figures["tasks"].as_u64() != Some(live.tasks) || figures["agreed"].as_u64() != Some(live.agreed) {
+        return Err(reject(format!(
+            "{LIVE_AGREEMENT}: says {} of {} agree, the statement {} of {}",
+            figures["agreed"], figures["tasks"], live.agreed, live.tasks
+        )));
     }
     r.checks.push(format!(
         "live half: {LIVE_CAPTURE} holds {} tasks; the {} disagreements listed are captured tasks with their live \

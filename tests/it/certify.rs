@@ -692,4 +692,13 @@ fn a_forged_live_half_is_rejected_by_verify_or_by_reproduce() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.contains("the live half re-run gives"), "{text}");
+
+    // The figures file taken out of the bundle and the certificate: the live half needs it.
+    resign(&b, |v| {
+        v["predicate"]["files"].as_object_mut().unwrap().remove("live/agreement.json");
+    });
+    std::fs::remove_file(&figures).unwrap();
+    let (code, text) = verify(&b.out, &b.public);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("live/agreement.json: the live half names it"), "{text}");
 }
