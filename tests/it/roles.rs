@@ -40,11 +40,15 @@ impl Drop for Proc {
 }
 
 fn start(role: &str, peers: &str, extra: &[&str]) -> Proc {
+    start_logging(role, peers, extra, Stdio::null())
+}
+
+fn start_logging(role: &str, peers: &str, extra: &[&str], stderr: Stdio) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_seedcore"))
         .args(["serve", "--role", role, "--peers", peers])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("serve starts");
     let mut first_line = String::new();
@@ -108,10 +112,12 @@ fn roles_in_separate_processes_serve_tasks_and_survive_a_dead_worker() {
     let peers = peers.join(",");
     let with_scenario = ["--scenario", scenario.to_str().unwrap()];
 
-    let gateway = start(
+    let gateway_log = dir.path().join("gateway.log");
+    let gateway = start_logging(
         "gateway",
         &peers,
         &["--port", "0", "--rate-limit", "tasks=off", "--scenario", scenario.to_str().unwrap()],
+        Stdio::from(std::fs::File::create(&gateway_log).unwrap()),
     );
     let url = gateway.first_line.trim().strip_prefix("seedcore listening on ").unwrap().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -146,6 +152,11 @@ fn roles_in_separate_processes_serve_tasks_and_survive_a_dead_worker() {
         readyz_until(&client, &url, 200).await;
         all_complete(&client, &url, 40..50).await;
     });
+
+    // The calls to roles that were down failed as errors: no panic reached the log.
+    let log = std::fs::read_to_string(&gateway_log).unwrap();
+    assert!(log.contains("an engine node is unreachable"), "the gateway saw fast-1 down: {log}");
+    assert!(!log.contains("panicked"), "{log}");
 
     let kill = Command::new("kill").arg("-TERM").arg(coordinator.child.id().to_string()).status().unwrap();
     assert!(kill.success());
