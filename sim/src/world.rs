@@ -553,6 +553,18 @@ struct Driver {
     jitter_ms: u64,
 }
 
+/// Arrivals between two sweeps of madsim's record of finished tasks.
+const FORGET_EVERY: usize = 4_096;
+
+/// madsim keeps a weak reference to every task ever spawned on a node (to wake them all
+/// when the node is killed), and a weak reference holds its task's allocation: about 130
+/// bytes for every RPC handled, for the whole run, most of a simulated day's memory.
+/// Counting the tasks prunes the dead ones. It reads no randomness and schedules
+/// nothing, so the run is the same.
+fn forget_finished_tasks() {
+    let _ = madsim::runtime::Handle::current().metrics().num_tasks();
+}
+
 impl Driver {
     /// Submits every task at its arrival time; returns how many got no outcome before the
     /// drain ended.
@@ -564,7 +576,10 @@ impl Driver {
         // Answers come back on a channel rather than through join handles, so a finished
         // submission frees its memory at once: a simulated day holds only what is in flight.
         let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
-        for task in tasks {
+        for (i, task) in tasks.iter().enumerate() {
+            if i % FORGET_EVERY == FORGET_EVERY - 1 {
+                forget_finished_tasks();
+            }
             sleep_until(start + Duration::from_millis(task.at_ms + self.jitter_ms)).await;
             observer.harness("driver", arrival(task));
             let (client, task, answers) = (client.clone(), task.clone(), answers.clone());
@@ -634,5 +649,22 @@ async fn check_ledger(world: &World, engine: &EngineConfig) -> (LedgerCheck, Vec
             v.cycle_log,
         ),
         Err(e) => (LedgerCheck { checked: true, error: Some(e.to_string()), ok: false, ..unchecked }, Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod forget_tests {
+    /// The driver's sweep relies on madsim's task count pruning its references to finished
+    /// tasks; a madsim that stopped doing so would bring a day's 0.45 GB back.
+    #[test]
+    fn counting_tasks_forgets_the_finished_ones() {
+        let runtime = madsim::runtime::Runtime::new();
+        runtime.block_on(async {
+            for _ in 0..10_000 {
+                madsim::task::spawn(async {}).await.expect("the task runs");
+            }
+            let live = madsim::runtime::Handle::current().metrics().num_tasks();
+            assert!(live <= 2, "{live} tasks counted after 10,000 finished");
+        });
     }
 }
