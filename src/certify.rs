@@ -221,8 +221,9 @@ fn live_half(
         capture.display(),
         scenario.name
     );
-    let comparison = compare_capture(scenario, rows, &bundle.join("live"))?;
+    // The comparison goes beside the capture, in the bundle's live directory.
     let to = bundle.join(LIVE_CAPTURE);
+    let comparison = compare_capture(scenario, rows, to.parent().expect("the capture is in a directory"))?;
     if let Err(error) = std::fs::copy(capture, &to) {
         eprintln!("error: {}: cannot bundle it as {}: {error}", capture.display(), to.display());
         return Err(exit::RUNTIME);

@@ -179,7 +179,6 @@ mod live {
             base_url: url.to_string(),
             deep_model: args.openai_deep_model.clone().unwrap_or_else(|| model.clone()),
             fast_model: model,
-            api_key_env: args.openai_api_key_env.clone(),
             api_key,
         }))
     }

@@ -386,8 +386,6 @@ pub struct OpenAiConfig {
     pub fast_model: String,
     /// The model the deep workers ask for.
     pub deep_model: String,
-    /// The environment variable the API key was read from (for messages).
-    pub api_key_env: String,
     /// The key itself, sent as a bearer token; never serialised or printed.
     #[serde(skip)]
     pub api_key: Option<String>,
@@ -399,7 +397,6 @@ impl std::fmt::Debug for OpenAiConfig {
             .field("base_url", &self.base_url)
             .field("fast_model", &self.fast_model)
             .field("deep_model", &self.deep_model)
-            .field("api_key_env", &self.api_key_env)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }

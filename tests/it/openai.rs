@@ -112,7 +112,6 @@ fn run(upstream: Upstream, tasks: Vec<Task>) -> (Vec<Outcome>, Fake) {
                 base_url: url,
                 fast_model: "small-model".into(),
                 deep_model: "large-model".into(),
-                api_key_env: "TEST_KEY".into(),
                 api_key: Some("test-key".into()),
             });
             let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
