@@ -1,10 +1,12 @@
 //! Criterion benchmarks of the engine's per-task decisions: the OCPS valve, the surprise
-//! router, the governor's admission, and one organism update (with its shadow).
+//! router, the governor's admission, one organism update (the energy-driven choice of agent
+//! and its shadow), the energy with its gradient, and a memory-fabric lookup.
 //! Run: `cargo bench --bench engine`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use seedcore_engine::config::{GovernorConfig, OrganismConfig, RouterConfig, ValveConfig};
+use seedcore_engine::config::{GovernorConfig, MemoryConfig, OrganismConfig, RouterConfig, ValveConfig};
 use seedcore_engine::governor::{AdmitRequest, Governor};
+use seedcore_engine::memory::MemoryFabric;
 use seedcore_engine::organism::{features, Organism};
 use seedcore_engine::router::{Router, RouterInputs};
 use seedcore_engine::valve::Valve;
@@ -85,5 +87,32 @@ fn organism(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, valve, router, governor, organism);
+fn energy(c: &mut Criterion) {
+    let mut organism = Organism::new(OrganismConfig::default());
+    for n in 0..1_000u64 {
+        let kind = Kind::ALL[(n % 7) as usize];
+        organism.update(kind, &features(kind, 0.2, 5, 800, 200, n));
+    }
+    c.bench_function("energy_terms_and_gradient_d128", |b| b.iter(|| black_box(organism.energy(black_box(0.4)))));
+}
+
+fn memory(c: &mut Criterion) {
+    // A fabric in steady state: 4,096 distinct chat answers stored 1 ms apart, then lookups
+    // of recent signatures (hits in Mw, M2.5 and Mlt) and of never-stored ones.
+    let mut fabric = MemoryFabric::new(MemoryConfig::default());
+    for s in 0..4_096u64 {
+        fabric.store(s, Kind::Chat, 100, s);
+    }
+    let mut n = 0u64;
+    c.bench_function("memory_lookup_three_tiers", |b| {
+        b.iter(|| {
+            n += 1;
+            let signature = 4_096 - (n * 7919) % 2_900;
+            let now = 4_096 + n % 2;
+            black_box(fabric.lookup(signature, Kind::Chat, now))
+        })
+    });
+}
+
+criterion_group!(benches, valve, router, governor, organism, energy, memory);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! The human-readable run banner, summary and invariant table of `replay` (simulation
 //! build only).
 
+use seedcore_engine::memory::Tier;
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::Scenario;
 use std::time::Duration;
@@ -113,13 +114,65 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
         s.sweeps,
         s.contraction_failures
     );
+    let share = |hits: u64| {
+        if s.completed[0] == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.4}", hits as f64 / s.completed[0] as f64)
+        }
+    };
+    let tiers: Vec<String> = Tier::ALL
+        .iter()
+        .map(|t| {
+            let hits = s.tier_hits[t.index()];
+            format!("{} {} ({hits}, oldest {} ms)", t.label(), share(hits), s.tier_max_age_ms[t.index()])
+        })
+        .collect();
     println!(
-        "  memory (Mw)      hit rate {} ({} hits of {} fast completions); max served age {} ms",
-        s.hit_rate().map_or("-".into(), |r| format!("{r:.4}")),
-        s.cache_hits,
+        "  memory           hit rate {} of {} fast completions: {}; Mfb {} events; max served age {} ms",
+        share(s.cache_hits),
         s.completed[0],
+        tiers.join(" · "),
+        s.flashbulbs,
         s.max_cache_age_ms
     );
+    let e = |ppm: i64| format!("{:.4}", ppm as f64 / 1e6);
+    match (&s.energy_first, &s.energy_last) {
+        (Some(first), Some(last)) => println!(
+            "  energy           E {} -> {} (pair {}, reg {}, ent {}, mem {}); {} samples, range {}..{}; {} promotions refused",
+            e(first.total_ppm),
+            e(last.total_ppm),
+            e(last.pair_ppm),
+            e(last.reg_ppm),
+            e(last.ent_ppm),
+            e(last.mem_ppm),
+            s.energy_samples,
+            s.energy_min_ppm.map_or("-".into(), e),
+            s.energy_max_ppm.map_or("-".into(), e),
+            s.promotions_refused
+        ),
+        _ => println!("  energy           not recorded"),
+    }
+    if s.scale.iter().all(|p| p.events == 0) {
+        println!("  autoscaler       off");
+    } else {
+        let paths: Vec<String> = ["fast", "deep"]
+            .iter()
+            .zip(&s.scale)
+            .map(|(path, p)| {
+                format!(
+                    "{path} target up to {} ({} targets set), replicas {}..{}, {} started, {} stopped",
+                    p.max_target,
+                    p.targets,
+                    p.min_replicas.unwrap_or(0),
+                    p.max_replicas,
+                    p.started,
+                    p.stopped
+                )
+            })
+            .collect();
+        println!("  autoscaler       {}", paths.join(" · "));
+    }
     let alerts: Vec<String> = s.alerts.iter().map(|(a, n)| format!("{a} {n}")).collect();
     println!("  alerts           {}", if alerts.is_empty() { "none".into() } else { alerts.join(" · ") });
     println!("  lost tasks       {}", s.lost());

@@ -275,24 +275,70 @@ impl Default for OrganismConfig {
     }
 }
 
-/// The memory fabric; only the working cache Mw is built so far (SPEC 4.3).
+/// One tier of the memory fabric (SPEC 4.3): per kind, indexed by `Kind::index`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierConfig {
+    /// Entries of each kind the tier holds.
+    pub capacity: [usize; Kind::COUNT],
+    /// Time to live of each kind; 0 means the tier does not hold the kind.
+    pub ttl_ms: [u64; Kind::COUNT],
+    /// Latency of asking this tier.
+    pub latency_ms: u64,
+}
+
+impl TierConfig {
+    /// The same capacity and time to live for the cacheable kinds (chat, query, summary,
+    /// graph); the others are never cached.
+    pub fn cacheable(capacity: usize, ttl_ms: u64, latency_ms: u64) -> TierConfig {
+        let mut tier = TierConfig { capacity: [capacity; Kind::COUNT], ttl_ms: [0; Kind::COUNT], latency_ms };
+        for kind in [Kind::Chat, Kind::Query, Kind::Summary, Kind::Graph] {
+            tier.ttl_ms[kind.index()] = ttl_ms;
+        }
+        tier
+    }
+}
+
+/// The memory fabric (SPEC 4.3).
+///
+/// The defaults keep every tier busy on a real trace: a small, hot Mw (4 entries of a kind,
+/// served for 1 s), a small compressed M2.5 (4 entries of a kind, up to `max_freshness`),
+/// and a large Mlt behind them. No default serves an entry older than 3 s,
+/// `memory_freshness`'s default limit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryConfig {
-    /// Entries in Mw.
-    pub mw_capacity: usize,
-    /// Time to live per kind, indexed by `Kind::index`; 0 means the kind is never cached.
-    pub mw_ttl_ms: [u64; Kind::COUNT],
-    /// Latency of an Mw lookup.
-    pub mw_latency_ms: u64,
+    pub mw: TierConfig,
+    pub m25: TierConfig,
+    pub mlt: TierConfig,
+    /// SPEC 4.3's `max_freshness`: M2.5 never serves an entry older than this.
+    pub max_freshness_ms: u64,
+    /// Latency of writing an event into Mfb.
+    pub mfb_latency_ms: u64,
+}
+
+impl MemoryConfig {
+    /// The oldest entry of a kind any tier may serve (0: the kind is never cached).
+    pub fn served_limit_ms(&self, kind: Kind) -> u64 {
+        let k = kind.index();
+        let held = |t: &TierConfig| if t.capacity[k] > 0 { t.ttl_ms[k] } else { 0 };
+        held(&self.mw).max(held(&self.m25).min(self.max_freshness_ms)).max(held(&self.mlt))
+    }
+
+    /// Whether results of a kind are stored at all (in Mw or Mlt, where writes go).
+    pub fn caches(&self, kind: Kind) -> bool {
+        let k = kind.index();
+        (self.mw.ttl_ms[k] > 0 && self.mw.capacity[k] > 0) || (self.mlt.ttl_ms[k] > 0 && self.mlt.capacity[k] > 0)
+    }
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        let mut mw_ttl_ms = [0; Kind::COUNT];
-        for kind in [Kind::Chat, Kind::Query, Kind::Summary, Kind::Graph] {
-            mw_ttl_ms[kind.index()] = 3_000;
+        MemoryConfig {
+            mw: TierConfig::cacheable(4, 1_000, 5),
+            m25: TierConfig::cacheable(4, 3_000, 20),
+            mlt: TierConfig::cacheable(65_536, 3_000, 50),
+            max_freshness_ms: 3_000,
+            mfb_latency_ms: 10,
         }
-        MemoryConfig { mw_capacity: 4096, mw_ttl_ms, mw_latency_ms: 5 }
     }
 }
 
@@ -356,10 +402,55 @@ impl Default for Topology {
     }
 }
 
+/// The autoscaler (SPEC 4.10): per path, `target = clamp(ceil(demand / utilisation), min,
+/// max)` replicas, from the rolling demand in replicas' worth of work (the time-averaged
+/// backend calls in flight on the path over `window_ms`, divided by one worker's
+/// concurrency). `topology` gives the replicas at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoscaleConfig {
+    pub enabled: bool,
+    /// Replicas per path (fast, deep).
+    pub min: [u32; 2],
+    pub max: [u32; 2],
+    /// Target utilisation of a replica (SPEC: 0.8).
+    pub utilisation: f64,
+    /// How often the target is recomputed.
+    pub interval_ms: u64,
+    /// The rolling window of the demand.
+    pub window_ms: u64,
+    /// From a worker's start until it takes work.
+    pub startup_ms: u64,
+}
+
+impl Default for AutoscaleConfig {
+    fn default() -> Self {
+        AutoscaleConfig {
+            enabled: true,
+            min: [2, 1],
+            max: [10, 5],
+            utilisation: 0.8,
+            interval_ms: 10_000,
+            window_ms: 60_000,
+            startup_ms: 5_000,
+        }
+    }
+}
+
+impl AutoscaleConfig {
+    /// The target for a demand (in replicas) on a path.
+    pub fn target(&self, path: Path, demand: f64) -> u32 {
+        let wanted = (demand.max(0.0) / self.utilisation).ceil();
+        let wanted = if wanted.is_finite() { wanted.min(f64::from(u32::MAX)) as u32 } else { u32::MAX };
+        wanted.clamp(self.min[path.index()], self.max[path.index()])
+    }
+}
+
 /// Everything the engine's nodes read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct EngineConfig {
     pub topology: Topology,
+    #[serde(default)]
+    pub autoscale: AutoscaleConfig,
     pub valve: ValveConfig,
     pub router: RouterConfig,
     pub governor: GovernorConfig,
@@ -426,13 +517,39 @@ fn check(ok: bool, field: &'static str, message: impl Into<String>) -> Result<()
 pub const MAX_DIM: usize = 1_024;
 pub const MAX_AGENTS: usize = 4_096;
 pub const MAX_WINDOW: usize = 1_000_000;
-pub const MAX_MW_CAPACITY: usize = 10_000_000;
+/// Workers of one path (the simulator's addresses hold up to 250).
+pub const MAX_REPLICAS: u32 = 64;
+/// Entries of one kind in one memory tier.
+pub const MAX_TIER_CAPACITY: usize = 10_000_000;
+/// Memory times to live and latencies (a year).
+pub const MAX_MEMORY_MS: u64 = 366 * 86_400_000;
 
 impl EngineConfig {
     /// Checks the relations the engine's formulas rely on, and the upper bounds on sizes.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.topology.fast >= 1, "topology.fast", "at least one fast worker is needed")?;
         check(self.topology.deep >= 1, "topology.deep", "at least one deep worker is needed")?;
+        let a = &self.autoscale;
+        for (path, min, max) in [
+            (Path::Fast, "engine.autoscale.fast_min", "engine.autoscale.fast_max"),
+            (Path::Deep, "engine.autoscale.deep_min", "engine.autoscale.deep_max"),
+        ] {
+            let i = path.index();
+            check(a.min[i] >= 1, min, "at least one replica is needed")?;
+            check(
+                a.max[i] >= a.min[i] && a.max[i] <= MAX_REPLICAS,
+                max,
+                format!("must be in [{}, {MAX_REPLICAS}]", a.min[i]),
+            )?;
+        }
+        check(
+            !a.enabled || (self.topology.fast <= a.max[0] && self.topology.deep <= a.max[1]),
+            "topology",
+            "the workers at start cannot exceed the autoscaler's max",
+        )?;
+        check(a.utilisation > 0.0 && a.utilisation <= 1.0, "engine.autoscale.utilisation", "must be in (0, 1]")?;
+        check(a.interval_ms >= 1, "engine.autoscale.interval", "must be at least 1 ms")?;
+        check(a.window_ms >= a.interval_ms, "engine.autoscale.window", "must be at least the interval")?;
         check(self.valve.h > 0.0, "engine.valve.h", "must be > 0")?;
         check((0.0..1.0).contains(&self.valve.reset_fraction), "engine.valve.reset_fraction", "must be in [0, 1)")?;
         check(self.valve.nu >= 0.0, "engine.valve.nu", "must be >= 0")?;
@@ -460,10 +577,33 @@ impl EngineConfig {
             format!("must be in (0, (l_max - (1 - eta)) / eta) = (0, {limit})"),
         )?;
         check(o.promotion_every >= 1, "engine.organism.promotion_every", "must be >= 1")?;
+        let m = &self.memory;
+        let tiers = [
+            ("engine.memory.mw_capacity", "engine.memory.mw_ttl", &m.mw),
+            ("engine.memory.m25_capacity", "engine.memory.m25_ttl", &m.m25),
+            ("engine.memory.mlt_capacity", "engine.memory.mlt_ttl", &m.mlt),
+        ];
+        for (capacity, ttl, tier) in tiers {
+            check(
+                tier.capacity.iter().all(|c| *c <= MAX_TIER_CAPACITY),
+                capacity,
+                format!("must be in 0..={MAX_TIER_CAPACITY} per kind"),
+            )?;
+            check(
+                tier.ttl_ms.iter().all(|t| *t <= MAX_MEMORY_MS) && tier.latency_ms <= MAX_MEMORY_MS,
+                ttl,
+                format!("times must be at most {MAX_MEMORY_MS} ms"),
+            )?;
+        }
         check(
-            (1..=MAX_MW_CAPACITY).contains(&self.memory.mw_capacity),
-            "engine.memory.mw_capacity",
-            format!("must be in 1..={MAX_MW_CAPACITY}"),
+            (1..=MAX_MEMORY_MS).contains(&m.max_freshness_ms),
+            "engine.memory.max_freshness",
+            format!("must be in 1..={MAX_MEMORY_MS} ms"),
+        )?;
+        check(
+            m.mfb_latency_ms <= MAX_MEMORY_MS,
+            "engine.memory.mfb_latency",
+            format!("must be at most {MAX_MEMORY_MS} ms"),
         )?;
         check(self.ledger.cycle_receipts >= 1, "engine.ledger.cycle_receipts", "must be >= 1")?;
         check(self.ledger.cycle_ms >= 1, "engine.ledger.cycle_ms", "must be >= 1")?;

@@ -46,6 +46,10 @@ pub struct Promotion {
     pub before: Bounds,
     pub after: Bounds,
     pub mask: Option<Mask>,
+    /// Change of the energy the promotion makes (or would have made, when refused).
+    pub delta_e: f64,
+    /// The promotion raised the energy (`delta_e > 0`) and was undone: nothing changed.
+    pub refused: bool,
 }
 
 /// The empirical contraction check of one sweep.
@@ -72,13 +76,28 @@ pub struct UpdateReport {
     pub promotion: Option<Promotion>,
     /// Set when this update completed a sweep of the shadow check.
     pub contraction: Option<Contraction>,
+    /// The energy change of the chosen update (the lowest among the capable agents).
+    pub delta_e: f64,
+    /// Time for an energy sample (every `ENERGY_EVERY` updates).
+    pub energy_due: bool,
 }
+
+/// Updates between two energy samples.
+pub const ENERGY_EVERY: u64 = 128;
+
+/// How many updates an agent may be ahead of the least-updated agent of its organ and still
+/// be capable of the next task: with 1, the capable agents are those of the organ that have
+/// not yet had their turn in the current round. The energy picks the order within a round;
+/// the rounds keep every agent in turn, so each sweep of the contraction check completes.
+pub const MAX_LEAD: u64 = 1;
 
 /// The shadow copy for the empirical contraction check.
 #[derive(Clone, Debug)]
 struct Shadow {
     /// Shadow agent states, row-major like `Organism::h`.
     g: Vec<f64>,
+    /// `W g_j` per agent, row-major.
+    p: Vec<f64>,
     /// Agents updated in the current sweep.
     touched: Vec<bool>,
     /// Agents not yet updated in the current sweep.
@@ -131,6 +150,11 @@ pub struct Organism {
     u: Vec<f64>,
     /// Collaboration edges per agent: (neighbour, weight > 0), sorted by neighbour.
     edges: Vec<Vec<(usize, f64)>>,
+    /// The same edges by target: `(source, weight)` for every `source -> agent`.
+    in_edges: Vec<Vec<(usize, f64)>>,
+    /// `W h_j` per agent, row-major: the update sums these, `sum_j a_ij W h_j`, instead of
+    /// multiplying `W` by `sum_j a_ij h_j`, so that weighing candidates costs no product.
+    p: Vec<f64>,
     /// The current norms and `L_tot`.
     bounds: Bounds,
     /// Stream for promotions and shadow perturbations, from `config.seed`.
@@ -139,14 +163,15 @@ pub struct Organism {
     updates: u64,
     /// Completed updates per agent.
     agent_updates: Vec<u64>,
-    /// Round-robin cursor per organ.
-    cursor: Vec<usize>,
+    /// The agents of each organ, a contiguous range.
+    organ_agents: Vec<std::ops::Range<usize>>,
     /// Running mean of update norms.
     update_norm_mean: f64,
     shadow: Option<Shadow>,
     /// Scratch vectors, kept to avoid allocating on the hot path.
-    scratch_m: Vec<f64>,
-    scratch_z: Vec<f64>,
+    scratch_ux: Vec<f64>,
+    scratch_new: Vec<f64>,
+    scratch_best: Vec<f64>,
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
@@ -183,6 +208,42 @@ pub fn spectral_estimate(w: &[f64], dim: usize, iterations: usize) -> f64 {
         v.iter_mut().zip(&wtwv).for_each(|(vi, x)| *vi = x / norm);
     }
     sigma
+}
+
+/// Shannon entropy (nats) of the shares of a set of counts; 0 when they are all 0.
+fn entropy(counts: impl Iterator<Item = u64> + Clone) -> f64 {
+    let total: u64 = counts.clone().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    -counts
+        .filter(|c| *c > 0)
+        .map(|c| {
+            let p = c as f64 / total as f64;
+            p * p.ln()
+        })
+        .sum::<f64>()
+}
+
+/// `out = W x` from `W`'s columns (the transpose, row-major): a sum of columns, four per
+/// pass, which vectorises where row dot products do not.
+fn w_times(w_columns: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
+    out.iter_mut().for_each(|z| *z = 0.0);
+    let mut columns = w_columns.chunks_exact(4 * dim).zip(x.chunks_exact(4));
+    for (block, weights) in &mut columns {
+        let (c0, rest) = block.split_at(dim);
+        let (c1, rest) = rest.split_at(dim);
+        let (c2, c3) = rest.split_at(dim);
+        for (r, z) in out.iter_mut().enumerate() {
+            *z += weights[0] * c0[r] + weights[1] * c1[r] + weights[2] * c2[r] + weights[3] * c3[r];
+        }
+    }
+    let done = dim - dim % 4;
+    for (column, weight) in w_columns[done * dim..].chunks_exact(dim).zip(&x[done..]) {
+        for (z, w) in out.iter_mut().zip(column) {
+            *z += weight * w;
+        }
+    }
 }
 
 fn matvec(w: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
@@ -236,12 +297,19 @@ impl Organism {
         let h: Vec<f64> = (0..agents * dim).map(|_| rng.gen_range(-0.5..0.5)).collect();
         let mut organism = Organism {
             bounds: Bounds { a_inf, w2_bound: 0.0, w2_estimate: 0.0, l_tot: 0.0 },
-            cursor: (0..organs)
-                .map(|o| (0..agents).find(|i| organ_of(*i) == o).expect("every organ has an agent"))
+            organ_agents: (0..organs)
+                .map(|o| {
+                    let first = (0..agents).find(|i| organ_of(*i) == o).expect("every organ has an agent");
+                    let end = (first..agents).find(|i| organ_of(*i) != o).unwrap_or(agents);
+                    first..end
+                })
                 .collect(),
             shadow: None,
-            scratch_m: vec![0.0; dim],
-            scratch_z: vec![0.0; dim],
+            scratch_ux: vec![0.0; dim],
+            scratch_new: vec![0.0; dim],
+            scratch_best: vec![0.0; dim],
+            in_edges: Vec::new(),
+            p: vec![0.0; agents * dim],
             update_norm_mean: 0.0,
             updates: 0,
             agent_updates: vec![0; agents],
@@ -254,6 +322,8 @@ impl Organism {
             rng,
         };
         organism.bounds = organism.compute_bounds();
+        organism.index_in_edges();
+        organism.p = organism.products(&organism.h);
         assert!(organism.bounds.l_tot < organism.config.l_max, "initial L_tot must be below l_max");
         if organism.config.shadow {
             organism.reset_shadow();
@@ -307,31 +377,10 @@ impl Organism {
     /// the memory fabric (the working cache's fill).
     pub fn energy(&self, memory_pressure: f64) -> Energy {
         let dim = self.config.dim;
-        let row = |i: usize| &self.h[i * dim..(i + 1) * dim];
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-        let pair = -self
-            .edges
-            .iter()
-            .enumerate()
-            .map(|(i, edges)| edges.iter().map(|&(j, weight)| weight * dot(row(i), row(j))).sum::<f64>())
-            .sum::<f64>();
+        let pair = self.pair_energy();
         let reg = ENERGY_LAMBDA * self.h.iter().map(|x| x * x).sum::<f64>();
-        let mut entropy = 0.0;
-        for organ in 0..self.config.organs {
-            let counts: Vec<u64> =
-                (0..self.config.agents).filter(|a| self.organ_of(*a) == organ).map(|a| self.agent_updates[a]).collect();
-            let total: u64 = counts.iter().sum();
-            if total > 0 {
-                entropy -= counts
-                    .iter()
-                    .filter(|c| **c > 0)
-                    .map(|c| {
-                        let p = *c as f64 / total as f64;
-                        p * p.ln()
-                    })
-                    .sum::<f64>();
-            }
-        }
+        let entropy: f64 =
+            self.organ_agents.iter().map(|range| entropy(self.agent_updates[range.clone()].iter().copied())).sum();
         let ent = -ENERGY_ALPHA * entropy;
         let mem = ENERGY_BETA * memory_pressure.clamp(0.0, 1.0);
         let gradient = self.energy_gradient();
@@ -376,61 +425,92 @@ impl Organism {
         kind.index() % self.config.organs
     }
 
-    /// Picks the agent for a task: round robin inside the kind's organ. (The energy-driven
-    /// choice of SPEC 4.7 replaces this.)
-    fn pick_agent(&mut self, kind: Kind) -> usize {
-        let organ = self.organ_for(kind);
-        let agent = self.cursor[organ];
-        let mut next = (agent + 1) % self.config.agents;
-        while self.organ_of(next) != organ {
-            next = (next + 1) % self.config.agents;
+    /// Rebuilds `in_edges` from `edges`.
+    fn index_in_edges(&mut self) {
+        let mut in_edges = vec![Vec::new(); self.config.agents];
+        for (i, row) in self.edges.iter().enumerate() {
+            for &(j, weight) in row {
+                in_edges[j].push((i, weight));
+            }
         }
-        self.cursor[organ] = next;
-        agent
+        self.in_edges = in_edges;
     }
 
-    /// `h_i <- (1 - eta) h_i + eta tanh(sum_j a_ij W h_j + U x)` on `states`; returns the
-    /// norm of the change.
-    fn apply(&mut self, states_are_shadow: bool, agent: usize, features: &[f64; FEATURES]) -> f64 {
+    /// `W h_j` for every agent of `states`.
+    fn products(&self, states: &[f64]) -> Vec<f64> {
+        let dim = self.config.dim;
+        let mut p = vec![0.0; states.len()];
+        for (row, out) in states.chunks_exact(dim).zip(p.chunks_exact_mut(dim)) {
+            w_times(&self.w_columns, dim, row, out);
+        }
+        p
+    }
+
+    /// The candidate new state of `agent`: `(1 - eta) h_i + eta tanh(sum_j a_ij P_j + U x)`
+    /// with `P_j = W h_j`, into `out`.
+    fn candidate(&self, states: &[f64], p: &[f64], agent: usize, ux: &[f64], out: &mut [f64]) {
         let dim = self.config.dim;
         let eta = self.config.eta;
-        let states: &mut Vec<f64> =
-            if states_are_shadow { &mut self.shadow.as_mut().expect("shadow enabled").g } else { &mut self.h };
-        let m = &mut self.scratch_m;
-        m.iter_mut().for_each(|x| *x = 0.0);
-        for (j, weight) in &self.edges[agent] {
-            for (acc, x) in m.iter_mut().zip(&states[j * dim..(j + 1) * dim]) {
-                *acc += weight * x;
+        out.copy_from_slice(ux);
+        for &(j, weight) in &self.edges[agent] {
+            for (z, x) in out.iter_mut().zip(&p[j * dim..(j + 1) * dim]) {
+                *z += weight * x;
             }
         }
-        // z = U x + W m, with W m accumulated column by column.
-        for (r, z) in self.scratch_z.iter_mut().enumerate() {
-            *z = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
+        for (z, old) in out.iter_mut().zip(&states[agent * dim..(agent + 1) * dim]) {
+            *z = (1.0 - eta) * old + eta * z.tanh();
         }
-        // Four columns per pass: a quarter of the loads and stores of z.
-        let mut columns = self.w_columns.chunks_exact(4 * dim).zip(m.chunks_exact(4));
-        for (block, weights) in &mut columns {
-            let (c0, rest) = block.split_at(dim);
-            let (c1, rest) = rest.split_at(dim);
-            let (c2, c3) = rest.split_at(dim);
-            for (r, z) in self.scratch_z.iter_mut().enumerate() {
-                *z += weights[0] * c0[r] + weights[1] * c1[r] + weights[2] * c2[r] + weights[3] * c3[r];
+    }
+
+    /// The exact change of the energy if `agent`'s state became `new` and its update count
+    /// grew by one. Only `h_i` changes, and `E_pair` is linear in it (no self edges):
+    /// `dE_pair = -<new - h_i, sum_out w_ij h_j + sum_in w_ki h_k>`.
+    fn delta_energy(&self, agent: usize, new: &[f64]) -> f64 {
+        let dim = self.config.dim;
+        let h = &self.h;
+        let old = &h[agent * dim..(agent + 1) * dim];
+        let mut pair = 0.0;
+        for &(j, weight) in self.edges[agent].iter().chain(&self.in_edges[agent]) {
+            let other = &h[j * dim..(j + 1) * dim];
+            pair -= weight * new.iter().zip(old).zip(other).map(|((n, o), x)| (n - o) * x).sum::<f64>();
+        }
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
+        let reg = ENERGY_LAMBDA * (norm(new) - norm(old));
+        let organ = self.organ_of(agent);
+        let counts = &self.agent_updates[self.organ_agents[organ].clone()];
+        let before = entropy(counts.iter().copied());
+        let offset = agent - self.organ_agents[organ].start;
+        let after = entropy(counts.iter().enumerate().map(|(k, c)| c + u64::from(k == offset)));
+        pair + reg - ENERGY_ALPHA * (after - before)
+    }
+
+    /// The capable agents of an organ: those at most `MAX_LEAD - 1` updates ahead of its
+    /// least-updated agent.
+    fn capable(&self, organ: usize) -> impl Iterator<Item = usize> + '_ {
+        let range = self.organ_agents[organ].clone();
+        let least = self.agent_updates[range.clone()].iter().copied().min().unwrap_or(0);
+        range.filter(move |a| self.agent_updates[*a] < least + MAX_LEAD)
+    }
+
+    /// Picks, among the capable agents of the kind's organ, the one whose update lowers
+    /// `E` the most (the lowest index on a tie); leaves its new state in `scratch_best`.
+    fn pick_agent(&mut self, kind: Kind) -> (usize, f64) {
+        let organ = self.organ_for(kind);
+        let mut new = std::mem::take(&mut self.scratch_new);
+        let mut best_row = std::mem::take(&mut self.scratch_best);
+        let mut best: Option<(usize, f64)> = None;
+        let candidates: Vec<usize> = self.capable(organ).collect();
+        for agent in candidates {
+            self.candidate(&self.h, &self.p, agent, &self.scratch_ux, &mut new);
+            let delta = self.delta_energy(agent, &new);
+            if best.is_none_or(|(_, lowest)| delta < lowest) {
+                best = Some((agent, delta));
+                std::mem::swap(&mut new, &mut best_row);
             }
         }
-        let done = dim - dim % 4;
-        for (column, weight) in self.w_columns[done * dim..].chunks_exact(dim).zip(&m[done..]) {
-            for (z, w) in self.scratch_z.iter_mut().zip(column) {
-                *z += weight * w;
-            }
-        }
-        let mut change = 0.0;
-        for (r, z) in self.scratch_z.iter().enumerate() {
-            let old = states[agent * dim + r];
-            let new = (1.0 - eta) * old + eta * z.tanh();
-            change += (new - old) * (new - old);
-            states[agent * dim + r] = new;
-        }
-        change.sqrt()
+        self.scratch_new = new;
+        self.scratch_best = best_row;
+        best.expect("every organ has a capable agent")
     }
 
     /// Block-max distance between the organism and its shadow.
@@ -450,8 +530,10 @@ impl Organism {
         let g: Vec<f64> =
             self.h.iter().map(|x| x + 0.1 * normal(&mut self.rng) / (self.config.dim as f64).sqrt()).collect();
         let sweeps = self.shadow.as_ref().map_or(0, |s| s.sweeps);
+        let p = self.products(&g);
         self.shadow = Some(Shadow {
             g,
+            p,
             touched: vec![false; self.config.agents],
             remaining: self.config.agents,
             updates: 0,
@@ -463,12 +545,30 @@ impl Organism {
         self.shadow.as_mut().expect("just set").distance_start = distance;
     }
 
-    /// Applies a completed task's update to an agent of the task's organ.
+    /// Applies a completed task's update to the capable agent of the task's organ whose
+    /// update lowers the energy the most (SPEC 4.7).
     pub fn update(&mut self, kind: Kind, features: &[f64; FEATURES]) -> UpdateReport {
-        let agent = self.pick_agent(kind);
-        let change = self.apply(false, agent, features);
-        let contraction = if self.shadow.is_some() {
-            self.apply(true, agent, features);
+        let dim = self.config.dim;
+        for (r, z) in self.scratch_ux.iter_mut().enumerate() {
+            *z = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
+        }
+        let (agent, delta_e) = self.pick_agent(kind);
+        let row = agent * dim..(agent + 1) * dim;
+        let change = self.h[row.clone()]
+            .iter()
+            .zip(&self.scratch_best)
+            .map(|(old, new)| (new - old) * (new - old))
+            .sum::<f64>()
+            .sqrt();
+        self.h[row.clone()].copy_from_slice(&self.scratch_best);
+        w_times(&self.w_columns, dim, &self.scratch_best, &mut self.p[row.clone()]);
+        let contraction = if let Some(mut shadow) = self.shadow.take() {
+            let mut new = std::mem::take(&mut self.scratch_new);
+            self.candidate(&shadow.g, &shadow.p, agent, &self.scratch_ux, &mut new);
+            shadow.g[row.clone()].copy_from_slice(&new);
+            w_times(&self.w_columns, dim, &new, &mut shadow.p[row]);
+            self.scratch_new = new;
+            self.shadow = Some(shadow);
             self.track_sweep(agent)
         } else {
             None
@@ -479,7 +579,14 @@ impl Organism {
             if self.updates == 1 { change } else { self.update_norm_mean + 0.05 * (change - self.update_norm_mean) };
         let ratio = if self.update_norm_mean > 0.0 { change / self.update_norm_mean } else { 1.0 };
         let promotion = self.updates.is_multiple_of(self.config.promotion_every).then(|| self.promote());
-        UpdateReport { agent, state_change: (ratio / 2.0).clamp(0.0, 1.0), promotion, contraction }
+        UpdateReport {
+            agent,
+            state_change: (ratio / 2.0).clamp(0.0, 1.0),
+            promotion,
+            contraction,
+            delta_e,
+            energy_due: self.updates.is_multiple_of(ENERGY_EVERY),
+        }
     }
 
     fn track_sweep(&mut self, agent: usize) -> Option<Contraction> {
@@ -516,9 +623,9 @@ impl Organism {
         Some(Contraction { sweep, ratio, bound, ok })
     }
 
-    /// A promotion pushed from outside (a trainer's checkpoint): like a scheduled one, but
-    /// the random step of `W` is scaled so that its certified spectral bound is `norm`
-    /// (the `bad_promotion` fault). GraphMask must still keep `L_tot` below `l_max`.
+    /// A promotion pushed from outside (a trainer's checkpoint): a `W` update only, with
+    /// the random step scaled so that its certified spectral bound is `norm` (the
+    /// `bad_promotion` fault). GraphMask must still keep `L_tot` below `l_max`.
     pub fn promote_external(&mut self, norm: f64) -> Promotion {
         self.promote_scaled(Some(norm))
     }
@@ -531,18 +638,26 @@ impl Organism {
 
     /// A promotion whose `W` step has spectral bound `norm`, or `promotion_step` times
     /// `||W||_F` in Frobenius norm by default.
+    ///
+    /// A promotion that would raise the energy (SPEC 4.7: `delta_E <= 0`) is undone and
+    /// reported as refused. `E` depends on the edges, not on `W`: the scheduled edge growth
+    /// and GraphMask's trimming move it.
     fn promote_scaled(&mut self, norm: Option<f64>) -> Promotion {
         let before = self.bounds;
-        let agents = self.config.agents;
-        let i = self.rng.gen_range(0..agents);
-        let mut j = self.rng.gen_range(0..agents - 1);
-        if j >= i {
-            j += 1;
-        }
-        let growth = self.config.edge_growth;
-        match self.edges[i].binary_search_by_key(&j, |(k, _)| *k) {
-            Ok(at) => self.edges[i][at].1 += growth,
-            Err(at) => self.edges[i].insert(at, (j, growth)),
+        let energy_before = self.pair_energy();
+        let (old_edges, old_columns) = (self.edges.clone(), self.w_columns.clone());
+        if norm.is_none() {
+            let agents = self.config.agents;
+            let i = self.rng.gen_range(0..agents);
+            let mut j = self.rng.gen_range(0..agents - 1);
+            if j >= i {
+                j += 1;
+            }
+            let growth = self.config.edge_growth;
+            match self.edges[i].binary_search_by_key(&j, |(k, _)| *k) {
+                Ok(at) => self.edges[i][at].1 += growth,
+                Err(at) => self.edges[i].insert(at, (j, growth)),
+            }
         }
         let dim = self.config.dim;
         let step: Vec<f64> = (0..dim * dim).map(|_| normal(&mut self.rng)).collect();
@@ -584,12 +699,42 @@ impl Organism {
             }
             mask = Some(Mask { edges_masked, rows, w_scale });
         }
+        let delta_e = self.pair_energy() - energy_before;
+        if delta_e > 0.0 {
+            self.edges = old_edges;
+            self.w = old_w;
+            self.w_columns = old_columns;
+            return Promotion { before, after: before, mask, delta_e, refused: true };
+        }
         self.w_columns = transpose(&self.w, dim);
         self.bounds = self.compute_bounds();
         if self.config.graph_mask {
             assert!(self.bounds.l_tot < self.config.l_max, "GraphMask leaves L_tot below l_max");
         }
-        Promotion { before, after: self.bounds, mask }
+        self.index_in_edges();
+        self.p = self.products(&self.h);
+        if let Some(g) = self.shadow.as_ref().map(|s| s.g.clone()) {
+            let p = self.products(&g);
+            self.shadow.as_mut().expect("shadow enabled").p = p;
+        }
+        Promotion { before, after: self.bounds, mask, delta_e, refused: false }
+    }
+
+    /// `E_pair = -sum_edges w_ij <h_i, h_j>`.
+    fn pair_energy(&self) -> f64 {
+        let dim = self.config.dim;
+        let row = |i: usize| &self.h[i * dim..(i + 1) * dim];
+        -self
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, edges)| {
+                edges
+                    .iter()
+                    .map(|&(j, weight)| weight * row(i).iter().zip(row(j)).map(|(a, b)| a * b).sum::<f64>())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
     }
 }
 
@@ -706,22 +851,119 @@ mod tests {
         assert_eq!(run(), run());
     }
 
-    #[test]
-    fn the_energy_gradient_matches_finite_differences() {
-        let mut organism = small(OrganismConfig::default());
-        for i in 0..20 {
-            organism.update(Kind::ALL[i % Kind::COUNT], &[0.3; FEATURES]);
-        }
-        let gradient = organism.energy_gradient();
-        let step = 1e-6;
-        for index in [0, 5, 17, 40, 127] {
+    proptest::proptest! {
+        /// dE/dH matches central finite differences of E at random states and entries.
+        #[test]
+        fn the_energy_gradient_matches_finite_differences(
+            seed in 0u64..1_000,
+            updates in 0usize..40,
+            index in 0usize..(8 * 16),
+            pressure in 0.0f64..1.0,
+        ) {
+            let mut organism = small(OrganismConfig { seed, ..OrganismConfig::default() });
+            for i in 0..updates {
+                organism.update(Kind::ALL[i % Kind::COUNT], &[0.3; FEATURES]);
+            }
+            let gradient = organism.energy_gradient();
+            let step = 1e-6;
             let mut plus = organism.clone();
             plus.h[index] += step;
             let mut minus = organism.clone();
             minus.h[index] -= step;
-            let numeric = (plus.energy(0.5).total - minus.energy(0.5).total) / (2.0 * step);
-            assert!((numeric - gradient[index]).abs() < 1e-6, "dE/dh[{index}]: {numeric} vs {}", gradient[index]);
+            let numeric = (plus.energy(pressure).total - minus.energy(pressure).total) / (2.0 * step);
+            proptest::prop_assert!((numeric - gradient[index]).abs() < 1e-6, "dE/dh[{}]: {} vs {}", index, numeric, gradient[index]);
         }
+    }
+
+    /// The update of `agent` computed the plain way, `W` times the weighted sum of the
+    /// neighbours, row by row: an independent reference for `candidate`.
+    fn reference_update(o: &Organism, agent: usize, features: &[f64; FEATURES]) -> Vec<f64> {
+        let dim = o.config.dim;
+        let mut m = vec![0.0; dim];
+        for &(j, weight) in &o.edges[agent] {
+            for (acc, x) in m.iter_mut().zip(&o.h[j * dim..(j + 1) * dim]) {
+                *acc += weight * x;
+            }
+        }
+        let mut wm = vec![0.0; dim];
+        matvec(&o.w, dim, &m, &mut wm);
+        (0..dim)
+            .map(|r| {
+                let ux: f64 = (0..FEATURES).map(|c| o.u[r * FEATURES + c] * features[c]).sum();
+                (1.0 - o.config.eta) * o.h[agent * dim + r] + o.config.eta * (wm[r] + ux).tanh()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chosen_agent_lowers_the_energy_at_least_as_much_as_any_capable_agent() {
+        let mut organism =
+            small(OrganismConfig { shadow: false, promotion_every: 1_000_000, ..OrganismConfig::default() });
+        let mut chosen_other_than_round_robin = 0;
+        for n in 0..300u64 {
+            let kind = Kind::ALL[(n % 7) as usize];
+            let x = features(kind, 0.4, (n % 11) as u8, 300, 80, n.wrapping_mul(0x9e37_79b9));
+            let organ = organism.organ_for(kind);
+            let capable: Vec<usize> = organism.capable(organ).collect();
+            let before = organism.energy(0.3).total;
+            let exact: Vec<(usize, f64)> = capable
+                .iter()
+                .map(|&a| {
+                    let mut trial = organism.clone();
+                    let dim = trial.config.dim;
+                    let new = reference_update(&trial, a, &x);
+                    trial.h[a * dim..(a + 1) * dim].copy_from_slice(&new);
+                    trial.agent_updates[a] += 1;
+                    (a, trial.energy(0.3).total - before)
+                })
+                .collect();
+            let least = capable.iter().map(|a| organism.agent_updates[*a]).min().unwrap();
+            assert!(capable.iter().all(|a| organism.agent_updates[*a] < least + MAX_LEAD));
+            let report = organism.update(kind, &x);
+            assert!(capable.contains(&report.agent), "agent {} is not capable", report.agent);
+            let mine = exact.iter().find(|(a, _)| *a == report.agent).unwrap().1;
+            assert!((mine - report.delta_e).abs() < 1e-9, "reported delta E {} vs exact {mine}", report.delta_e);
+            for (a, delta) in &exact {
+                assert!(
+                    mine <= delta + 1e-9,
+                    "update {n}: agent {} lowers E by {mine}, agent {a} by {delta}",
+                    report.agent
+                );
+            }
+            // Round robin would take the lowest-index capable agent.
+            chosen_other_than_round_robin += usize::from(capable[0] != report.agent);
+        }
+        // Every agent stays in turn: none runs more than MAX_LEAD ahead in its organ.
+        for range in &organism.organ_agents {
+            let counts = &organism.agent_updates[range.clone()];
+            assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= MAX_LEAD);
+        }
+        assert!(chosen_other_than_round_robin > 0, "the energy, not the turn, must pick some agents");
+    }
+
+    #[test]
+    fn a_promotion_that_raises_the_energy_is_refused_and_changes_nothing() {
+        let mut organism = small(OrganismConfig { promotion_every: 1_000_000, ..OrganismConfig::default() });
+        let (mut refused, mut accepted) = (0, 0);
+        for n in 0..200u64 {
+            let kind = Kind::ALL[(n % 7) as usize];
+            organism.update(kind, &features(kind, 0.5, 3, 100, 10, n.wrapping_mul(0x2545_f491)));
+            let before = organism.clone();
+            let energy = organism.energy(0.2).total;
+            let promotion = organism.promote();
+            if promotion.refused {
+                refused += 1;
+                assert!(promotion.delta_e > 0.0);
+                assert_eq!((&organism.edges, &organism.w, organism.bounds), (&before.edges, &before.w, before.bounds));
+                assert_eq!(organism.energy(0.2).total, energy);
+            } else {
+                accepted += 1;
+                let delta = organism.energy(0.2).total - energy;
+                assert!(delta <= 1e-12, "an accepted promotion raised E by {delta}");
+                assert!((delta - promotion.delta_e).abs() < 1e-9);
+            }
+        }
+        assert!(refused > 0 && accepted > 0, "both cases must occur: {refused} refused, {accepted} accepted");
     }
 
     #[test]

@@ -91,6 +91,10 @@ signal_set! {
         Contraction(ContractionSignal) = "contraction",
         Ledger(LedgerSignal) = "ledger",
         Attempt(AttemptSignal) = "attempt_failed",
+        Flashbulb(FlashbulbSignal) = "flashbulb",
+        Energy(EnergySignal) = "energy",
+        PromotionRefused(PromotionRefusedSignal) = "promotion_refused",
+        Scale(ScaleSignal) = "scale",
     }
 }
 
@@ -140,6 +144,8 @@ pub struct OutcomeSignal {
     /// Age of the served cache entry, when `cache_hit`.
     pub cache_age_ms: Option<u64>,
     pub cache_hit: bool,
+    /// The memory tier that served a cache hit.
+    pub cache_tier: Option<crate::memory::Tier>,
     pub cost_micro_usd: u64,
     /// UTC day the task was admitted in.
     pub day: u64,
@@ -234,4 +240,60 @@ pub struct LedgerSignal {
     pub receipts: u64,
     /// Spend of the current day recovered from the ledger.
     pub spent_micro_usd: Option<u64>,
+}
+
+/// A high-salience event went into the flashbulb tier Mfb (SPEC 4.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashbulbSignal {
+    /// `breach`: the task escalated because the valve breached.
+    pub cause: String,
+    /// Events in Mfb after this one.
+    pub held: u64,
+    pub task_id: u64,
+}
+
+/// The organism's energy (SPEC 4.7), in millionths.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergySignal {
+    /// `init`, `sample` (every `organism::ENERGY_EVERY` updates), `promotion` or
+    /// `external_promotion`.
+    pub cause: String,
+    pub ent_ppm: i64,
+    /// `||dE/dH||_F`.
+    pub gradient_norm_ppm: i64,
+    pub mem_ppm: i64,
+    pub pair_ppm: i64,
+    pub reg_ppm: i64,
+    pub total_ppm: i64,
+    /// Organism updates so far.
+    pub updates: u64,
+}
+
+/// A promotion refused because it would raise the energy (`delta_E > 0`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionRefusedSignal {
+    /// `promotion` or `external_promotion`.
+    pub cause: String,
+    pub delta_e_ppm: i64,
+    pub energy_ppm: i64,
+}
+
+/// The autoscaler (SPEC 4.10): a new target, or a worker starting, ready, draining or
+/// stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSignal {
+    /// Rolling demand on the path, in replicas' worth of work, ppm.
+    pub demand_ppm: i64,
+    /// `target`, `starting`, `ready`, `draining` or `stopped`.
+    pub event: String,
+    pub path: Path,
+    /// Replicas taking work after this event.
+    pub replicas: u32,
+    pub target: u32,
+    /// The worker started or stopped (none for `target`).
+    pub worker: Option<String>,
 }

@@ -26,6 +26,15 @@ impl Addresses {
     }
 }
 
+/// The autoscaler on one path: the target (SPEC 4.10), the rolling demand in replicas'
+/// worth of work, and the replicas taking work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathScale {
+    pub target: u32,
+    pub demand: f64,
+    pub active: u32,
+}
+
 /// Client to coordinator: run a task. Idempotent by `task_id`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Submit(pub Task);
@@ -71,6 +80,7 @@ pub struct Lookup {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Found {
     pub age_ms: u64,
+    pub tier: crate::memory::Tier,
     pub tokens_out: u32,
 }
 
@@ -87,8 +97,10 @@ pub struct Complete {
     pub signature: u64,
     pub features: [f64; FEATURES],
     pub tokens_out: u32,
-    /// Store the result in Mw (false for cache hits).
+    /// Store the result in the memory fabric (false for cache hits).
     pub store: bool,
+    /// A valve breach escalated the task: keep it in Mfb.
+    pub salient: bool,
     pub now_ms: u64,
 }
 
@@ -209,6 +221,10 @@ pub struct CoordinatorStatus {
     pub completed: [u64; 2],
     pub failed: [u64; 2],
     pub cache_hits: u64,
+    /// Cache hits served per memory tier (Mw, M2.5, Mlt).
+    pub tier_hits: [u64; 3],
+    /// The autoscaler per path (fast, deep).
+    pub autoscale: [PathScale; 2],
     /// Rolling Mw hit rate.
     pub mw_hit_rate: f64,
     pub in_flight: u32,
@@ -248,11 +264,11 @@ pub struct StateSnapshot {
     pub w2_bound: f64,
     pub w2_estimate: f64,
     pub energy: crate::organism::Energy,
-    pub mw_entries: usize,
-    pub mw_capacity: usize,
-    pub tier25_entries: usize,
-    pub tier25_capacity: usize,
-    pub tier25_max_freshness_ms: u64,
+    /// Entries and capacity of Mw, M2.5 and Mlt.
+    pub tiers: [crate::memory::TierFill; 3],
+    pub max_freshness_ms: u64,
+    /// Events in Mfb.
+    pub flashbulbs: usize,
 }
 
 impl Request for StateQuery {

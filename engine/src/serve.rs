@@ -67,6 +67,7 @@ pub async fn start_all_in_one(
         addresses: addresses.clone(),
         probe: probe.clone(),
         conditions: conditions.clone(),
+        scaler: None,
     };
     start_state(state, context("state".into())).await;
     for (i, endpoint) in fast.into_iter().enumerate() {
@@ -193,6 +194,7 @@ pub async fn start_role(
         addresses: Arc::new(addresses),
         probe,
         conditions: Arc::new(Conditions::default()),
+        scaler: None,
     };
     match role {
         Role::Coordinator => return start_coordinator(endpoint, context).await.map(Some),

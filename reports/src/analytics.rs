@@ -36,8 +36,9 @@ const WINDOWS_TARGET_MIN: u64 = 60;
 /// allocating a series of unbounded length.
 const WINDOWS_MAX: u64 = 10_000;
 
-/// The columns of `tasks.csv` read here. `day` is optional (older bundles lack it): when it
-/// is absent it is derived from the run's epoch and the outcome time.
+/// The columns of `tasks.csv` read here. `day` and `cache_tier` are optional (older bundles
+/// lack them): without `day` it is derived from the run's epoch and the outcome time,
+/// without `cache_tier` no hit is attributed to a tier.
 const COLUMNS_REQUIRED: [&str; 9] =
     ["at_ms", "kind", "path", "cusum_s", "status", "latency_ms", "cost_micro_usd", "cache_hit", "done_ms"];
 
@@ -86,6 +87,12 @@ pub struct Window {
     pub fast_ratio: Option<f64>,
     /// `cache_hits / fast_completed`; `None` when nothing completed on the fast path.
     pub cache_hit_rate: Option<f64>,
+    /// Fast completions served by each tier (Mw, M2.5, Mlt), and the share of fast
+    /// completions each served.
+    pub tier_hits: [u64; 3],
+    pub tier_hit_rates: [Option<f64>; 3],
+    /// 99th percentile of the fast completions' latency in the window (nearest rank).
+    pub fast_p99_ms: Option<u64>,
 }
 
 /// The day's cumulative spend just after one charge.
@@ -236,6 +243,9 @@ impl Ctx<'_> {
             }
         }
         let mut used: Vec<PlSmallStr> = COLUMNS_REQUIRED.iter().map(|c| PlSmallStr::from(*c)).collect();
+        if header.contains(&"cache_tier") {
+            used.push("cache_tier".into());
+        }
         if header.contains(&"day") {
             used.push("day".into());
         }
@@ -388,6 +398,20 @@ impl Ctx<'_> {
         let deep = path.equal("deep").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let hit = cache_hit.equal("true").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let fast_completed = &completed & &fast;
+        // `cache_tier` is absent from bundles older than the memory tiers.
+        let tier = match raw.column("cache_tier") {
+            Ok(_) => Some(self.one_of(raw, "cache_tier", &["mw", "m25", "mlt"], Presence::Optional)?),
+            Err(_) => None,
+        };
+        let tier_hit = |name: &str| -> Result<BooleanChunked, AnalyticsError> {
+            let mask = match &tier {
+                Some(tier) => tier.equal(name).fill_null_with_values(false).map_err(|e| self.polars(e))?,
+                None => BooleanChunked::full("".into(), false, raw.height()),
+            };
+            Ok(&fast_completed & &mask)
+        };
+        let tier_columns =
+            [is("is_hit_mw", tier_hit("mw")?), is("is_hit_m25", tier_hit("m25")?), is("is_hit_mlt", tier_hit("mlt")?)];
         let columns = vec![
             at_ms,
             kind.with_name("kind".into()).into_column(),
@@ -406,6 +430,7 @@ impl Ctx<'_> {
             is("is_fast_completed", fast_completed),
             is("is_completed", completed),
         ];
+        let columns = columns.into_iter().chain(tier_columns).collect();
         DataFrame::new(raw.height(), columns).map_err(|e| self.polars(e))
     }
 
@@ -425,6 +450,9 @@ impl Ctx<'_> {
                 cusum_max: None,
                 fast_ratio: None,
                 cache_hit_rate: None,
+                tier_hits: [0; 3],
+                tier_hit_rates: [None; 3],
+                fast_p99_ms: None,
             })
         };
         for (key, group) in partition(tasks, "window_arrived").map_err(p)? {
@@ -443,6 +471,8 @@ impl Ctx<'_> {
             w.failed = tally.failed;
             w.fast_completed = tally.fast_completed;
             w.cache_hits = tally.fast_hits;
+            w.tier_hits = tally.tier_hits;
+            w.fast_p99_ms = fast_p99(&group).map_err(p)?;
             w.spend_micro_usd = tally.cost;
             windows.insert(index, w);
         }
@@ -452,6 +482,7 @@ impl Ctx<'_> {
                 let mut w = window(&mut windows, index);
                 w.fast_ratio = ratio(w.fast_completed, w.completed + w.failed);
                 w.cache_hit_rate = ratio(w.cache_hits, w.fast_completed);
+                w.tier_hit_rates = w.tier_hits.map(|hits| ratio(hits, w.fast_completed));
                 w
             })
             .collect();
@@ -543,6 +574,7 @@ struct Tally {
     rejected: u64,
     fast_completed: u64,
     fast_hits: u64,
+    tier_hits: [u64; 3],
     cost: u64,
     completed_cost: u64,
     completed_cost_max: Option<u64>,
@@ -561,6 +593,7 @@ impl Tally {
             rejected: count("is_rejected")?,
             fast_completed: count("is_fast_completed")?,
             fast_hits: count("is_fast_hit")?,
+            tier_hits: [count("is_hit_mw")?, count("is_hit_m25")?, count("is_hit_mlt")?],
             cost: df.column("cost_micro_usd")?.u64()?.iter().flatten().fold(0u64, u64::saturating_add),
             completed_cost: completed_costs.iter().flatten().fold(0u64, u64::saturating_add),
             completed_cost_max: completed_costs.max(),
@@ -571,6 +604,18 @@ impl Tally {
     fn completed_cost_mean(&self) -> Option<f64> {
         ratio(self.completed_cost, self.completed)
     }
+}
+
+/// Nearest-rank 99th percentile of the fast completions' latency in a group.
+fn fast_p99(group: &DataFrame) -> PolarsResult<Option<u64>> {
+    let fast = group.filter(group.column("is_fast_completed")?.bool()?)?;
+    let mut latencies: Vec<u64> = fast.column("latency_ms")?.u64()?.iter().flatten().collect();
+    if latencies.is_empty() {
+        return Ok(None);
+    }
+    latencies.sort_unstable();
+    let rank = (latencies.len() * 99).div_ceil(100).max(1);
+    Ok(Some(latencies[rank - 1]))
 }
 
 #[cfg(test)]
@@ -651,6 +696,7 @@ pub(crate) mod tests {
             faults: vec![],
             recovery_ms: None,
             l_tot: vec![],
+            organism: crate::model::OrganismReport::default(),
             events: 0,
             merkle_root: "ee".repeat(32),
             ledger_public_key: "ff".repeat(32),
@@ -723,6 +769,27 @@ pub(crate) mod tests {
         let typed = ctx.typed(&raw, &data, window_width_ms(data.duration_ms)).expect("no fallback needed");
         let text = ctx.typed(&ctx.read(false).unwrap(), &data, window_width_ms(data.duration_ms)).unwrap();
         assert!(typed.equals_missing(&text), "both reads give the same frame");
+    }
+
+    /// With a `cache_tier` column, each hit counts for its tier; without one (the sample),
+    /// none does. The window's fast p99 is the nearest-rank one of its fast completions.
+    #[test]
+    fn hits_are_attributed_to_their_tier() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let plain = analyse(&write(&dir, &sample_csv()), &report_data()).expect("sample analyses");
+        assert_eq!(plain.windows[0].tier_hits, [0, 0, 0]);
+        let mut lines = sample_csv().lines().map(str::to_string).collect::<Vec<_>>();
+        lines[0].push_str(",cache_tier");
+        for line in &mut lines[1..] {
+            let hit = line.split(',').nth(29) == Some("true");
+            line.push_str(if hit { ",m25" } else { "," });
+        }
+        let tiered = analyse(&write(&dir, &(lines.join("\n") + "\n")), &report_data()).expect("tiered analyses");
+        let w0 = &tiered.windows[0];
+        assert_eq!(w0.tier_hits, [0, 1, 0]);
+        assert_eq!(w0.tier_hit_rates, [Some(0.0), Some(1.0 / 3.0), Some(0.0)]);
+        assert!(w0.fast_p99_ms.is_some());
+        assert_eq!(plain.windows[0].fast_p99_ms, w0.fast_p99_ms);
     }
 
     #[test]

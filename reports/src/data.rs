@@ -3,7 +3,7 @@
 //! so that a verifier recomputes exactly what a certificate states.
 
 use crate::fold::EventFold;
-use crate::model::{Determinism, FaultRow, InvariantRow, Limits, PathLatency, ReportData};
+use crate::model::{Determinism, FaultRow, InvariantRow, Limits, OrganismReport, PathLatency, ReportData};
 use crate::score::{critical_failures, outcome, score};
 use seedcore_sim::invariants::{evaluate, InvariantResult, Replays};
 use seedcore_sim::Scenario;
@@ -107,6 +107,20 @@ pub fn report_data(
             .collect(),
         recovery_ms: stats.recovery_ms(),
         l_tot: fold.l_tot.clone(),
+        organism: OrganismReport {
+            fast_completed: stats.completed[0],
+            tier_hits: stats.tier_hits,
+            tier_max_age_ms: stats.tier_max_age_ms,
+            flashbulbs: stats.flashbulbs,
+            energy: fold.energy.clone(),
+            energy_first: stats.energy_first.clone(),
+            energy_last: stats.energy_last.clone(),
+            energy_min_ppm: stats.energy_min_ppm,
+            energy_max_ppm: stats.energy_max_ppm,
+            promotions_refused: stats.promotions_refused,
+            scale: stats.scale.clone(),
+            scale_points: fold.scale.clone(),
+        },
         events: fold.size,
         merkle_root: hex::encode(fold.root),
         ledger_public_key: stats.ledger_check.as_ref().map_or_else(String::new, |c| c.public_key.clone()),

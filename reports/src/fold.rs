@@ -4,7 +4,7 @@
 //! report and the signature log need. Certification and verification both use it, so a
 //! certificate states exactly what a verifier will recompute.
 
-use crate::model::FaultRow;
+use crate::model::{FaultRow, ScalePoint};
 use seedcore_engine::probe::Signal;
 use seedcore_sim::event::{Body, Event, Harness};
 use seedcore_sim::invariants::Stats;
@@ -20,6 +20,10 @@ pub struct EventFold {
     pub stats: Stats,
     /// Certified `L_tot` changes: (t_ms, ppm).
     pub l_tot: Vec<(u64, i64)>,
+    /// Energy totals: (t_ms, ppm).
+    pub energy: Vec<(u64, i64)>,
+    /// Autoscaler events.
+    pub scale: Vec<ScalePoint>,
     pub faults: Vec<FaultRow>,
 }
 
@@ -39,8 +43,15 @@ pub fn fold_events(path: &Path, window: usize) -> Result<EventFold, FoldError> {
     let error = |line: u64, message: String| FoldError { file: file.clone(), line, message };
     let reader = std::fs::File::open(path).map_err(|e| error(0, format!("cannot read: {e}")))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-    let mut fold =
-        EventFold { root: [0; 32], size: 0, stats: Stats::new(window.max(1)), l_tot: Vec::new(), faults: Vec::new() };
+    let mut fold = EventFold {
+        root: [0; 32],
+        size: 0,
+        stats: Stats::new(window.max(1)),
+        l_tot: Vec::new(),
+        energy: Vec::new(),
+        scale: Vec::new(),
+        faults: Vec::new(),
+    };
     let mut merkle = MerkleBuilder::new();
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0u64;
@@ -70,6 +81,13 @@ pub fn fold_events(path: &Path, window: usize) -> Result<EventFold, FoldError> {
         };
         if let Some(ppm) = l_tot_ppm.filter(|ppm| fold.l_tot.last().is_none_or(|(_, last)| last != ppm)) {
             fold.l_tot.push((event.t_ms, ppm));
+        }
+        match &event.body {
+            Body::Engine(Signal::Energy(e)) => fold.energy.push((event.t_ms, e.total_ppm)),
+            Body::Engine(Signal::Scale(s)) => {
+                fold.scale.push(ScalePoint { t_ms: event.t_ms, path: s.path, replicas: s.replicas, target: s.target })
+            }
+            _ => {}
         }
         match event.body {
             Body::Harness(Harness::Fault(f)) => fold.faults.push(FaultRow {

@@ -94,6 +94,37 @@ pub struct FaultRow {
     pub recovery_ms: Option<u64>,
 }
 
+/// The memory fabric, the organism's energy and the autoscaler over a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrganismReport {
+    /// Fast completions (the denominator of the hit rates).
+    pub fast_completed: u64,
+    /// Hits per tier (Mw, M2.5, Mlt) and the oldest entry each served.
+    pub tier_hits: [u64; 3],
+    pub tier_max_age_ms: [u64; 3],
+    /// Events kept in Mfb.
+    pub flashbulbs: u64,
+    /// Energy total over time: (t_ms, ppm).
+    pub energy: Vec<(u64, i64)>,
+    pub energy_first: Option<seedcore_engine::probe::EnergySignal>,
+    pub energy_last: Option<seedcore_engine::probe::EnergySignal>,
+    pub energy_min_ppm: Option<i64>,
+    pub energy_max_ppm: Option<i64>,
+    pub promotions_refused: u64,
+    /// Autoscaler per path (fast, deep), and its events over time.
+    pub scale: [seedcore_sim::invariants::ScaleStats; 2],
+    pub scale_points: Vec<ScalePoint>,
+}
+
+/// One autoscaler event: replicas taking work and the target after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePoint {
+    pub t_ms: u64,
+    pub path: seedcore_engine::Path,
+    pub replicas: u32,
+    pub target: u32,
+}
+
 /// Everything a report shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportData {
@@ -137,6 +168,8 @@ pub struct ReportData {
     pub recovery_ms: Option<u64>,
     /// Certified `L_tot` over time: (t_ms, ppm), one point per change.
     pub l_tot: Vec<(u64, i64)>,
+    /// The memory fabric, the energy and the autoscaler, from the event log.
+    pub organism: OrganismReport,
     /// Events in the log and their RFC 6962 Merkle root, hex.
     pub events: u64,
     pub merkle_root: String,

@@ -97,6 +97,7 @@ mod tests {
             attempts: 1,
             cache_age_ms: None,
             cache_hit: false,
+            cache_tier: None,
             cost_micro_usd: 100 + task_id,
             day: 0,
             error: None,

@@ -265,6 +265,7 @@ mod tests {
                 attempts: 2,
                 cache_age_ms: Some(120),
                 cache_hit: true,
+                cache_tier: None,
                 cost_micro_usd: 812,
                 day: 19_677,
                 error: None,

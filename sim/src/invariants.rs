@@ -61,8 +61,25 @@ pub struct Stats {
     pub sweeps: u64,
     /// Sweeps whose distance ratio exceeded the bound.
     pub contraction_failures: u64,
-    /// Oldest Mw entry served.
+    /// Oldest cache entry served, from any tier.
     pub max_cache_age_ms: u64,
+    /// Cache hits per memory tier, in `Tier::ALL` order (Mw, M2.5, Mlt).
+    pub tier_hits: [u64; 3],
+    /// Oldest entry each tier served.
+    pub tier_max_age_ms: [u64; 3],
+    /// Events kept in the flashbulb tier Mfb.
+    pub flashbulbs: u64,
+    /// The organism's energy: first and last sample, lowest and highest total, samples.
+    pub energy_first: Option<seedcore_engine::probe::EnergySignal>,
+    pub energy_last: Option<seedcore_engine::probe::EnergySignal>,
+    pub energy_min_ppm: Option<i64>,
+    pub energy_max_ppm: Option<i64>,
+    pub energy_samples: u64,
+    /// Promotions refused for raising the energy.
+    pub promotions_refused: u64,
+    /// The autoscaler per path (fast, deep): scale events, highest target, most and
+    /// fewest replicas taking work, workers started and stopped.
+    pub scale: [ScaleStats; 2],
     /// Alerts per name.
     pub alerts: BTreeMap<String, u64>,
     /// Faults injected.
@@ -193,6 +210,16 @@ impl Stats {
             sweeps: 0,
             contraction_failures: 0,
             max_cache_age_ms: 0,
+            tier_hits: [0; 3],
+            tier_max_age_ms: [0; 3],
+            flashbulbs: 0,
+            energy_first: None,
+            energy_last: None,
+            energy_min_ppm: None,
+            energy_max_ppm: None,
+            energy_samples: 0,
+            promotions_refused: 0,
+            scale: [ScaleStats::default(), ScaleStats::default()],
             alerts: BTreeMap::new(),
             faults: 0,
             last_fault_end_ms: None,
@@ -293,6 +320,11 @@ impl Stats {
                         self.overruns_clamped += u64::from(outcome.overrun_clamped);
                         if let Some(age) = outcome.cache_age_ms {
                             self.max_cache_age_ms = self.max_cache_age_ms.max(age);
+                            if let Some(tier) = outcome.cache_tier {
+                                self.tier_hits[tier.index()] += 1;
+                                let oldest = &mut self.tier_max_age_ms[tier.index()];
+                                *oldest = (*oldest).max(age);
+                            }
                         }
                         self.push_recent(t_ms, path == 0);
                     }
@@ -331,6 +363,18 @@ impl Stats {
                 }
             }
             Body::Engine(Signal::Ledger(ledger)) => self.ledger_halts += u64::from(ledger.event == "halt"),
+            Body::Engine(Signal::Flashbulb(_)) => self.flashbulbs += 1,
+            Body::Engine(Signal::Energy(e)) => {
+                self.energy_samples += 1;
+                self.energy_min_ppm = Some(self.energy_min_ppm.map_or(e.total_ppm, |m| m.min(e.total_ppm)));
+                self.energy_max_ppm = Some(self.energy_max_ppm.map_or(e.total_ppm, |m| m.max(e.total_ppm)));
+                if self.energy_first.is_none() {
+                    self.energy_first = Some(e.clone());
+                }
+                self.energy_last = Some(e.clone());
+            }
+            Body::Engine(Signal::PromotionRefused(_)) => self.promotions_refused += 1,
+            Body::Engine(Signal::Scale(scale)) => self.scale[scale.path.index()].observe(scale),
         }
     }
 
@@ -404,6 +448,37 @@ impl Stats {
     /// Cache hits over fast-path completions.
     pub fn hit_rate(&self) -> Option<f64> {
         (self.completed[0] > 0).then(|| self.cache_hits as f64 / self.completed[0] as f64)
+    }
+}
+
+/// What the autoscaler did on one path.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScaleStats {
+    /// `scale` events of every kind.
+    pub events: u64,
+    /// Target changes.
+    pub targets: u64,
+    pub max_target: u32,
+    /// Most and fewest replicas taking work after any event.
+    pub max_replicas: u32,
+    pub min_replicas: Option<u32>,
+    /// Workers that became ready after starting, and workers stopped after draining.
+    pub started: u64,
+    pub stopped: u64,
+}
+
+impl ScaleStats {
+    fn observe(&mut self, s: &seedcore_engine::probe::ScaleSignal) {
+        self.events += 1;
+        self.max_target = self.max_target.max(s.target);
+        self.max_replicas = self.max_replicas.max(s.replicas);
+        self.min_replicas = Some(self.min_replicas.map_or(s.replicas, |m| m.min(s.replicas)));
+        match s.event.as_str() {
+            "target" => self.targets += 1,
+            "ready" => self.started += 1,
+            "stopped" => self.stopped += 1,
+            _ => {}
+        }
     }
 }
 
@@ -986,6 +1061,7 @@ mod tests {
             attempts: 1,
             cache_age_ms: None,
             cache_hit: false,
+            cache_tier: None,
             cost_micro_usd: cost,
             day: 0,
             error: (status == "failed").then(|| "timeout".into()),

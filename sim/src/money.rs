@@ -83,6 +83,7 @@ mod tests {
             attempts: 1,
             cache_age_ms: None,
             cache_hit: false,
+            cache_tier: None,
             cost_micro_usd: cost,
             day: 0,
             error: (status == Status::Failed).then(|| "timeout".into()),

@@ -10,8 +10,8 @@ use crate::invariant_id::InvariantId;
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
 use seedcore_chaos::{Fault, FaultKind, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology, KINDS};
 use seedcore_engine::config::{
-    BackendConfig, DispatchConfig, EngineConfig, GovernorConfig, LedgerConfig, MemoryConfig, OrganismConfig, PathModel,
-    Prices, RouterConfig, TokenConfig, Topology, ValveConfig,
+    AutoscaleConfig, BackendConfig, DispatchConfig, EngineConfig, GovernorConfig, LedgerConfig, MemoryConfig,
+    OrganismConfig, PathModel, Prices, RouterConfig, TierConfig, TokenConfig, Topology, ValveConfig,
 };
 use seedcore_engine::Kind;
 use serde::{Deserialize, Deserializer};
@@ -179,10 +179,26 @@ pub struct OrganismSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySpec {
-    pub mw_capacity: Option<usize>,
-    /// TTL per kind; replaces the default table when given (0: not cached).
+    pub mw_capacity: Option<CapacitySpec>,
+    /// TTL per kind; replaces the default table when given (0: not held).
     pub mw_ttl: Option<BTreeMap<String, DurationMs>>,
     pub mw_latency: Option<DurationMs>,
+    pub m25_capacity: Option<CapacitySpec>,
+    pub m25_ttl: Option<BTreeMap<String, DurationMs>>,
+    pub m25_latency: Option<DurationMs>,
+    pub mlt_capacity: Option<CapacitySpec>,
+    pub mlt_ttl: Option<BTreeMap<String, DurationMs>>,
+    pub mlt_latency: Option<DurationMs>,
+    pub max_freshness: Option<DurationMs>,
+    pub mfb_latency: Option<DurationMs>,
+}
+
+/// A tier's capacity: one number for every kind, or a table of the kinds to change.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CapacitySpec {
+    Each(usize),
+    PerKind(BTreeMap<String, usize>),
 }
 
 /// `[engine.ledger]`.
@@ -216,6 +232,23 @@ pub struct EngineSpec {
     pub memory: MemorySpec,
     #[serde(default)]
     pub ledger: LedgerSpec,
+    #[serde(default)]
+    pub autoscale: AutoscaleSpec,
+}
+
+/// `[engine.autoscale]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleSpec {
+    pub enabled: Option<bool>,
+    pub fast_min: Option<u32>,
+    pub fast_max: Option<u32>,
+    pub deep_min: Option<u32>,
+    pub deep_max: Option<u32>,
+    pub utilisation: Option<f64>,
+    pub interval: Option<DurationMs>,
+    pub window: Option<DurationMs>,
+    pub startup_delay: Option<DurationMs>,
 }
 
 /// `[backend.fast]` or `[backend.deep]`.
@@ -350,6 +383,8 @@ pub struct WorkloadSpec {
     pub rate_per_s: Option<f64>,
     /// Generated workloads: daily swing of the rate, 0..1.
     pub diurnal: Option<f64>,
+    /// Generated workloads: the period of that swing (default one day).
+    pub diurnal_period: Option<DurationMs>,
     /// Generated workloads: lognormal context tokens.
     pub tokens_in: Option<TokenDistSpec>,
     /// Generated workloads: lognormal output tokens.
@@ -710,8 +745,20 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
             format!("asks for about {expected:.0} arrivals over the run; a run takes at most {MAX_ARRIVALS}"),
         ));
     }
+    let a = &spec.engine.autoscale;
+    let d = AutoscaleConfig::default();
+    let autoscale = AutoscaleConfig {
+        enabled: a.enabled.unwrap_or(d.enabled),
+        min: [a.fast_min.unwrap_or(d.min[0]), a.deep_min.unwrap_or(d.min[1])],
+        max: [a.fast_max.unwrap_or(d.max[0]), a.deep_max.unwrap_or(d.max[1])],
+        utilisation: a.utilisation.unwrap_or(d.utilisation),
+        interval_ms: a.interval.map_or(d.interval_ms, |i| i.0),
+        window_ms: a.window.map_or(d.window_ms, |w| w.0),
+        startup_ms: a.startup_delay.map_or(d.startup_ms, |s| s.0),
+    };
     let mut engine = EngineConfig {
         topology,
+        autoscale,
         valve,
         router,
         governor,
@@ -914,18 +961,60 @@ fn resolve_organism(
 
 /// `[engine.memory]`.
 fn resolve_memory(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<MemoryConfig, ScenarioError> {
-    let mut memory = MemoryConfig {
-        mw_capacity: e.memory.mw_capacity.unwrap_or(defaults.memory.mw_capacity),
-        mw_ttl_ms: defaults.memory.mw_ttl_ms,
-        mw_latency_ms: e.memory.mw_latency.map_or(defaults.memory.mw_latency_ms, |d| d.0),
-    };
-    if let Some(ttls) = &e.memory.mw_ttl {
-        memory.mw_ttl_ms = [0; Kind::COUNT];
-        for (name, ttl) in ttls {
-            memory.mw_ttl_ms[r.kind("engine.memory.mw_ttl", name)?.index()] = ttl.0;
+    let m = &e.memory;
+    let tier = |default: &TierConfig,
+                keys: [&str; 2],
+                capacity: &Option<CapacitySpec>,
+                ttl: &Option<BTreeMap<String, DurationMs>>,
+                latency: Option<DurationMs>|
+     -> Result<TierConfig, ScenarioError> {
+        let mut tier = default.clone();
+        match capacity {
+            None => {}
+            Some(CapacitySpec::Each(n)) => tier.capacity = [*n; Kind::COUNT],
+            Some(CapacitySpec::PerKind(table)) => {
+                for (name, n) in table {
+                    tier.capacity[r.kind(keys[0], name)?.index()] = *n;
+                }
+            }
         }
-    }
-    Ok(memory)
+        if let Some(ttls) = ttl {
+            tier.ttl_ms = [0; Kind::COUNT];
+            for (name, ttl) in ttls {
+                tier.ttl_ms[r.kind(keys[1], name)?.index()] = ttl.0;
+            }
+        }
+        if let Some(latency) = latency {
+            tier.latency_ms = latency.0;
+        }
+        Ok(tier)
+    };
+    let d = &defaults.memory;
+    Ok(MemoryConfig {
+        mw: tier(
+            &d.mw,
+            ["engine.memory.mw_capacity", "engine.memory.mw_ttl"],
+            &m.mw_capacity,
+            &m.mw_ttl,
+            m.mw_latency,
+        )?,
+        m25: tier(
+            &d.m25,
+            ["engine.memory.m25_capacity", "engine.memory.m25_ttl"],
+            &m.m25_capacity,
+            &m.m25_ttl,
+            m.m25_latency,
+        )?,
+        mlt: tier(
+            &d.mlt,
+            ["engine.memory.mlt_capacity", "engine.memory.mlt_ttl"],
+            &m.mlt_capacity,
+            &m.mlt_ttl,
+            m.mlt_latency,
+        )?,
+        max_freshness_ms: m.max_freshness.map_or(d.max_freshness_ms, |f| f.0),
+        mfb_latency_ms: m.mfb_latency.map_or(d.mfb_latency_ms, |f| f.0),
+    })
 }
 
 /// `[engine.ledger]` (the key is not a setting: it derives from the seed).
@@ -1267,6 +1356,11 @@ fn resolve_workload(
             let generated = GeneratedSpec {
                 rate_per_s: rate,
                 diurnal: r.fraction("workload.diurnal", spec.diurnal, 0.0)?,
+                diurnal_period_ms: match spec.diurnal_period {
+                    None => 86_400_000,
+                    Some(p) if p.0 >= 1_000 => p.0,
+                    Some(_) => return Err(r.invalid("workload.diurnal_period", "must be at least 1s")),
+                },
                 tokens_in: (tokens_in.median, tokens_in.p99),
                 tokens_out: (tokens_out.median, tokens_out.p99),
                 bursts,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Column names of `tasks.csv`.
-pub const COLUMNS: [&str; 32] = [
+pub const COLUMNS: [&str; 34] = [
     "task_id",
     "at_ms",
     "kind",
@@ -38,6 +38,8 @@ pub const COLUMNS: [&str; 32] = [
     "tokens_in",
     "tokens_out",
     "cache_hit",
+    "cache_tier",
+    "cache_age_ms",
     "done_ms",
     "day",
 ];
@@ -114,6 +116,11 @@ impl<W: Write> TaskTable<W> {
                 w.write_field(n.format(o.tokens_in))?;
                 w.write_field(n.format(o.tokens_out))?;
                 w.write_field(if o.cache_hit { "true" } else { "false" })?;
+                w.write_field(o.cache_tier.map_or("", |t| t.as_str()))?;
+                match o.cache_age_ms {
+                    Some(age) => w.write_field(n.format(age))?,
+                    None => w.write_field("")?,
+                }
                 w.write_field(n.format(t_ms))?;
                 w.write_field(n.format(o.day))?;
                 w.write_record(None::<&[u8]>)?;
@@ -178,6 +185,7 @@ mod tests {
             attempts: 0,
             cache_age_ms: None,
             cache_hit: false,
+            cache_tier: None,
             cost_micro_usd: 0,
             day: 1,
             error: None,
@@ -200,7 +208,7 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert_eq!(
             lines[1],
-            "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,7,1"
+            "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,,,7,1"
         );
         assert_eq!(decimal(-1_500_000), "-1.500000");
     }
@@ -222,6 +230,6 @@ mod tests {
         };
         table.observe(3, &Body::Harness(Harness::Arrival(arrival))).unwrap();
         let text = String::from_utf8(table.finish().unwrap()).unwrap();
-        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,,"));
+        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,,,,"));
     }
 }

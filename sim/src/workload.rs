@@ -61,6 +61,8 @@ pub struct GeneratedSpec {
     pub rate_per_s: f64,
     /// Amplitude of a daily sine swing of the rate.
     pub diurnal: f64,
+    /// Period of that swing (a day unless the scenario compresses it).
+    pub diurnal_period_ms: u64,
     /// (median, p99) of context tokens.
     pub tokens_in: (f64, f64),
     /// (median, p99) of output tokens.
@@ -276,7 +278,7 @@ impl Workload {
                 let tokens_out = LogNormal::new(spec.tokens_out.0.ln(), sigma(spec.tokens_out)).expect("validated");
                 let peak = spec.rate_per_s * (1.0 + spec.diurnal) * spec.bursts.iter().map(|b| b.2).fold(1.0, f64::max);
                 let rate_at = |t_ms: f64| {
-                    let day = 2.0 * std::f64::consts::PI * t_ms / 86_400_000.0;
+                    let day = 2.0 * std::f64::consts::PI * t_ms / spec.diurnal_period_ms.max(1) as f64;
                     let burst: f64 =
                         spec.bursts.iter().filter(|b| (b.0 as f64..b.1 as f64).contains(&t_ms)).map(|b| b.2).product();
                     spec.rate_per_s * (1.0 + spec.diurnal * day.sin()) * burst
@@ -480,6 +482,7 @@ mod tests {
             spec: GeneratedSpec {
                 rate_per_s: 10.0,
                 diurnal: 0.0,
+                diurnal_period_ms: 86_400_000,
                 tokens_in: (800.0, 6000.0),
                 tokens_out: (200.0, 1200.0),
                 bursts: vec![],

@@ -40,13 +40,47 @@ fn addr(a: u8, b: u8, c: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), PORT)
 }
 
-/// Where each role of a topology lives in the simulated network.
+/// Where each role of a topology lives in the simulated network: with the autoscaler on,
+/// as many workers per path as it may run (those beyond the topology start stopped).
 pub fn addresses(config: &EngineConfig) -> Addresses {
+    let (fast, deep) = if config.autoscale.enabled {
+        (config.topology.fast.max(config.autoscale.max[0]), config.topology.deep.max(config.autoscale.max[1]))
+    } else {
+        (config.topology.fast, config.topology.deep)
+    };
     Addresses {
         coordinator: addr(0, 0, 1),
         state: addr(0, 0, 2),
-        fast: (1..=config.topology.fast).map(|i| addr(0, 1, i as u8)).collect(),
-        deep: (1..=config.topology.deep).map(|i| addr(0, 2, i as u8)).collect(),
+        fast: (1..=fast).map(|i| addr(0, 1, i as u8)).collect(),
+        deep: (1..=deep).map(|i| addr(0, 2, i as u8)).collect(),
+    }
+}
+
+/// The autoscaler's hands in the simulator: starting a worker restarts its node (its
+/// init runs again), stopping one kills it.
+struct SimScaler {
+    handle: Handle,
+    /// Worker node ids by name, set once the nodes are built.
+    nodes: std::sync::OnceLock<BTreeMap<String, madsim::task::NodeId>>,
+}
+
+impl SimScaler {
+    fn node(&self, path: Path, replica: usize) -> Option<madsim::task::NodeId> {
+        self.nodes.get()?.get(&format!("{}-{}", path.as_str(), replica + 1)).copied()
+    }
+}
+
+impl seedcore_engine::node::Scaler for SimScaler {
+    fn start(&self, path: Path, replica: usize) {
+        if let Some(id) = self.node(path, replica) {
+            self.handle.restart(id);
+        }
+    }
+
+    fn stop(&self, path: Path, replica: usize) {
+        if let Some(id) = self.node(path, replica) {
+            self.handle.kill(id);
+        }
     }
 }
 
@@ -364,6 +398,8 @@ fn build_nodes(
     conditions: &Arc<Conditions>,
 ) -> BTreeMap<String, NodeHandle> {
     let addresses = Arc::new(addresses(config));
+    let scaler =
+        config.autoscale.enabled.then(|| Arc::new(SimScaler { handle: handle.clone(), nodes: Default::default() }));
     let mut roles: Vec<(String, SocketAddr, Option<Path>)> =
         vec![("coordinator".into(), addresses.coordinator, None), ("state".into(), addresses.state, None)];
     roles.extend(addresses.fast.iter().enumerate().map(|(i, a)| (format!("fast-{}", i + 1), *a, Some(Path::Fast))));
@@ -376,6 +412,7 @@ fn build_nodes(
             addresses: addresses.clone(),
             probe: probe.clone(),
             conditions: conditions.clone(),
+            scaler: scaler.clone().map(|s| s as Arc<dyn seedcore_engine::node::Scaler>),
         };
         let key = name.clone();
         let node = handle
@@ -400,6 +437,20 @@ fn build_nodes(
             })
             .build();
         nodes.insert(key, node);
+    }
+    if let Some(scaler) = scaler {
+        // Workers beyond the topology wait, stopped, for the autoscaler.
+        let stopped =
+            |path: Path, from: u32, to: usize| (from as usize..to).map(move |r| format!("{}-{}", path.as_str(), r + 1));
+        for name in stopped(Path::Fast, config.topology.fast, addresses.fast.len()).chain(stopped(
+            Path::Deep,
+            config.topology.deep,
+            addresses.deep.len(),
+        )) {
+            handle.kill(nodes[&name].id());
+        }
+        let ids = nodes.iter().map(|(name, node)| (name.clone(), node.id())).collect();
+        scaler.nodes.set(ids).ok();
     }
     nodes
 }

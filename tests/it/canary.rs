@@ -59,6 +59,27 @@ fn ledger_integrity() {
     canary("ledger_integrity");
 }
 
+/// `memory_freshness` is not critical, so its canary fails it alone among all invariants,
+/// and every stale answer came from the tier that was allowed to keep it (Mlt).
+#[test]
+fn memory_freshness() {
+    use seedcore_engine::memory::Tier;
+    use seedcore_engine::probe::Signal;
+    use seedcore_sim::event::Body;
+    let scenario = scenario("canary-memory-freshness.toml");
+    let (report, events) = replay(&scenario, scenario.seed, scenario.harness.replays);
+    assert_eq!(crate::support::failed(&report), vec!["memory_freshness"], "{:#?}", report.results);
+    let stale: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Engine(Signal::Outcome(o)) if o.cache_age_ms.is_some_and(|age| age > 3_000) => Some(o.cache_tier),
+            _ => None,
+        })
+        .collect();
+    assert!(!stale.is_empty(), "the canary must serve stale entries");
+    assert!(stale.iter().all(|t| *t == Some(Tier::Mlt)), "{stale:?}");
+}
+
 /// The canaries cover every critical invariant of the policy.
 #[test]
 fn every_critical_invariant_has_a_canary() {

@@ -37,6 +37,54 @@ fn azure_hour_passes() {
     assert_eq!(report.stats.lost(), 0);
 }
 
+/// The autoscaler scenario scales: the flash crowd starts fast workers up to the maximum,
+/// the quiet part of the day drains them again, each stopped worker only once drained, and
+/// no task is lost on the way.
+#[test]
+fn the_autoscale_scenario_starts_and_drains_workers() {
+    let scenario = scenario("autoscale.toml");
+    let (report, events) = replay(&scenario, scenario.seed, 1);
+    assert_eq!(
+        critical_failed(&report).into_iter().filter(|id| *id != "determinism").count(),
+        0,
+        "{:#?}",
+        report.results
+    );
+    assert_eq!(report.stats.lost(), 0);
+    let fast = &report.stats.scale[0];
+    assert_eq!(fast.max_replicas, 10, "the crowd takes the fast path to its maximum: {fast:?}");
+    assert!(fast.started >= 8 && fast.stopped >= 8, "{fast:?}");
+    assert_eq!(fast.min_replicas, Some(2), "never below the minimum");
+    // Every worker stopped had been draining, and no task that arrived after a worker's
+    // stop ran on it (a drained worker takes no call).
+    let mut stopped_at: BTreeMap<String, u64> = BTreeMap::new();
+    let mut draining = std::collections::BTreeSet::new();
+    for e in &events {
+        match &e.body {
+            Body::Engine(Signal::Scale(s)) => match s.event.as_str() {
+                "draining" => {
+                    draining.insert(s.worker.clone().unwrap());
+                }
+                "stopped" => {
+                    let worker = s.worker.clone().unwrap();
+                    assert!(draining.remove(&worker), "{worker} stopped without draining");
+                    stopped_at.insert(worker, e.t_ms);
+                }
+                "ready" => {
+                    stopped_at.remove(s.worker.as_ref().unwrap());
+                }
+                _ => {}
+            },
+            Body::Engine(Signal::Outcome(o)) => {
+                if let Some(stop) = o.worker.as_ref().and_then(|w| stopped_at.get(w)) {
+                    assert!(o.arrived_ms <= *stop, "task {} arrived after its worker stopped", o.task_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Same seed, same root; another seed, another root.
 #[test]
 fn roots_depend_on_the_seed_only() {

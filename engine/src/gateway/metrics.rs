@@ -7,6 +7,7 @@
 //! engine's own counters.
 
 use super::limits::Api;
+use crate::memory::Tier;
 use crate::router::Reason;
 use crate::rpc::{CoordinatorStatus, StateSnapshot};
 use crate::task::{Path, RejectReason};
@@ -79,6 +80,9 @@ struct EngineSeries {
     daily_budget: FloatGauge,
     fast_slo: FloatGauge,
     cache_hit_ratio: Family<TierLabel, FloatGauge>,
+    autoscale_target: Family<PathLabel, FloatGauge>,
+    autoscale_demand: Family<PathLabel, FloatGauge>,
+    autoscale_replicas: Family<PathLabel, FloatGauge>,
     l_tot: FloatGauge,
     l_max: FloatGauge,
     energy: FloatGauge,
@@ -143,6 +147,17 @@ impl Metrics {
         registry.register("tasks_completed", "Completed tasks by path", e.completed.clone());
         registry.register("tasks_failed", "Failed tasks by path", e.failed.clone());
         registry.register("cache_hit_ratio", "Rolling cache hit rate by memory tier", e.cache_hit_ratio.clone());
+        registry.register(
+            "autoscale_target_replicas",
+            "The autoscaler's target replicas by path (SPEC 4.10): clamp(ceil(demand / 0.8), min, max)",
+            e.autoscale_target.clone(),
+        );
+        registry.register(
+            "autoscale_demand_replicas",
+            "Rolling demand by path, in replicas' worth of backend calls in flight",
+            e.autoscale_demand.clone(),
+        );
+        registry.register("autoscale_replicas", "Worker replicas taking work by path", e.autoscale_replicas.clone());
         registry.register("ledger_receipts", "Receipts committed to the ledger", e.ledger_receipts.clone());
         registry.register("ledger_cycles", "Ledger cycles signed", e.ledger_cycles.clone());
         registry.register("capture_rows", "Rows written by serve --capture", e.capture_rows.clone());
@@ -194,12 +209,21 @@ impl Metrics {
                 let label = PathLabel { path: path.as_str() };
                 raise(&e.completed.get_or_create(&label), c.completed[path.index()]);
                 raise(&e.failed.get_or_create(&label), c.failed[path.index()]);
+                let scale = &c.autoscale[path.index()];
+                e.autoscale_target.get_or_create(&label).set(f64::from(scale.target));
+                e.autoscale_demand.get_or_create(&label).set(scale.demand);
+                e.autoscale_replicas.get_or_create(&label).set(f64::from(scale.active));
             }
             e.in_flight.set(f64::from(c.in_flight));
             e.spend_today.set(c.spent_today_micro_usd as f64);
             e.daily_budget.set(c.daily_budget_micro_usd as f64);
             e.fast_slo.set(c.fast_slo_ms / 1000.0);
             e.cache_hit_ratio.get_or_create(&TierLabel { tier: "mw" }).set(c.mw_hit_rate);
+            // The lower tiers' share of fast completions, since the coordinator started.
+            for tier in [Tier::M25, Tier::Mlt] {
+                let share = c.tier_hits[tier.index()] as f64 / c.completed[0].max(1) as f64;
+                e.cache_hit_ratio.get_or_create(&TierLabel { tier: tier.as_str() }).set(share);
+            }
             raise(&e.ledger_receipts, c.ledger_receipts);
             raise(&e.ledger_cycles, c.ledger_cycles);
         }

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 
 use crate::config::EngineConfig;
+use crate::memory::Tier;
 use crate::peers::Peers;
 use crate::router::Reason;
 use crate::rpc::{
@@ -320,8 +321,15 @@ fn status_json(s: &CoordinatorStatus) -> Value {
         "rejections": by_name(RejectReason::ALL.map(RejectReason::as_str), s.rejections),
         "completed": {"fast": s.completed[0], "deep": s.completed[1]},
         "failed": {"fast": s.failed[0], "deep": s.failed[1]},
-        "cache": {"hits": s.cache_hits, "mw_hit_rate": s.mw_hit_rate},
+        "cache": {
+            "hits": s.cache_hits, "mw_hit_rate": s.mw_hit_rate,
+            "hits_by_tier": by_name(Tier::ALL.map(Tier::as_str), s.tier_hits),
+        },
         "in_flight": s.in_flight,
+        "autoscale": {
+            "fast": {"target": s.autoscale[0].target, "demand": s.autoscale[0].demand, "replicas": s.autoscale[0].active},
+            "deep": {"target": s.autoscale[1].target, "demand": s.autoscale[1].demand, "replicas": s.autoscale[1].active},
+        },
         "budget": {
             "day": s.day, "spent_micro_usd": s.spent_today_micro_usd,
             "daily_budget_micro_usd": s.daily_budget_micro_usd,
@@ -368,11 +376,13 @@ async fn state(State(gateway): State<Arc<Gateway>>, RawQuery(query): RawQuery) -
             "energy": energy_json(&snapshot),
         },
         "memory": {
-            "mw": {"entries": snapshot.mw_entries, "capacity": snapshot.mw_capacity, "hit_rate": system.mw_hit_rate},
+            "mw": {"entries": snapshot.tiers[0].entries, "capacity": snapshot.tiers[0].capacity, "hit_rate": system.mw_hit_rate},
             "tier25": {
-                "entries": snapshot.tier25_entries, "capacity": snapshot.tier25_capacity,
-                "max_freshness_ms": snapshot.tier25_max_freshness_ms,
+                "entries": snapshot.tiers[1].entries, "capacity": snapshot.tiers[1].capacity,
+                "max_freshness_ms": snapshot.max_freshness_ms,
             },
+            "mlt": {"entries": snapshot.tiers[2].entries, "capacity": snapshot.tiers[2].capacity},
+            "mfb": {"events": snapshot.flashbulbs},
         },
         "system": status_json(&system),
     })))

@@ -7,17 +7,20 @@
 //! counters come back from the ledger, and a ledger that fails verification halts the
 //! coordinator (it then rejects everything with `halted`).
 
+use super::autoscale::{Action, Fleet};
 use super::{NodeContext, NodeError};
 use crate::governor::{AdmitRequest, Alert, Governor, Plan};
 use crate::ledger::{LedgerWriter, Receipt};
-use crate::memory::StoreIndex;
+use crate::memory::{StoreIndex, Tier};
 use crate::organism::features;
 use crate::peers::Peers;
-use crate::probe::{ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, Signal};
+use crate::probe::{
+    ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, ScaleSignal, Signal,
+};
 use crate::router::{Reason, Router, RouterInputs};
 use crate::rpc::{
-    Complete, CoordinatorStatus, Decided, Execute, Executed, Lookup, Route, Routed, StatusQuery, Submit, SubmitTask,
-    Submitted,
+    Complete, CoordinatorStatus, Decided, Execute, Executed, Lookup, PathScale, Route, Routed, StatusQuery, Submit,
+    SubmitTask, Submitted,
 };
 use crate::task::{Authority, Outcome, Path, RejectReason, Status, Task};
 use crate::tokens::TokenForecast;
@@ -35,6 +38,8 @@ const APPEND_BACKOFF_MS: u64 = 100;
 const APPEND_BACKOFF_MAX_MS: u64 = 2_000;
 /// Poll period of a resubmitted task waiting for its first submission to finish.
 const DUPLICATE_POLL_MS: u64 = 100;
+/// Poll period of a draining replica's calls in flight.
+const DRAIN_POLL_MS: u64 = 100;
 
 /// Mutable state behind one lock; no `await` while it is held.
 struct Core {
@@ -52,8 +57,10 @@ struct Core {
     in_flight: [u32; 2],
     /// Outcomes waiting for their receipt to be written.
     recording: u32,
-    /// Next replica per path (round robin).
-    next_replica: [usize; 2],
+    /// The worker replicas taking work, and the autoscaler's demand and targets.
+    fleet: Fleet,
+    /// The autoscaler waits on `Coordinator::wake_scaler` for the next call.
+    scaler_parked: bool,
     /// Terminal outcome of every task seen (recovered from the ledger and new).
     outcomes: BTreeMap<u64, Outcome>,
     /// Tasks between admission and outcome.
@@ -76,6 +83,8 @@ struct Counters {
     completed: [u64; 2],
     failed: [u64; 2],
     cache_hits: u64,
+    /// Lookups served per tier, in `Tier::ALL` order.
+    tier_hits: [u64; 3],
     ledger_receipts: u64,
     ledger_cycles: u64,
 }
@@ -101,6 +110,10 @@ struct Coordinator {
     /// Calls to the state node and the workers.
     peers: Peers,
     core: Mutex<Core>,
+    /// When the coordinator started.
+    started: Instant,
+    /// Wakes a parked autoscaler.
+    wake_scaler: tokio::sync::Notify,
     /// The ledger; `None` once halted.
     ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
 }
@@ -186,6 +199,7 @@ impl CoordinatorHandle {
 struct Details {
     attempts: u32,
     cache_age_ms: Option<u64>,
+    cache_tier: Option<Tier>,
     overrun_clamped: bool,
     truncated: bool,
     day: u64,
@@ -223,7 +237,13 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         stored: StoreIndex::new(&config.memory),
         in_flight: [0; 2],
         recording: 0,
-        next_replica: [0; 2],
+        fleet: Fleet::new(
+            config.autoscale.clone(),
+            [context.addresses.fast.len(), context.addresses.deep.len()],
+            [config.topology.fast, config.topology.deep],
+            context.scaler.is_some() && config.autoscale.enabled,
+        ),
+        scaler_parked: false,
         outcomes: BTreeMap::new(),
         in_progress: BTreeSet::new(),
         halted: None,
@@ -279,8 +299,14 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     };
     let addr = context.addresses.coordinator;
     let peers = Peers::new(&endpoint).await.map_err(|source| NodeError::Bind { addr, source })?;
-    let coordinator =
-        Arc::new(Coordinator { context, peers, core: Mutex::new(core), ledger: tokio::sync::Mutex::new(ledger) });
+    let coordinator = Arc::new(Coordinator {
+        context,
+        peers,
+        core: Mutex::new(core),
+        started: Instant::now(),
+        wake_scaler: tokio::sync::Notify::new(),
+        ledger: tokio::sync::Mutex::new(ledger),
+    });
     let server = coordinator.clone();
     endpoint.add_rpc_handler(move |Submit(task)| {
         let coordinator = server.clone();
@@ -312,12 +338,101 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     });
     let ticker = coordinator.clone();
     madsim::task::spawn(async move { ticker.close_cycles().await });
+    if config.autoscale.enabled {
+        let scaler = coordinator.clone();
+        madsim::task::spawn(async move { scaler.autoscale().await });
+    }
     Ok(CoordinatorHandle { coordinator })
 }
 
 impl Coordinator {
     fn emit(&self, signal: Signal) {
         self.context.emit(signal);
+    }
+
+    /// Milliseconds since the coordinator's runtime started (the autoscaler's clock).
+    fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The autoscaler (SPEC 4.10): every interval, the demand and the target per path; with
+    /// a scaler, starts replicas (ready after the start-up delay) and drains surplus ones
+    /// (stopped once their calls have returned).
+    async fn autoscale(self: Arc<Self>) {
+        let config = self.context.config.clone();
+        let interval = Duration::from_millis(config.autoscale.interval_ms);
+        let concurrency = [config.dispatch.fast_concurrency, config.dispatch.deep_concurrency];
+        // The starting target (the topology), so that every run records one per path.
+        for path in [Path::Fast, Path::Deep] {
+            self.emit_scale(path, "target", None);
+        }
+        loop {
+            madsim::time::sleep(interval).await;
+            let (actions, changed) = self.lock().fleet.tick(self.uptime_ms(), concurrency);
+            let parked = {
+                let mut core = self.lock();
+                core.scaler_parked = actions.is_empty() && core.fleet.quiet();
+                core.scaler_parked
+            };
+            for path in [Path::Fast, Path::Deep] {
+                if changed[path.index()] {
+                    self.emit_scale(path, "target", None);
+                }
+            }
+            for action in actions {
+                let me = self.clone();
+                match action {
+                    Action::Start(path, replica) => {
+                        if let Some(scaler) = &self.context.scaler {
+                            scaler.start(path, replica);
+                        }
+                        self.emit_scale(path, "starting", Some(replica));
+                        let startup = Duration::from_millis(config.autoscale.startup_ms);
+                        madsim::task::spawn(async move {
+                            madsim::time::sleep(startup).await;
+                            me.lock().fleet.ready(path, replica);
+                            me.emit_scale(path, "ready", Some(replica));
+                        });
+                    }
+                    Action::Drain(path, replica) => {
+                        self.emit_scale(path, "draining", Some(replica));
+                        madsim::task::spawn(async move {
+                            while me.lock().fleet.in_flight(path, replica) > 0 {
+                                madsim::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+                            }
+                            if let Some(scaler) = &me.context.scaler {
+                                scaler.stop(path, replica);
+                            }
+                            me.lock().fleet.stopped(path, replica);
+                            me.emit_scale(path, "stopped", Some(replica));
+                        });
+                    }
+                }
+            }
+            if parked {
+                // Nothing can change before a call: wait for one instead of ticking
+                // through idle simulated time.
+                self.wake_scaler.notified().await;
+                let now = self.uptime_ms();
+                self.lock().fleet.resume(now);
+            }
+        }
+    }
+
+    fn emit_scale(&self, path: Path, event: &str, replica: Option<usize>) {
+        let (target, demand, replicas) = {
+            let core = self.lock();
+            let (target, demand) = core.fleet.target(path);
+            (target, demand, core.fleet.active(path))
+        };
+        self.emit(Signal::Scale(ScaleSignal {
+            demand_ppm: ppm(demand),
+            event: event.into(),
+            path,
+            replicas,
+            target,
+            worker: replica.map(|r| format!("{}-{}", path.as_str(), r + 1)),
+        }));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
@@ -348,7 +463,7 @@ impl Coordinator {
     /// The router's inputs for a task after the valve's `step` (SPEC 4.2).
     fn router_inputs(&self, core: &Core, task: &Task, step: ValveStep) -> RouterInputs {
         let config = &self.context.config;
-        let fast_capacity = config.topology.fast.saturating_mul(config.dispatch.fast_concurrency).max(1);
+        let fast_capacity = core.fleet.active(Path::Fast).saturating_mul(config.dispatch.fast_concurrency).max(1);
         let waiting = core.in_flight[0].saturating_sub(fast_capacity);
         let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
         RouterInputs {
@@ -404,6 +519,11 @@ impl Coordinator {
             completed: core.counters.completed,
             failed: core.counters.failed,
             cache_hits: core.counters.cache_hits,
+            tier_hits: core.counters.tier_hits,
+            autoscale: [Path::Fast, Path::Deep].map(|path| {
+                let (target, demand) = core.fleet.target(path);
+                PathScale { target, demand, active: core.fleet.active(path) }
+            }),
             mw_hit_rate: core.hit_rate,
             in_flight: core.in_flight[0] + core.in_flight[1] + core.recording,
             day,
@@ -567,14 +687,15 @@ impl Coordinator {
         let path = plan.path;
         let state_timeout = Duration::from_millis(config.dispatch.state_timeout_ms);
         let mut details = Details { day, truncated: plan.truncated_tokens > 0, ..Details::default() };
-        let cacheable = config.memory.mw_ttl_ms[task.kind.index()] > 0;
+        let cacheable = config.memory.caches(task.kind);
+        let salient = reason == Reason::Breach;
         let task_features =
             features(task.kind, task.drift, task.priority, plan.tokens_in, task.tokens_out, task.signature);
         debug_assert!(reason != Reason::Surprise || path == Path::Deep);
 
-        if path == Path::Fast && cacheable {
+        let ttl_ms = config.memory.served_limit_ms(task.kind);
+        if path == Path::Fast && ttl_ms > 0 {
             let now_ms = Self::scenario_now_ms(task, received);
-            let ttl_ms = config.memory.mw_ttl_ms[task.kind.index()];
             let may_hit = self.lock().stored.may_hit(task.signature, ttl_ms, now_ms);
             let found = if may_hit {
                 let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms };
@@ -584,14 +705,18 @@ impl Coordinator {
             };
             {
                 let mut core = self.lock();
-                let hit = if found.is_some() { 1.0 } else { 0.0 };
+                let hit = if found.is_some_and(|f| f.tier == Tier::Mw) { 1.0 } else { 0.0 };
                 core.hit_rate += HIT_RATE_SMOOTHING * (hit - core.hit_rate);
+                if let Some(found) = found {
+                    core.counters.tier_hits[found.tier.index()] += 1;
+                }
             }
             if let Some(found) = found {
                 let charge =
                     self.lock().governor.settle_fixed(task.task_id, 0).expect("an in-progress task is not yet charged");
-                self.update_state(task, &task_features, found.tokens_out, false, received).await;
+                self.update_state(task, &task_features, found.tokens_out, (false, salient), received).await;
                 details.cache_age_ms = Some(found.age_ms);
+                details.cache_tier = Some(found.tier);
                 let outcome = Outcome::Completed {
                     path,
                     latency_ms: received.elapsed().as_millis() as u64,
@@ -618,15 +743,15 @@ impl Coordinator {
             // The first attempt takes the next replica in turn; a retry goes to the replica
             // after the one that just failed, so a cut-off or dead worker is not tried
             // twice in a row (with the shared turn, it could be, under concurrency).
-            let replica = match previous {
-                Some(failed) => (failed + 1) % workers.len(),
-                None => {
-                    let mut core = self.lock();
-                    let next = &mut core.next_replica[path.index()];
-                    let replica = *next % workers.len();
-                    *next = (*next + 1) % workers.len();
-                    replica
+            let replica = {
+                let mut core = self.lock();
+                let replica = core.fleet.pick(path, previous);
+                core.fleet.call_started(path, replica, self.uptime_ms());
+                if core.scaler_parked {
+                    core.scaler_parked = false;
+                    self.wake_scaler.notify_one();
                 }
+                replica
             };
             previous = Some(replica);
             let worker = workers[replica];
@@ -639,7 +764,9 @@ impl Coordinator {
                 max_tokens_out: plan.max_tokens_out,
             };
             let worker_name = format!("{}-{}", path.as_str(), replica + 1);
-            match self.peers.call(worker, request, timeout).await {
+            let answer = self.peers.call(worker, request, timeout).await;
+            self.lock().fleet.call_ended(path, replica, self.uptime_ms());
+            match answer {
                 Ok(Executed { result: Ok(tokens_out), .. }) => {
                     generated = Some(tokens_out);
                     details.worker = Some(worker_name);
@@ -667,7 +794,7 @@ impl Coordinator {
                     .expect("an in-progress task is not yet charged");
                 details.overrun_clamped = charge.overrun_clamped;
                 self.emit_alerts(charge.alerts);
-                self.update_state(task, &task_features, charge.tokens_out, cacheable, received).await;
+                self.update_state(task, &task_features, charge.tokens_out, (cacheable, salient), received).await;
                 Outcome::Completed {
                     path,
                     latency_ms: received.elapsed().as_millis() as u64,
@@ -693,7 +820,7 @@ impl Coordinator {
         task: &Task,
         task_features: &[f64; crate::organism::FEATURES],
         tokens_out: u32,
-        store: bool,
+        (store, salient): (bool, bool),
         received: Instant,
     ) {
         let now_ms = Self::scenario_now_ms(task, received);
@@ -708,6 +835,7 @@ impl Coordinator {
             features: *task_features,
             tokens_out,
             store,
+            salient,
             now_ms,
         };
         let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
@@ -772,6 +900,7 @@ impl Coordinator {
             attempts: details.attempts,
             cache_age_ms: details.cache_age_ms,
             cache_hit: false,
+            cache_tier: details.cache_tier,
             cost_micro_usd: 0,
             day: details.day,
             error: None,

@@ -2,6 +2,7 @@
 //! handlers and background tasks, and returns; the node keeps serving for as long as its
 //! tasks live (forever live, until killed in the simulator).
 
+pub mod autoscale;
 mod coordinator;
 mod state;
 mod worker;
@@ -27,6 +28,17 @@ pub struct NodeContext {
     pub probe: Arc<dyn Probe>,
     /// The backend's and the disk's condition; only the simulator's faults change it.
     pub conditions: Arc<Conditions>,
+    /// What starts and stops workers for the autoscaler (the simulator's world); `None`
+    /// live, where the coordinator reports the target and an operator acts on it.
+    pub scaler: Option<Arc<dyn Scaler>>,
+}
+
+/// Starts and stops worker replicas (SPEC 4.10). Implementations must not block.
+pub trait Scaler: Send + Sync + 'static {
+    /// Starts replica `replica` (0-based) of `path`; it takes work after the start-up delay.
+    fn start(&self, path: crate::task::Path, replica: usize);
+    /// Stops a replica that has no call in flight.
+    fn stop(&self, path: crate::task::Path, replica: usize);
 }
 
 impl NodeContext {

@@ -1,12 +1,15 @@
-//! The state node: the organism (SPEC 4.6) and the working cache Mw (SPEC 4.3).
+//! The state node: the organism (SPEC 4.6) and the memory fabric (SPEC 4.3).
 //!
 //! The organism is rebuilt from its seed on every start; by the contraction property a
 //! restarted state node forgets its lost history geometrically.
 
 use super::NodeContext;
-use crate::memory::{Tier25, Tier25Lookup, WorkingCache, TIER25_CAPACITY, TIER25_MAX_FRESHNESS_MS};
+use crate::memory::{Flashbulb, MemoryFabric, Tier25Lookup};
 use crate::organism::{Bounds, Organism, Promotion};
-use crate::probe::{ppm, ContractionSignal, LTotSignal, MaskSignal, NodeSignal, Signal};
+use crate::probe::{
+    ppm, ContractionSignal, EnergySignal, FlashbulbSignal, LTotSignal, MaskSignal, NodeSignal, PromotionRefusedSignal,
+    Signal,
+};
 use crate::rpc::{
     Complete, Completed, Found, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot, Tier25Answer,
     Tier25Retrieve, Tier25Store, Validate, Validated,
@@ -17,14 +20,13 @@ use std::time::Duration;
 
 struct StateCore {
     organism: Organism,
-    cache: WorkingCache,
-    tier25: Tier25,
+    memory: MemoryFabric,
 }
 
 impl StateCore {
-    /// The working cache's fill, the energy's memory pressure.
+    /// The energy's memory pressure.
     fn memory_pressure(&self) -> f64 {
-        self.cache.len() as f64 / self.cache.capacity().max(1) as f64
+        self.memory.pressure()
     }
 
     fn snapshot(&self) -> StateSnapshot {
@@ -43,11 +45,9 @@ impl StateCore {
             w2_bound: bounds.w2_bound,
             w2_estimate: bounds.w2_estimate,
             energy: self.organism.energy(self.memory_pressure()),
-            mw_entries: self.cache.len(),
-            mw_capacity: self.cache.capacity(),
-            tier25_entries: self.tier25.len(),
-            tier25_capacity: self.tier25.capacity(),
-            tier25_max_freshness_ms: self.tier25.max_freshness_ms(),
+            tiers: self.memory.fill(),
+            max_freshness_ms: self.memory.config().max_freshness_ms,
+            flashbulbs: self.memory.flashbulbs().len(),
         }
     }
 
@@ -59,7 +59,7 @@ impl StateCore {
                 let (trial, proposed) = self.organism.trial_promotion(w_norm);
                 let mask = trial.mask.clone();
                 Validated {
-                    allowed: mask.is_none(),
+                    allowed: mask.is_none() && !trial.refused,
                     l_tot_before: before,
                     l_tot_proposed: proposed,
                     l_tot_after: trial.after.l_tot,
@@ -95,8 +95,33 @@ fn l_tot_signal(bounds: Bounds, cause: &str) -> Signal {
     })
 }
 
-/// Reports a promotion: GraphMask's action, if any, and the new bound.
-fn emit_promotion(context: &NodeContext, promotion: &Promotion, cause: &str) {
+/// The energy now, as a signal.
+fn energy_signal(core: &StateCore, cause: &str) -> Signal {
+    let e = core.organism.energy(core.memory_pressure());
+    Signal::Energy(EnergySignal {
+        cause: cause.into(),
+        ent_ppm: ppm(e.ent),
+        gradient_norm_ppm: ppm(e.gradient_norm),
+        mem_ppm: ppm(e.mem),
+        pair_ppm: ppm(e.pair),
+        reg_ppm: ppm(e.reg),
+        total_ppm: ppm(e.total),
+        updates: core.organism.updates().0,
+    })
+}
+
+/// Reports a promotion: refused for raising the energy, or GraphMask's action, if any, the
+/// new bound and the energy after it.
+fn emit_promotion(context: &NodeContext, core: &StateCore, promotion: &Promotion, cause: &str) {
+    if promotion.refused {
+        let energy = core.organism.energy(core.memory_pressure()).total;
+        context.emit(Signal::PromotionRefused(PromotionRefusedSignal {
+            cause: cause.into(),
+            delta_e_ppm: ppm(promotion.delta_e),
+            energy_ppm: ppm(energy),
+        }));
+        return;
+    }
     if let Some(mask) = &promotion.mask {
         context.emit(Signal::Mask(MaskSignal {
             edges_masked: mask.edges_masked,
@@ -106,6 +131,7 @@ fn emit_promotion(context: &NodeContext, promotion: &Promotion, cause: &str) {
         }));
     }
     context.emit(l_tot_signal(promotion.after, cause));
+    context.emit(energy_signal(core, cause));
 }
 
 /// Starts the state node on `endpoint`.
@@ -113,22 +139,22 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
     let organism = Organism::new(context.config.organism.clone());
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "state".into() }));
     context.emit(l_tot_signal(organism.bounds(), "init"));
-    let core = Arc::new(Mutex::new(StateCore {
-        organism,
-        cache: WorkingCache::new(context.config.memory.clone()),
-        tier25: Tier25::new(TIER25_CAPACITY, TIER25_MAX_FRESHNESS_MS),
-    }));
+    let core = StateCore { organism, memory: MemoryFabric::new(context.config.memory.clone()) };
+    context.emit(energy_signal(&core, "init"));
+    let core = Arc::new(Mutex::new(core));
     register_queries(&endpoint, &core);
-    let latency = Duration::from_millis(context.config.memory.mw_latency_ms);
     let lookup_core = core.clone();
     endpoint.add_rpc_handler(move |request: Lookup| {
-        let core = lookup_core.clone();
+        // The fabric answers as of the request; the answer leaves after the latency of
+        // every tier it asked.
+        let looked = lookup_core.lock().expect("state lock is never poisoned").memory.lookup(
+            request.signature,
+            request.kind,
+            request.now_ms,
+        );
         async move {
-            madsim::time::sleep(latency).await;
-            let mut core = core.lock().expect("state lock is never poisoned");
-            core.cache
-                .lookup(request.signature, request.kind, request.now_ms)
-                .map(|hit| Found { age_ms: hit.age_ms, tokens_out: hit.tokens_out })
+            madsim::time::sleep(Duration::from_millis(looked.latency_ms)).await;
+            looked.served.map(|s| Found { age_ms: s.age_ms, tier: s.tier, tokens_out: s.tokens_out })
         }
     });
     let promote_core = core.clone();
@@ -139,8 +165,8 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
         async move {
             let mut core = core.lock().expect("state lock is never poisoned");
             let promotion = core.organism.promote_external(request.norm_ppm as f64 / 1e6);
-            emit_promotion(&context, &promotion, "external_promotion");
-            Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() }
+            emit_promotion(&context, &core, &promotion, "external_promotion");
+            Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() && !promotion.refused }
         }
     });
     endpoint.add_rpc_handler(move |request: Complete| {
@@ -149,11 +175,24 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
         async move {
             let mut core = core.lock().expect("state lock is never poisoned");
             if request.store {
-                core.cache.insert(request.signature, request.kind, request.tokens_out, request.now_ms);
+                core.memory.store(request.signature, request.kind, request.tokens_out, request.now_ms);
+            }
+            if request.salient {
+                let event =
+                    Flashbulb { task_id: request.task_id, kind: request.kind, at_ms: request.now_ms, cause: "breach" };
+                core.memory.remember(event);
+                context.emit(Signal::Flashbulb(FlashbulbSignal {
+                    cause: "breach".into(),
+                    held: core.memory.flashbulbs().len() as u64,
+                    task_id: request.task_id,
+                }));
             }
             let report = core.organism.update(request.kind, &request.features);
             if let Some(promotion) = &report.promotion {
-                emit_promotion(&context, promotion, "promotion");
+                emit_promotion(&context, &core, promotion, "promotion");
+            }
+            if report.energy_due {
+                context.emit(energy_signal(&core, "sample"));
             }
             if let Some(c) = report.contraction {
                 context.emit(Signal::Contraction(ContractionSignal {
@@ -184,8 +223,8 @@ fn register_queries(endpoint: &Endpoint, core: &Arc<Mutex<StateCore>>) {
     let store_core = core.clone();
     endpoint.add_rpc_handler(move |request: Tier25Store| {
         let mut core = store_core.lock().expect("state lock is never poisoned");
-        core.tier25.store(request.signature, request.kind, request.tokens_out, request.now_ms);
-        let held = core.tier25.len();
+        core.memory.store_m25(request.signature, request.kind, request.tokens_out, request.now_ms);
+        let held = core.memory.fill()[1].entries;
         async move { held }
     });
     let retrieve_core = core.clone();
@@ -193,8 +232,8 @@ fn register_queries(endpoint: &Endpoint, core: &Arc<Mutex<StateCore>>) {
         let found = retrieve_core
             .lock()
             .expect("state lock is never poisoned")
-            .tier25
-            .retrieve(request.signature, request.now_ms);
+            .memory
+            .retrieve_m25(request.signature, request.now_ms);
         let answer = match found {
             Tier25Lookup::Hit { kind, tokens_out, age_ms } => Tier25Answer::Hit { kind, tokens_out, age_ms },
             Tier25Lookup::Stale { age_ms } => Tier25Answer::Stale { age_ms },

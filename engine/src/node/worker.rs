@@ -29,6 +29,18 @@ fn slots(config: &crate::config::EngineConfig, path: Path) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(concurrency.max(1) as usize))
 }
 
+/// A call that waited in the worker's queue for as long as the caller's timeout is shed
+/// without running: its caller has given up and retried elsewhere, and running it anyway
+/// would keep an overloaded worker busy with answers nobody reads (a metastable collapse
+/// that outlives the overload).
+fn shed(received: madsim::time::Instant, timeout: Duration) -> Option<Executed> {
+    let waited = received.elapsed();
+    (waited >= timeout).then(|| Executed {
+        result: Err(format!("shed after {} ms in the worker's queue", waited.as_millis())),
+        latency_ms: 0,
+    })
+}
+
 /// Starts a worker of `path` on `endpoint`.
 pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) {
     #[cfg(not(madsim))]
@@ -38,12 +50,17 @@ pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) 
     let backend = Arc::new(SimulatedBackend::new(&context.config.backend, path));
     let slots = slots(context.config.as_ref(), path);
     let conditions = context.conditions.clone();
+    let timeout = Duration::from_millis(context.config.dispatch.timeout_ms(path));
     endpoint.add_rpc_handler(move |request: Execute| {
         let backend = backend.clone();
         let slots = slots.clone();
         let conditions = conditions.clone();
+        let received = madsim::time::Instant::now();
         async move {
             let _slot = slots.acquire().await.expect("the semaphore is never closed");
+            if let Some(shed) = shed(received, timeout) {
+                return shed;
+            }
             let (latency_ms, result) = draw(&backend, &request, conditions.backend(path));
             madsim::time::sleep(Duration::from_millis(latency_ms)).await;
             Executed { result, latency_ms }
@@ -74,8 +91,12 @@ fn start_openai_worker(endpoint: Endpoint, context: &NodeContext, path: Path, op
     endpoint.add_rpc_handler(move |request: Execute| {
         let backend = backend.clone();
         let slots = slots.clone();
+        let received = madsim::time::Instant::now();
         async move {
             let _slot = slots.acquire().await.expect("the semaphore is never closed");
+            if let Some(shed) = shed(received, timeout) {
+                return shed;
+            }
             backend.call(&request).await
         }
     });

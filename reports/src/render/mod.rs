@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::analytics::{self, Analytics, AnalyticsError};
 use crate::model::{Outcome, ReportData};
+use seedcore_engine::memory::Tier;
 
 /// Milliseconds in a UTC day.
 const DAY_MS: u64 = 86_400_000;
@@ -329,6 +330,7 @@ fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
 
     invariants(&mut doc, data);
     latency(&mut doc, data, analytics);
+    organism(&mut doc, data);
     cost(&mut doc, data, analytics);
     traffic(&mut doc, data);
     determinism(&mut doc, data);
@@ -498,6 +500,86 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
     }
     doc.push(Block::Para("Per task kind (mean and max over completed tasks):".into()));
     doc.push(Block::Table(per_kind));
+}
+
+/// The memory fabric's tiers, the organism's energy and the autoscaler.
+fn organism(doc: &mut Vec<Block>, data: &ReportData) {
+    let o = &data.organism;
+    doc.push(Block::Heading("Memory fabric".into()));
+    let mut table = Table::new(&["tier", "hits", "hit rate (of fast completions)", "oldest served"]);
+    for tier in Tier::ALL {
+        let hits = o.tier_hits[tier.index()];
+        let rate =
+            if o.fast_completed == 0 { "-".into() } else { format!("{:.4}", hits as f64 / o.fast_completed as f64) };
+        let age = if hits == 0 { "-".into() } else { format!("{} ms", o.tier_max_age_ms[tier.index()]) };
+        table.row(vec![tier.label().into(), hits.to_string(), rate, age]);
+    }
+    doc.push(Block::Table(table));
+    doc.push(Block::Para(format!(
+        "Mfb (flashbulb) keeps {} high-salience events (valve breaches), never evicted within the run.",
+        o.flashbulbs
+    )));
+
+    doc.push(Block::Heading("Energy".into()));
+    match (&o.energy_first, &o.energy_last) {
+        (Some(first), Some(last)) => {
+            let e = |ppm: i64| format!("{:.6}", ppm as f64 / 1e6);
+            let mut table = Table::new(&["sample", "updates", "E", "E_pair", "E_reg", "E_ent", "E_mem", "||dE/dH||"]);
+            for (name, s) in [("first", first), ("last", last)] {
+                table.row(vec![
+                    name.into(),
+                    s.updates.to_string(),
+                    e(s.total_ppm),
+                    e(s.pair_ppm),
+                    e(s.reg_ppm),
+                    e(s.ent_ppm),
+                    e(s.mem_ppm),
+                    e(s.gradient_norm_ppm),
+                ]);
+            }
+            doc.push(Block::Table(table));
+            doc.push(Block::Para(format!(
+                "{} samples, E between {} and {}; {} promotions refused for raising E (delta E > 0).",
+                o.energy.len(),
+                o.energy_min_ppm.map_or("-".into(), e),
+                o.energy_max_ppm.map_or("-".into(), e),
+                o.promotions_refused
+            )));
+        }
+        _ => doc.push(Block::Para("No energy was recorded.".into())),
+    }
+
+    doc.push(Block::Heading("Autoscaler".into()));
+    if o.scale.iter().all(|s| s.events == 0) {
+        doc.push(Block::Para("The autoscaler recorded nothing (off in this scenario).".into()));
+    } else {
+        let mut table = Table::new(&[
+            "path",
+            "target changes",
+            "highest target",
+            "fewest replicas",
+            "most replicas",
+            "started",
+            "stopped",
+        ]);
+        for (path, s) in ["fast", "deep"].iter().zip(&o.scale) {
+            table.row(vec![
+                path.to_string(),
+                s.targets.to_string(),
+                s.max_target.to_string(),
+                s.min_replicas.map_or("-".into(), |m| m.to_string()),
+                s.max_replicas.to_string(),
+                s.started.to_string(),
+                s.stopped.to_string(),
+            ]);
+        }
+        doc.push(Block::Table(table));
+        doc.push(Block::Para(
+            "Replicas over time against the target, with the fast path's p99 latency per window, are in \
+             plots/scaling.svg."
+                .into(),
+        ));
+    }
 }
 
 fn traffic(doc: &mut Vec<Block>, data: &ReportData) {
@@ -769,6 +851,7 @@ mod tests {
             }],
             recovery_ms: Some(4_000),
             l_tot: vec![(0, 400_000), (30_000, 650_000), (90_000, 500_000)],
+            organism: crate::model::OrganismReport::default(),
             events: 123,
             regressions: vec!["score fell from 95.00 to 82.50".into()],
             ..report_data()
@@ -788,14 +871,16 @@ mod tests {
         std::fs::read_to_string(dir.path().join(file)).expect("written by write_all")
     }
 
-    const EXPECTED_FILES: [&str; 10] = [
+    const EXPECTED_FILES: [&str; 12] = [
         "cost_report.json",
         "plots/cusum.svg",
+        "plots/energy.svg",
         "plots/fast_ratio.svg",
         "plots/l_tot.svg",
         "plots/latency_deep.svg",
         "plots/latency_fast.svg",
         "plots/memory.svg",
+        "plots/scaling.svg",
         "plots/spend.svg",
         "report.html",
         "report.md",
@@ -813,7 +898,7 @@ mod tests {
             ("plots/l_tot.svg", "limit L_tot = 1.0"),
             ("plots/latency_fast.svg", "p99 = 290 ms"),
             ("plots/latency_deep.svg", "p99 = 4900 ms"),
-            ("plots/memory.svg", "cache hit rate (ratio)"),
+            ("plots/memory.svg", "cache hits / fast completions"),
         ] {
             let svg = read(&dir, file);
             assert!(svg.starts_with("<svg"), "{file}: {}", &svg[..svg.len().min(80)]);

@@ -11,17 +11,21 @@ use plotters::prelude::*;
 
 use crate::analytics::Analytics;
 use crate::model::{FaultRow, ReportData};
+use seedcore_engine::memory::Tier;
+use seedcore_engine::Path;
 
 use super::DAY_MS;
 
 /// The plots, by file name, with their titles; sorted by file name.
-pub(super) const PLOTS: [(&str, &str); 7] = [
+pub(super) const PLOTS: [(&str, &str); 9] = [
     ("cusum.svg", "OCPS valve: CUSUM statistic S against its threshold h"),
+    ("energy.svg", "Organism energy E over time"),
     ("fast_ratio.svg", "Fast-path ratio per window against its target"),
     ("l_tot.svg", "Certified L_tot against the contraction limit 1.0"),
     ("latency_deep.svg", "Latency of completed deep-path tasks"),
     ("latency_fast.svg", "Latency of completed fast-path tasks"),
-    ("memory.svg", "Memory fabric: cache hit rate per window"),
+    ("memory.svg", "Memory fabric: hit rate per tier per window"),
+    ("scaling.svg", "Autoscaler: replicas and targets per path, and fast-path p99 per window"),
     ("spend.svg", "Cumulative spend per simulated day against the daily budget"),
 ];
 
@@ -43,6 +47,8 @@ pub(super) fn render_all(data: &ReportData, analytics: &Analytics) -> Result<Vec
             let draw = |root: &Area| -> DrawResult {
                 match *file {
                     "cusum.svg" => cusum(root, title, data, analytics, &axis),
+                    "energy.svg" => energy(root, title, data, &axis),
+                    "scaling.svg" => scaling(root, title, data, analytics, &axis),
                     "fast_ratio.svg" => fast_ratio(root, title, data, analytics, &axis),
                     "l_tot.svg" => l_tot(root, title, data, &axis),
                     "latency_deep.svg" => latency(root, title, data, &analytics.latency_deep_ms, "deep"),
@@ -211,7 +217,6 @@ fn thin(points: Vec<(f64, f64)>, end: f64) -> Vec<(f64, f64)> {
 
 /// What a ratio plot shows besides its series.
 struct RatioMarks<'a> {
-    series_label: &'a str,
     y_desc: &'a str,
     /// A labelled horizontal line.
     threshold: Option<(f64, String)>,
@@ -219,15 +224,20 @@ struct RatioMarks<'a> {
     faults: &'a [FaultRow],
 }
 
-/// A per-window ratio (0 to 1) over time, with an optional labelled threshold.
-fn ratio_plot(
-    root: &Area,
-    title: &str,
-    axis: &TimeAxis,
-    series: Vec<Vec<(f64, f64)>>,
-    marks: RatioMarks,
-) -> DrawResult {
-    let RatioMarks { series_label, y_desc, threshold, faults } = marks;
+/// One named series of a plot, in runs broken where values are missing.
+struct Line {
+    label: String,
+    color: RGBColor,
+    runs: Vec<Vec<(f64, f64)>>,
+}
+
+/// Colours of the memory tiers (Mw, M2.5, Mlt) and of the paths (fast, deep).
+const TIER_COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44)];
+const PATH_COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(148, 103, 189)];
+
+/// Per-window ratios (0 to 1) over time, with an optional labelled threshold.
+fn ratio_plot(root: &Area, title: &str, axis: &TimeAxis, lines: Vec<Line>, marks: RatioMarks) -> DrawResult {
+    let RatioMarks { y_desc, threshold, faults } = marks;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 18))
         .margin(12)
@@ -236,18 +246,23 @@ fn ratio_plot(
         .build_cartesian_2d(0f64..axis.end, 0f64..1.05f64)?;
     chart.configure_mesh().x_desc(axis.desc).y_desc(y_desc).light_line_style(RGBColor(235, 235, 235)).draw()?;
     fault_spans(&mut chart, faults, axis, 1.05)?;
-    let empty = series.is_empty();
+    let empty = lines.iter().all(|line| line.runs.is_empty());
     // The legend goes to the half of the plot the series mostly leaves free.
-    let (sum, count) = series.iter().flatten().fold((0.0, 0usize), |(sum, count), (_, y)| (sum + y, count + 1));
+    let (sum, count) = lines
+        .iter()
+        .flat_map(|line| line.runs.iter().flatten())
+        .fold((0.0, 0usize), |(sum, count), (_, y)| (sum + y, count + 1));
     let legend_at = if count > 0 && sum / count as f64 > 0.5 {
         SeriesLabelPosition::LowerRight
     } else {
         SeriesLabelPosition::UpperRight
     };
-    for (i, run) in series.into_iter().enumerate() {
-        let drawn = chart.draw_series(LineSeries::new(run, BLUE.stroke_width(2)).point_size(2))?;
-        if i == 0 {
-            drawn.label(series_label).legend(legend_line(BLUE));
+    for line in lines {
+        for (i, run) in line.runs.into_iter().enumerate() {
+            let drawn = chart.draw_series(LineSeries::new(run, line.color.stroke_width(2)).point_size(2))?;
+            if i == 0 {
+                drawn.label(line.label.clone()).legend(legend_line(line.color));
+            }
         }
     }
     if let Some((value, label)) = threshold {
@@ -272,28 +287,138 @@ fn fast_ratio(root: &Area, title: &str, data: &ReportData, analytics: &Analytics
             .map(|w| w.fast_ratio.map(|ratio| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, ratio))),
     );
     let marks = RatioMarks {
-        series_label: "fast-path ratio per window",
         y_desc: "fast completed / (completed + failed)",
         threshold: Some((target, format!("target {target:.2}"))),
         faults: &data.faults,
     };
-    ratio_plot(root, title, axis, series, marks)
+    let line = Line { label: "fast-path ratio per window".into(), color: BLUE, runs: series };
+    ratio_plot(root, title, axis, vec![line], marks)
 }
 
 fn memory(root: &Area, title: &str, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
-    let series = segments(
-        analytics
-            .windows
-            .iter()
-            .map(|w| w.cache_hit_rate.map(|rate| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, rate))),
-    );
-    let marks = RatioMarks {
-        series_label: "cache hits / fast completions",
-        y_desc: "cache hit rate (ratio)",
-        threshold: None,
-        faults: &[],
-    };
-    ratio_plot(root, title, axis, series, marks)
+    let mid = |w: &crate::analytics::Window| axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0;
+    let mut lines = vec![Line {
+        label: "any tier".into(),
+        color: RGBColor(120, 120, 120),
+        runs: segments(analytics.windows.iter().map(|w| w.cache_hit_rate.map(|rate| (mid(w), rate)))),
+    }];
+    for tier in Tier::ALL {
+        lines.push(Line {
+            label: tier.label().into(),
+            color: TIER_COLORS[tier.index()],
+            runs: segments(analytics.windows.iter().map(|w| w.tier_hit_rates[tier.index()].map(|rate| (mid(w), rate)))),
+        });
+    }
+    let marks = RatioMarks { y_desc: "cache hits / fast completions", threshold: None, faults: &[] };
+    ratio_plot(root, title, axis, lines, marks)
+}
+
+/// A step line through `(t_ms, value)` changes, held to `end`.
+fn steps(points: impl Iterator<Item = (u64, f64)>, axis: &TimeAxis, end: f64) -> Vec<(f64, f64)> {
+    let mut line: Vec<(f64, f64)> = Vec::new();
+    for (t_ms, value) in points {
+        if let Some(&(_, previous)) = line.last() {
+            line.push((axis.at(t_ms), previous));
+        }
+        line.push((axis.at(t_ms), value));
+    }
+    if let Some(&(_, last)) = line.last() {
+        line.push((end, last));
+    }
+    line
+}
+
+fn energy(root: &Area, title: &str, data: &ReportData, axis: &TimeAxis) -> DrawResult {
+    let series = &data.organism.energy;
+    let end = axis.end.max(series.last().map_or(0.0, |(t, _)| axis.at(*t)));
+    let points: Vec<(f64, f64)> = series.iter().map(|(t, ppm)| (axis.at(*t), *ppm as f64 / 1e6)).collect();
+    let (low, high) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (_, y)| (l.min(*y), h.max(*y)));
+    let (low, high) = if low.is_finite() { (low, high) } else { (-1.0, 1.0) };
+    let pad = ((high - low) * 0.1).max(1e-3);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..end.max(1e-9), (low - pad)..(high + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(axis.desc)
+        .y_desc("E = E_pair + E_reg + E_ent + E_mem")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let empty = points.is_empty();
+    if !empty {
+        chart
+            .draw_series(LineSeries::new(thin(points, end), BLUE.stroke_width(2)))?
+            .label("energy at each sweep and promotion")
+            .legend(legend_line(BLUE));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    } else {
+        note(root, "no energy recorded")?;
+    }
+    Ok(())
+}
+
+fn scaling(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
+    let (top, bottom) = root.split_vertically(SIZE.1 * 11 / 20);
+    let points = &data.organism.scale_points;
+    let end = axis.end.max(points.last().map_or(0.0, |p| axis.at(p.t_ms)));
+    let highest = points.iter().map(|p| p.replicas.max(p.target)).max().unwrap_or(1).max(1) as f64;
+    let mut chart = ChartBuilder::on(&top)
+        .caption(title, (FONT, 16))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..end.max(1e-9), 0f64..highest * 1.2 + 0.5)?;
+    chart.configure_mesh().y_desc("workers").light_line_style(RGBColor(235, 235, 235)).draw()?;
+    for path in [Path::Fast, Path::Deep] {
+        let color = PATH_COLORS[path.index()];
+        let of_path = || points.iter().filter(move |p| p.path == path);
+        let replicas = steps(of_path().map(|p| (p.t_ms, f64::from(p.replicas))), axis, end);
+        let target = steps(of_path().map(|p| (p.t_ms, f64::from(p.target))), axis, end);
+        if replicas.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(replicas, color.stroke_width(2)))?
+            .label(format!("{} replicas", path.as_str()))
+            .legend(legend_line(color));
+        chart
+            .draw_series(DashedLineSeries::new(target, 6, 4, color.stroke_width(1)))?
+            .label(format!("{} target", path.as_str()))
+            .legend(legend_line(color));
+    }
+    if points.is_empty() {
+        note(&top, "the autoscaler is off, or never acted")?;
+    } else {
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    }
+    let p99: Vec<(f64, f64)> = analytics
+        .windows
+        .iter()
+        .filter_map(|w| w.fast_p99_ms.map(|ms| (axis.at(w.start_ms) + axis.at(analytics.window_ms) / 2.0, ms as f64)))
+        .collect();
+    let slowest = p99.iter().map(|(_, y)| *y).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(8)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..end.max(1e-9), 0f64..slowest * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc(axis.desc)
+        .y_desc("fast p99 (ms)")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    if !p99.is_empty() {
+        chart
+            .draw_series(LineSeries::new(p99, RED.stroke_width(2)))?
+            .label("fast-path p99 per window")
+            .legend(legend_line(RED));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    }
+    Ok(())
 }
 
 fn cusum(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axis: &TimeAxis) -> DrawResult {
