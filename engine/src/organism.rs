@@ -98,6 +98,8 @@ struct Shadow {
     g: Vec<f64>,
     /// `W g_j` per agent, row-major.
     p: Vec<f64>,
+    /// `sum_j a_ij W g_j` per agent.
+    s: Vec<f64>,
     /// Agents updated in the current sweep.
     touched: Vec<bool>,
     /// Agents not yet updated in the current sweep.
@@ -155,6 +157,12 @@ pub struct Organism {
     /// `W h_j` per agent, row-major: the update sums these, `sum_j a_ij W h_j`, instead of
     /// multiplying `W` by `sum_j a_ij h_j`, so that weighing candidates costs no product.
     p: Vec<f64>,
+    /// `S_i = sum_j a_ij P_j` per agent, kept up to date as each `P_j` changes: the
+    /// candidate update of agent `i` is then `tanh(S_i + U x)`.
+    s: Vec<f64>,
+    /// `C_i = sum_out w_ij h_j + sum_in w_ki h_k` per agent (`-dE_pair/dh_i`), kept up to
+    /// date as each `h_j` changes: a candidate's `dE_pair` is one dot product.
+    c: Vec<f64>,
     /// The current norms and `L_tot`.
     bounds: Bounds,
     /// Stream for promotions and shadow perturbations, from `config.seed`.
@@ -310,6 +318,8 @@ impl Organism {
             scratch_best: vec![0.0; dim],
             in_edges: Vec::new(),
             p: vec![0.0; agents * dim],
+            s: vec![0.0; agents * dim],
+            c: vec![0.0; agents * dim],
             update_norm_mean: 0.0,
             updates: 0,
             agent_updates: vec![0; agents],
@@ -324,6 +334,8 @@ impl Organism {
         organism.bounds = organism.compute_bounds();
         organism.index_in_edges();
         organism.p = organism.products(&organism.h);
+        organism.s = organism.neighbour_sums(&organism.p);
+        organism.c = organism.pair_sums();
         assert!(organism.bounds.l_tot < organism.config.l_max, "initial L_tot must be below l_max");
         if organism.config.shadow {
             organism.reset_shadow();
@@ -446,19 +458,61 @@ impl Organism {
         p
     }
 
-    /// The candidate new state of `agent`: `(1 - eta) h_i + eta tanh(sum_j a_ij P_j + U x)`
-    /// with `P_j = W h_j`, into `out`.
-    fn candidate(&self, states: &[f64], p: &[f64], agent: usize, ux: &[f64], out: &mut [f64]) {
+    /// `sum_j a_ij P_j` for every agent.
+    fn neighbour_sums(&self, p: &[f64]) -> Vec<f64> {
         let dim = self.config.dim;
-        let eta = self.config.eta;
-        out.copy_from_slice(ux);
-        for &(j, weight) in &self.edges[agent] {
-            for (z, x) in out.iter_mut().zip(&p[j * dim..(j + 1) * dim]) {
-                *z += weight * x;
+        let mut s = vec![0.0; p.len()];
+        for (i, row) in self.edges.iter().enumerate() {
+            for &(j, weight) in row {
+                for (acc, x) in s[i * dim..(i + 1) * dim].iter_mut().zip(&p[j * dim..(j + 1) * dim]) {
+                    *acc += weight * x;
+                }
             }
         }
-        for (z, old) in out.iter_mut().zip(&states[agent * dim..(agent + 1) * dim]) {
-            *z = (1.0 - eta) * old + eta * z.tanh();
+        s
+    }
+
+    /// `sum_out w_ij h_j + sum_in w_ki h_k` for every agent.
+    #[allow(clippy::needless_range_loop)] // two rows of one vector, written in one pass
+    fn pair_sums(&self) -> Vec<f64> {
+        let dim = self.config.dim;
+        let h = &self.h;
+        let mut c = vec![0.0; h.len()];
+        for (i, row) in self.edges.iter().enumerate() {
+            for &(j, weight) in row {
+                for k in 0..dim {
+                    c[i * dim + k] += weight * h[j * dim + k];
+                    c[j * dim + k] += weight * h[i * dim + k];
+                }
+            }
+        }
+        c
+    }
+
+    /// Moves `S` and `C` along with agent `a`'s change of state by `dh` (and of `P_a` by
+    /// `dp`): `S_i += a_ia dp` for each `i -> a`; `C_j += w dh` for each edge at `a`.
+    fn follow(&mut self, a: usize, dh: &[f64], dp: &[f64]) {
+        let dim = self.config.dim;
+        for &(i, weight) in &self.in_edges[a] {
+            for (acc, x) in self.s[i * dim..(i + 1) * dim].iter_mut().zip(dp) {
+                *acc += weight * x;
+            }
+        }
+        for &(j, weight) in self.edges[a].iter().chain(&self.in_edges[a]) {
+            for (acc, x) in self.c[j * dim..(j + 1) * dim].iter_mut().zip(dh) {
+                *acc += weight * x;
+            }
+        }
+    }
+
+    /// The candidate new state of `agent`: `(1 - eta) h_i + eta tanh(S_i + U x)`, with
+    /// `S_i = sum_j a_ij W h_j`, into `out`.
+    fn candidate(&self, states: &[f64], s: &[f64], agent: usize, ux: &[f64], out: &mut [f64]) {
+        let dim = self.config.dim;
+        let eta = self.config.eta;
+        let row = agent * dim..(agent + 1) * dim;
+        for ((z, old), (sum, u)) in out.iter_mut().zip(&states[row.clone()]).zip(s[row].iter().zip(ux)) {
+            *z = (1.0 - eta) * old + eta * (sum + u).tanh();
         }
     }
 
@@ -467,13 +521,9 @@ impl Organism {
     /// `dE_pair = -<new - h_i, sum_out w_ij h_j + sum_in w_ki h_k>`.
     fn delta_energy(&self, agent: usize, new: &[f64]) -> f64 {
         let dim = self.config.dim;
-        let h = &self.h;
-        let old = &h[agent * dim..(agent + 1) * dim];
-        let mut pair = 0.0;
-        for &(j, weight) in self.edges[agent].iter().chain(&self.in_edges[agent]) {
-            let other = &h[j * dim..(j + 1) * dim];
-            pair -= weight * new.iter().zip(old).zip(other).map(|((n, o), x)| (n - o) * x).sum::<f64>();
-        }
+        let row = agent * dim..(agent + 1) * dim;
+        let old = &self.h[row.clone()];
+        let pair = -new.iter().zip(old).zip(&self.c[row]).map(|((n, o), c)| (n - o) * c).sum::<f64>();
         let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
         let reg = ENERGY_LAMBDA * (norm(new) - norm(old));
         let organ = self.organ_of(agent);
@@ -501,7 +551,7 @@ impl Organism {
         let mut best: Option<(usize, f64)> = None;
         let candidates: Vec<usize> = self.capable(organ).collect();
         for agent in candidates {
-            self.candidate(&self.h, &self.p, agent, &self.scratch_ux, &mut new);
+            self.candidate(&self.h, &self.s, agent, &self.scratch_ux, &mut new);
             let delta = self.delta_energy(agent, &new);
             if best.is_none_or(|(_, lowest)| delta < lowest) {
                 best = Some((agent, delta));
@@ -531,9 +581,11 @@ impl Organism {
             self.h.iter().map(|x| x + 0.1 * normal(&mut self.rng) / (self.config.dim as f64).sqrt()).collect();
         let sweeps = self.shadow.as_ref().map_or(0, |s| s.sweeps);
         let p = self.products(&g);
+        let s = self.neighbour_sums(&p);
         self.shadow = Some(Shadow {
             g,
             p,
+            s,
             touched: vec![false; self.config.agents],
             remaining: self.config.agents,
             updates: 0,
@@ -560,19 +612,38 @@ impl Organism {
             .map(|(old, new)| (new - old) * (new - old))
             .sum::<f64>()
             .sqrt();
-        self.h[row.clone()].copy_from_slice(&self.scratch_best);
-        w_times(&self.w_columns, dim, &self.scratch_best, &mut self.p[row.clone()]);
+        // dh and dp of the chosen agent, into the scratch rows (the best row is done with).
+        let (mut dh, mut dp) = (std::mem::take(&mut self.scratch_best), std::mem::take(&mut self.scratch_new));
+        w_times(&self.w_columns, dim, &dh, &mut dp);
+        for ((old_h, new_h), (old_p, new_p)) in
+            self.h[row.clone()].iter_mut().zip(dh.iter_mut()).zip(self.p[row.clone()].iter_mut().zip(dp.iter_mut()))
+        {
+            std::mem::swap(old_h, new_h);
+            *new_h = *old_h - *new_h;
+            std::mem::swap(old_p, new_p);
+            *new_p = *old_p - *new_p;
+        }
+        self.follow(agent, &dh, &dp);
         let contraction = if let Some(mut shadow) = self.shadow.take() {
-            let mut new = std::mem::take(&mut self.scratch_new);
-            self.candidate(&shadow.g, &shadow.p, agent, &self.scratch_ux, &mut new);
-            shadow.g[row.clone()].copy_from_slice(&new);
-            w_times(&self.w_columns, dim, &new, &mut shadow.p[row]);
-            self.scratch_new = new;
+            self.candidate(&shadow.g, &shadow.s, agent, &self.scratch_ux, &mut dh);
+            w_times(&self.w_columns, dim, &dh, &mut dp);
+            shadow.g[row.clone()].copy_from_slice(&dh);
+            for (old_p, new_p) in shadow.p[row].iter_mut().zip(dp.iter_mut()) {
+                std::mem::swap(old_p, new_p);
+                *new_p = *old_p - *new_p;
+            }
+            for &(i, weight) in &self.in_edges[agent] {
+                for (acc, x) in shadow.s[i * dim..(i + 1) * dim].iter_mut().zip(&dp) {
+                    *acc += weight * x;
+                }
+            }
             self.shadow = Some(shadow);
             self.track_sweep(agent)
         } else {
             None
         };
+        self.scratch_best = dh;
+        self.scratch_new = dp;
         self.updates += 1;
         self.agent_updates[agent] += 1;
         self.update_norm_mean =
@@ -713,9 +784,14 @@ impl Organism {
         }
         self.index_in_edges();
         self.p = self.products(&self.h);
+        self.s = self.neighbour_sums(&self.p);
+        self.c = self.pair_sums();
         if let Some(g) = self.shadow.as_ref().map(|s| s.g.clone()) {
             let p = self.products(&g);
-            self.shadow.as_mut().expect("shadow enabled").p = p;
+            let s = self.neighbour_sums(&p);
+            let shadow = self.shadow.as_mut().expect("shadow enabled");
+            shadow.p = p;
+            shadow.s = s;
         }
         Promotion { before, after: self.bounds, mask, delta_e, refused: false }
     }
@@ -939,6 +1015,23 @@ mod tests {
             assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= MAX_LEAD);
         }
         assert!(chosen_other_than_round_robin > 0, "the energy, not the turn, must pick some agents");
+    }
+
+    /// `P`, `S` and `C`, kept up to date update by update, match their values rebuilt from
+    /// the state, through promotions and shadow resets.
+    #[test]
+    fn the_incremental_sums_match_a_rebuild() {
+        let mut organism = small(OrganismConfig { promotion_every: 37, ..OrganismConfig::default() });
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+        for n in 0..1_000u64 {
+            let kind = Kind::ALL[(n % 7) as usize];
+            organism.update(kind, &features(kind, 0.3, 4, 200, 50, n.wrapping_mul(0x51_7cc1)));
+            assert!(close(&organism.p, &organism.products(&organism.h)), "P after update {n}");
+            assert!(close(&organism.s, &organism.neighbour_sums(&organism.p)), "S after update {n}");
+            assert!(close(&organism.c, &organism.pair_sums()), "C after update {n}");
+            let shadow = organism.shadow.as_ref().unwrap();
+            assert!(close(&shadow.s, &organism.neighbour_sums(&organism.products(&shadow.g))), "shadow S after {n}");
+        }
     }
 
     #[test]
