@@ -113,7 +113,7 @@ struct Coordinator {
     /// When the coordinator started.
     started: Instant,
     /// Wakes a parked autoscaler.
-    wake_scaler: tokio::sync::Notify,
+    wake_scaler: Arc<tokio::sync::Notify>,
     /// The ledger; `None` once halted.
     ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
 }
@@ -304,7 +304,7 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         peers,
         core: Mutex::new(core),
         started: Instant::now(),
-        wake_scaler: tokio::sync::Notify::new(),
+        wake_scaler: Arc::new(tokio::sync::Notify::new()),
         ledger: tokio::sync::Mutex::new(ledger),
     });
     let server = coordinator.clone();
@@ -339,8 +339,8 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     let ticker = coordinator.clone();
     madsim::task::spawn(async move { ticker.close_cycles().await });
     if config.autoscale.enabled {
-        let scaler = coordinator.clone();
-        madsim::task::spawn(async move { scaler.autoscale().await });
+        let (scaler, wake) = (Arc::downgrade(&coordinator), coordinator.wake_scaler.clone());
+        madsim::task::spawn(Coordinator::autoscale(scaler, wake));
     }
     Ok(CoordinatorHandle { coordinator })
 }
@@ -358,65 +358,80 @@ impl Coordinator {
     /// The autoscaler (SPEC 4.10): every interval, the demand and the target per path; with
     /// a scaler, starts replicas (ready after the start-up delay) and drains surplus ones
     /// (stopped once their calls have returned).
-    async fn autoscale(self: Arc<Self>) {
-        let config = self.context.config.clone();
+    ///
+    /// The loop holds the coordinator only between its waits (a `Weak` across them), so a
+    /// parked or sleeping autoscaler never keeps a killed coordinator's state alive.
+    async fn autoscale(me: std::sync::Weak<Self>, wake: Arc<tokio::sync::Notify>) {
+        let Some(this) = me.upgrade() else { return };
+        let config = this.context.config.clone();
         let interval = Duration::from_millis(config.autoscale.interval_ms);
         let concurrency = [config.dispatch.fast_concurrency, config.dispatch.deep_concurrency];
         // The starting target (the topology), so that every run records one per path.
         for path in [Path::Fast, Path::Deep] {
-            self.emit_scale(path, "target", None);
+            this.emit_scale(path, "target", None);
         }
+        drop(this);
         loop {
             madsim::time::sleep(interval).await;
-            let (actions, changed) = self.lock().fleet.tick(self.uptime_ms(), concurrency);
-            let parked = {
-                let mut core = self.lock();
-                core.scaler_parked = actions.is_empty() && core.fleet.quiet();
-                core.scaler_parked
-            };
-            for path in [Path::Fast, Path::Deep] {
-                if changed[path.index()] {
-                    self.emit_scale(path, "target", None);
-                }
-            }
-            for action in actions {
-                let me = self.clone();
-                match action {
-                    Action::Start(path, replica) => {
-                        if let Some(scaler) = &self.context.scaler {
-                            scaler.start(path, replica);
-                        }
-                        self.emit_scale(path, "starting", Some(replica));
-                        let startup = Duration::from_millis(config.autoscale.startup_ms);
-                        madsim::task::spawn(async move {
-                            madsim::time::sleep(startup).await;
-                            me.lock().fleet.ready(path, replica);
-                            me.emit_scale(path, "ready", Some(replica));
-                        });
-                    }
-                    Action::Drain(path, replica) => {
-                        self.emit_scale(path, "draining", Some(replica));
-                        madsim::task::spawn(async move {
-                            while me.lock().fleet.in_flight(path, replica) > 0 {
-                                madsim::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
-                            }
-                            if let Some(scaler) = &me.context.scaler {
-                                scaler.stop(path, replica);
-                            }
-                            me.lock().fleet.stopped(path, replica);
-                            me.emit_scale(path, "stopped", Some(replica));
-                        });
-                    }
-                }
-            }
-            if parked {
+            let Some(this) = me.upgrade() else { return };
+            if this.autoscale_tick(concurrency) {
+                drop(this);
                 // Nothing can change before a call: wait for one instead of ticking
                 // through idle simulated time.
-                self.wake_scaler.notified().await;
-                let now = self.uptime_ms();
-                self.lock().fleet.resume(now);
+                wake.notified().await;
+                let Some(this) = me.upgrade() else { return };
+                let now = this.uptime_ms();
+                this.lock().fleet.resume(now);
             }
         }
+    }
+
+    /// One tick of the autoscaler: the targets, and the starts and drains they ask for.
+    /// Returns whether the autoscaler should park until the next call.
+    fn autoscale_tick(self: &Arc<Self>, concurrency: [u32; 2]) -> bool {
+        let config = &self.context.config;
+        let (actions, changed) = self.lock().fleet.tick(self.uptime_ms(), concurrency);
+        let parked = {
+            let mut core = self.lock();
+            core.scaler_parked = actions.is_empty() && core.fleet.quiet();
+            core.scaler_parked
+        };
+        for path in [Path::Fast, Path::Deep] {
+            if changed[path.index()] {
+                self.emit_scale(path, "target", None);
+            }
+        }
+        for action in actions {
+            let me = self.clone();
+            match action {
+                Action::Start(path, replica) => {
+                    if let Some(scaler) = &self.context.scaler {
+                        scaler.start(path, replica);
+                    }
+                    self.emit_scale(path, "starting", Some(replica));
+                    let startup = Duration::from_millis(config.autoscale.startup_ms);
+                    madsim::task::spawn(async move {
+                        madsim::time::sleep(startup).await;
+                        me.lock().fleet.ready(path, replica);
+                        me.emit_scale(path, "ready", Some(replica));
+                    });
+                }
+                Action::Drain(path, replica) => {
+                    self.emit_scale(path, "draining", Some(replica));
+                    madsim::task::spawn(async move {
+                        while me.lock().fleet.in_flight(path, replica) > 0 {
+                            madsim::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+                        }
+                        if let Some(scaler) = &me.context.scaler {
+                            scaler.stop(path, replica);
+                        }
+                        me.lock().fleet.stopped(path, replica);
+                        me.emit_scale(path, "stopped", Some(replica));
+                    });
+                }
+            }
+        }
+        parked
     }
 
     fn emit_scale(&self, path: Path, event: &str, replica: Option<usize>) {
