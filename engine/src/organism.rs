@@ -559,8 +559,7 @@ impl Organism {
         let mut new = std::mem::take(&mut self.scratch_new);
         let mut best_row = std::mem::take(&mut self.scratch_best);
         let mut best: Option<(usize, f64)> = None;
-        let candidates: Vec<usize> = self.capable(organ).collect();
-        for agent in candidates {
+        for agent in self.capable(organ) {
             self.candidate(&self.h, &self.s, agent, &self.scratch_ux, &mut new);
             let delta = self.delta_energy(agent, &new);
             if best.is_none_or(|(_, lowest)| delta < lowest) {

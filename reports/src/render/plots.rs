@@ -562,17 +562,7 @@ fn spend(root: &Area, title: &str, data: &ReportData, analytics: &Analytics, axi
 
 fn l_tot(root: &Area, title: &str, data: &ReportData, axis: &TimeAxis) -> DrawResult {
     let end = axis.end.max(data.l_tot.last().map_or(0.0, |(t, _)| axis.at(*t)));
-    let mut steps: Vec<(f64, f64)> = Vec::with_capacity(data.l_tot.len() * 2 + 1);
-    for (t_ms, ppm) in &data.l_tot {
-        let value = *ppm as f64 / 1e6;
-        if let Some(&(_, previous)) = steps.last() {
-            steps.push((axis.at(*t_ms), previous));
-        }
-        steps.push((axis.at(*t_ms), value));
-    }
-    if let Some(&(_, last)) = steps.last() {
-        steps.push((end, last));
-    }
+    let steps = steps(data.l_tot.iter().map(|(t_ms, ppm)| (*t_ms, *ppm as f64 / 1e6)), axis, end);
     let highest = steps.iter().map(|(_, v)| *v).fold(1.0, f64::max);
     let lowest = steps.iter().map(|(_, v)| *v).fold(0.0, f64::min);
     let mut chart = ChartBuilder::on(root)
