@@ -27,6 +27,6 @@ impl Client {
     /// Submits a task and waits at most `timeout` for its outcome. Submitting the same task
     /// again returns the recorded outcome.
     pub async fn submit(&self, task: Task, timeout: Duration) -> std::io::Result<Outcome> {
-        self.endpoint.call_timeout(self.coordinator, Submit(task), timeout).await
+        crate::deadline::within(timeout, self.endpoint.call(self.coordinator, Submit(task))).await?
     }
 }

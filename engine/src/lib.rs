@@ -14,6 +14,7 @@ pub mod backend;
 pub mod client;
 pub mod conditions;
 pub mod config;
+pub mod deadline;
 #[cfg(not(madsim))]
 pub mod gateway;
 pub mod governor;

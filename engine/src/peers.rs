@@ -68,7 +68,7 @@ impl Peers {
         request: R,
         timeout: Duration,
     ) -> std::io::Result<R::Response> {
-        self.endpoint.call_timeout(dst, request, timeout).await
+        crate::deadline::within(timeout, self.endpoint.call(dst, request)).await?
     }
 
     /// One call to `dst`, answered within `timeout` (`TimedOut` otherwise); a peer that

@@ -335,7 +335,9 @@ impl World {
             .expect("the driver node exists")
             .spawn(async move {
                 let endpoint = Endpoint::bind(TRAINER).await.expect("the trainer's address is free");
-                endpoint.call_timeout(state, Promote { norm_ppm }, timeout).await.is_ok()
+                seedcore_engine::deadline::within(timeout, endpoint.call(state, Promote { norm_ppm }))
+                    .await
+                    .is_ok_and(|answer| answer.is_ok())
             })
             .await
             .expect("the promotion task completes");
