@@ -12,6 +12,7 @@ use crate::task::Kind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use seedcore_kernels::{w_times, w_times2};
 
 /// Length of the task feature vector fed through `U`.
 pub const FEATURES: usize = 8;
@@ -180,6 +181,9 @@ pub struct Organism {
     scratch_ux: Vec<f64>,
     scratch_new: Vec<f64>,
     scratch_best: Vec<f64>,
+    /// The shadow's candidate row and its product with `W`.
+    scratch_g: Vec<f64>,
+    scratch_gp: Vec<f64>,
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
@@ -191,21 +195,34 @@ pub fn spectral_bound(w: &[f64], dim: usize) -> f64 {
     assert_eq!(w.len(), dim * dim);
     let frobenius = w.iter().map(|x| x * x).sum::<f64>().sqrt();
     let norm_inf = (0..dim).map(|r| w[r * dim..(r + 1) * dim].iter().map(|x| x.abs()).sum::<f64>()).fold(0.0, f64::max);
-    let norm_1 = (0..dim).map(|c| (0..dim).map(|r| w[r * dim + c].abs()).sum::<f64>()).fold(0.0, f64::max);
+    // Column sums accumulated row by row: per column the same additions in the same order
+    // as a walk down the column, without its stride.
+    let mut columns = vec![0.0; dim];
+    for row in w.chunks_exact(dim) {
+        columns.iter_mut().zip(row).for_each(|(sum, x)| *sum += x.abs());
+    }
+    let norm_1 = columns.into_iter().fold(0.0, f64::max);
     frobenius.min((norm_1 * norm_inf).sqrt())
 }
 
 /// Power-iteration estimate of the spectral norm (a lower bound, shown beside the bound).
 pub fn spectral_estimate(w: &[f64], dim: usize, iterations: usize) -> f64 {
+    power_iteration(w, &transpose(w, dim), dim, iterations)
+}
+
+/// The power iteration with `W`'s columns at hand: `W v` is a sum of `W`'s columns and
+/// `W^T (W v)` one of its rows, so both vectorise.
+fn power_iteration(w: &[f64], w_columns: &[f64], dim: usize, iterations: usize) -> f64 {
     let mut v = vec![1.0 / (dim as f64).sqrt(); dim];
     let mut wv = vec![0.0; dim];
+    let mut wtwv = vec![0.0; dim];
     let mut sigma = 0.0;
     for _ in 0..iterations {
-        matvec(w, dim, &v, &mut wv);
-        let mut wtwv = vec![0.0; dim];
-        for (r, x) in wv.iter().enumerate() {
-            for (c, acc) in wtwv.iter_mut().enumerate() {
-                *acc += w[r * dim + c] * x;
+        w_times(w_columns, dim, &v, &mut wv);
+        wtwv.iter_mut().for_each(|z| *z = 0.0);
+        for (row, x) in w.chunks_exact(dim).zip(&wv) {
+            for (acc, a) in wtwv.iter_mut().zip(row) {
+                *acc += a * x;
             }
         }
         let norm = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -216,16 +233,6 @@ pub fn spectral_estimate(w: &[f64], dim: usize, iterations: usize) -> f64 {
         v.iter_mut().zip(&wtwv).for_each(|(vi, x)| *vi = x / norm);
     }
     sigma
-}
-
-/// `tanh x` as `1 - 2 / (e^(2x) + 1)`: one `exp` where libm's `tanh` takes an `expm1` and
-/// more (11 % more tasks a second on the Azure hour, the candidates' tanh being the update's
-/// largest cost). The same function up to rounding (absolute error about 1e-16, far inside
-/// the contraction check's tolerance); `e^(2x)` overflowing to infinity gives 1, and
-/// underflowing to 0 gives -1.
-#[inline]
-fn tanh(x: f64) -> f64 {
-    1.0 - 2.0 / ((2.0 * x).exp() + 1.0)
 }
 
 /// Shannon entropy (nats) of the shares of a set of counts; 0 when they are all 0.
@@ -243,39 +250,25 @@ fn entropy(counts: impl Iterator<Item = u64> + Clone) -> f64 {
         .sum::<f64>()
 }
 
-/// `out = W x` from `W`'s columns (the transpose, row-major): a sum of columns, four per
-/// pass, which vectorises where row dot products do not.
-fn w_times(w_columns: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
-    out.iter_mut().for_each(|z| *z = 0.0);
-    let mut columns = w_columns.chunks_exact(4 * dim).zip(x.chunks_exact(4));
-    for (block, weights) in &mut columns {
-        let (c0, rest) = block.split_at(dim);
-        let (c1, rest) = rest.split_at(dim);
-        let (c2, c3) = rest.split_at(dim);
-        for (r, z) in out.iter_mut().enumerate() {
-            *z += weights[0] * c0[r] + weights[1] * c1[r] + weights[2] * c2[r] + weights[3] * c3[r];
-        }
-    }
-    let done = dim - dim % 4;
-    for (column, weight) in w_columns[done * dim..].chunks_exact(dim).zip(&x[done..]) {
-        for (z, w) in out.iter_mut().zip(column) {
-            *z += weight * w;
-        }
-    }
-}
-
+#[cfg(test)]
 fn matvec(w: &[f64], dim: usize, x: &[f64], out: &mut [f64]) {
     for (r, o) in out.iter_mut().enumerate() {
         *o = w[r * dim..(r + 1) * dim].iter().zip(x).map(|(a, b)| a * b).sum();
     }
 }
 
-/// The transpose of a square row-major matrix.
+/// The transpose of a square row-major matrix, in 8 x 8 tiles (a plain column walk
+/// misses the cache on every write).
 fn transpose(w: &[f64], dim: usize) -> Vec<f64> {
+    const TILE: usize = 8;
     let mut t = vec![0.0; dim * dim];
-    for r in 0..dim {
-        for c in 0..dim {
-            t[c * dim + r] = w[r * dim + c];
+    for r0 in (0..dim).step_by(TILE) {
+        for c0 in (0..dim).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(dim) {
+                for c in c0..(c0 + TILE).min(dim) {
+                    t[c * dim + r] = w[r * dim + c];
+                }
+            }
         }
     }
     t
@@ -326,6 +319,8 @@ impl Organism {
             scratch_ux: vec![0.0; dim],
             scratch_new: vec![0.0; dim],
             scratch_best: vec![0.0; dim],
+            scratch_g: vec![0.0; dim],
+            scratch_gp: vec![0.0; dim],
             in_edges: Vec::new(),
             p: vec![0.0; agents * dim],
             s: vec![0.0; agents * dim],
@@ -360,7 +355,7 @@ impl Organism {
     fn compute_bounds(&self) -> Bounds {
         let a_inf = self.edges.iter().map(|r| row_sum(r)).fold(0.0, f64::max);
         let w2_bound = spectral_bound(&self.w, self.config.dim);
-        let w2_estimate = spectral_estimate(&self.w, self.config.dim, 20);
+        let w2_estimate = power_iteration(&self.w, &self.w_columns, self.config.dim, 20);
         let eta = self.config.eta;
         Bounds { a_inf, w2_bound, w2_estimate, l_tot: (1.0 - eta) + eta * a_inf * w2_bound }
     }
@@ -462,8 +457,14 @@ impl Organism {
     fn products(&self, states: &[f64]) -> Vec<f64> {
         let dim = self.config.dim;
         let mut p = vec![0.0; states.len()];
-        for (row, out) in states.chunks_exact(dim).zip(p.chunks_exact_mut(dim)) {
-            w_times(&self.w_columns, dim, row, out);
+        let mut pairs = states.chunks_exact(2 * dim).zip(p.chunks_exact_mut(2 * dim));
+        for (rows, out) in &mut pairs {
+            let (x, y) = rows.split_at(dim);
+            w_times2(&self.w_columns, dim, (x, y), out.split_at_mut(dim));
+        }
+        let done = states.len() - states.len() % (2 * dim);
+        if done < states.len() {
+            w_times(&self.w_columns, dim, &states[done..], &mut p[done..]);
         }
         p
     }
@@ -519,29 +520,31 @@ impl Organism {
     /// `S_i = sum_j a_ij W h_j`, into `out`.
     fn candidate(&self, states: &[f64], s: &[f64], agent: usize, ux: &[f64], out: &mut [f64]) {
         let dim = self.config.dim;
-        let eta = self.config.eta;
         let row = agent * dim..(agent + 1) * dim;
-        for ((z, old), (sum, u)) in out.iter_mut().zip(&states[row.clone()]).zip(s[row].iter().zip(ux)) {
-            *z = (1.0 - eta) * old + eta * tanh(sum + u);
-        }
+        seedcore_kernels::candidate(self.config.eta, &states[row.clone()], &s[row], ux, out);
     }
 
-    /// The exact change of the energy if `agent`'s state became `new` and its update count
-    /// grew by one. Only `h_i` changes, and `E_pair` is linear in it (no self edges):
+    /// Agent `agent`'s candidate state into `out` (as `candidate` computes it), and the
+    /// exact change of `E_pair + E_reg` if its state became that, in the same pass. Only
+    /// `h_i` changes, and `E_pair` is linear in it (no self edges):
     /// `dE_pair = -<new - h_i, sum_out w_ij h_j + sum_in w_ki h_k>`.
-    fn delta_energy(&self, agent: usize, new: &[f64]) -> f64 {
+    fn weigh(&self, agent: usize, out: &mut [f64]) -> f64 {
         let dim = self.config.dim;
         let row = agent * dim..(agent + 1) * dim;
-        let old = &self.h[row.clone()];
-        let pair = -new.iter().zip(old).zip(&self.c[row]).map(|((n, o), c)| (n - o) * c).sum::<f64>();
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
-        let reg = ENERGY_LAMBDA * (norm(new) - norm(old));
+        let rows = (&self.h[row.clone()], &self.s[row.clone()], &self.scratch_ux[..], &self.c[row]);
+        let (pair, reg) = seedcore_kernels::weigh(self.config.eta, rows, out);
+        pair + ENERGY_LAMBDA * reg
+    }
+
+    /// The change of `E_ent` if `agent` had one more update: the entropy of its organ's
+    /// update counts with its own incremented.
+    fn entropy_change(&self, agent: usize) -> f64 {
         let organ = self.organ_of(agent);
         let counts = &self.agent_updates[self.organ_agents[organ].clone()];
         let before = entropy(counts.iter().copied());
         let offset = agent - self.organ_agents[organ].start;
         let after = entropy(counts.iter().enumerate().map(|(k, c)| c + u64::from(k == offset)));
-        pair + reg - ENERGY_ALPHA * (after - before)
+        -ENERGY_ALPHA * (after - before)
     }
 
     /// The capable agents of an organ: those at most `MAX_LEAD - 1` updates ahead of its
@@ -559,9 +562,20 @@ impl Organism {
         let mut new = std::mem::take(&mut self.scratch_new);
         let mut best_row = std::mem::take(&mut self.scratch_best);
         let mut best: Option<(usize, f64)> = None;
+        // Agents with the same count change the entropy alike (it depends on the counts'
+        // multiset only): one entropy per count, not per agent.
+        let mut entropy_of_count: Option<(u64, f64)> = None;
         for agent in self.capable(organ) {
-            self.candidate(&self.h, &self.s, agent, &self.scratch_ux, &mut new);
-            let delta = self.delta_energy(agent, &new);
+            let count = self.agent_updates[agent];
+            let ent = match entropy_of_count {
+                Some((seen, ent)) if seen == count => ent,
+                _ => {
+                    let ent = self.entropy_change(agent);
+                    entropy_of_count = Some((count, ent));
+                    ent
+                }
+            };
+            let delta = self.weigh(agent, &mut new) + ent;
             if best.is_none_or(|(_, lowest)| delta < lowest) {
                 best = Some((agent, delta));
                 std::mem::swap(&mut new, &mut best_row);
@@ -622,8 +636,17 @@ impl Organism {
             .sum::<f64>()
             .sqrt();
         // dh and dp of the chosen agent, into the scratch rows (the best row is done with).
+        // With the shadow on, its candidate goes beside: both products in one pass over W.
         let (mut dh, mut dp) = (std::mem::take(&mut self.scratch_best), std::mem::take(&mut self.scratch_new));
-        w_times(&self.w_columns, dim, &dh, &mut dp);
+        let (mut g_new, mut g_p) = (std::mem::take(&mut self.scratch_g), std::mem::take(&mut self.scratch_gp));
+        let shadow = self.shadow.take();
+        match &shadow {
+            Some(shadow) => {
+                self.candidate(&shadow.g, &shadow.s, agent, &self.scratch_ux, &mut g_new);
+                w_times2(&self.w_columns, dim, (&dh, &g_new), (&mut dp, &mut g_p));
+            }
+            None => w_times(&self.w_columns, dim, &dh, &mut dp),
+        }
         for ((old_h, new_h), (old_p, new_p)) in
             self.h[row.clone()].iter_mut().zip(dh.iter_mut()).zip(self.p[row.clone()].iter_mut().zip(dp.iter_mut()))
         {
@@ -633,16 +656,14 @@ impl Organism {
             *new_p = *old_p - *new_p;
         }
         self.follow(agent, &dh, &dp);
-        let contraction = if let Some(mut shadow) = self.shadow.take() {
-            self.candidate(&shadow.g, &shadow.s, agent, &self.scratch_ux, &mut dh);
-            w_times(&self.w_columns, dim, &dh, &mut dp);
-            shadow.g[row.clone()].copy_from_slice(&dh);
-            for (old_p, new_p) in shadow.p[row].iter_mut().zip(dp.iter_mut()) {
+        let contraction = if let Some(mut shadow) = shadow {
+            shadow.g[row.clone()].copy_from_slice(&g_new);
+            for (old_p, new_p) in shadow.p[row].iter_mut().zip(g_p.iter_mut()) {
                 std::mem::swap(old_p, new_p);
                 *new_p = *old_p - *new_p;
             }
             for &(i, weight) in &self.in_edges[agent] {
-                for (acc, x) in shadow.s[i * dim..(i + 1) * dim].iter_mut().zip(&dp) {
+                for (acc, x) in shadow.s[i * dim..(i + 1) * dim].iter_mut().zip(&g_p) {
                     *acc += weight * x;
                 }
             }
@@ -651,6 +672,8 @@ impl Organism {
         } else {
             None
         };
+        self.scratch_g = g_new;
+        self.scratch_gp = g_p;
         self.scratch_best = dh;
         self.scratch_new = dp;
         self.updates += 1;
@@ -725,7 +748,8 @@ impl Organism {
     fn promote_scaled(&mut self, norm: Option<f64>) -> Promotion {
         let before = self.bounds;
         let energy_before = self.pair_energy();
-        let (old_edges, old_columns) = (self.edges.clone(), self.w_columns.clone());
+        // `w_columns` follows `w` only once the promotion is accepted: no copy to restore.
+        let old_edges = self.edges.clone();
         if norm.is_none() {
             let agents = self.config.agents;
             let i = self.rng.gen_range(0..agents);
@@ -783,7 +807,6 @@ impl Organism {
         if delta_e > 0.0 {
             self.edges = old_edges;
             self.w = old_w;
-            self.w_columns = old_columns;
             return Promotion { before, after: before, mask, delta_e, refused: true };
         }
         self.w_columns = transpose(&self.w, dim);
@@ -865,13 +888,12 @@ mod tests {
     }
 
     #[test]
-    fn the_tanh_is_libms_up_to_rounding_and_saturates() {
-        for i in -4_000..=4_000 {
-            let x = f64::from(i) / 100.0;
-            assert!((tanh(x) - x.tanh()).abs() < 4e-16, "tanh({x}): {} vs {}", tanh(x), x.tanh());
+    fn the_tiled_transpose_is_the_transpose() {
+        for dim in [2, 7, 8, 13, 128] {
+            let w: Vec<f64> = (0..dim * dim).map(|i| i as f64).collect();
+            let t = transpose(&w, dim);
+            assert!((0..dim).all(|r| (0..dim).all(|c| t[c * dim + r] == w[r * dim + c])), "dim {dim}");
         }
-        assert_eq!((tanh(1e6), tanh(-1e6)), (1.0, -1.0));
-        assert_eq!(tanh(0.0), 0.0);
     }
 
     #[test]
