@@ -50,9 +50,21 @@ impl Receipt {
         serde_json::to_vec(self).expect("a receipt always serialises")
     }
 
-    /// `SHA-256(JCS(receipt))`.
+    /// `SHA-256(JCS(receipt))`, the canonical bytes streamed into the hash (no buffer).
     pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical()).into()
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut hashing = Hashing(Sha256::new());
+        serde_json::to_writer(&mut hashing, self).expect("a receipt always serialises");
+        hashing.0.finalize().into()
     }
 
     /// Whether the task was admitted (and so counts against rate limits).
@@ -608,6 +620,9 @@ mod tests {
     fn receipt_bytes_are_jcs() {
         let r = receipt(3);
         assert_eq!(r.canonical(), serde_json_canonicalizer::to_vec(&r).unwrap());
+        // The streamed hash is the hash of those bytes.
+        let digest: [u8; 32] = Sha256::digest(r.canonical()).into();
+        assert_eq!(r.hash(), digest);
         let line = serde_json::to_vec(&Record::Receipt(r.clone())).unwrap();
         assert_eq!(line, serde_json_canonicalizer::to_vec(&Record::Receipt(r)).unwrap());
     }
