@@ -12,7 +12,7 @@ use crate::task::Kind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use seedcore_kernels::{w_times, w_times2};
+use seedcore_kernels::{axpy, w_times, w_times2};
 
 /// Length of the task feature vector fed through `U`.
 pub const FEATURES: usize = 8;
@@ -149,8 +149,9 @@ pub struct Organism {
     /// The same weights column-major (the transpose, row-major): the update computes
     /// `W m` as a sum of columns, which vectorises, where row dot products do not.
     w_columns: Vec<f64>,
-    /// Input map, `dim x FEATURES`, row-major.
-    u: Vec<f64>,
+    /// Input map `U` (`dim x FEATURES`) by columns (`FEATURES x dim`, row-major): `U x` as a
+    /// sum of columns.
+    u_columns: Vec<f64>,
     /// Collaboration edges per agent: (neighbour, weight > 0), sorted by neighbour.
     edges: Vec<Vec<(usize, f64)>>,
     /// The same edges by target: `(source, weight)` for every `source -> agent`.
@@ -332,7 +333,7 @@ impl Organism {
             h,
             w_columns: transpose(&w, dim),
             w,
-            u,
+            u_columns: (0..FEATURES * dim).map(|k| u[(k % dim) * FEATURES + k / dim]).collect(),
             edges,
             rng,
         };
@@ -475,9 +476,7 @@ impl Organism {
         let mut s = vec![0.0; p.len()];
         for (i, row) in self.edges.iter().enumerate() {
             for &(j, weight) in row {
-                for (acc, x) in s[i * dim..(i + 1) * dim].iter_mut().zip(&p[j * dim..(j + 1) * dim]) {
-                    *acc += weight * x;
-                }
+                axpy(weight, &p[j * dim..(j + 1) * dim], &mut s[i * dim..(i + 1) * dim]);
             }
         }
         s
@@ -505,14 +504,10 @@ impl Organism {
     fn follow(&mut self, a: usize, dh: &[f64], dp: &[f64]) {
         let dim = self.config.dim;
         for &(i, weight) in &self.in_edges[a] {
-            for (acc, x) in self.s[i * dim..(i + 1) * dim].iter_mut().zip(dp) {
-                *acc += weight * x;
-            }
+            axpy(weight, dp, &mut self.s[i * dim..(i + 1) * dim]);
         }
         for &(j, weight) in self.edges[a].iter().chain(&self.in_edges[a]) {
-            for (acc, x) in self.c[j * dim..(j + 1) * dim].iter_mut().zip(dh) {
-                *acc += weight * x;
-            }
+            axpy(weight, dh, &mut self.c[j * dim..(j + 1) * dim]);
         }
     }
 
@@ -624,8 +619,9 @@ impl Organism {
     /// update lowers the energy the most (SPEC 4.7).
     pub fn update(&mut self, kind: Kind, features: &[f64; FEATURES]) -> UpdateReport {
         let dim = self.config.dim;
-        for (r, z) in self.scratch_ux.iter_mut().enumerate() {
-            *z = self.u[r * FEATURES..(r + 1) * FEATURES].iter().zip(features).map(|(a, b)| a * b).sum();
+        self.scratch_ux.iter_mut().for_each(|z| *z = 0.0);
+        for (column, x) in self.u_columns.chunks_exact(dim).zip(features) {
+            axpy(*x, column, &mut self.scratch_ux);
         }
         let (agent, delta_e) = self.pick_agent(kind);
         let row = agent * dim..(agent + 1) * dim;
@@ -663,9 +659,7 @@ impl Organism {
                 *new_p = *old_p - *new_p;
             }
             for &(i, weight) in &self.in_edges[agent] {
-                for (acc, x) in shadow.s[i * dim..(i + 1) * dim].iter_mut().zip(&g_p) {
-                    *acc += weight * x;
-                }
+                axpy(weight, &g_p, &mut shadow.s[i * dim..(i + 1) * dim]);
             }
             self.shadow = Some(shadow);
             self.track_sweep(agent)
@@ -1006,7 +1000,7 @@ mod tests {
         matvec(&o.w, dim, &m, &mut wm);
         (0..dim)
             .map(|r| {
-                let ux: f64 = (0..FEATURES).map(|c| o.u[r * FEATURES + c] * features[c]).sum();
+                let ux: f64 = (0..FEATURES).map(|c| o.u_columns[c * dim + r] * features[c]).sum();
                 (1.0 - o.config.eta) * o.h[agent * dim + r] + o.config.eta * (wm[r] + ux).tanh()
             })
             .collect()

@@ -1,5 +1,5 @@
 //! The organism's inner loops (SPEC 4.6, 4.7): `W x` from `W`'s columns, one or two vectors
-//! at a time, and an agent's candidate state `(1 - eta) h + eta tanh(s + u)`, with the
+//! at a time, `y += a x`, and an agent's candidate state `(1 - eta) h + eta tanh(s + u)`, with the
 //! change of `E_pair + E_reg` it would make.
 //!
 //! Each kernel is one body compiled twice: for the baseline x86-64 target (SSE2, two lanes)
@@ -104,6 +104,13 @@ fn w_times2_body(w_columns: &[f64], dim: usize, (x, y): (&[f64], &[f64]), (out_x
 }
 
 #[inline(always)]
+fn axpy_body(a: f64, x: &[f64], y: &mut [f64]) {
+    for (acc, x) in y.iter_mut().zip(x) {
+        *acc += a * x;
+    }
+}
+
+#[inline(always)]
 fn candidate_body(eta: f64, old: &[f64], s: &[f64], u: &[f64], out: &mut [f64]) {
     for ((z, old), (sum, u)) in out.iter_mut().zip(old).zip(s.iter().zip(u)) {
         *z = (1.0 - eta) * old + eta * tanh(sum + u);
@@ -163,6 +170,11 @@ dispatched! {
     /// `W x` and `W y` in one pass over `W`'s columns, each output computed exactly as
     /// `w_times` computes it.
     pub fn w_times2 / w_times2_avx2 = w_times2_body(w_columns: &[f64], dim: usize, xy: (&[f64], &[f64]), out: (&mut [f64], &mut [f64]));
+}
+
+dispatched! {
+    /// `y += a x`, element-wise (over the shorter of the two).
+    pub fn axpy / axpy_avx2 = axpy_body(a: f64, x: &[f64], y: &mut [f64]);
 }
 
 dispatched! {
@@ -241,6 +253,10 @@ mod tests {
             prop_assert_eq!((base.0.to_bits(), base.1.to_bits()), (fast.0.to_bits(), fast.1.to_bits()));
             candidate(0.5, &old, &s, &u, &mut b2);
             prop_assert_eq!(bits(&a), bits(&b2));
+            let (mut base, mut fast) = (c.clone(), c.clone());
+            axpy_body(0.37, &s, &mut base);
+            axpy(0.37, &s, &mut fast);
+            prop_assert_eq!(bits(&base), bits(&fast));
         }
 
         /// `weigh`'s sums are the plain ones, up to rounding.
