@@ -191,11 +191,28 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample::<f64, _>(StandardNormal)
 }
 
+/// `sum f(v_k)` over four lanes (element `k` in lane `k % 4`, the lanes added at the end):
+/// a long sum as four independent chains, which vectorise, where one chain waits on each
+/// addition.
+fn lanes_sum(v: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0.0; 4];
+    let mut chunks = v.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *lane += f(*x);
+        }
+    }
+    for (lane, x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += f(*x);
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+}
+
 /// Certified upper bound of the spectral norm of a square row-major matrix.
 pub fn spectral_bound(w: &[f64], dim: usize) -> f64 {
     assert_eq!(w.len(), dim * dim);
-    let frobenius = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let norm_inf = (0..dim).map(|r| w[r * dim..(r + 1) * dim].iter().map(|x| x.abs()).sum::<f64>()).fold(0.0, f64::max);
+    let frobenius = lanes_sum(w, |x| x * x).sqrt();
+    let norm_inf = w.chunks_exact(dim).map(|row| lanes_sum(row, f64::abs)).fold(0.0, f64::max);
     // Column sums accumulated row by row: per column the same additions in the same order
     // as a walk down the column, without its stride.
     let mut columns = vec![0.0; dim];
@@ -759,8 +776,8 @@ impl Organism {
         }
         let dim = self.config.dim;
         let step: Vec<f64> = (0..dim * dim).map(|_| normal(&mut self.rng)).collect();
-        let step_norm = step.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let w_norm = self.w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let step_norm = lanes_sum(&step, |x| x * x).sqrt();
+        let w_norm = lanes_sum(&self.w, |x| x * x).sqrt();
         let factor = match norm {
             Some(norm) => norm.max(0.0) / spectral_bound(&step, dim).max(f64::MIN_POSITIVE),
             None => self.config.promotion_step * w_norm / step_norm,
