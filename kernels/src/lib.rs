@@ -8,7 +8,7 @@
 //! sees the same IEEE operations in the same order whichever way they are compiled: no
 //! fused multiply-add (Rust never contracts `a * b + c`), no reassociation, and the
 //! reductions spelled out as four explicit lanes. So the two builds of a kernel give the
-//! same bits, and a run's digest does not depend on the CPU it ran on (a test compares
+//! same bits, and a run's digest does not depend on whether the CPU has AVX2 (a test compares
 //! them on every CPU that has AVX2).
 //!
 //! `tanh` is computed from a polynomial `exp`, not libm's: it vectorises (libm's `exp`
