@@ -188,6 +188,10 @@ pub struct DispatchConfig {
     pub deep_concurrency: u32,
     /// Timeout of a call to the state node.
     pub state_timeout_ms: u64,
+    /// Completions wait up to this long to go to the state node together, in one call;
+    /// a lookup takes the waiting ones with it. 0: each goes as soon as the last call is
+    /// answered.
+    pub complete_batch_ms: u64,
 }
 
 impl Default for DispatchConfig {
@@ -201,6 +205,7 @@ impl Default for DispatchConfig {
             fast_concurrency: 64,
             deep_concurrency: 64,
             state_timeout_ms: 500,
+            complete_batch_ms: 1_000,
         }
     }
 }

@@ -67,13 +67,24 @@ impl Request for Execute {
     const ID: u64 = 0x5eed_c0de_0002;
 }
 
-/// Coordinator to state: look a signature up in Mw.
+/// Coordinator to state: look a signature up in the memory fabric, after applying the
+/// completions not yet sent (so a result stored before the lookup is there to be found).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lookup {
     pub signature: u64,
     pub kind: Kind,
     /// Scenario time of the lookup.
     pub now_ms: u64,
+    /// Completions the coordinator had not sent yet, in the order they happened.
+    pub pending: Vec<Complete>,
+}
+
+/// A lookup's answer, and what the pending completions did to the organism.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Looked {
+    pub found: Option<Found>,
+    /// After the last pending completion; `None` when there was none.
+    pub completed: Option<Completed>,
 }
 
 /// A cache hit: the served entry's age and output tokens.
@@ -85,11 +96,12 @@ pub struct Found {
 }
 
 impl Request for Lookup {
-    type Response = Option<Found>;
+    type Response = Looked;
     const ID: u64 = 0x5eed_c0de_0003;
 }
 
-/// Coordinator to state: a task completed; update the organism and cache the result.
+/// A task completed: update the organism and cache the result. The coordinator sends
+/// completions in batches (`CompleteBatch`), or ahead of a `Lookup`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Complete {
     pub task_id: u64,
@@ -111,9 +123,17 @@ pub struct Completed {
     pub l_tot: f64,
 }
 
-impl Request for Complete {
-    type Response = Completed;
-    const ID: u64 = 0x5eed_c0de_0004;
+/// Coordinator to state: completions in the order they happened, applied in that order
+/// (one call per `dispatch.complete_batch_ms` at most).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompleteBatch(pub Vec<Complete>);
+
+impl Request for CompleteBatch {
+    /// After the last completion of the batch (`None` for an empty one).
+    type Response = Option<Completed>;
+    // Not 0x..0004, the single `Complete` of earlier versions: a peer of another version
+    // gets no answer, never a misread one.
+    const ID: u64 = 0x5eed_c0de_000e;
 }
 
 /// Trainer to state: promote these weights now (SPEC 7's `bad_promotion`: a `W` update of

@@ -156,6 +156,7 @@ pub struct DispatchSpec {
     pub fast_concurrency: Option<u32>,
     pub deep_concurrency: Option<u32>,
     pub state_timeout: Option<DurationMs>,
+    pub complete_batch: Option<DurationMs>,
 }
 
 /// `[engine.organism]`.
@@ -561,6 +562,9 @@ pub const ORGANISM_SEED_SALT: u64 = 0x6f72_6761_6e69_736d;
 
 /// The longest backend or state timeout, and backoff step, a scenario may set.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// The longest `engine.dispatch.complete_batch`: the organism and the router's x4 lag the
+/// completions by up to this much.
+pub const MAX_COMPLETE_BATCH_MS: u64 = 10_000;
 /// The most concurrent calls per worker.
 pub const MAX_CONCURRENCY: u32 = 4_096;
 /// The most tasks in flight at the coordinator.
@@ -903,7 +907,17 @@ fn resolve_dispatch(
         fast_concurrency: e.dispatch.fast_concurrency.unwrap_or(dd.fast_concurrency),
         deep_concurrency: e.dispatch.deep_concurrency.unwrap_or(dd.deep_concurrency),
         state_timeout_ms: e.dispatch.state_timeout.map_or(dd.state_timeout_ms, |d| d.0),
+        complete_batch_ms: e.dispatch.complete_batch.map_or(dd.complete_batch_ms, |d| d.0),
     };
+    if dispatch.complete_batch_ms > MAX_COMPLETE_BATCH_MS {
+        return Err(r.invalid(
+            "engine.dispatch.complete_batch",
+            format!(
+                "{} ms: at most {MAX_COMPLETE_BATCH_MS} ms (0 sends each completion at once)",
+                dispatch.complete_batch_ms
+            ),
+        ));
+    }
     if dispatch.retries > 10 {
         return Err(r.invalid("engine.dispatch.retries", "at most 10 retries"));
     }

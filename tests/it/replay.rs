@@ -3,6 +3,7 @@
 use crate::support::{critical_failed, failed, replay, scenario};
 use seedcore_chaos::{Fault, FaultKind, FaultPlan};
 use seedcore_engine::probe::Signal;
+use seedcore_engine::task::Status;
 use seedcore_sim::event::{Body, Harness};
 use std::collections::BTreeMap;
 
@@ -218,6 +219,41 @@ fn lossy_network_loses_no_task() {
         events.iter().filter(|e| matches!(&e.body, Body::Engine(Signal::Outcome(o)) if o.attempts > 1)).count();
     assert!(retried > 0, "lost messages must have caused retries");
     assert_eq!(report.stats.ledger_check.clone().unwrap().receipts, report.tasks as u64);
+}
+
+/// Completions reach the organism in batches (`engine.dispatch.complete_batch`), and
+/// without a fault none is lost: at every energy sample, each task completed a batch window
+/// and a state timeout earlier has updated the organism, and there are never more updates
+/// than completed tasks.
+#[test]
+fn completions_reach_the_organism_within_a_batch_window() {
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 120_000;
+    let dispatch = &scenario.engine.dispatch;
+    let slack = dispatch.complete_batch_ms + dispatch.state_timeout_ms;
+    assert!(dispatch.complete_batch_ms > 0, "the default batches");
+    let (report, events) = replay(&scenario, scenario.seed, 1);
+    assert_eq!(report.stats.lost(), 0);
+    let completed: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Engine(Signal::Outcome(o)) if o.status == Status::Completed => Some(e.t_ms),
+            _ => None,
+        })
+        .collect();
+    let samples: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Engine(Signal::Energy(s)) if s.cause == "sample" => Some((e.t_ms, s.updates)),
+            _ => None,
+        })
+        .collect();
+    assert!(samples.len() >= 5, "{} energy samples", samples.len());
+    for (t, updates) in samples {
+        let due = completed.iter().filter(|&&c| c + slack <= t).count() as u64;
+        assert!(due <= updates, "at {t} ms: {updates} updates, but {due} tasks completed by {} ms", t - slack);
+        assert!(updates <= completed.len() as u64, "at {t} ms: {updates} updates of {} tasks", completed.len());
+    }
 }
 
 /// Half a minute of steady traffic under madsim's own test runner, so that its variables

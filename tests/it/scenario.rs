@@ -196,4 +196,9 @@ fn sizes_rates_and_durations_have_upper_bounds() {
     assert!(error.contains("workload.rate_per_s") && error.contains("at most 20000000"), "{error}");
     let error = load_error("name = \"t\"\nduration = \"60d\"\n[workload]\nsource = \"generated\"\n");
     assert!(error.contains("duration") && error.contains("30 days"), "{error}");
+    let error = load_error(&format!("{MINIMAL}[engine.dispatch]\ncomplete_batch = \"1m\"\n"));
+    assert!(
+        error.contains("scenario.toml:6: engine.dispatch.complete_batch") && error.contains("at most 10000 ms"),
+        "{error}"
+    );
 }

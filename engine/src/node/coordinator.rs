@@ -19,8 +19,8 @@ use crate::probe::{
 };
 use crate::router::{Reason, Router, RouterInputs};
 use crate::rpc::{
-    Complete, CoordinatorStatus, Decided, Execute, Executed, Lookup, PathScale, Route, Routed, StatusQuery, Submit,
-    SubmitTask, Submitted,
+    Complete, CompleteBatch, CoordinatorStatus, Decided, Execute, Executed, Lookup, PathScale, Route, Routed,
+    StatusQuery, Submit, SubmitTask, Submitted,
 };
 use crate::task::{Authority, Outcome, Path, RejectReason, Status, Task};
 use crate::tokens::TokenForecast;
@@ -38,6 +38,8 @@ const APPEND_BACKOFF_MS: u64 = 100;
 const APPEND_BACKOFF_MAX_MS: u64 = 2_000;
 /// Poll period of a resubmitted task waiting for its first submission to finish.
 const DUPLICATE_POLL_MS: u64 = 100;
+/// The most completions in one call to the state node (`send_completions`).
+const MAX_BATCH: usize = 256;
 /// Poll period of a draining replica's calls in flight.
 const DRAIN_POLL_MS: u64 = 100;
 
@@ -73,6 +75,8 @@ struct Core {
     counters: Counters,
     /// Above every task id seen: the next id `SubmitTask` assigns.
     next_task_id: u64,
+    /// Completions not yet sent to the state node, in the order they happened.
+    outbox: Vec<Complete>,
 }
 
 /// Counts since the coordinator started.
@@ -114,6 +118,10 @@ struct Coordinator {
     started: Instant,
     /// Wakes a parked autoscaler.
     wake_scaler: Arc<tokio::sync::Notify>,
+    /// Wakes the completion sender: a batch has begun.
+    wake_sender: tokio::sync::Notify,
+    /// A batch is full: the sender sends it without waiting out the window.
+    batch_full: tokio::sync::Notify,
     /// The ledger; `None` once halted.
     ledger: tokio::sync::Mutex<Option<LedgerWriter>>,
 }
@@ -173,6 +181,8 @@ impl CoordinatorHandle {
             madsim::time::sleep(Duration::from_millis(10)).await;
         }
         let abandoned = coordinator.lock().in_progress.len();
+        // The completions still queued go to the state node before the process ends.
+        coordinator.flush_completions().await;
         let mut ledger = coordinator.ledger.lock().await;
         let Some(writer) = ledger.as_mut() else {
             return Drained { abandoned, receipts: 0, signed: false };
@@ -250,6 +260,7 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         draining: false,
         counters: Counters::default(),
         next_task_id: 0,
+        outbox: Vec::new(),
     };
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "coordinator".into() }));
     // Recovery rebuilds spend, counters and outcomes receipt by receipt; if verification
@@ -305,6 +316,8 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         core: Mutex::new(core),
         started: Instant::now(),
         wake_scaler: Arc::new(tokio::sync::Notify::new()),
+        wake_sender: tokio::sync::Notify::new(),
+        batch_full: tokio::sync::Notify::new(),
         ledger: tokio::sync::Mutex::new(ledger),
     });
     let server = coordinator.clone();
@@ -338,6 +351,8 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
     });
     let ticker = coordinator.clone();
     madsim::task::spawn(async move { ticker.close_cycles().await });
+    let sender = coordinator.clone();
+    madsim::task::spawn(async move { sender.send_completions().await });
     if config.autoscale.enabled {
         let (scaler, wake) = (Arc::downgrade(&coordinator), coordinator.wake_scaler.clone());
         madsim::task::spawn(Coordinator::autoscale(scaler, wake));
@@ -713,8 +728,13 @@ impl Coordinator {
             let now_ms = Self::scenario_now_ms(task, received);
             let may_hit = self.lock().stored.may_hit(task.signature, ttl_ms, now_ms);
             let found = if may_hit {
-                let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms };
-                self.peers.call(addresses.state, lookup, state_timeout).await.ok().flatten()
+                let pending = std::mem::take(&mut self.lock().outbox);
+                let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms, pending };
+                let looked = self.peers.call(addresses.state, lookup, state_timeout).await.ok();
+                if let Some(completed) = looked.and_then(|l| l.completed) {
+                    self.lock().state_change = completed.state_change;
+                }
+                looked.and_then(|l| l.found)
             } else {
                 None
             };
@@ -729,7 +749,7 @@ impl Coordinator {
             if let Some(found) = found {
                 let charge =
                     self.lock().governor.settle_fixed(task.task_id, 0).expect("an in-progress task is not yet charged");
-                self.update_state(task, &task_features, found.tokens_out, (false, salient), received).await;
+                self.update_state(task, &task_features, found.tokens_out, (false, salient), received);
                 details.cache_age_ms = Some(found.age_ms);
                 details.cache_tier = Some(found.tier);
                 let outcome = Outcome::Completed {
@@ -809,7 +829,7 @@ impl Coordinator {
                     .expect("an in-progress task is not yet charged");
                 details.overrun_clamped = charge.overrun_clamped;
                 self.emit_alerts(charge.alerts);
-                self.update_state(task, &task_features, charge.tokens_out, (cacheable, salient), received).await;
+                self.update_state(task, &task_features, charge.tokens_out, (cacheable, salient), received);
                 Outcome::Completed {
                     path,
                     latency_ms: received.elapsed().as_millis() as u64,
@@ -828,9 +848,10 @@ impl Coordinator {
         self.finish(task, outcome, details, received).await
     }
 
-    /// Tells the state node about a completion; a state node that does not answer in time
-    /// costs the router its x4 update, never the task.
-    async fn update_state(
+    /// Queues a completion for the state node (`send_completions`); the task does not
+    /// wait for it. A state node that does not answer in time costs the router its x4
+    /// update and the organism those updates, never the task.
+    fn update_state(
         &self,
         task: &Task,
         task_features: &[f64; crate::organism::FEATURES],
@@ -839,10 +860,6 @@ impl Coordinator {
         received: Instant,
     ) {
         let now_ms = Self::scenario_now_ms(task, received);
-        if store {
-            // Recorded before the call: a store that may have happened counts.
-            self.lock().stored.record(task.signature, now_ms);
-        }
         let request = Complete {
             task_id: task.task_id,
             kind: task.kind,
@@ -853,8 +870,51 @@ impl Coordinator {
             salient,
             now_ms,
         };
+        let queued = {
+            let mut core = self.lock();
+            if store {
+                // Recorded when queued: a store that may have happened counts.
+                core.stored.record(task.signature, now_ms);
+            }
+            core.outbox.push(request);
+            core.outbox.len()
+        };
+        if queued == 1 {
+            self.wake_sender.notify_one();
+        } else if queued == MAX_BATCH {
+            self.batch_full.notify_one();
+        }
+    }
+
+    /// Sends the queued completions, in the order they happened: one call
+    /// `dispatch.complete_batch_ms` after the first completion of a batch, or as soon as
+    /// `MAX_BATCH` are queued. A lookup in the meantime takes them with it. The sender has
+    /// one batch in flight at a time.
+    async fn send_completions(&self) {
+        let window = Duration::from_millis(self.context.config.dispatch.complete_batch_ms);
+        loop {
+            self.wake_sender.notified().await;
+            if !window.is_zero() {
+                tokio::select! {
+                    // Polled in order: no draw from tokio's own randomness.
+                    biased;
+                    () = madsim::time::sleep(window) => {}
+                    () = self.batch_full.notified() => {}
+                }
+            }
+            self.flush_completions().await;
+        }
+    }
+
+    /// Sends the queued completions now, if there are any.
+    async fn flush_completions(&self) {
+        let batch = std::mem::take(&mut self.lock().outbox);
+        if batch.is_empty() {
+            return;
+        }
         let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
-        if let Ok(completed) = self.peers.call(self.context.addresses.state, request, timeout).await {
+        if let Ok(Some(completed)) = self.peers.call(self.context.addresses.state, CompleteBatch(batch), timeout).await
+        {
             self.lock().state_change = completed.state_change;
         }
     }

@@ -11,8 +11,8 @@ use crate::probe::{
     Signal,
 };
 use crate::rpc::{
-    Complete, Completed, Found, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot, Tier25Answer,
-    Tier25Retrieve, Tier25Store, Validate, Validated,
+    Complete, CompleteBatch, Completed, Found, Looked, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot,
+    Tier25Answer, Tier25Retrieve, Tier25Store, Validate, Validated,
 };
 use madsim::net::Endpoint;
 use std::sync::{Arc, Mutex};
@@ -144,17 +144,17 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
     let core = Arc::new(Mutex::new(core));
     register_queries(&endpoint, &core);
     let lookup_core = core.clone();
+    let lookup_context = context.clone();
     endpoint.add_rpc_handler(move |request: Lookup| {
-        // The fabric answers as of the request; the answer leaves after the latency of
-        // every tier it asked.
-        let looked = lookup_core.lock().expect("state lock is never poisoned").memory.lookup(
-            request.signature,
-            request.kind,
-            request.now_ms,
-        );
+        // The pending completions first, then the fabric answers as of the request; the
+        // answer leaves after the latency of every tier it asked.
+        let mut core = lookup_core.lock().expect("state lock is never poisoned");
+        let completed = apply_all(&mut core, &lookup_context, &request.pending);
+        let looked = core.memory.lookup(request.signature, request.kind, request.now_ms);
         async move {
             madsim::time::sleep(Duration::from_millis(looked.latency_ms)).await;
-            looked.served.map(|s| Found { age_ms: s.age_ms, tier: s.tier, tokens_out: s.tokens_out })
+            let found = looked.served.map(|s| Found { age_ms: s.age_ms, tier: s.tier, tokens_out: s.tokens_out });
+            Looked { found, completed }
         }
     });
     let promote_core = core.clone();
@@ -169,42 +169,47 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
             Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() && !promotion.refused }
         }
     });
-    endpoint.add_rpc_handler(move |request: Complete| {
-        let core = core.clone();
-        let context = context.clone();
-        async move {
-            let mut core = core.lock().expect("state lock is never poisoned");
-            if request.store {
-                core.memory.store(request.signature, request.kind, request.tokens_out, request.now_ms);
-            }
-            if request.salient {
-                let event =
-                    Flashbulb { task_id: request.task_id, kind: request.kind, at_ms: request.now_ms, cause: "breach" };
-                core.memory.remember(event);
-                context.emit(Signal::Flashbulb(FlashbulbSignal {
-                    cause: "breach".into(),
-                    held: core.memory.flashbulbs().len() as u64,
-                    task_id: request.task_id,
-                }));
-            }
-            let report = core.organism.update(request.kind, &request.features);
-            if let Some(promotion) = &report.promotion {
-                emit_promotion(&context, &core, promotion, "promotion");
-            }
-            if report.energy_due {
-                context.emit(energy_signal(&core, "sample"));
-            }
-            if let Some(c) = report.contraction {
-                context.emit(Signal::Contraction(ContractionSignal {
-                    bound_ppm: (c.bound * 1e6).ceil().min(i64::MAX as f64) as i64,
-                    ok: c.ok,
-                    ratio_ppm: (c.ratio * 1e6).floor().min(i64::MAX as f64) as i64,
-                    sweep: c.sweep,
-                }));
-            }
-            Completed { state_change: report.state_change, l_tot: core.organism.bounds().l_tot }
-        }
+    endpoint.add_rpc_handler(move |CompleteBatch(batch)| {
+        let completed = apply_all(&mut core.lock().expect("state lock is never poisoned"), &context, &batch);
+        async move { completed }
     });
+}
+
+/// Completions in order; what the last one did, if any.
+fn apply_all(core: &mut StateCore, context: &NodeContext, batch: &[Complete]) -> Option<Completed> {
+    batch.iter().map(|request| apply(core, context, request)).last()
+}
+
+/// One completion: the memory fabric's store, a flashbulb, the organism's update.
+fn apply(core: &mut StateCore, context: &NodeContext, request: &Complete) -> Completed {
+    if request.store {
+        core.memory.store(request.signature, request.kind, request.tokens_out, request.now_ms);
+    }
+    if request.salient {
+        let event = Flashbulb { task_id: request.task_id, kind: request.kind, at_ms: request.now_ms, cause: "breach" };
+        core.memory.remember(event);
+        context.emit(Signal::Flashbulb(FlashbulbSignal {
+            cause: "breach".into(),
+            held: core.memory.flashbulbs().len() as u64,
+            task_id: request.task_id,
+        }));
+    }
+    let report = core.organism.update(request.kind, &request.features);
+    if let Some(promotion) = &report.promotion {
+        emit_promotion(context, core, promotion, "promotion");
+    }
+    if report.energy_due {
+        context.emit(energy_signal(core, "sample"));
+    }
+    if let Some(c) = report.contraction {
+        context.emit(Signal::Contraction(ContractionSignal {
+            bound_ppm: (c.bound * 1e6).ceil().min(i64::MAX as f64) as i64,
+            ok: c.ok,
+            ratio_ppm: (c.ratio * 1e6).floor().min(i64::MAX as f64) as i64,
+            sweep: c.sweep,
+        }));
+    }
+    Completed { state_change: report.state_change, l_tot: core.organism.bounds().l_tot }
 }
 
 /// The read-only and trial requests of the gateway: snapshot, GraphMask validation, M2.5.
