@@ -2,20 +2,22 @@
 //! at a time, `y += a x`, and an agent's candidate state `(1 - eta) h + eta tanh(s + u)`, with the
 //! change of `E_pair + E_reg` it would make.
 //!
-//! Each kernel is one body compiled twice: for the baseline x86-64 target (SSE2, two lanes)
-//! and with AVX2 enabled (four lanes), chosen at run time by what the CPU has. The bodies
+//! Each kernel is one body compiled three times: for the baseline x86-64 target (SSE2, two
+//! lanes), with AVX2 enabled (four lanes) and with AVX-512F (eight), the widest the CPU has
+//! chosen at run time. The bodies
 //! are element-wise sums of products, written so that each output and each accumulator
 //! sees the same IEEE operations in the same order whichever way they are compiled: no
 //! fused multiply-add (Rust never contracts `a * b + c`), no reassociation, and the
-//! reductions spelled out as four explicit lanes. So the two builds of a kernel give the
-//! same bits, and a run's digest does not depend on whether the CPU has AVX2 (a test compares
-//! them on every CPU that has AVX2).
+//! reductions spelled out as four explicit lanes. So the builds of a kernel give the same
+//! bits, and a run's digest does not depend on which the CPU has (a test compares every
+//! build the CPU it runs on has).
 //!
 //! `tanh` is computed from a polynomial `exp`, not libm's: it vectorises (libm's `exp`
 //! is one call per element), and it is plain arithmetic, the same on every platform.
 //!
-//! The crate's only unsafe code calls a `#[target_feature(enable = "avx2")]` function
-//! after `is_x86_feature_detected!("avx2")` said the CPU has AVX2.
+//! The crate's only unsafe code calls a `#[target_feature(enable = "avx2")]` or
+//! `#[target_feature(enable = "avx512f")]` function after `is_x86_feature_detected!` said
+//! the CPU has that feature.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -138,12 +140,19 @@ fn weigh_body(eta: f64, (old, s, u, c): (&[f64], &[f64], &[f64], &[f64]), out: &
     ((pair[0] + pair[1]) + (pair[2] + pair[3]), (reg[0] + reg[1]) + (reg[2] + reg[3]))
 }
 
-/// Declares a kernel's AVX2 build and its dispatcher.
+/// Declares a kernel's AVX2 and AVX-512 builds and its dispatcher, which takes the widest
+/// the CPU has.
 macro_rules! dispatched {
-    ($(#[$meta:meta])* pub fn $name:ident / $avx2:ident = $body:ident ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;) => {
+    ($(#[$meta:meta])* pub fn $name:ident / $avx2:ident / $avx512:ident / $at:ident = $body:ident ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         fn $avx2($($arg: $ty),*) $(-> $ret)? {
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn $avx512($($arg: $ty),*) $(-> $ret)? {
             $body($($arg),*)
         }
 
@@ -151,42 +160,78 @@ macro_rules! dispatched {
         #[inline]
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, the only feature the function enables
+                // (with those it implies, which the CPU has with it).
+                return unsafe { $avx512($($arg),*) };
+            }
+            #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2, the only feature the function enables.
                 return unsafe { $avx2($($arg),*) };
             }
             $body($($arg),*)
         }
+
+        /// The build of `level`, if the CPU has it (tests compare the builds).
+        #[cfg(test)]
+        #[allow(dead_code, reason = "not every build exists on every target")]
+        #[allow(unused_parens, reason = "`(T)` for a kernel returning `T`, `()` for one returning nothing")]
+        fn $at(level: Level, $($arg: $ty),*) -> Option<($($ret)?)> {
+            match level {
+                Level::Baseline => Some($body($($arg),*)),
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                    // SAFETY: the CPU has AVX2, the only feature the function enables.
+                    Some(unsafe { $avx2($($arg),*) })
+                }
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+                    // SAFETY: the CPU has AVX-512F, the only feature the function enables.
+                    Some(unsafe { $avx512($($arg),*) })
+                }
+                _ => None,
+            }
+        }
     };
+}
+
+/// The builds of a kernel (tests compare them).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+enum Level {
+    Baseline,
+    Avx2,
+    Avx512,
 }
 
 dispatched! {
     /// `out = W x`, from `W`'s columns (the transpose, row-major): a sum of columns, four
     /// per pass.
-    pub fn w_times / w_times_avx2 = w_times_body(w_columns: &[f64], dim: usize, x: &[f64], out: &mut [f64]);
+    pub fn w_times / w_times_avx2 / w_times_avx512 / w_times_at = w_times_body(w_columns: &[f64], dim: usize, x: &[f64], out: &mut [f64]);
 }
 
 dispatched! {
     /// `W x` and `W y` in one pass over `W`'s columns, each output computed exactly as
     /// `w_times` computes it.
-    pub fn w_times2 / w_times2_avx2 = w_times2_body(w_columns: &[f64], dim: usize, xy: (&[f64], &[f64]), out: (&mut [f64], &mut [f64]));
+    pub fn w_times2 / w_times2_avx2 / w_times2_avx512 / w_times2_at = w_times2_body(w_columns: &[f64], dim: usize, xy: (&[f64], &[f64]), out: (&mut [f64], &mut [f64]));
 }
 
 dispatched! {
     /// `y += a x`, element-wise (over the shorter of the two).
-    pub fn axpy / axpy_avx2 = axpy_body(a: f64, x: &[f64], y: &mut [f64]);
+    pub fn axpy / axpy_avx2 / axpy_avx512 / axpy_at = axpy_body(a: f64, x: &[f64], y: &mut [f64]);
 }
 
 dispatched! {
     /// `out = (1 - eta) old + eta tanh(s + u)`, element-wise.
-    pub fn candidate / candidate_avx2 = candidate_body(eta: f64, old: &[f64], s: &[f64], u: &[f64], out: &mut [f64]);
+    pub fn candidate / candidate_avx2 / candidate_avx512 / candidate_at = candidate_body(eta: f64, old: &[f64], s: &[f64], u: &[f64], out: &mut [f64]);
 }
 
 dispatched! {
     /// The candidate `(1 - eta) old + eta tanh(s + u)` into `out`, and what it changes:
     /// `(-<out - old, c>, |out|^2 - |old|^2)`. With `c` the agent's pair sums, the first is
     /// the change of `E_pair` and the second that of `||H||_F^2`.
-    pub fn weigh / weigh_avx2 = weigh_body(eta: f64, rows: (&[f64], &[f64], &[f64], &[f64]), out: &mut [f64]) -> (f64, f64);
+    pub fn weigh / weigh_avx2 / weigh_avx512 / weigh_at = weigh_body(eta: f64, rows: (&[f64], &[f64], &[f64], &[f64]), out: &mut [f64]) -> (f64, f64);
 }
 
 #[cfg(test)]
@@ -224,10 +269,11 @@ mod tests {
     }
 
     proptest! {
-        /// The AVX2 build and the baseline build of each kernel give the same bits (on a
-        /// CPU without AVX2 there is one build, and nothing to compare).
+        /// Every build of each kernel the CPU has (baseline, AVX2, AVX-512) gives the
+        /// baseline's bits, and so does the dispatcher (on a CPU without the wider builds
+        /// there is only the baseline to compare with itself).
         #[test]
-        fn both_builds_give_the_same_bits(dim in 2usize..24, seed in any::<u64>()) {
+        fn every_build_gives_the_same_bits(dim in 2usize..40, seed in any::<u64>()) {
             let draw = |k: u64, n: usize| -> Vec<f64> {
                 (0..n as u64).map(|i| {
                     let z = (seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(i).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -236,27 +282,46 @@ mod tests {
             };
             let (w, x, y, old, s, u, c) = (draw(1, dim * dim), draw(2, dim), draw(3, dim), draw(4, dim), draw(5, dim), draw(6, dim), draw(7, dim));
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let (mut a, mut b, mut a2, mut b2) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
-            w_times_body(&w, dim, &x, &mut a);
-            w_times(&w, dim, &x, &mut b);
-            prop_assert_eq!(bits(&a), bits(&b));
-            w_times2_body(&w, dim, (&x, &y), (&mut a, &mut a2));
-            w_times2(&w, dim, (&x, &y), (&mut b, &mut b2));
-            prop_assert_eq!(bits(&a), bits(&b));
-            prop_assert_eq!(bits(&a2), bits(&b2));
-            // The pair product is each single product, bit for bit.
-            w_times(&w, dim, &y, &mut b);
-            prop_assert_eq!(bits(&a2), bits(&b));
-            let base = weigh_body(0.5, (&old, &s, &u, &c), &mut a);
-            let fast = weigh(0.5, (&old, &s, &u, &c), &mut b);
-            prop_assert_eq!(bits(&a), bits(&b));
-            prop_assert_eq!((base.0.to_bits(), base.1.to_bits()), (fast.0.to_bits(), fast.1.to_bits()));
-            candidate(0.5, &old, &s, &u, &mut b2);
-            prop_assert_eq!(bits(&a), bits(&b2));
-            let (mut base, mut fast) = (c.clone(), c.clone());
-            axpy_body(0.37, &s, &mut base);
-            axpy(0.37, &s, &mut fast);
-            prop_assert_eq!(bits(&base), bits(&fast));
+            let zero = || vec![0.0; dim];
+            // The baseline's results, and the pair product is each single product.
+            let (mut px, mut py, mut single) = (zero(), zero(), zero());
+            w_times2_body(&w, dim, (&x, &y), (&mut px, &mut py));
+            w_times_body(&w, dim, &y, &mut single);
+            prop_assert_eq!(bits(&py), bits(&single));
+            w_times_body(&w, dim, &x, &mut single);
+            prop_assert_eq!(bits(&px), bits(&single));
+            let mut cand = zero();
+            let sums = weigh_body(0.5, (&old, &s, &u, &c), &mut cand);
+            let mut plain = zero();
+            candidate_body(0.5, &old, &s, &u, &mut plain);
+            prop_assert_eq!(bits(&cand), bits(&plain));
+            let mut acc = c.clone();
+            axpy_body(0.37, &s, &mut acc);
+            let mut tested = 0;
+            for level in [Level::Baseline, Level::Avx2, Level::Avx512] {
+                let (mut a, mut b, mut d) = (zero(), zero(), zero());
+                if w_times_at(level, &w, dim, &x, &mut a).is_none() {
+                    continue;
+                }
+                tested += 1;
+                prop_assert_eq!(bits(&a), bits(&px), "w_times {:?}", level);
+                w_times2_at(level, &w, dim, (&x, &y), (&mut a, &mut b));
+                prop_assert_eq!((bits(&a), bits(&b)), (bits(&px), bits(&py)), "w_times2 {:?}", level);
+                let got = weigh_at(level, 0.5, (&old, &s, &u, &c), &mut d).expect("the level exists");
+                prop_assert_eq!(bits(&d), bits(&cand), "weigh {:?}", level);
+                prop_assert_eq!((got.0.to_bits(), got.1.to_bits()), (sums.0.to_bits(), sums.1.to_bits()), "weigh {:?}", level);
+                candidate_at(level, 0.5, &old, &s, &u, &mut d);
+                prop_assert_eq!(bits(&d), bits(&cand), "candidate {:?}", level);
+                let mut mine = c.clone();
+                axpy_at(level, 0.37, &s, &mut mine);
+                prop_assert_eq!(bits(&mine), bits(&acc), "axpy {:?}", level);
+            }
+            prop_assert!(tested >= 1);
+            // The dispatcher takes one of them.
+            let (mut a, mut b) = (zero(), zero());
+            w_times2(&w, dim, (&x, &y), (&mut a, &mut b));
+            prop_assert_eq!((bits(&a), bits(&b)), (bits(&px), bits(&py)));
+            prop_assert_eq!(weigh(0.5, (&old, &s, &u, &c), &mut a).0.to_bits(), sums.0.to_bits());
         }
 
         /// `weigh`'s sums are the plain ones, up to rounding.
