@@ -108,6 +108,10 @@ pub struct CycleRecord {
     pub signature: String,
 }
 
+/// How a receipt's line begins: `Record::Receipt`'s canonical form is this, the receipt's
+/// JCS, and `}`.
+const RECEIPT_PREFIX: &[u8] = b"{\"receipt\":";
+
 /// One line of a segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -211,7 +215,11 @@ impl<'k> Verifier<'k> {
                     if receipt.prev_hash != self.head_hex {
                         return Err(corrupt(format!("receipt {seq} does not chain to the previous head")));
                     }
-                    verified.head = receipt.hash();
+                    // The line is canonical (checked above), so it is `{"receipt":` +
+                    // JCS(receipt) + `}`: the hashed bytes without serialising again.
+                    let canonical = &line[RECEIPT_PREFIX.len()..line.len() - 1];
+                    debug_assert_eq!(canonical, receipt.canonical().as_slice());
+                    verified.head = Sha256::digest(canonical).into();
                     self.head_hex = hex::encode(verified.head);
                     verified.receipts += 1;
                     on_receipt(&receipt);
@@ -500,8 +508,8 @@ impl LedgerWriter {
         // One serialisation gives both the hashed bytes and the line: the canonical form
         // of `Record::Receipt(r)` is `{"receipt":` + JCS(r) + `}`.
         let canonical = entry.canonical();
-        let mut line = Vec::with_capacity(canonical.len() + 13);
-        line.extend_from_slice(b"{\"receipt\":");
+        let mut line = Vec::with_capacity(canonical.len() + RECEIPT_PREFIX.len() + 2);
+        line.extend_from_slice(RECEIPT_PREFIX);
         line.extend_from_slice(&canonical);
         line.extend_from_slice(b"}\n");
         debug_assert_eq!(

@@ -798,13 +798,13 @@ impl Coordinator {
                 tokens_out: task.tokens_out,
                 max_tokens_out: plan.max_tokens_out,
             };
-            let worker_name = format!("{}-{}", path.as_str(), replica + 1);
+            let worker_name = || format!("{}-{}", path.as_str(), replica + 1);
             let answer = self.peers.call(worker, request, timeout).await;
             self.lock().fleet.call_ended(path, replica, self.uptime_ms());
             match answer {
                 Ok(Executed { result: Ok(tokens_out), .. }) => {
                     generated = Some(tokens_out);
-                    details.worker = Some(worker_name);
+                    details.worker = Some(worker_name());
                     break;
                 }
                 Ok(Executed { result: Err(e), .. }) => error = e,
@@ -817,7 +817,7 @@ impl Coordinator {
                 attempt,
                 error: error.clone(),
                 task_id: task.task_id,
-                worker: worker_name,
+                worker: worker_name(),
             }));
         }
         let outcome = match generated {
