@@ -108,6 +108,14 @@ pub struct CycleRecord {
     pub signature: String,
 }
 
+/// A digest in lower-case hex, as `hex::encode` writes it, without its one `char` at a
+/// time (the ledger writes one per receipt, and verifiers rebuild one per receipt).
+pub fn hex_digest(digest: &[u8; 32]) -> String {
+    let mut text = [0u8; 64];
+    hex::encode_to_slice(digest, &mut text).expect("64 bytes hold 32 in hex");
+    String::from_utf8(text.to_vec()).expect("hex is ASCII")
+}
+
 /// How a receipt's line begins: `Record::Receipt`'s canonical form is this, the receipt's
 /// JCS, and `}`.
 const RECEIPT_PREFIX: &[u8] = b"{\"receipt\":";
@@ -220,7 +228,7 @@ impl<'k> Verifier<'k> {
                     let canonical = &line[RECEIPT_PREFIX.len()..line.len() - 1];
                     debug_assert_eq!(canonical, receipt.canonical().as_slice());
                     verified.head = Sha256::digest(canonical).into();
-                    self.head_hex = hex::encode(verified.head);
+                    self.head_hex = hex_digest(&verified.head);
                     verified.receipts += 1;
                     on_receipt(&receipt);
                 }
@@ -504,7 +512,7 @@ impl LedgerWriter {
     /// failed append, which would invite a second copy of the receipt.
     pub async fn append(&mut self, mut entry: Receipt) -> Result<(Receipt, Option<CycleRecord>), LedgerError> {
         entry.seq = self.next_seq;
-        entry.prev_hash = hex::encode(self.head);
+        entry.prev_hash = hex_digest(&self.head);
         // One serialisation gives both the hashed bytes and the line: the canonical form
         // of `Record::Receipt(r)` is `{"receipt":` + JCS(r) + `}`.
         let canonical = entry.canonical();
@@ -561,6 +569,14 @@ impl LedgerWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hex_digest_is_hexs_encoding() {
+        let counting: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        for digest in [[0u8; 32], [0xff; 32], Sha256::digest(b"seedcore").into(), counting] {
+            assert_eq!(hex_digest(&digest), hex::encode(digest));
+        }
+    }
 
     fn receipt(task_id: u64) -> Receipt {
         Receipt {

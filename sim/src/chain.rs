@@ -9,7 +9,7 @@
 
 use crate::event::LedgerCycle;
 use ed25519_dalek::{Signature, VerifyingKey};
-use seedcore_engine::ledger::{cycle_message, Receipt, GENESIS};
+use seedcore_engine::ledger::{cycle_message, hex_digest, Receipt, GENESIS};
 use seedcore_engine::probe::OutcomeSignal;
 use std::collections::BTreeMap;
 
@@ -41,12 +41,22 @@ impl ChainRebuild {
             self.duplicate_seqs += 1;
             return;
         }
-        self.pending.insert(seq, Receipt::of_outcome(outcome));
-        while let Some(mut receipt) = self.pending.remove(&(self.heads.len() as u64)) {
-            receipt.seq = self.heads.len() as u64;
-            receipt.prev_hash = self.heads.last().map_or_else(|| GENESIS.to_string(), hex::encode);
-            self.heads.push(receipt.hash());
+        if seq == self.heads.len() as u64 {
+            // In order, as outcomes nearly always are: no detour through `pending`.
+            self.chain(Receipt::of_outcome(outcome));
+        } else {
+            self.pending.insert(seq, Receipt::of_outcome(outcome));
         }
+        while let Some(receipt) = self.pending.remove(&(self.heads.len() as u64)) {
+            self.chain(receipt);
+        }
+    }
+
+    /// Chains `receipt` as the next seq.
+    fn chain(&mut self, mut receipt: Receipt) {
+        receipt.seq = self.heads.len() as u64;
+        receipt.prev_hash = self.heads.last().map_or_else(|| GENESIS.to_string(), hex_digest);
+        self.heads.push(receipt.hash());
     }
 
     /// Receipts chained so far (seq 0 up to the first gap).

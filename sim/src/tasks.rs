@@ -46,9 +46,35 @@ pub const COLUMNS: [&str; 34] = [
 
 /// A ppm value as a decimal with six places, exactly (no float rounding).
 fn decimal(ppm: i64) -> String {
-    let sign = if ppm < 0 { "-" } else { "" };
-    let magnitude = ppm.unsigned_abs();
-    format!("{sign}{}.{:06}", magnitude / 1_000_000, magnitude % 1_000_000)
+    Decimal::default().format(ppm).to_string()
+}
+
+/// `decimal` into a buffer of its own: no allocation per field of `tasks.csv`.
+#[derive(Default)]
+struct Decimal {
+    buffer: [u8; 28],
+}
+
+impl Decimal {
+    fn format(&mut self, ppm: i64) -> &str {
+        let magnitude = ppm.unsigned_abs();
+        let mut whole = itoa::Buffer::new();
+        let whole = whole.format(magnitude / 1_000_000).as_bytes();
+        let mut at = 0;
+        if ppm < 0 {
+            self.buffer[0] = b'-';
+            at = 1;
+        }
+        self.buffer[at..at + whole.len()].copy_from_slice(whole);
+        at += whole.len();
+        self.buffer[at] = b'.';
+        let mut fraction = magnitude % 1_000_000;
+        for place in (1..=6).rev() {
+            self.buffer[at + place] = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        std::str::from_utf8(&self.buffer[..at + 7]).expect("digits, a sign and a point are ASCII")
+    }
 }
 
 /// The join state and the CSV writer.
@@ -81,13 +107,14 @@ impl<W: Write> TaskTable<W> {
                 let decision = self.decisions.remove(&o.task_id);
                 let w = &mut self.writer;
                 let mut n = itoa::Buffer::new();
+                let mut d6 = Decimal::default();
                 w.write_field(n.format(o.task_id))?;
                 match &arrival {
                     Some((at, a)) => {
                         w.write_field(n.format(*at))?;
                         w.write_field(a.kind.as_str())?;
                         w.write_field(&a.domain)?;
-                        w.write_field(decimal(a.drift_ppm))?;
+                        w.write_field(d6.format(a.drift_ppm))?;
                         w.write_field(n.format(a.priority))?;
                         w.write_field(a.authority.as_str())?;
                         w.write_field(if a.needs_planning { "true" } else { "false" })?;
@@ -100,9 +127,9 @@ impl<W: Write> TaskTable<W> {
                     Some(d) => {
                         w.write_field(d.path.as_str())?;
                         w.write_field(d.reason.as_str())?;
-                        w.write_field(decimal(d.cusum_s_ppm))?;
-                        w.write_field(decimal(d.surprise_ppm))?;
-                        d.x_ppm.iter().try_for_each(|x| w.write_field(decimal(*x)))?;
+                        w.write_field(d6.format(d.cusum_s_ppm))?;
+                        w.write_field(d6.format(d.surprise_ppm))?;
+                        d.x_ppm.iter().try_for_each(|x| w.write_field(d6.format(*x)))?;
                         w.write_field(n.format(d.max_tokens_out))?;
                         w.write_field(n.format(d.truncated_tokens))?;
                     }
@@ -211,6 +238,16 @@ mod tests {
             "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,,,7,1"
         );
         assert_eq!(decimal(-1_500_000), "-1.500000");
+    }
+
+    #[test]
+    fn decimals_are_the_formatted_ones() {
+        let mut d6 = Decimal::default();
+        for ppm in [0, 1, -1, 999_999, -999_999, 1_000_000, 120_000, -1_500_000, i64::MAX, i64::MIN, 42_000_007] {
+            let sign = if ppm < 0 { "-" } else { "" };
+            let m = ppm.unsigned_abs();
+            assert_eq!(d6.format(ppm), format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000), "{ppm}");
+        }
     }
 
     #[test]
