@@ -159,50 +159,62 @@ macro_rules! dispatched {
         $(#[$meta])*
         #[inline]
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, the only feature the function enables
-                // (with those it implies, which the CPU has with it).
-                return unsafe { $avx512($($arg),*) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2, the only feature the function enables.
-                return unsafe { $avx2($($arg),*) };
-            }
-            $body($($arg),*)
+            $at(Level::widest(), $($arg),*).expect("the CPU has its widest build")
         }
 
-        /// The build of `level`, if the CPU has it (tests compare the builds).
-        #[cfg(test)]
-        #[allow(dead_code, reason = "not every build exists on every target")]
+        /// The build of `level`, if the CPU has it (the dispatcher takes the widest; tests
+        /// compare them all).
+        #[inline(always)]
         #[allow(unused_parens, reason = "`(T)` for a kernel returning `T`, `()` for one returning nothing")]
         fn $at(level: Level, $($arg: $ty),*) -> Option<($($ret)?)> {
+            if level > Level::widest() {
+                return None;
+            }
             match level {
                 Level::Baseline => Some($body($($arg),*)),
                 #[cfg(target_arch = "x86_64")]
-                Level::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
-                    // SAFETY: the CPU has AVX2, the only feature the function enables.
+                Level::Avx2 => {
+                    // SAFETY: the CPU has AVX2 (`widest` said so), the only feature the
+                    // function enables.
                     Some(unsafe { $avx2($($arg),*) })
                 }
                 #[cfg(target_arch = "x86_64")]
-                Level::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
-                    // SAFETY: the CPU has AVX-512F, the only feature the function enables.
+                Level::Avx512 => {
+                    // SAFETY: the CPU has AVX-512F (`widest` said so), the only feature the
+                    // function enables (with those it implies, which the CPU has with it).
                     Some(unsafe { $avx512($($arg),*) })
                 }
+                #[cfg(not(target_arch = "x86_64"))]
                 _ => None,
             }
         }
     };
 }
 
-/// The builds of a kernel (tests compare them).
-#[cfg(test)]
-#[derive(Clone, Copy, Debug)]
+/// The builds of a kernel, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code, reason = "only x86-64 has the wider builds"))]
 enum Level {
     Baseline,
     Avx2,
     Avx512,
+}
+
+impl Level {
+    /// The widest build the CPU has.
+    #[inline(always)]
+    fn widest() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Level::Avx2;
+            }
+        }
+        Level::Baseline
+    }
 }
 
 dispatched! {
