@@ -19,6 +19,8 @@ mod compare;
 #[cfg(madsim)]
 mod corpus;
 #[cfg(madsim)]
+mod network;
+#[cfg(madsim)]
 mod regressions;
 #[cfg(madsim)]
 mod replay;
