@@ -5,7 +5,7 @@
 use crate::event::{
     Arrival, FaultEnd, FaultPlanRecord, FaultRecord, Harness, LedgerCheck, LedgerCycle, RunEnd, RunStart,
 };
-use crate::observer::{Observed, Observer, Sinks};
+use crate::observer::{Folding, Observed, Observer, Sinks};
 use crate::scenario::Scenario;
 use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
@@ -474,10 +474,12 @@ async fn submit(client: Arc<Client>, task: Task, attempt_timeout: Duration, dead
     }
 }
 
-/// Runs one simulation of `tasks` with `seed`, observed into `sinks`, in a runtime of its own.
+/// Runs one simulation of `tasks` with `seed`, observed into `sinks`, in a runtime of its
+/// own, the observer's folds on a thread beside it.
 pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Sinks) -> std::io::Result<Observed> {
+    let folding = Folding::start(sinks)?;
     let runtime = Runtime::with_seed_and_config(seed, sim_config(scenario));
-    let result = runtime.block_on(simulate(scenario.clone(), tasks, seed, sinks));
+    let result = runtime.block_on(simulate_beside(scenario.clone(), tasks, seed, folding));
     // Dropping the runtime drops every node's tasks, and with them their handles on the
     // observer.
     drop(runtime);
@@ -494,17 +496,37 @@ pub fn sim_config(scenario: &Scenario) -> madsim::Config {
 }
 
 /// Runs one simulation inside the current madsim runtime and returns its observer
-/// (call `finish` on it for the digest and totals).
+/// (call `finish` on it for the digest and totals). The observer folds on the
+/// simulation's thread; `run_once` folds beside it.
 pub async fn simulate(
     scenario: Scenario,
     tasks: Arc<Vec<Task>>,
     seed: u64,
     sinks: Sinks,
 ) -> std::io::Result<Arc<Observer>> {
+    simulate_observed(scenario, tasks, seed, Observer::new(sinks)?).await
+}
+
+/// `simulate`, with the observer's folds on `folding`'s thread.
+pub async fn simulate_beside(
+    scenario: Scenario,
+    tasks: Arc<Vec<Task>>,
+    seed: u64,
+    folding: Folding,
+) -> std::io::Result<Arc<Observer>> {
+    simulate_observed(scenario, tasks, seed, Observer::beside(folding)).await
+}
+
+async fn simulate_observed(
+    scenario: Scenario,
+    tasks: Arc<Vec<Task>>,
+    seed: u64,
+    observer: Observer,
+) -> std::io::Result<Arc<Observer>> {
     let run_index = RUNS_IN_PROCESS.fetch_add(1, Ordering::Relaxed);
     let engine = Arc::new(scenario.engine_config(seed));
     let handle = Handle::current();
-    let observer = Arc::new(Observer::new(sinks)?);
+    let observer = Arc::new(observer);
     observer.harness("harness", run_start(&scenario, &engine, seed, tasks.len()));
     let probe: Arc<dyn Probe> = observer.clone();
     let conditions = Arc::new(Conditions::default());

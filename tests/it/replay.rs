@@ -275,3 +275,55 @@ async fn madsim_runner_steady_half_minute() {
     assert_eq!(seedcore_sim::score::critical_failures(&results), Vec::<&str>::new(), "seed {seed}: {results:#?}");
     assert_eq!((stats.arrivals, stats.lost()), (tasks.len() as u64, 0));
 }
+
+/// The observer's folds give the same bytes beside the simulation (`run_once`, on a
+/// thread of their own) as on its thread (`simulate`): the same root, event log,
+/// `tasks.csv` and totals, for a run whose event count is no multiple of the batch.
+#[test]
+fn the_observer_folds_the_same_beside_the_simulation_as_on_its_thread() {
+    use seedcore_sim::observer::Sinks;
+    let mut scenario = scenario("steady.toml");
+    scenario.duration_ms = 20_000;
+    let tasks = std::sync::Arc::new(scenario.workload.tasks(5, scenario.duration_ms));
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = |name: &str| Sinks {
+        events: Some(std::fs::File::create(dir.path().join(format!("{name}.jsonl"))).unwrap()),
+        tasks: Some(std::fs::File::create(dir.path().join(format!("{name}.csv"))).unwrap()),
+        stats_window: Some(scenario.policy.window),
+    };
+    let beside = seedcore_sim::world::run_once(&scenario, tasks.clone(), 5, sinks("beside")).unwrap();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(5, seedcore_sim::world::sim_config(&scenario));
+    let observer = runtime.block_on(seedcore_sim::world::simulate(scenario.clone(), tasks, 5, sinks("here"))).unwrap();
+    drop(runtime);
+    let here = observer.finish().unwrap();
+    assert_eq!(beside.root, here.root);
+    assert_eq!(beside.events, here.events);
+    assert_ne!(here.events % 512, 0, "pick a run whose last batch is partial");
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert_eq!(read("beside.jsonl"), read("here.jsonl"));
+    assert_eq!(read("beside.csv"), read("here.csv"));
+    assert_eq!(format!("{:?}", beside.stats), format!("{:?}", here.stats));
+    assert!(observer.finish().is_err(), "an observer finishes once");
+}
+
+/// An observer dropped unfinished (a run that failed) ends its folding thread: the drop
+/// returns, and every event it was given is in the file, the partial last batch too.
+#[test]
+fn an_observer_dropped_unfinished_ends_its_thread() {
+    use seedcore_sim::event::RunEnd;
+    use seedcore_sim::observer::{Folding, Observer, Sinks};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let sinks = Sinks { events: Some(std::fs::File::create(&path).unwrap()), ..Default::default() };
+    let folding = Folding::start(sinks).unwrap();
+    let runtime = madsim::runtime::Runtime::new();
+    runtime.block_on(async move {
+        let observer = Observer::beside(folding);
+        for _ in 0..1_000 {
+            observer.harness("harness", Harness::RunEnd(RunEnd { arrivals: 0, unanswered: 0, sim_ms: 0 }));
+        }
+        drop(observer);
+    });
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert_eq!(lines, 1_000);
+}
