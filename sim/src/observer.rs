@@ -133,8 +133,13 @@ pub struct Folding {
 }
 
 impl Folding {
-    /// Opens the sinks and starts the thread. Call it outside any simulation.
+    /// Opens the sinks and starts the thread. Outside any simulation only: inside one it
+    /// is an error (`Observer::new` folds there).
     pub fn start(sinks: Sinks) -> std::io::Result<Folding> {
+        #[cfg(madsim)]
+        if madsim::runtime::Handle::try_current().is_ok() {
+            return Err(std::io::Error::other("the observer's folding thread starts outside the simulation"));
+        }
         let folds = Folds::new(sinks)?;
         let (sender, batches) = sync_channel(QUEUED_BATCHES);
         #[allow(

@@ -47,6 +47,21 @@ fn start_server(handle: &Handle) -> madsim::task::NodeId {
     node.id()
 }
 
+/// Runs `body` on a client node, with the client's endpoint and node id, to its end.
+async fn on_client<T, Fut>(
+    handle: &Handle,
+    body: impl FnOnce(Endpoint, madsim::task::NodeId) -> Fut + Send + 'static,
+) -> T
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let client: SocketAddr = CLIENT.parse().unwrap();
+    let node = handle.create_node().name("client").ip(client.ip()).build();
+    let id = node.id();
+    node.spawn(async move { body(Endpoint::bind(client).await.unwrap(), id).await }).await.unwrap()
+}
+
 #[test]
 fn an_rpc_takes_both_ends_delays_and_both_links_as_in_stock_madsim() {
     for seed in 0..20 {
@@ -54,10 +69,7 @@ fn an_rpc_takes_both_ends_delays_and_both_links_as_in_stock_madsim() {
         let handle = rt.handle().clone();
         let elapsed = rt.block_on(async move {
             start_server(&handle);
-            let client: SocketAddr = CLIENT.parse().unwrap();
-            let node = handle.create_node().name("client").ip(client.ip()).build();
-            node.spawn(async move {
-                let endpoint = Endpoint::bind(client).await.unwrap();
+            on_client(&handle, |endpoint, _| async move {
                 sleep(Duration::from_millis(10)).await;
                 let start = Instant::now();
                 let answer = endpoint.call(SERVER.parse().unwrap(), Echo(41)).await.unwrap();
@@ -65,7 +77,6 @@ fn an_rpc_takes_both_ends_delays_and_both_links_as_in_stock_madsim() {
                 start.elapsed()
             })
             .await
-            .unwrap()
         });
         // Request and answer: each a send delay, the link and a receive delay.
         let expected = 2 * (END_DELAY + LINK + END_DELAY);
@@ -82,11 +93,7 @@ fn a_datagram_sent_over_a_clogged_link_is_lost_and_one_sent_after_it_heals_arriv
     let handle = rt.handle().clone();
     rt.block_on(async move {
         let server = start_server(&handle);
-        let client: SocketAddr = CLIENT.parse().unwrap();
-        let node = handle.create_node().name("client").ip(client.ip()).build();
-        let client_id = node.id();
-        node.spawn(async move {
-            let endpoint = Endpoint::bind(client).await.unwrap();
+        on_client(&handle, move |endpoint, client_id| async move {
             sleep(Duration::from_millis(10)).await;
             let net = NetSim::current();
             net.clog_link(client_id, server);
@@ -96,8 +103,7 @@ fn a_datagram_sent_over_a_clogged_link_is_lost_and_one_sent_after_it_heals_arriv
             let after = endpoint.call_timeout(SERVER.parse().unwrap(), Echo(1), Duration::from_millis(500)).await;
             assert_eq!(after.unwrap(), 2, "the healed link carries the next call");
         })
-        .await
-        .unwrap();
+        .await;
     });
 }
 
@@ -107,10 +113,7 @@ fn a_lossy_link_loses_about_its_loss_rate_of_calls() {
     let handle = rt.handle().clone();
     let answered = rt.block_on(async move {
         start_server(&handle);
-        let client: SocketAddr = CLIENT.parse().unwrap();
-        let node = handle.create_node().name("client").ip(client.ip()).build();
-        node.spawn(async move {
-            let endpoint = Endpoint::bind(client).await.unwrap();
+        on_client(&handle, |endpoint, _| async move {
             let mut answered = 0u32;
             for i in 0..400 {
                 if endpoint.call_timeout(SERVER.parse().unwrap(), Echo(i), Duration::from_millis(50)).await.is_ok() {
@@ -120,7 +123,6 @@ fn a_lossy_link_loses_about_its_loss_rate_of_calls() {
             answered
         })
         .await
-        .unwrap()
     });
     // Each call is two datagrams: it is answered with probability 0.8 * 0.8 = 0.64.
     assert!((220..=290).contains(&answered), "{answered} of 400 calls answered at 20 % loss a datagram");

@@ -318,6 +318,8 @@ fn an_observer_dropped_unfinished_ends_its_thread() {
     let folding = Folding::start(sinks).unwrap();
     let runtime = madsim::runtime::Runtime::new();
     runtime.block_on(async move {
+        let inside = Folding::start(Sinks::default()).err().expect("no OS thread inside a simulation");
+        assert!(inside.to_string().contains("outside the simulation"), "{inside}");
         let observer = Observer::beside(folding);
         for _ in 0..1_000 {
             observer.harness("harness", Harness::RunEnd(RunEnd { arrivals: 0, unanswered: 0, sim_ms: 0 }));
