@@ -19,7 +19,7 @@ use seedcore_engine::probe::{Probe, Signal};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Events in one batch to the folding thread.
@@ -49,7 +49,7 @@ pub struct Observed {
 struct Record {
     seq: u64,
     t_ms: u64,
-    node: Box<str>,
+    node: Arc<str>,
     body: Body,
 }
 
@@ -167,7 +167,21 @@ enum Folder {
 /// The simulation's side: the numbering and where the events go.
 struct Numbering {
     seq: u64,
+    /// The names of the nodes seen so far (a run has a few): an event shares its node's
+    /// name instead of copying it.
+    nodes: Vec<Arc<str>>,
     folder: Folder,
+}
+
+impl Numbering {
+    fn node(&mut self, name: &str) -> Arc<str> {
+        if let Some(node) = self.nodes.iter().find(|node| ***node == *name) {
+            return node.clone();
+        }
+        let node: Arc<str> = name.into();
+        self.nodes.push(node.clone());
+        node
+    }
 }
 
 /// The observer of one run.
@@ -190,7 +204,7 @@ impl Observer {
     }
 
     fn with(folder: Folder) -> Observer {
-        Observer { start: Instant::now(), numbering: Mutex::new(Numbering { seq: 0, folder }) }
+        Observer { start: Instant::now(), numbering: Mutex::new(Numbering { seq: 0, nodes: Vec::new(), folder }) }
     }
 
     /// Records one event from `node`.
@@ -198,7 +212,7 @@ impl Observer {
         let mut numbering = self.numbering.lock().expect("observer lock is never poisoned");
         let numbering = &mut *numbering;
         let t_ms = self.start.elapsed().as_millis() as u64;
-        let record = Record { seq: numbering.seq, t_ms, node: node.into(), body };
+        let record = Record { seq: numbering.seq, t_ms, node: numbering.node(node), body };
         match &mut numbering.folder {
             Folder::Here(folds) => folds.fold(&record),
             Folder::Beside { batch, folding } => {
