@@ -180,84 +180,125 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Verifies a ledger segment by segment, in order, handing each committed receipt to the
-/// caller: memory stays at one segment, however long the ledger.
+/// caller. A segment can come whole (`segment`) or in pieces split anywhere (`begin`,
+/// `feed`, `end`): memory stays at the piece and the longest line, however long the ledger.
 pub struct Verifier<'k> {
     key: &'k VerifyingKey,
     verified: Verified,
     head_hex: String,
+    /// The segment being read and the lines of it read so far.
+    segment: u32,
+    line_no: u64,
+    /// The start of a line that the last piece cut.
+    partial: Vec<u8>,
 }
 
 impl<'k> Verifier<'k> {
     /// A verifier at the genesis of a ledger signed by `key`.
     pub fn new(key: &'k VerifyingKey) -> Verifier<'k> {
-        Verifier { key, verified: Verified::default(), head_hex: GENESIS.to_string() }
+        Verifier {
+            key,
+            verified: Verified::default(),
+            head_hex: GENESIS.to_string(),
+            segment: 0,
+            line_no: 0,
+            partial: Vec::new(),
+        }
     }
 
     /// Verifies the next segment; calls `on_receipt` with every committed receipt in it.
-    pub fn segment(&mut self, bytes: &[u8], mut on_receipt: impl FnMut(&Receipt)) -> Result<(), LedgerError> {
-        let segment = self.verified.segments;
+    pub fn segment(&mut self, bytes: &[u8], on_receipt: impl FnMut(&Receipt)) -> Result<(), LedgerError> {
+        self.begin();
+        self.feed(bytes, on_receipt)?;
+        self.end();
+        Ok(())
+    }
+
+    /// Starts the next segment.
+    pub fn begin(&mut self) {
+        self.segment = self.verified.segments;
         self.verified.segments += 1;
-        let verified = &mut self.verified;
-        let mut rest: &[u8] = bytes;
-        let mut line_no = 0;
-        while !rest.is_empty() {
-            line_no += 1;
-            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-                verified.torn_bytes += rest.len() as u64;
-                break;
-            };
-            let (line, tail) = rest.split_at(end);
-            rest = &tail[1..];
-            let corrupt = |reason: String| LedgerError::Corrupt { segment, line: line_no, reason };
-            let record: Record =
-                serde_json::from_slice(line).map_err(|e| corrupt(format!("unreadable record: {e}")))?;
-            if serde_json::to_vec(&record).expect("a record always serialises") != line {
-                return Err(corrupt("record is not in canonical form".into()));
+        self.line_no = 0;
+        self.partial.clear();
+    }
+
+    /// Verifies the next piece of the segment: every line it completes, the line the last
+    /// piece cut first.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on_receipt: impl FnMut(&Receipt)) -> Result<(), LedgerError> {
+        while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+            let (line, tail) = bytes.split_at(end);
+            bytes = &tail[1..];
+            if self.partial.is_empty() {
+                self.line(line, &mut on_receipt)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line(&whole, &mut on_receipt)?;
+                whole.clear();
+                self.partial = whole;
             }
-            match record {
-                Record::Receipt(receipt) => {
-                    let seq = verified.receipts;
-                    if receipt.seq != seq {
-                        return Err(corrupt(format!("seq {} where {seq} was expected", receipt.seq)));
-                    }
-                    if receipt.prev_hash != self.head_hex {
-                        return Err(corrupt(format!("receipt {seq} does not chain to the previous head")));
-                    }
-                    // The line is canonical (checked above), so it is `{"receipt":` +
-                    // JCS(receipt) + `}`: the hashed bytes without serialising again.
-                    let canonical = &line[RECEIPT_PREFIX.len()..line.len() - 1];
-                    debug_assert_eq!(canonical, receipt.canonical().as_slice());
-                    verified.head = Sha256::digest(canonical).into();
-                    self.head_hex = hex_digest(&verified.head);
-                    verified.receipts += 1;
-                    on_receipt(&receipt);
+        }
+        self.partial.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Ends the segment: a line its last piece left open is a torn write, skipped.
+    pub fn end(&mut self) {
+        self.verified.torn_bytes += self.partial.len() as u64;
+        self.partial.clear();
+    }
+
+    /// Verifies one committed line (without its newline).
+    fn line(&mut self, line: &[u8], on_receipt: &mut impl FnMut(&Receipt)) -> Result<(), LedgerError> {
+        self.line_no += 1;
+        let (segment, line_no) = (self.segment, self.line_no);
+        let verified = &mut self.verified;
+        let corrupt = |reason: String| LedgerError::Corrupt { segment, line: line_no, reason };
+        let record: Record = serde_json::from_slice(line).map_err(|e| corrupt(format!("unreadable record: {e}")))?;
+        if serde_json::to_vec(&record).expect("a record always serialises") != line {
+            return Err(corrupt("record is not in canonical form".into()));
+        }
+        match record {
+            Record::Receipt(receipt) => {
+                let seq = verified.receipts;
+                if receipt.seq != seq {
+                    return Err(corrupt(format!("seq {} where {seq} was expected", receipt.seq)));
                 }
-                Record::Cycle(cycle) => {
-                    let last = verified.receipts.checked_sub(1);
-                    if cycle.cycle != verified.cycles
-                        || cycle.first_seq != verified.signed
-                        || Some(cycle.last_seq) != last
-                    {
-                        return Err(corrupt(format!(
-                            "cycle {} does not cover the receipts since the previous cycle",
-                            cycle.cycle
-                        )));
-                    }
-                    if cycle.head != self.head_hex {
-                        return Err(corrupt(format!("cycle {} signs a head that is not the chain's", cycle.cycle)));
-                    }
-                    let signature = hex::decode(&cycle.signature)
-                        .ok()
-                        .and_then(|bytes| Signature::from_slice(&bytes).ok())
-                        .ok_or_else(|| corrupt(format!("cycle {} has a malformed signature", cycle.cycle)))?;
-                    let head = decode_hex32(&cycle.head).expect("head equals a hex digest");
-                    self.key
-                        .verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature)
-                        .map_err(|_| corrupt(format!("cycle {} signature does not verify", cycle.cycle)))?;
-                    verified.cycles += 1;
-                    verified.signed = cycle.last_seq + 1;
-                    verified.cycle_log.push(cycle);
+                if receipt.prev_hash != self.head_hex {
+                    return Err(corrupt(format!("receipt {seq} does not chain to the previous head")));
                 }
+                // The line is canonical (checked above), so it is `{"receipt":` +
+                // JCS(receipt) + `}`: the hashed bytes without serialising again.
+                let canonical = &line[RECEIPT_PREFIX.len()..line.len() - 1];
+                debug_assert_eq!(canonical, receipt.canonical().as_slice());
+                verified.head = Sha256::digest(canonical).into();
+                self.head_hex = hex_digest(&verified.head);
+                verified.receipts += 1;
+                on_receipt(&receipt);
+            }
+            Record::Cycle(cycle) => {
+                let last = verified.receipts.checked_sub(1);
+                if cycle.cycle != verified.cycles || cycle.first_seq != verified.signed || Some(cycle.last_seq) != last
+                {
+                    return Err(corrupt(format!(
+                        "cycle {} does not cover the receipts since the previous cycle",
+                        cycle.cycle
+                    )));
+                }
+                if cycle.head != self.head_hex {
+                    return Err(corrupt(format!("cycle {} signs a head that is not the chain's", cycle.cycle)));
+                }
+                let signature = hex::decode(&cycle.signature)
+                    .ok()
+                    .and_then(|bytes| Signature::from_slice(&bytes).ok())
+                    .ok_or_else(|| corrupt(format!("cycle {} has a malformed signature", cycle.cycle)))?;
+                let head = decode_hex32(&cycle.head).expect("head equals a hex digest");
+                self.key
+                    .verify_strict(&cycle_message(cycle.cycle, cycle.first_seq, cycle.last_seq, &head), &signature)
+                    .map_err(|_| corrupt(format!("cycle {} signature does not verify", cycle.cycle)))?;
+                verified.cycles += 1;
+                verified.signed = cycle.last_seq + 1;
+                verified.cycle_log.push(cycle);
             }
         }
         Ok(())
@@ -341,20 +382,53 @@ pub async fn read_segment(dir: &str, index: u32) -> Result<Option<Vec<u8>>, Ledg
     }
 }
 
-/// Verifies the ledger in `dir` one segment at a time, handing every committed receipt
-/// to `on_receipt`.
+/// The piece of a segment `verify_dir` reads at a time.
+const READ_PIECE: usize = 1 << 20;
+
+/// Verifies the ledger in `dir` one segment at a time, each read in pieces, handing every
+/// committed receipt to `on_receipt`.
 pub async fn verify_dir(
     dir: &str,
     key: &VerifyingKey,
+    on_receipt: impl FnMut(&Receipt),
+) -> Result<Verified, LedgerError> {
+    verify_dir_in_pieces(dir, key, READ_PIECE, on_receipt).await
+}
+
+async fn verify_dir_in_pieces(
+    dir: &str,
+    key: &VerifyingKey,
+    piece: usize,
     mut on_receipt: impl FnMut(&Receipt),
 ) -> Result<Verified, LedgerError> {
     let mut verifier = Verifier::new(key);
-    let mut index = 0;
-    while let Some(bytes) = read_segment(dir, index).await? {
-        verifier.segment(&bytes, &mut on_receipt)?;
-        index += 1;
+    let mut buf = vec![0; piece];
+    for index in 0.. {
+        let path = segment_path(dir, index);
+        let io = |e: std::io::Error| LedgerError::Io { path: path.clone(), message: e.to_string() };
+        let mut file = match madsim::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io(e)),
+        };
+        verifier.begin();
+        let mut offset = 0;
+        loop {
+            let read = read_at(&mut file, &mut buf, offset).await.map_err(io)?;
+            if read == 0 {
+                break;
+            }
+            verifier.feed(&buf[..read], &mut on_receipt)?;
+            offset += read as u64;
+        }
+        verifier.end();
     }
     Ok(verifier.finish())
+}
+
+/// madsim's `read_at` takes `&self` in the simulator and `&mut self` live.
+async fn read_at(file: &mut madsim::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    file.read_at(buf, offset).await
 }
 
 /// The appending side of the ledger.
@@ -684,9 +758,100 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_fed_in_pieces_verifies_as_a_whole_one() {
+        let (mut bytes, key) = build(9, 3);
+        bytes.extend_from_slice(b"{\"receipt\":{\"cost_mi");
+        let whole = verify(std::slice::from_ref(&bytes), &key).unwrap();
+        assert_eq!((whole.receipts, whole.cycles, whole.torn_bytes), (9, 3, 20));
+        let in_pieces = |bytes: &[u8], piece: usize| {
+            let mut seen = Vec::new();
+            let mut verifier = Verifier::new(&key);
+            verifier.begin();
+            for chunk in bytes.chunks(piece) {
+                verifier.feed(chunk, |r| seen.push(r.seq))?;
+            }
+            verifier.end();
+            Ok::<_, LedgerError>((verifier.finish(), seen))
+        };
+        for piece in [1, 2, 7, 64, 333, bytes.len()] {
+            let (verified, seen) = in_pieces(&bytes, piece).unwrap();
+            assert_eq!(verified, whole, "pieces of {piece}");
+            assert_eq!(seen, (0..9).collect::<Vec<u64>>());
+        }
+        // A flipped byte is found on the same line, however the segment is cut.
+        let at = bytes.len() / 2 + usize::from(bytes[bytes.len() / 2] == b'\n');
+        let mut tampered = bytes.clone();
+        tampered[at] ^= 0x01;
+        let expected = verify(&[tampered.clone()], &key).unwrap_err().to_string();
+        assert!(expected.contains("segment 0 line "), "{expected}");
+        for piece in [1, 7, 333] {
+            assert_eq!(in_pieces(&tampered, piece).unwrap_err().to_string(), expected, "pieces of {piece}");
+        }
+    }
+
+    #[test]
     fn a_foreign_key_fails() {
         let (bytes, _) = build(4, 2);
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
         assert!(matches!(verify(&[bytes], &other), Err(LedgerError::Corrupt { .. })));
+    }
+}
+
+#[cfg(all(test, madsim))]
+mod dir_tests {
+    use super::*;
+
+    fn entry(task_id: u64) -> Receipt {
+        Receipt {
+            cost_micro_usd: 100 + task_id,
+            day: 0,
+            kind: Kind::Chat,
+            latency_ms: 40,
+            outcome: Status::Completed,
+            path: Some(Path::Fast),
+            prev_hash: String::new(),
+            reasons: Vec::new(),
+            seq: 0,
+            t_ms: task_id * 10,
+            task_id,
+            tokens_in: 10,
+            tokens_out: 5,
+        }
+    }
+
+    #[madsim::test]
+    async fn a_ledger_read_in_pieces_verifies_as_one_read_whole() {
+        let config = LedgerConfig {
+            cycle_receipts: 4,
+            segment_receipts: 10,
+            dir: "ledger".into(),
+            key_seed: Some([3; 32]),
+            ..LedgerConfig::default()
+        };
+        let (mut writer, _) = LedgerWriter::open(&config, |_| {}).await.unwrap();
+        for task_id in 0..25 {
+            writer.append(entry(task_id)).await.unwrap();
+        }
+        writer.close_cycle().await.unwrap();
+        drop(writer);
+        // A torn write at the end of the last segment.
+        let last = segment_path("ledger", 2);
+        let mut bytes = read_segment("ledger", 2).await.unwrap().unwrap();
+        bytes.extend_from_slice(b"{\"receipt\":{\"co");
+        madsim::fs::File::create(&last).await.unwrap().write_all_at(&bytes, 0).await.unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]).verifying_key();
+        let mut segments = Vec::new();
+        while let Some(segment) = read_segment("ledger", segments.len() as u32).await.unwrap() {
+            segments.push(segment);
+        }
+        let whole = verify(&segments, &key).unwrap();
+        assert_eq!((whole.receipts, whole.segments, whole.torn_bytes), (25, 3, 15));
+        for piece in [1, 5, 64, 1 << 20] {
+            let mut seen = Vec::new();
+            let verified = verify_dir_in_pieces("ledger", &key, piece, |r| seen.push(r.task_id)).await.unwrap();
+            assert_eq!(verified, whole, "pieces of {piece}");
+            assert_eq!(seen, (0..25).collect::<Vec<u64>>());
+        }
+        assert_eq!(verify_dir("ledger", &key, |_| {}).await.unwrap(), whole);
     }
 }
