@@ -479,7 +479,9 @@ async fn submit(client: Arc<Client>, task: Task, attempt_timeout: Duration, dead
 pub fn run_once(scenario: &Scenario, tasks: Arc<Vec<Task>>, seed: u64, sinks: Sinks) -> std::io::Result<Observed> {
     let folding = Folding::start(sinks)?;
     let runtime = Runtime::with_seed_and_config(seed, sim_config(scenario));
-    let result = runtime.block_on(simulate_beside(scenario.clone(), tasks, seed, folding));
+    // The observer is made inside the runtime: its clock starts at simulated time zero.
+    let result =
+        runtime.block_on(async { simulate_observed(scenario.clone(), tasks, seed, Observer::beside(folding)).await });
     // Dropping the runtime drops every node's tasks, and with them their handles on the
     // observer.
     drop(runtime);
@@ -505,16 +507,6 @@ pub async fn simulate(
     sinks: Sinks,
 ) -> std::io::Result<Arc<Observer>> {
     simulate_observed(scenario, tasks, seed, Observer::new(sinks)?).await
-}
-
-/// `simulate`, with the observer's folds on `folding`'s thread.
-pub async fn simulate_beside(
-    scenario: Scenario,
-    tasks: Arc<Vec<Task>>,
-    seed: u64,
-    folding: Folding,
-) -> std::io::Result<Arc<Observer>> {
-    simulate_observed(scenario, tasks, seed, Observer::beside(folding)).await
 }
 
 async fn simulate_observed(
