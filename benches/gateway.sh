@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Whole-command benchmark of the live gateway on loopback (SPEC 4.11, 11), build excluded,
-# with the client (`seedcore load`) beside the server on the same machine:
+# with the client (`seedcore load`) beside the server on the same machine, as a deployment
+# runs it: bearer tokens at the gateway (a `submit` token) and mutual TLS between the roles
+# (`seedcore certs`):
 # - POST /ocps/route (routing only) at RATE requests a second (default 22,000) for 10 s,
 #   32 requests outstanding: throughput and latency percentiles;
 # - POST /v1/tasks with the simulated backend at TASKS_RATE a second (default 800) for
@@ -25,6 +27,9 @@ stop() {
     pid=
 }
 trap 'stop; rm -rf "$tmp"' EXIT
+"$bin" certs "$tmp/tls" >/dev/null
+SEEDCORE_TOKEN=$("$bin" token create --tokens "$tmp/tokens" --name bench --scope submit | tail -n1)
+export SEEDCORE_TOKEN
 cat > "$tmp/azure-24h.toml" <<TOML
 name = "azure-conv-24h"
 seed = 7
@@ -38,7 +43,8 @@ TOML
 serve() { # data-dir extra-args...: starts serve, sets pid and url
     local dir=$1
     shift
-    "$bin" serve --port 0 --data-dir "$tmp/$dir" --rate-limit route=off --rate-limit tasks=off "$@" \
+    "$bin" serve --port 0 --data-dir "$tmp/$dir" --rate-limit route=off --rate-limit tasks=off \
+        --tokens "$tmp/tokens" --tls-dir "$tmp/tls" "$@" \
         >"$tmp/$dir.out" 2>"$tmp/$dir.err" &
     pid=$!
     url=
@@ -51,13 +57,13 @@ serve() { # data-dir extra-args...: starts serve, sets pid and url
 }
 
 serve route
-echo "== /ocps/route at $rate/s, 32 outstanding, 10 s"
+echo "== /ocps/route at $rate/s, 32 outstanding, 10 s, token authentication on"
 "$bin" load --scenario "$tmp/azure-24h.toml" --url "$url" --endpoint route --rate "$rate" \
     --max-seconds 10 --concurrency 32 2>/dev/null
 stop
 for fsync in cycle receipt; do
     serve "tasks-$fsync" --fsync "$fsync"
-    echo "== /v1/tasks at $tasks_rate/s, simulated backend, --fsync $fsync, 8 s"
+    echo "== /v1/tasks at $tasks_rate/s, simulated backend, mutual TLS between roles, --fsync $fsync, 8 s"
     "$bin" load --scenario "$tmp/azure-24h.toml" --url "$url" --rate "$tasks_rate" --max-seconds 8 \
         --concurrency 1024 2>/dev/null
     stop

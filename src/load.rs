@@ -61,6 +61,14 @@ pub struct LoadArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Also write one CSV line per request to this file: task_id (the gateway's), HTTP
+    /// status (or `timeout`, `error`) and outcome status.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// The environment variable holding the bearer token to send (`serve --tokens`; a
+    /// token with the submit scope). Unset or empty: no token is sent. Never printed.
+    #[arg(long, default_value = "SEEDCORE_TOKEN")]
+    token_env: String,
 }
 
 /// `--threshold` rules; live only, like the load they judge (and in the unit tests of both builds).
@@ -260,6 +268,8 @@ mod live {
         outcomes: BTreeMap<String, u64>,
         sent: u64,
         failed: u64,
+        /// Per request with `--results`: the task id answered, the status, the outcome.
+        results: Vec<(Option<u64>, String, Option<String>)>,
     }
 
     impl Tally {
@@ -271,6 +281,7 @@ mod live {
                 outcomes: BTreeMap::new(),
                 sent: 0,
                 failed: 0,
+                results: Vec::new(),
             }
         }
     }
@@ -309,6 +320,14 @@ mod live {
             std::fs::write(path, text + "\n")
                 .map_err(|e| (exit::RUNTIME, format!("cannot write {}: {e}", path.display())))?;
         }
+        if let Some(path) = &args.results {
+            let mut text = String::from("task_id,status,outcome\n");
+            for (task_id, status, outcome) in &summary.tally.results {
+                let id = task_id.map(|id| id.to_string()).unwrap_or_default();
+                text.push_str(&format!("{id},{status},{}\n", outcome.as_deref().unwrap_or("")));
+            }
+            std::fs::write(path, text).map_err(|e| (exit::RUNTIME, format!("cannot write {}: {e}", path.display())))?;
+        }
         Ok(if breaches > 0 { exit::INVARIANT_FAILED } else { exit::PASS })
     }
 
@@ -329,6 +348,17 @@ mod live {
             .build()
             .map_err(|e| (exit::RUNTIME, format!("cannot build the HTTP client: {e}")))?;
         let tally = Arc::new(Mutex::new(Tally::new()));
+        let token = std::env::var(&args.token_env).ok().filter(|t| !t.is_empty());
+        let authorization = match token {
+            Some(token) => {
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    usage(format!("${}: not a token (it has characters a header cannot carry)", args.token_env))
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
         let progress = crate::progress::bar(tasks.len() as u64, "requests");
         let started = Instant::now();
@@ -357,24 +387,27 @@ mod live {
             };
             let lag = due.elapsed();
             last_sent = started.elapsed();
-            let request =
+            let mut request =
                 client.post(target.clone()).header("content-type", "application/json").body(body(&task, args.with_ids));
+            if let Some(authorization) = &authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+            }
+            let keep = args.results.is_some();
             let tally = tally.clone();
             let progress = progress.clone();
             running.spawn(async move {
                 let sent = Instant::now();
                 let answer = request.send().await;
-                let (status, outcome) = match answer {
+                let (status, outcome, task_id) = match answer {
                     Ok(response) => {
                         let status = response.status().as_u16().to_string();
                         let body = response.bytes().await.ok().filter(|_| outcomes);
-                        let outcome = body
-                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                            .and_then(|v| v["outcome"]["status"].as_str().map(str::to_string));
-                        (status, outcome)
+                        let value = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                        let outcome = value.as_ref().and_then(|v| v["outcome"]["status"].as_str().map(str::to_string));
+                        (status, outcome, value.and_then(|v| v["task_id"].as_u64()))
                     }
-                    Err(e) if e.is_timeout() => ("timeout".to_string(), None),
-                    Err(_) => ("error".to_string(), None),
+                    Err(e) if e.is_timeout() => ("timeout".to_string(), None, None),
+                    Err(_) => ("error".to_string(), None, None),
                 };
                 let elapsed = sent.elapsed();
                 drop(permit);
@@ -385,6 +418,9 @@ mod live {
                 }
                 let _ = t.latency_us.record(micros(elapsed));
                 let _ = t.lag_us.record(micros(lag));
+                if keep {
+                    t.results.push((task_id, status.clone(), outcome.clone()));
+                }
                 *t.statuses.entry(status).or_default() += 1;
                 if let Some(outcome) = outcome {
                     *t.outcomes.entry(outcome).or_default() += 1;

@@ -11,6 +11,7 @@ mod compare;
 mod load;
 mod logs;
 mod progress;
+mod secrets;
 mod serve;
 #[cfg(madsim)]
 mod summary;
@@ -225,6 +226,14 @@ enum Command {
     /// Start the engine: every role in one process on loopback behind the HTTP gateway,
     /// with the simulated backend in real time (live build: `cargo run --release -- serve`).
     Serve(serve::ServeArgs),
+    /// Write a development CA and a key and certificate per role, for mutual TLS between
+    /// roles (`serve --tls-dir DIR`; live build).
+    Certs(secrets::CertsArgs),
+    /// The gateway's bearer tokens (`serve --tokens FILE`; live build).
+    Token {
+        #[command(subcommand)]
+        command: secrets::TokenCommand,
+    },
     /// Send a trace to a live gateway at its recorded pace (or --speed, --rate), bounded in
     /// requests and time, and print a k6-style summary (live build).
     Load(load::LoadArgs),
@@ -236,7 +245,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let live = matches!(cli.command, Command::Serve(_) | Command::Load(_));
+    let live = matches!(cli.command, Command::Serve(_) | Command::Load(_) | Command::Certs(_) | Command::Token { .. });
     // madsim warns on every simulation that it cannot make std's HashMap seeds
     // deterministic; the engine and the harness use no std HashMap or HashSet (clippy's
     // disallowed-types refuses them, .cargo/clippy-sim), so the line is noise to a user.
@@ -273,6 +282,8 @@ fn main() -> ExitCode {
         }
         Command::Keygen { path } => certify::keygen(path),
         Command::Serve(args) => serve::run(args),
+        Command::Certs(args) => secrets::certs(args),
+        Command::Token { command } => secrets::token(command),
         Command::Load(args) => load::run(args),
         Command::Compare(args) => compare::run(args),
     };

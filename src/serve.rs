@@ -2,6 +2,9 @@
 //! the HTTP gateway; or, with `--role R --peers ...`, one role per process (SPEC 2.3).
 //! Live build only.
 //!
+//! Nothing takes work from outside loopback unauthenticated: an engine port off loopback
+//! needs `--tls-dir` (mutual TLS between roles), a gateway off loopback `--tokens`.
+//!
 //! Shutdown (SIGTERM, Ctrl-C or `--seconds`): the gateway stops taking work (503), the
 //! requests in progress finish, the coordinator drains what is still in flight, signs the
 //! ledger's last cycle and syncs it, and the capture is flushed. Then the process exits 0.
@@ -15,9 +18,23 @@ pub struct ServeArgs {
     /// Scenario whose engine settings to use; the defaults otherwise.
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// Address the HTTP gateway binds (0.0.0.0 in a container).
+    /// Address the HTTP gateway binds (0.0.0.0 in a container; off loopback it needs
+    /// --tokens).
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// Bearer tokens the gateway requires (`seedcore token create --tokens FILE ...`): 401
+    /// without a valid one, 403 without the endpoint's scope. Without it the gateway binds
+    /// loopback only.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// Who may read /metrics when --tokens is given: `open` (anyone, as /healthz and
+    /// /readyz) or `read` (a token with the read scope).
+    #[arg(long, default_value = "open", value_parser = ["open", "read"])]
+    metrics_scope: String,
+    /// Mutual TLS between roles: the directory `seedcore certs DIR` writes (ca.pem,
+    /// <role>.pem, <role>.key). Without it, engine ports bind loopback only.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
     /// Port of the HTTP gateway (0: any free port; the URL is printed).
     #[arg(long, default_value_t = 7400)]
     port: u16,
@@ -101,12 +118,15 @@ mod live {
     use super::ServeArgs;
     use crate::exit;
     use seedcore_engine::config::OpenAiConfig;
+    use seedcore_engine::gateway::auth::Tokens;
     use seedcore_engine::gateway::capture::CaptureConfig;
     use seedcore_engine::gateway::limits::Limits;
     use seedcore_engine::gateway::{Gateway, GatewayConfig};
+    use seedcore_engine::peers::Security;
     use seedcore_engine::probe::LogProbe;
     use seedcore_engine::rpc::Addresses;
-    use seedcore_engine::serve::{parse_peers, start_all_in_one, start_role, Role};
+    use seedcore_engine::serve::{bind_address, parse_peers, start_all_in_one, start_role, Role};
+    use seedcore_engine::tls::Tls;
     use seedcore_engine::EngineConfig;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::path::PathBuf;
@@ -193,7 +213,65 @@ mod live {
             max_bytes: args.capture_max_bytes,
             flush: Duration::from_millis(args.capture_flush_ms),
         });
-        Ok(GatewayConfig { limits, capture })
+        let tokens = match &args.tokens {
+            Some(path) => {
+                let tokens = Tokens::read(path).map_err(|e| usage(format!("--tokens {e}")))?;
+                if tokens.is_empty() {
+                    return Err(usage(format!(
+                        "--tokens {}: no token in it; add one with seedcore token create --tokens {} --name NAME --scope submit",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+                tracing::info!(tokens = tokens.len(), "the gateway requires bearer tokens");
+                Some(tokens)
+            }
+            None if !args.host.is_loopback() => {
+                return Err(usage(format!(
+                    "--host {}: a gateway off loopback takes work only with authentication; give --tokens FILE \
+                     (seedcore token create --tokens FILE --name NAME --scope submit)",
+                    args.host
+                )))
+            }
+            None => {
+                tracing::warn!(
+                    "no --tokens: the gateway takes any caller, so it listens on loopback only ({})",
+                    args.host
+                );
+                None
+            }
+        };
+        Ok(GatewayConfig { limits, capture, tokens, metrics_need_read: args.metrics_scope == "read" })
+    }
+
+    /// The TLS of `role` from `--tls-dir`, or none.
+    fn security(args: &ServeArgs, role: &str) -> Result<Security, Failure> {
+        match &args.tls_dir {
+            Some(dir) => {
+                Tls::load(dir, role).map(|tls| Some(Arc::new(tls))).map_err(|e| usage(format!("--tls-dir {e}")))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Without `--tls-dir`, every engine address must be loopback: an engine port off
+    /// loopback without mutual TLS would take work from anyone who reaches it.
+    fn loopback_without_tls(args: &ServeArgs, addresses: &Addresses) -> Result<(), Failure> {
+        if args.tls_dir.is_some() {
+            return Ok(());
+        }
+        let all = [&addresses.coordinator, &addresses.state].into_iter().chain(&addresses.fast).chain(&addresses.deep);
+        for peer in all {
+            let bind = bind_address(peer);
+            if !peer.is_loopback() || !bind.ip().is_loopback() {
+                return Err(usage(format!(
+                    "--peers names {peer}, which is not loopback: engine ports off loopback need mutual TLS; give \
+                     --tls-dir DIR (seedcore certs DIR writes it)"
+                )));
+            }
+        }
+        tracing::warn!("no --tls-dir: plaintext between roles, on loopback only");
+        Ok(())
     }
 
     /// Resolves on SIGTERM, Ctrl-C or after `seconds`.
@@ -257,31 +335,30 @@ mod live {
                 Running::Role(role, addresses)
             }
         };
-        if matches!(running, Running::Role(..)) && (args.capture.is_some() || !args.rate_limits.is_empty()) {
-            return Err(usage("--capture and --rate-limit are the gateway's: give them to --role gateway"));
+        if matches!(running, Running::Role(..))
+            && (args.capture.is_some() || !args.rate_limits.is_empty() || args.tokens.is_some())
+        {
+            return Err(usage("--capture, --rate-limit and --tokens are the gateway's: give them to --role gateway"));
         }
         Ok(running)
     }
 
-    /// madsim's live TCP endpoint panics inside a call when a peer cannot be reached;
-    /// `Peers` turns that panic into an error, so the panic message (and, with
-    /// RUST_BACKTRACE, a backtrace) for every call to a role that is down is noise. It
-    /// becomes one debug line; any other panic prints as before.
-    fn quiet_peer_panics() {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let file = info.location().map_or("", |l| l.file());
-            if file.contains("madsim") && file.ends_with("net/tcp.rs") {
-                tracing::debug!(location = %info.location().map_or_else(String::new, |l| l.to_string()), "a peer connection failed");
-            } else {
-                default(info);
-            }
-        }));
-    }
-
     pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         let running = running(&args)?;
-        quiet_peer_panics();
+        if let Running::Gateway(addresses) | Running::Role(_, addresses) = &running {
+            loopback_without_tls(&args, addresses)?;
+        }
+        // The gateway's flags are checked before anything starts; an engine role has none.
+        let gateway_config = match running {
+            Running::Role(..) => None,
+            Running::All | Running::Gateway(_) => Some(gateway_config(&args)?),
+        };
+        // TLS material too: (the engine ports', the gateway's calls').
+        let (engine_security, gateway_security) = match &running {
+            Running::All => (security(&args, "coordinator")?, security(&args, "gateway")?),
+            Running::Gateway(_) => (None, security(&args, "gateway")?),
+            Running::Role(role, _) => (security(&args, &role.name())?, None),
+        };
         let signs = matches!(running, Running::All | Running::Role(Role::Coordinator, _));
         let mut config = engine_config(&args, signs)?;
         if let Running::Gateway(addresses) | Running::Role(_, addresses) = &running {
@@ -289,24 +366,26 @@ mod live {
             config.topology.deep = addresses.deep.len() as u32;
         }
         let config = Arc::new(config);
-        let gateway_config = gateway_config(&args)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| (exit::RUNTIME, format!("cannot start the runtime: {e}")))?;
         runtime.block_on(async move {
-            match running {
-                Running::All => all_in_one(&args, config, gateway_config).await,
-                Running::Gateway(addresses) => {
+            match (running, gateway_config) {
+                (Running::All, Some(gateway_config)) => {
+                    all_in_one(&args, config, gateway_config, (&engine_security, &gateway_security)).await
+                }
+                (Running::Gateway(addresses), Some(gateway_config)) => {
                     let listener = listen(&args).await?;
-                    let gateway = Gateway::new(config, addresses, gateway_config)
+                    let gateway = Gateway::new(config, addresses, gateway_config, &gateway_security)
                         .await
                         .map_err(|e| (exit::RUNTIME, e.to_string()))?;
                     // `/readyz` asks every role whether it is up.
                     gateway.set_ready();
                     run_gateway(&gateway, listener, args.seconds).await
                 }
-                Running::Role(role, addresses) => one_role(&args, config, role, addresses).await,
+                (Running::Role(role, addresses), _) => one_role(&args, config, role, addresses, &engine_security).await,
+                (Running::All | Running::Gateway(_), None) => Err((exit::RUNTIME, "no gateway settings".into())),
             }
         })
     }
@@ -355,14 +434,21 @@ mod live {
         args: &ServeArgs,
         config: Arc<EngineConfig>,
         gateway_config: GatewayConfig,
+        (engine_security, gateway_security): (&Security, &Security),
     ) -> Result<(), Failure> {
+        // One process: every engine port on loopback, with the coordinator's certificate
+        // when --tls-dir is given; the gateway calls with its own.
+        if engine_security.is_none() {
+            tracing::info!("engine ports on loopback, plaintext (no --tls-dir)");
+        }
         let listener = listen(args).await?;
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let engine = start_all_in_one(config.clone(), loopback, args.rpc_port, Arc::new(LogProbe))
+        let engine = start_all_in_one(config.clone(), loopback, args.rpc_port, Arc::new(LogProbe), engine_security)
             .await
             .map_err(|e| (exit::RUNTIME, e.to_string()))?;
-        let gateway =
-            Gateway::new(config, engine.addresses.clone(), gateway_config).await.map_err(|e| usage(e.to_string()))?;
+        let gateway = Gateway::new(config, engine.addresses.clone(), gateway_config, gateway_security)
+            .await
+            .map_err(|e| usage(e.to_string()))?;
         gateway.set_ready();
         tracing::info!(
             coordinator = %engine.addresses.coordinator,
@@ -383,12 +469,14 @@ mod live {
         config: Arc<EngineConfig>,
         role: Role,
         addresses: Addresses,
+        security: &Security,
     ) -> Result<(), Failure> {
-        let addr = role.address(&addresses);
-        let coordinator = start_role(config, role, addresses, Arc::new(LogProbe))
+        let addr = bind_address(role.address(&addresses));
+        let coordinator = start_role(config, role, addresses, addr, Arc::new(LogProbe), security)
             .await
             .map_err(|e| (exit::RUNTIME, e.to_string()))?;
-        println!("seedcore {} listening on {addr}", role.name());
+        let tls = if security.is_some() { "mutual TLS" } else { "plaintext, loopback only" };
+        println!("seedcore {} listening on {addr} ({tls})", role.name());
         stop_signal(args.seconds).await;
         match coordinator {
             Some(coordinator) => print_drained(&coordinator.shutdown(Duration::from_secs(args.drain_timeout)).await),

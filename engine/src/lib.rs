@@ -18,6 +18,8 @@ pub mod deadline;
 #[cfg(not(madsim))]
 pub mod gateway;
 pub mod governor;
+#[cfg(not(madsim))]
+pub mod grpc;
 pub mod ledger;
 pub mod memory;
 pub mod node;
@@ -30,6 +32,8 @@ pub mod router;
 pub mod rpc;
 pub mod serve;
 pub mod task;
+#[cfg(not(madsim))]
+pub mod tls;
 pub mod tokens;
 pub mod valve;
 

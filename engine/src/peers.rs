@@ -1,112 +1,135 @@
-//! Calls from one role to another (SPEC 2.3). Under the simulator a role calls from its
-//! own endpoint, as it always has. Live, madsim's TCP endpoint panics inside the caller
-//! when a peer cannot be reached, and keeps the broken connection for every later call to
-//! it; so each live call runs in a task of its own on a client endpoint, and a panic
-//! there becomes an `io::Error` and a fresh client endpoint. A role whose peer is down,
-//! or restarting in another process, then sees failed calls (and retries, as dispatch
-//! does), never a dead caller.
+//! The call seam between roles (SPEC 2.3): `Server` is where a role's handlers are
+//! registered and `Peers` how it calls the others. Each role's handlers are the same
+//! functions in both builds; only what carries the bytes differs.
+//!
+//! - Under the simulator: madsim's simulated endpoint, as always (its RPC costs a third of
+//!   what a simulated gRPC call would; ARCHITECTURE.md, "The transport between roles").
+//! - Live: gRPC on tonic (`crate::grpc`), with mutual TLS when the role has TLS material
+//!   (`crate::tls`) and plaintext on loopback otherwise.
 
-use madsim::net::rpc::Request;
-use madsim::net::Endpoint;
+use crate::rpc::{Method, PeerAddr};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// What secures a role's port and its calls: live, its TLS material (`None`: plaintext,
+/// loopback only); the simulator has nothing to secure.
+#[cfg(not(madsim))]
+pub type Security = Option<std::sync::Arc<crate::tls::Tls>>;
+/// What secures a role's port and its calls: live, its TLS material (`None`: plaintext,
+/// loopback only); the simulator has nothing to secure.
+#[cfg(madsim)]
+pub type Security = ();
+
+/// A role's port: the handlers it serves.
+pub struct Server {
+    #[cfg(madsim)]
+    endpoint: madsim::net::Endpoint,
+    #[cfg(not(madsim))]
+    handlers: crate::grpc::Handlers,
+    #[cfg(not(madsim))]
+    local: SocketAddr,
+    #[cfg(not(madsim))]
+    security: Security,
+}
+
+impl Server {
+    /// The port of a simulated node.
+    #[cfg(madsim)]
+    pub fn new(endpoint: madsim::net::Endpoint) -> Server {
+        Server { endpoint }
+    }
+
+    /// Binds `addr` and serves what is added to it.
+    #[cfg(madsim)]
+    pub async fn bind(addr: SocketAddr, _: &Security) -> std::io::Result<Server> {
+        Ok(Server::new(madsim::net::Endpoint::bind(addr).await?))
+    }
+
+    /// Binds `addr` and serves gRPC on it from now on (mutual TLS with `security`); a
+    /// method is answered once its handler is added.
+    #[cfg(not(madsim))]
+    pub async fn bind(addr: SocketAddr, security: &Security) -> std::io::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let handlers = crate::grpc::Handlers::default();
+        crate::grpc::serve(listener, handlers.clone(), security.clone());
+        Ok(Server { handlers, local, security: security.clone() })
+    }
+
+    /// Where the port listens.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        #[cfg(madsim)]
+        {
+            self.endpoint.local_addr()
+        }
+        #[cfg(not(madsim))]
+        {
+            Ok(self.local)
+        }
+    }
+
+    /// Answers every `R` with `handler`.
+    pub fn add<R, F, Fut>(&self, handler: F)
+    where
+        R: Method,
+        F: Fn(R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R::Response> + Send + 'static,
+    {
+        #[cfg(madsim)]
+        self.endpoint.add_rpc_handler(handler);
+        #[cfg(not(madsim))]
+        self.handlers.add(handler);
+    }
+}
 
 /// The calls of one role to the others.
 pub struct Peers {
     #[cfg(madsim)]
-    endpoint: Endpoint,
+    endpoint: madsim::net::Endpoint,
     #[cfg(not(madsim))]
-    client: std::sync::Mutex<Endpoint>,
-    #[cfg(not(madsim))]
-    host: std::net::IpAddr,
+    channels: crate::grpc::Channels,
 }
 
 impl Peers {
-    /// The calls of the role listening on `endpoint`.
-    #[cfg(madsim)]
-    pub async fn new(endpoint: &Endpoint) -> std::io::Result<Peers> {
-        Ok(Peers { endpoint: endpoint.clone() })
-    }
-
-    /// The calls of the role listening on `endpoint`, from a client endpoint on its host.
-    #[cfg(not(madsim))]
-    pub async fn new(endpoint: &Endpoint) -> std::io::Result<Peers> {
-        Peers::client(endpoint.local_addr()?.ip()).await
-    }
-
-    /// Calls from a client endpoint on `host`, for a caller that serves no RPC (the
-    /// gateway).
-    #[cfg(not(madsim))]
-    pub async fn client(host: std::net::IpAddr) -> std::io::Result<Peers> {
-        let client = Endpoint::bind(SocketAddr::new(host, 0)).await?;
-        Ok(Peers { client: std::sync::Mutex::new(client), host })
-    }
-
-    /// The local address this host reaches `peer` from: loopback for a loopback peer,
-    /// otherwise the interface the routing table picks (a connected UDP socket sends
-    /// nothing), so a gateway on one host calls a coordinator on another from an address
-    /// the coordinator can answer.
-    #[cfg(not(madsim))]
-    pub fn local_ip_toward(peer: SocketAddr) -> std::net::IpAddr {
-        if peer.ip().is_loopback() {
-            return peer.ip();
+    /// The calls of the role serving on `server`, secured as its port is.
+    pub fn new(server: &Server) -> Peers {
+        #[cfg(madsim)]
+        {
+            Peers { endpoint: server.endpoint.clone() }
         }
-        let unspecified: std::net::IpAddr = match peer {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-        };
-        std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
-            .and_then(|socket| socket.connect(peer).and_then(|()| socket.local_addr()))
-            .map_or(unspecified, |local| local.ip())
-    }
-
-    /// One call to `dst`, answered within `timeout` (`TimedOut` otherwise).
-    #[cfg(madsim)]
-    pub async fn call<R: Request>(
-        &self,
-        dst: SocketAddr,
-        request: R,
-        timeout: Duration,
-    ) -> std::io::Result<R::Response> {
-        crate::deadline::within(timeout, self.endpoint.call(dst, request)).await?
-    }
-
-    /// One call to `dst`, answered within `timeout` (`TimedOut` otherwise); a peer that
-    /// cannot be reached is `ConnectionRefused`.
-    #[cfg(not(madsim))]
-    pub async fn call<R: Request>(
-        &self,
-        dst: SocketAddr,
-        request: R,
-        timeout: Duration,
-    ) -> std::io::Result<R::Response> {
-        let client = self.client.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match tokio::spawn(async move { client.call_timeout(dst, request, timeout).await }).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                // The endpoint's connection to `dst` is broken for good: start afresh.
-                match Endpoint::bind(SocketAddr::new(self.host, 0)).await {
-                    Ok(fresh) => *self.client.lock().unwrap_or_else(|p| p.into_inner()) = fresh,
-                    Err(error) => tracing::error!(%error, "cannot bind a fresh client endpoint"),
-                }
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "the connection failed"))
-            }
+        #[cfg(not(madsim))]
+        {
+            Peers { channels: crate::grpc::Channels::new(server.security.clone()) }
         }
     }
-}
 
-#[cfg(all(test, not(madsim)))]
-mod tests {
-    use super::*;
+    /// Calls from a simulated endpoint of their own (the simulator's driver and trainer).
+    #[cfg(madsim)]
+    pub fn from_endpoint(endpoint: madsim::net::Endpoint) -> Peers {
+        Peers { endpoint }
+    }
 
-    #[test]
-    fn a_caller_reaches_a_loopback_peer_from_loopback_and_any_other_from_a_local_address() {
-        let local = Peers::local_ip_toward("127.0.0.1:7500".parse().unwrap());
-        assert_eq!(local, std::net::IpAddr::from([127, 0, 0, 1]));
-        // A documentation address (RFC 5737): whatever the routes, an address this host
-        // can bind, never the peer's own.
-        let local = Peers::local_ip_toward("192.0.2.1:7500".parse().unwrap());
-        assert_ne!(local, std::net::IpAddr::from([192, 0, 2, 1]));
-        assert!(std::net::UdpSocket::bind(SocketAddr::new(local, 0)).is_ok(), "{local} is local");
+    /// Calls from a caller that serves nothing (the gateway, a client): live, with
+    /// `security`'s client certificate.
+    #[cfg(not(madsim))]
+    pub fn client(security: &Security) -> Peers {
+        Peers { channels: crate::grpc::Channels::new(security.clone()) }
+    }
+
+    /// One call to `dst`, answered within `timeout` (`TimedOut` otherwise); live, a peer
+    /// that cannot be reached is `ConnectionRefused`, at once.
+    pub async fn call<R: Method>(&self, dst: &PeerAddr, request: R, timeout: Duration) -> std::io::Result<R::Response> {
+        #[cfg(madsim)]
+        {
+            let Some(dst) = dst.ip_socket() else {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the simulator has no DNS names"));
+            };
+            crate::deadline::within(timeout, self.endpoint.call(dst, request)).await?
+        }
+        #[cfg(not(madsim))]
+        {
+            self.channels.call(dst, request, timeout).await
+        }
     }
 }

@@ -1,24 +1,124 @@
-//! The messages between the engine's nodes (SPEC 2.3), carried by `madsim::net` RPC: real
-//! TCP live, the simulated network under the simulator.
+//! The messages between the engine's nodes (SPEC 2.3), one definition each: the structs
+//! below, with `rpc!` giving each request its answer's type, its id on madsim's simulated
+//! network and its gRPC method name live (`crate::grpc`, bincode over tonic).
 
 use crate::organism::FEATURES;
 use crate::task::{Kind, Outcome, Path, Task};
 use madsim::net::rpc::Request;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A request between roles: madsim's `Request` (its answer's type and its id on the
+/// simulated network) and the gRPC method that carries it live.
+pub trait Method: Request {
+    /// The gRPC path, `/seedcore.v1.Engine/<name>`.
+    const PATH: &'static str;
+}
+
+/// Declares a request: `rpc!(Request => Response, id)`. The gRPC method is the request's
+/// type name.
+macro_rules! rpc {
+    ($request:ident => $response:ty, $id:expr) => {
+        impl Request for $request {
+            type Response = $response;
+            const ID: u64 = $id;
+        }
+        impl Method for $request {
+            const PATH: &'static str = concat!("/seedcore.v1.Engine/", stringify!($request));
+        }
+    };
+}
+
+/// Where a role listens: an IP address (the simulator's nodes, or a literal live) or a DNS
+/// name with a port, resolved again each time a connection to it is made (live).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerAddr {
+    Ip(SocketAddr),
+    Name { host: Arc<str>, port: u16 },
+}
+
+impl PeerAddr {
+    /// `HOST:PORT`, HOST an IPv4 address, `[IPv6]` or a DNS name; the port is not 0.
+    pub fn parse(text: &str) -> Result<PeerAddr, String> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return match addr.port() {
+                0 => Err(format!("{text:?}: a peer needs a fixed port, not 0")),
+                _ => Ok(PeerAddr::Ip(addr)),
+            };
+        }
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+        let port: u16 = port.parse().map_err(|_| format!("{text:?}: {port:?} is not a port (1 to 65535)"))?;
+        if port == 0 {
+            return Err(format!("{text:?}: a peer needs a fixed port, not 0"));
+        }
+        // RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let name = host.strip_suffix('.').unwrap_or(host);
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(format!("{text:?}: {host:?} is neither an IP address nor a DNS name"));
+        }
+        Ok(PeerAddr::Name { host: name.to_ascii_lowercase().into(), port })
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            PeerAddr::Ip(addr) => addr.port(),
+            PeerAddr::Name { port, .. } => *port,
+        }
+    }
+
+    /// The IP address, when the peer is given by one.
+    pub fn ip_socket(&self) -> Option<SocketAddr> {
+        match self {
+            PeerAddr::Ip(addr) => Some(*addr),
+            PeerAddr::Name { .. } => None,
+        }
+    }
+
+    /// A name that only ever means this machine (`localhost`), or a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            PeerAddr::Ip(addr) => addr.ip().is_loopback(),
+            PeerAddr::Name { host, .. } => &**host == "localhost",
+        }
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> PeerAddr {
+        PeerAddr::Ip(addr)
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
 
 /// Where every role listens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Addresses {
-    pub coordinator: SocketAddr,
-    pub state: SocketAddr,
-    pub fast: Vec<SocketAddr>,
-    pub deep: Vec<SocketAddr>,
+    pub coordinator: PeerAddr,
+    pub state: PeerAddr,
+    pub fast: Vec<PeerAddr>,
+    pub deep: Vec<PeerAddr>,
 }
 
 impl Addresses {
     /// The workers of a path.
-    pub fn workers(&self, path: Path) -> &[SocketAddr] {
+    pub fn workers(&self, path: Path) -> &[PeerAddr] {
         match path {
             Path::Fast => &self.fast,
             Path::Deep => &self.deep,
@@ -39,10 +139,7 @@ pub struct PathScale {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Submit(pub Task);
 
-impl Request for Submit {
-    type Response = Outcome;
-    const ID: u64 = 0x5eed_c0de_0001;
-}
+rpc!(Submit => Outcome, 0x5eed_c0de_0001);
 
 /// Coordinator to worker: one backend attempt.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,10 +159,7 @@ pub struct Executed {
     pub latency_ms: u64,
 }
 
-impl Request for Execute {
-    type Response = Executed;
-    const ID: u64 = 0x5eed_c0de_0002;
-}
+rpc!(Execute => Executed, 0x5eed_c0de_0002);
 
 /// Coordinator to state: look a signature up in the memory fabric, after applying the
 /// completions not yet sent (so a result stored before the lookup is there to be found).
@@ -95,10 +189,7 @@ pub struct Found {
     pub tokens_out: u32,
 }
 
-impl Request for Lookup {
-    type Response = Looked;
-    const ID: u64 = 0x5eed_c0de_0003;
-}
+rpc!(Lookup => Looked, 0x5eed_c0de_0003);
 
 /// A task completed: update the organism and cache the result. The coordinator sends
 /// completions in batches (`CompleteBatch`), or ahead of a `Lookup`.
@@ -128,13 +219,10 @@ pub struct Completed {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompleteBatch(pub Vec<Complete>);
 
-impl Request for CompleteBatch {
-    /// After the last completion of the batch (`None` for an empty one).
-    type Response = Option<Completed>;
-    // Not 0x..0004, the single `Complete` of earlier versions: a peer of another version
-    // gets no answer, never a misread one.
-    const ID: u64 = 0x5eed_c0de_000e;
-}
+// Answered with the organism after the last completion of the batch (`None` for an empty
+// one). Not id 0x..0004, the single `Complete` of earlier versions: a peer of another
+// version gets no answer, never a misread one.
+rpc!(CompleteBatch => Option<Completed>, 0x5eed_c0de_000e);
 
 /// Trainer to state: promote these weights now (SPEC 7's `bad_promotion`: a `W` update of
 /// certified spectral bound `norm_ppm` / 1e6). GraphMask decides what is kept.
@@ -150,10 +238,7 @@ pub struct Promoted {
     pub masked: bool,
 }
 
-impl Request for Promote {
-    type Response = Promoted;
-    const ID: u64 = 0x5eed_c0de_0005;
-}
+rpc!(Promote => Promoted, 0x5eed_c0de_0005);
 
 /// Gateway to coordinator: run a task and say how it was routed. With `assign_id` the
 /// coordinator gives the task a fresh id (above every id it has seen); otherwise the id is
@@ -185,10 +270,7 @@ pub struct Submitted {
     pub fresh: bool,
 }
 
-impl Request for SubmitTask {
-    type Response = Submitted;
-    const ID: u64 = 0x5eed_c0de_0006;
-}
+rpc!(SubmitTask => Submitted, 0x5eed_c0de_0006);
 
 /// Gateway to coordinator: the routing decision the task would get now, with nothing
 /// changed (no valve step, no charge, no execution).
@@ -210,10 +292,7 @@ pub struct Routed {
     pub halted: bool,
 }
 
-impl Request for Route {
-    type Response = Routed;
-    const ID: u64 = 0x5eed_c0de_0007;
-}
+rpc!(Route => Routed, 0x5eed_c0de_0007);
 
 /// Anyone to coordinator: counters and state. `at_ms` is the caller's clock on the task
 /// time line; it selects the budget day reported.
@@ -258,10 +337,7 @@ pub struct CoordinatorStatus {
     pub next_task_id: u64,
 }
 
-impl Request for StatusQuery {
-    type Response = CoordinatorStatus;
-    const ID: u64 = 0x5eed_c0de_0008;
-}
+rpc!(StatusQuery => CoordinatorStatus, 0x5eed_c0de_0008);
 
 /// Anyone to state: the organism, energy and memory snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -291,10 +367,7 @@ pub struct StateSnapshot {
     pub flashbulbs: usize,
 }
 
-impl Request for StateQuery {
-    type Response = StateSnapshot;
-    const ID: u64 = 0x5eed_c0de_0009;
-}
+rpc!(StateQuery => StateSnapshot, 0x5eed_c0de_0009);
 
 /// A change to check with GraphMask without applying it (`/safety/validate`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -325,10 +398,7 @@ pub struct Validated {
     pub w_scale: f64,
 }
 
-impl Request for Validate {
-    type Response = Validated;
-    const ID: u64 = 0x5eed_c0de_000a;
-}
+rpc!(Validate => Validated, 0x5eed_c0de_000a);
 
 /// Gateway to state: store an entry in M2.5.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -339,10 +409,7 @@ pub struct Tier25Store {
     pub now_ms: u64,
 }
 
-impl Request for Tier25Store {
-    type Response = usize;
-    const ID: u64 = 0x5eed_c0de_000b;
-}
+rpc!(Tier25Store => usize, 0x5eed_c0de_000b);
 
 /// Gateway to state: look an entry up in M2.5; a stale entry is never served.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -359,17 +426,11 @@ pub enum Tier25Answer {
     Miss,
 }
 
-impl Request for Tier25Retrieve {
-    type Response = Tier25Answer;
-    const ID: u64 = 0x5eed_c0de_000c;
-}
+rpc!(Tier25Retrieve => Tier25Answer, 0x5eed_c0de_000c);
 
 /// Anyone to a worker, live only: is it up? The answer is its role's name. (The
 /// coordinator and the state node answer `StatusQuery` and `StateQuery`.)
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ping;
 
-impl Request for Ping {
-    type Response = String;
-    const ID: u64 = 0x5eed_c0de_000d;
-}
+rpc!(Ping => String, 0x5eed_c0de_000d);

@@ -119,8 +119,9 @@ pub const TASK_COLUMNS: [&str; 11] = [
 
 /// The columns a capture (`serve --capture`) has after `TASK_COLUMNS`: what the live
 /// engine decided. `reason` is the router's reason, or the rejection's; `valve_seq` is the
-/// task's place in the valve's order (empty when it never reached the valve).
-pub const CAPTURE_DECISION_COLUMNS: [&str; 5] = ["status", "path", "reason", "valve_seq", "latency_ms"];
+/// task's place in the valve's order (empty when it never reached the valve); `client` is
+/// the name of the caller's token (empty without authentication).
+pub const CAPTURE_DECISION_COLUMNS: [&str; 6] = ["status", "path", "reason", "valve_seq", "latency_ms", "client"];
 
 /// A CSV field, quoted when it has to be (RFC 4180).
 fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {

@@ -47,7 +47,8 @@ pub fn read_capture(path: &Path) -> Result<Vec<Captured>, WorkloadError> {
     let bytes = std::fs::read(path).map_err(|e| WorkloadError::Read { file: file.clone(), message: e.to_string() })?;
     let (mut reader, header) = csv_reader(&bytes, &file)?;
     let expected: Vec<&str> = CANONICAL_HEADER.iter().chain(CAPTURE_DECISION_COLUMNS.iter()).copied().collect();
-    if header != expected {
+    // Captures written before the `client` column (the caller's token name) read as well.
+    if header != expected && header[..] != expected[..expected.len() - 1] {
         return Err(WorkloadError::Format {
             file,
             message: format!("is not a capture of serve --capture: header is {header:?}, expected {expected:?}"),

@@ -16,9 +16,10 @@ use seedcore_engine::conditions::{BackendWeather, Conditions};
 use seedcore_engine::ledger::CycleRecord;
 use seedcore_engine::ledger::{read_segment, segment_path, verify_dir};
 use seedcore_engine::node::{start_coordinator, start_state, start_worker, NodeContext};
+use seedcore_engine::peers::Server;
 use seedcore_engine::probe::{ppm, Probe};
-use seedcore_engine::rpc::Addresses;
 use seedcore_engine::rpc::Promote;
+use seedcore_engine::rpc::{Addresses, PeerAddr};
 use seedcore_engine::{EngineConfig, Path, Task};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -49,11 +50,16 @@ pub fn addresses(config: &EngineConfig) -> Addresses {
         (config.topology.fast, config.topology.deep)
     };
     Addresses {
-        coordinator: addr(0, 0, 1),
-        state: addr(0, 0, 2),
-        fast: (1..=fast).map(|i| addr(0, 1, i as u8)).collect(),
-        deep: (1..=deep).map(|i| addr(0, 2, i as u8)).collect(),
+        coordinator: addr(0, 0, 1).into(),
+        state: addr(0, 0, 2).into(),
+        fast: (1..=fast).map(|i| addr(0, 1, i as u8).into()).collect(),
+        deep: (1..=deep).map(|i| addr(0, 2, i as u8).into()).collect(),
     }
+}
+
+/// A role's simulated address (the world names every role by IP address).
+fn ip(peer: &PeerAddr) -> SocketAddr {
+    peer.ip_socket().expect("the simulator's roles have IP addresses")
 }
 
 /// The autoscaler's hands in the simulator: starting a worker restarts its node (its
@@ -327,7 +333,7 @@ impl World {
 
     /// Pushes a `W` update to the state node as a trainer would, over the network.
     async fn promote(&self, norm_ppm: u64) {
-        let state = addresses(&self.config).state;
+        let state = ip(&addresses(&self.config).state);
         let timeout = Duration::from_millis(self.config.dispatch.state_timeout_ms);
         let pushed = self
             .handle
@@ -405,9 +411,9 @@ fn build_nodes(
     let addresses = Arc::new(addresses(config));
     let scaler = config.autoscale.enabled.then(|| Arc::new(SimScaler { nodes: Default::default() }));
     let mut roles: Vec<(String, SocketAddr, Option<Path>)> =
-        vec![("coordinator".into(), addresses.coordinator, None), ("state".into(), addresses.state, None)];
-    roles.extend(addresses.fast.iter().enumerate().map(|(i, a)| (format!("fast-{}", i + 1), *a, Some(Path::Fast))));
-    roles.extend(addresses.deep.iter().enumerate().map(|(i, a)| (format!("deep-{}", i + 1), *a, Some(Path::Deep))));
+        vec![("coordinator".into(), ip(&addresses.coordinator), None), ("state".into(), ip(&addresses.state), None)];
+    roles.extend(addresses.fast.iter().enumerate().map(|(i, a)| (format!("fast-{}", i + 1), ip(a), Some(Path::Fast))));
+    roles.extend(addresses.deep.iter().enumerate().map(|(i, a)| (format!("deep-{}", i + 1), ip(a), Some(Path::Deep))));
     let mut nodes = BTreeMap::new();
     for (name, address, path) in roles {
         let context = NodeContext {
@@ -427,13 +433,13 @@ fn build_nodes(
                 let context = context.clone();
                 let role = name.clone();
                 async move {
-                    let endpoint = Endpoint::bind(address).await.expect("each node has its own address");
+                    let server = Server::bind(address, &()).await.expect("each node has its own address");
                     match (role.as_str(), path) {
                         ("coordinator", _) => {
-                            start_coordinator(endpoint, context).await.expect("the coordinator starts");
+                            start_coordinator(server, context).await.expect("the coordinator starts");
                         }
-                        ("state", _) => start_state(endpoint, context).await,
-                        (_, Some(path)) => start_worker(endpoint, context, path).await,
+                        ("state", _) => start_state(server, context).await,
+                        (_, Some(path)) => start_worker(server, context, path).await,
                         _ => unreachable!("every role is known"),
                     }
                     std::future::pending::<()>().await;
@@ -535,7 +541,7 @@ async fn simulate_observed(
         conditions,
     });
     let driver = Driver {
-        coordinator: addresses(&engine).coordinator,
+        coordinator: ip(&addresses(&engine).coordinator),
         attempt_timeout: Duration::from_millis(engine.dispatch.deep_timeout_ms + 5_000),
         until: Duration::from_millis(scenario.duration_ms + scenario.harness.drain_ms),
         jitter_ms: if scenario.harness.inject_nondeterminism { run_index } else { 0 },

@@ -1,6 +1,7 @@
 //! The HTTP gateway (SPEC 4.11), in the live build, on loopback: every endpoint's happy
-//! path, a bad request naming its field, the rate limit (429 with `Retry-After`) and a
-//! halted coordinator (503); `/metrics` carries the engine's figures. Each test is bounded
+//! path, a bad request naming its field, the rate limit (429 with `Retry-After`), a
+//! halted coordinator (503) and bearer tokens (401, 403 by scope); `/metrics` carries the
+//! engine's figures. Each test is bounded
 //! in requests and time and stops by itself.
 
 use seedcore_engine::config::{EngineConfig, PathModel};
@@ -28,15 +29,16 @@ fn config(dir: &std::path::Path, key: u8) -> EngineConfig {
 }
 
 async fn engine(config: &EngineConfig) -> AllInOne {
-    start_all_in_one(Arc::new(config.clone()), LOOPBACK, 0, Arc::new(NullProbe)).await.expect("the engine starts")
+    start_all_in_one(Arc::new(config.clone()), LOOPBACK, 0, Arc::new(NullProbe), &None)
+        .await
+        .expect("the engine starts")
 }
 
 /// A gateway in front of `engine`, serving until the test ends; returns its base URL.
 async fn gateway(config: &EngineConfig, engine: &AllInOne, limits: Limits) -> String {
-    let gateway =
-        Gateway::new(Arc::new(config.clone()), engine.addresses.clone(), GatewayConfig { limits, capture: None })
-            .await
-            .expect("the gateway starts");
+    let gateway = Gateway::new(Arc::new(config.clone()), engine.addresses.clone(), GatewayConfig::open(limits), &None)
+        .await
+        .expect("the gateway starts");
     gateway.set_ready();
     let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -246,5 +248,73 @@ fn a_halted_coordinator_answers_503_and_says_so_everywhere_else() {
                 _ => assert_eq!(status, 200, "{}: {text}", case.api.path()),
             }
         }
+    });
+}
+
+#[test]
+fn with_tokens_every_endpoint_but_the_probes_needs_its_scope() {
+    use seedcore_engine::gateway::auth::{Scope, Tokens};
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), 5);
+    let file = dir.path().join("tokens");
+    let tokens: Vec<(Scope, String)> = Scope::ALL
+        .into_iter()
+        .map(|s| (s, seedcore_engine::gateway::auth::create(&file, s.as_str(), &[s]).unwrap()))
+        .collect();
+    let token_of = |scope: Scope| tokens.iter().find(|(s, _)| *s == scope).map(|(_, t)| t.clone()).unwrap();
+    runtime().block_on(async {
+        let engine = engine(&config).await;
+        let gateway_config = GatewayConfig {
+            tokens: Some(Tokens::read(&file).unwrap()),
+            metrics_need_read: true,
+            ..GatewayConfig::open(unlimited())
+        };
+        let gateway =
+            Gateway::new(Arc::new(config.clone()), engine.addresses.clone(), gateway_config, &None).await.unwrap();
+        gateway.set_ready();
+        let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(seedcore_engine::gateway::serve(gateway, listener, std::future::pending()));
+        let client = reqwest::Client::new();
+        for case in cases() {
+            let needs = match case.api {
+                Api::Healthz | Api::Readyz => None,
+                Api::Tasks | Api::Route => Some(Scope::Submit),
+                Api::Validate | Api::Tier25Store => Some(Scope::Operate),
+                _ => Some(Scope::Read),
+            };
+            let request = |token: Option<String>| {
+                let mut request = if case.post {
+                    client.post(format!("{url}{}", case.api.path())).body(case.happy.to_string())
+                } else if case.happy.is_empty() {
+                    client.get(format!("{url}{}", case.api.path()))
+                } else {
+                    client.get(format!("{url}{}?{}", case.api.path(), case.happy))
+                };
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                request.timeout(Duration::from_secs(10)).send()
+            };
+            let Some(scope) = needs else {
+                assert_eq!(request(None).await.unwrap().status(), 200, "{} is open", case.api.path());
+                continue;
+            };
+            let refused = request(None).await.unwrap();
+            assert_eq!(refused.status(), 401, "{}", case.api.path());
+            let body: Value = refused.json().await.unwrap();
+            assert!(body["error"].is_string(), "{body}");
+            let wrong = request(Some("sct_not-a-token".into())).await.unwrap();
+            assert_eq!(wrong.status(), 401, "{}", case.api.path());
+            for other in Scope::ALL.into_iter().filter(|s| *s != scope) {
+                let forbidden = request(Some(token_of(other))).await.unwrap();
+                assert_eq!(forbidden.status(), 403, "{} with {}", case.api.path(), other.as_str());
+            }
+            assert_eq!(request(Some(token_of(scope))).await.unwrap().status(), 200, "{}", case.api.path());
+        }
+        // An unknown path needs a token too: a stranger cannot map the API.
+        assert_eq!(client.get(format!("{url}/admin")).send().await.unwrap().status(), 401);
+        let known = client.get(format!("{url}/admin")).bearer_auth(token_of(Scope::Read)).send().await.unwrap();
+        assert_eq!(known.status(), 404);
     });
 }

@@ -8,7 +8,7 @@ use seedcore_engine::ledger::verify_dir;
 use seedcore_engine::probe::NullProbe;
 use seedcore_engine::serve::start_all_in_one;
 use seedcore_engine::{Authority, Kind, Outcome, Task};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,9 +42,9 @@ fn serve_on_loopback_answers_tasks_and_keeps_a_verified_ledger() {
     runtime.block_on(async move {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let addresses =
-            start_all_in_one(Arc::new(config.clone()), host, 0, Arc::new(NullProbe)).await.unwrap().addresses;
-        assert!(addresses.coordinator.ip().is_loopback());
-        let client = Arc::new(Client::connect(SocketAddr::new(host, 0), addresses.coordinator).await.unwrap());
+            start_all_in_one(Arc::new(config.clone()), host, 0, Arc::new(NullProbe), &None).await.unwrap().addresses;
+        assert!(addresses.coordinator.is_loopback());
+        let client = Arc::new(Client::connect(addresses.coordinator.clone(), &None));
         let handles: Vec<_> = (0..24)
             .map(|id| {
                 let client = client.clone();

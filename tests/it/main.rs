@@ -26,6 +26,8 @@ mod regressions;
 mod replay;
 
 #[cfg(not(madsim))]
+mod abuse;
+#[cfg(not(madsim))]
 mod gateway;
 #[cfg(not(madsim))]
 mod live;

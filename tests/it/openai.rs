@@ -14,7 +14,7 @@ use seedcore_engine::config::{EngineConfig, OpenAiConfig};
 use seedcore_engine::probe::NullProbe;
 use seedcore_engine::serve::start_all_in_one;
 use seedcore_engine::{Authority, Kind, Outcome, Path, Task};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,9 +115,8 @@ fn run(upstream: Upstream, tasks: Vec<Task>) -> (Vec<Outcome>, Fake) {
                 api_key: Some("test-key".into()),
             });
             let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            let engine = start_all_in_one(Arc::new(config), host, 0, Arc::new(NullProbe)).await.unwrap();
-            let client =
-                Arc::new(Client::connect(SocketAddr::new(host, 0), engine.addresses.coordinator).await.unwrap());
+            let engine = start_all_in_one(Arc::new(config), host, 0, Arc::new(NullProbe), &None).await.unwrap();
+            let client = Arc::new(Client::connect(engine.addresses.coordinator.clone(), &None));
             let mut outcomes = Vec::new();
             for task in tasks {
                 outcomes.push(client.submit(task, Duration::from_secs(60)).await.expect("every task is answered"));

@@ -4,62 +4,16 @@
 //! task (dispatch retries on the other replica) and `/readyz` names it until it is back;
 //! the coordinator's SIGTERM signs its ledger, which verifies with every receipt.
 
+use crate::support::{free_ports, start_role, Proc};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const SCENARIO: &str = r#"
-name = "roles"
-duration = "1m"
-[workload]
-source = "generated"
-rate_per_s = 1.0
-[backend.fast]
-median_ms = 5.0
-p99_ms = 20.0
-error_rate = 0.0
-[backend.deep]
-median_ms = 100.0
-p99_ms = 300.0
-error_rate = 0.0
-"#;
-
-/// A role's process, killed on drop.
-struct Proc {
-    child: Child,
-    first_line: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const SCENARIO: &str = crate::support::QUICK_BACKENDS;
 
 fn start(role: &str, peers: &str, extra: &[&str]) -> Proc {
-    start_logging(role, peers, extra, Stdio::null())
-}
-
-fn start_logging(role: &str, peers: &str, extra: &[&str], stderr: Stdio) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seedcore"))
-        .args(["serve", "--role", role, "--peers", peers])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("serve starts");
-    let mut first_line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first_line).unwrap();
-    assert!(first_line.contains("listening on"), "{role}: {first_line:?}");
-    Proc { child, first_line }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    start_role(role, peers, extra, Stdio::null())
 }
 
 fn task(id: u64, deep: bool) -> Value {
@@ -86,17 +40,8 @@ async fn all_complete(client: &reqwest::Client, url: &str, ids: std::ops::Range<
     deep
 }
 
-/// Polls `/readyz` until it gives `want`, for at most 10 s; returns the last body.
 async fn readyz_until(client: &reqwest::Client, url: &str, want: u16) -> Value {
-    for _ in 0..100 {
-        if let Ok(response) = client.get(format!("{url}/readyz")).send().await {
-            if response.status().as_u16() == want {
-                return response.json().await.unwrap();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("/readyz never answered {want}");
+    crate::support::readyz_until(client, url, want, 10).await
 }
 
 #[test]
@@ -113,13 +58,13 @@ fn roles_in_separate_processes_serve_tasks_and_survive_a_dead_worker() {
     let with_scenario = ["--scenario", scenario.to_str().unwrap()];
 
     let gateway_log = dir.path().join("gateway.log");
-    let gateway = start_logging(
+    let gateway = start_role(
         "gateway",
         &peers,
         &["--port", "0", "--rate-limit", "tasks=off", "--scenario", scenario.to_str().unwrap()],
         Stdio::from(std::fs::File::create(&gateway_log).unwrap()),
     );
-    let url = gateway.first_line.trim().strip_prefix("seedcore listening on ").unwrap().to_string();
+    let url = gateway.url();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     // Nothing behind the gateway yet.
@@ -187,6 +132,28 @@ fn roles_need_peers_and_peers_need_roles() {
         (vec!["--role", "boss", "--peers", peers], "expected all, gateway"),
         (vec!["--role", "state", "--peers", "state=127.0.0.1:2"], "coordinator"),
         (vec!["--role", "fast-1", "--peers", peers, "--capture", "x.csv"], "the gateway's"),
+        (vec!["--role", "fast-1", "--peers", peers, "--tokens", "t"], "the gateway's"),
+        (
+            vec![
+                "--role",
+                "state",
+                "--peers",
+                "coordinator=10.0.0.1:1,state=127.0.0.1:2,fast-1=127.0.0.1:3,deep-1=127.0.0.1:4",
+            ],
+            "need mutual TLS",
+        ),
+        (
+            vec![
+                "--role",
+                "state",
+                "--peers",
+                "coordinator=localhost:1,state=state.seedcore:2,fast-1=127.0.0.1:3,deep-1=127.0.0.1:4",
+            ],
+            "need mutual TLS",
+        ),
+        (vec!["--role", "gateway", "--peers", peers, "--host", "0.0.0.0"], "give --tokens FILE"),
+        (vec!["--host", "0.0.0.0"], "give --tokens FILE"),
+        (vec!["--role", "state", "--peers", peers, "--tls-dir", "/nonexistent"], "/nonexistent/ca.pem"),
     ] {
         let (code, stderr) = serve(&args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");

@@ -71,3 +71,93 @@ mod sim {
         seedcore_sim::score::critical_failures(&report.results)
     }
 }
+
+#[cfg(not(madsim))]
+pub use deployment::*;
+
+/// A deployment of one role per process on loopback (`serve --role R --peers ...`).
+#[cfg(not(madsim))]
+mod deployment {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A scenario of quick backends without errors, so a deployment test takes seconds.
+    pub const QUICK_BACKENDS: &str = r#"
+name = "quick-backends"
+duration = "1m"
+[workload]
+source = "generated"
+rate_per_s = 1.0
+[backend.fast]
+median_ms = 5.0
+p99_ms = 20.0
+error_rate = 0.0
+[backend.deep]
+median_ms = 100.0
+p99_ms = 300.0
+error_rate = 0.0
+"#;
+
+    /// A role's process, killed on drop.
+    pub struct Proc {
+        pub child: Child,
+        /// What it printed first: `seedcore ROLE listening on ...`.
+        pub first_line: String,
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Proc {
+        /// Sends a signal (`TERM`, `STOP`, `CONT`, `KILL`) to the process.
+        pub fn signal(&self, name: &str) {
+            let sent = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -{name}");
+        }
+
+        /// The gateway's URL, from its first line.
+        pub fn url(&self) -> String {
+            self.first_line.trim().strip_prefix("seedcore listening on ").expect("a gateway's first line").to_string()
+        }
+    }
+
+    /// Starts `serve --role ROLE --peers PEERS EXTRA...`, its stderr to `stderr`, and waits
+    /// for its first line.
+    pub fn start_role(role: &str, peers: &str, extra: &[&str], stderr: Stdio) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seedcore"))
+            .args(["serve", "--role", role, "--peers", peers])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("serve starts");
+        let mut first_line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first_line).unwrap();
+        assert!(first_line.contains("listening on"), "{role}: {first_line:?}");
+        Proc { child, first_line }
+    }
+
+    /// Ports free on loopback now.
+    pub fn free_ports(n: usize) -> Vec<u16> {
+        let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    }
+
+    /// Polls `/readyz` until it gives `want`, for at most `seconds`; returns the last body.
+    pub async fn readyz_until(client: &reqwest::Client, url: &str, want: u16, seconds: u64) -> serde_json::Value {
+        for _ in 0..seconds * 10 {
+            if let Ok(response) = client.get(format!("{url}/readyz")).send().await {
+                if response.status().as_u16() == want {
+                    return response.json().await.unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("/readyz never answered {want} in {seconds} s");
+    }
+}

@@ -32,8 +32,14 @@ pub struct CaptureConfig {
 }
 
 /// The decision columns of a row: status, path, the router's reason (or the rejection's),
-/// the valve's sequence number (empty when the valve did not see the task) and latency.
-pub fn decision_fields(outcome: &Outcome, reason: Option<&str>, valve_seq: Option<u64>) -> String {
+/// the valve's sequence number (empty when the valve did not see the task), latency, and
+/// the caller's token name (empty without authentication; names need no quoting).
+pub fn decision_fields(
+    outcome: &Outcome,
+    reason: Option<&str>,
+    valve_seq: Option<u64>,
+    client: Option<&str>,
+) -> String {
     let (status, path, reason, latency) = match outcome {
         Outcome::Completed { path, latency_ms, .. } => {
             ("completed", path.as_str(), reason.unwrap_or(""), latency_ms.to_string())
@@ -42,7 +48,7 @@ pub fn decision_fields(outcome: &Outcome, reason: Option<&str>, valve_seq: Optio
         Outcome::Rejected { reason } => ("rejected", "", reason.as_str(), String::new()),
     };
     let seq = valve_seq.map(|s| s.to_string()).unwrap_or_default();
-    format!("{status},{path},{reason},{seq},{latency}")
+    format!("{status},{path},{reason},{seq},{latency},{}", client.unwrap_or(""))
 }
 
 /// The header line of a capture file.
@@ -200,22 +206,29 @@ mod tests {
             tokens_out: 20,
             cache_hit: false,
         };
-        let row_len = format!("{},{}\n", task(1).csv_row(), decision_fields(&completed, Some("fast"), Some(1))).len();
+        let row_len =
+            format!("{},{}\n", task(1).csv_row(), decision_fields(&completed, Some("fast"), Some(1), Some("loader")))
+                .len();
         let config = CaptureConfig {
             path: path.clone(),
             max_bytes: header_len + 2 * row_len as u64,
             flush: Duration::from_millis(10),
         };
         let capture = Capture::start(config.clone()).unwrap();
-        capture.record(&task(1), &decision_fields(&completed, Some("fast"), Some(1)));
-        capture.record(&task(2), &decision_fields(&completed, Some("fast"), Some(2)));
-        capture
-            .record(&task(3), &decision_fields(&Outcome::Rejected { reason: RejectReason::DailyBudget }, None, None));
+        capture.record(&task(1), &decision_fields(&completed, Some("fast"), Some(1), Some("loader")));
+        capture.record(&task(2), &decision_fields(&completed, Some("fast"), Some(2), None));
+        capture.record(
+            &task(3),
+            &decision_fields(&Outcome::Rejected { reason: RejectReason::DailyBudget }, None, None, None),
+        );
         assert_eq!(capture.close(), (2, 1), "the third row is past the bound");
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], header());
-        assert_eq!(lines[1], "1,1700000000001,chat,guest,0.125,5,medium,false,100,20,9,completed,fast,fast,1,81");
+        assert_eq!(
+            lines[1],
+            "1,1700000000001,chat,guest,0.125,5,medium,false,100,20,9,completed,fast,fast,1,81,loader"
+        );
         assert_eq!(lines.len(), 3);
         assert!(Capture::start(config).is_err(), "an existing capture is never overwritten");
         std::fs::remove_dir_all(dir).unwrap();

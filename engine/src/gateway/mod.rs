@@ -2,31 +2,35 @@
 //! nodes, with per-endpoint rate limits, `/metrics`, health probes and capture.
 //!
 //! The gateway is a client of the engine like any other: every request becomes an RPC to
-//! the coordinator or the state node over `madsim::net` (TCP), so it serves one process
-//! with every role or a deployment with one role per process alike, and the engine itself
-//! is not forked for it.
+//! the coordinator or the state node (gRPC, with the gateway's client certificate when the
+//! roles use mutual TLS), so it serves one process with every role or a deployment with
+//! one role per process alike, and the engine itself is not forked for it.
 //!
 //! Status codes: 200 for an answer (a task that was rejected by the governor or failed on
-//! its backend is an answer, with its outcome); 400 for a bad request, naming the field;
+//! its backend is an answer, with its outcome); 401 without a valid bearer token and 403
+//! for a token without the endpoint's scope, when tokens are configured (`auth`); 400 for
+//! a bad request, naming the field;
 //! 404 and 405 for an unknown route or method; 429 over a rate limit and 503 when the
 //! coordinator is halted, overloaded or draining, both with `Retry-After`; 503 when the
 //! engine cannot be reached and 504 when it does not answer in time. Never 500.
 
 pub mod api;
+pub mod auth;
 pub mod capture;
 pub mod limits;
 pub mod metrics;
 
 use crate::config::EngineConfig;
 use crate::memory::Tier;
-use crate::peers::Peers;
+use crate::peers::{Peers, Security};
 use crate::router::Reason;
 use crate::rpc::{
-    Addresses, CoordinatorStatus, Decided, Routed, StateQuery, StateSnapshot, StatusQuery, SubmitTask, Submitted,
-    Tier25Answer, Tier25Retrieve, Tier25Store, Validate,
+    Addresses, CoordinatorStatus, Decided, Method, PeerAddr, Routed, StateQuery, StateSnapshot, StatusQuery,
+    SubmitTask, Submitted, Tier25Answer, Tier25Retrieve, Tier25Store, Validate,
 };
 use crate::task::{Outcome, RejectReason, Task};
 use api::ApiError;
+use auth::{Caller, Refusal, Scope, Tokens};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -36,11 +40,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use capture::{Capture, CaptureConfig};
 use limits::{Api, Limiters, Limits};
-use madsim::net::rpc::Request;
 use metrics::Metrics;
 use serde_json::{json, Value};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,18 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct GatewayConfig {
     pub limits: Limits,
     pub capture: Option<CaptureConfig>,
+    /// The bearer tokens every endpoint but the probes requires; `None`: no authentication
+    /// (a gateway on loopback only).
+    pub tokens: Option<Tokens>,
+    /// `/metrics` needs a `read` token (otherwise it is open, as the probes are).
+    pub metrics_need_read: bool,
+}
+
+impl GatewayConfig {
+    /// No authentication, no capture, the default limits.
+    pub fn open(limits: Limits) -> GatewayConfig {
+        GatewayConfig { limits, capture: None, tokens: None, metrics_need_read: false }
+    }
 }
 
 /// The running gateway's state, shared by its handlers.
@@ -64,6 +78,8 @@ pub struct Gateway {
     limiters: Limiters,
     metrics: Metrics,
     capture: Option<Capture>,
+    tokens: Option<Tokens>,
+    metrics_need_read: bool,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -115,13 +131,15 @@ fn decision_json(decision: Option<&Decided>) -> Value {
 }
 
 impl Gateway {
-    /// A gateway for the engine at `addresses`, with its own RPC endpoint.
+    /// A gateway for the engine at `addresses`, calling it as `security` allows (the
+    /// gateway's client certificate, with mutual TLS).
     pub async fn new(
         engine: Arc<EngineConfig>,
         addresses: Addresses,
         config: GatewayConfig,
+        security: &Security,
     ) -> std::io::Result<Arc<Gateway>> {
-        let peers = Peers::client(Peers::local_ip_toward(addresses.coordinator)).await?;
+        let peers = Peers::client(security);
         let capture = config.capture.map(Capture::start).transpose()?;
         Ok(Arc::new(Gateway {
             engine,
@@ -130,6 +148,8 @@ impl Gateway {
             limiters: Limiters::new(&config.limits),
             metrics: Metrics::new(),
             capture,
+            tokens: config.tokens,
+            metrics_need_read: config.metrics_need_read,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }))
@@ -151,10 +171,10 @@ impl Gateway {
     }
 
     /// One RPC to an engine node: a node that does not answer in time is 504, one that
-    /// cannot be reached 503 (`Peers` keeps madsim's live panics out of the gateway).
-    async fn call<R>(&self, dst: SocketAddr, request: R, timeout: Duration) -> Result<R::Response, ApiError>
+    /// cannot be reached 503.
+    async fn call<R>(&self, dst: &PeerAddr, request: R, timeout: Duration) -> Result<R::Response, ApiError>
     where
-        R: Request,
+        R: Method,
     {
         match self.peers.call(dst, request, timeout).await {
             Ok(response) => Ok(response),
@@ -176,11 +196,11 @@ impl Gateway {
     }
 
     async fn status(&self) -> Result<CoordinatorStatus, ApiError> {
-        self.call(self.addresses.coordinator, StatusQuery { at_ms: now_unix_ms() }, QUERY_TIMEOUT).await
+        self.call(&self.addresses.coordinator, StatusQuery { at_ms: now_unix_ms() }, QUERY_TIMEOUT).await
     }
 
     async fn state(&self) -> Result<StateSnapshot, ApiError> {
-        self.call(self.addresses.state, StateQuery { now_ms: now_unix_ms() }, QUERY_TIMEOUT).await
+        self.call(&self.addresses.state, StateQuery { now_ms: now_unix_ms() }, QUERY_TIMEOUT).await
     }
 
     /// The longest a task may take: the worst case of dispatch, twice (a resubmission waits
@@ -220,13 +240,58 @@ pub async fn serve(
     axum::serve(listener, router(gateway)).with_graceful_shutdown(shutdown).await
 }
 
-/// Rate limit, then the handler; every answer is counted.
+/// What an endpoint needs of a caller when tokens are configured: nothing (the probes,
+/// and `/metrics` unless it needs `read`), a scope, or any valid token (an unknown path).
+fn access(api: Option<Api>, metrics_need_read: bool) -> Option<Option<Scope>> {
+    match api {
+        Some(Api::Healthz | Api::Readyz) => None,
+        Some(Api::Metrics) => metrics_need_read.then_some(Some(Scope::Read)),
+        Some(Api::Tasks | Api::Route) => Some(Some(Scope::Submit)),
+        Some(Api::Status | Api::State | Api::Energy | Api::Tier25Retrieve) => Some(Some(Scope::Read)),
+        Some(Api::Validate | Api::Tier25Store) => Some(Some(Scope::Operate)),
+        None => Some(None),
+    }
+}
+
+/// 401 or 403, with the JSON error body; the token's name (never the token) is logged.
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthenticated(why) => {
+            tracing::debug!(why, "request refused: 401");
+            let mut response = ApiError::new(401, why).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Refusal::Forbidden { name, needs } => {
+            tracing::warn!(token = %name, scope = needs.as_str(), "request refused: 403");
+            ApiError::new(403, format!("the token {name:?} lacks the {} scope this endpoint needs", needs.as_str()))
+                .into_response()
+        }
+    }
+}
+
+/// Authentication, then the rate limit, then the handler; every answer is counted. The
+/// caller goes to the handler as an extension.
 #[allow(clippy::disallowed_types, clippy::disallowed_methods, reason = "live only: HTTP latency on the wall clock")]
-async fn guard(State(gateway): State<Arc<Gateway>>, request: axum::extract::Request, next: Next) -> Response {
+async fn guard(State(gateway): State<Arc<Gateway>>, mut request: axum::extract::Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let api = Api::of_path(request.uri().path());
-    let limited = api.map_or(Ok(()), |api| gateway.limiters.check(api));
-    let response = match limited {
+    // Authentication comes before the limiter: an unauthenticated flood spends no
+    // caller's budget.
+    if let (Some(tokens), Some(needs)) = (&gateway.tokens, access(api, gateway.metrics_need_read)) {
+        let header = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+        match tokens.authorize(header, needs) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+            }
+            Err(refusal) => {
+                let response = refused(refusal);
+                gateway.metrics.request(api, response.status().as_u16(), started.elapsed());
+                return response;
+            }
+        }
+    }
+    let response = match api.map_or(Ok(()), |api| gateway.limiters.check(api)) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -244,16 +309,21 @@ async fn guard(State(gateway): State<Arc<Gateway>>, request: axum::extract::Requ
     response
 }
 
-async fn tasks(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, ApiError> {
+async fn tasks(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     gateway.accepting()?;
     let (task, named) = api::task(&body, now_unix_ms())?;
     let request = SubmitTask { task: task.clone(), assign_id: !named };
     let Submitted { task_id, decision, outcome, fresh } =
-        gateway.call(gateway.addresses.coordinator, request, gateway.task_timeout()).await?;
+        gateway.call(&gateway.addresses.coordinator, request, gateway.task_timeout()).await?;
     let task = Task { task_id, ..task };
     if let (true, Some(capture)) = (fresh, &gateway.capture) {
         let reason = decision.map(|d| d.reason.as_str());
-        capture.record(&task, &capture::decision_fields(&outcome, reason, decision.map(|d| d.valve_seq)));
+        let client = caller.as_ref().map(|c| c.name.as_str());
+        capture.record(&task, &capture::decision_fields(&outcome, reason, decision.map(|d| d.valve_seq), client));
     }
     if let Outcome::Completed { path, latency_ms, .. } = outcome {
         gateway.metrics.task(path, latency_ms);
@@ -288,7 +358,7 @@ fn halted(task: Option<Value>) -> ApiError {
 async fn route(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, ApiError> {
     gateway.accepting()?;
     let (task, _) = api::task(&body, now_unix_ms())?;
-    let routed: Routed = gateway.call(gateway.addresses.coordinator, crate::rpc::Route(task), QUERY_TIMEOUT).await?;
+    let routed: Routed = gateway.call(&gateway.addresses.coordinator, crate::rpc::Route(task), QUERY_TIMEOUT).await?;
     if routed.halted {
         return Err(halted(None));
     }
@@ -397,14 +467,14 @@ async fn tier25_store(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Resul
     gateway.accepting()?;
     let (signature, kind, tokens_out) = api::tier25_store(&body)?;
     let request = Tier25Store { signature, kind, tokens_out, now_ms: now_unix_ms() };
-    let entries = gateway.call(gateway.addresses.state, request, QUERY_TIMEOUT).await?;
+    let entries = gateway.call(&gateway.addresses.state, request, QUERY_TIMEOUT).await?;
     Ok(ok(json!({"stored": true, "signature": signature, "entries": entries})))
 }
 
 async fn tier25_retrieve(State(gateway): State<Arc<Gateway>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let signature = api::tier25_retrieve(query.as_deref())?;
     let request = Tier25Retrieve { signature, now_ms: now_unix_ms() };
-    let answer = gateway.call(gateway.addresses.state, request, QUERY_TIMEOUT).await?;
+    let answer = gateway.call(&gateway.addresses.state, request, QUERY_TIMEOUT).await?;
     Ok(ok(match answer {
         Tier25Answer::Hit { kind, tokens_out, age_ms } => {
             json!({"hit": true, "signature": signature, "kind": kind.as_str(), "tokens_out": tokens_out, "age_ms": age_ms})
@@ -418,7 +488,7 @@ async fn tier25_retrieve(State(gateway): State<Arc<Gateway>>, RawQuery(query): R
 
 async fn validate(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Result<Response, ApiError> {
     let proposal = api::proposal(&body, gateway.engine.organism.agents)?;
-    let verdict = gateway.call(gateway.addresses.state, Validate(proposal), QUERY_TIMEOUT).await?;
+    let verdict = gateway.call(&gateway.addresses.state, Validate(proposal), QUERY_TIMEOUT).await?;
     Ok(ok(json!({
         "allowed": verdict.allowed,
         "l_tot_before": verdict.l_tot_before,
@@ -454,7 +524,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<Response, ApiErro
     // Every worker answers too (live, each may be a process of its own).
     for path in [crate::task::Path::Fast, crate::task::Path::Deep] {
         for (i, worker) in gateway.addresses.workers(path).iter().enumerate() {
-            gateway.call(*worker, crate::rpc::Ping, QUERY_TIMEOUT).await.map_err(|e| {
+            gateway.call(worker, crate::rpc::Ping, QUERY_TIMEOUT).await.map_err(|e| {
                 unavailable(format!("worker {}-{} ({worker}) is not up: {}", path.as_str(), i + 1, e.error), 1)
             })?;
         }

@@ -14,6 +14,7 @@ use crate::ledger::{LedgerWriter, Receipt};
 use crate::memory::{StoreIndex, Tier};
 use crate::organism::features;
 use crate::peers::Peers;
+use crate::peers::Server;
 use crate::probe::{
     ppm, AlertSignal, AttemptSignal, DecisionSignal, LedgerSignal, NodeSignal, OutcomeSignal, ScaleSignal, Signal,
 };
@@ -25,7 +26,6 @@ use crate::rpc::{
 use crate::task::{Authority, Outcome, Path, RejectReason, Status, Task};
 use crate::tokens::TokenForecast;
 use crate::valve::{Valve, ValveStep};
-use madsim::net::Endpoint;
 use madsim::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -233,9 +233,9 @@ fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
     }
 }
 
-/// Starts the coordinator on `endpoint`: recovers the ledger, then serves `Submit` (and
+/// Starts the coordinator on `server`: recovers the ledger, then serves `Submit` (and
 /// the gateway's `SubmitTask`, `Route` and `Status`).
-pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Result<CoordinatorHandle, NodeError> {
+pub async fn start_coordinator(server: Server, context: NodeContext) -> Result<CoordinatorHandle, NodeError> {
     let config = context.config.clone();
     let mut core = Core {
         valve: Valve::new(config.valve.clone()),
@@ -308,8 +308,7 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
             None
         }
     };
-    let addr = context.addresses.coordinator;
-    let peers = Peers::new(&endpoint).await.map_err(|source| NodeError::Bind { addr, source })?;
+    let peers = Peers::new(&server);
     let coordinator = Arc::new(Coordinator {
         context,
         peers,
@@ -320,14 +319,14 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
         batch_full: tokio::sync::Notify::new(),
         ledger: tokio::sync::Mutex::new(ledger),
     });
-    let server = coordinator.clone();
-    endpoint.add_rpc_handler(move |Submit(task)| {
-        let coordinator = server.clone();
+    let serving = coordinator.clone();
+    server.add(move |Submit(task)| {
+        let coordinator = serving.clone();
         async move { coordinator.run(task).await.outcome }
     });
-    let server = coordinator.clone();
-    endpoint.add_rpc_handler(move |SubmitTask { mut task, assign_id }| {
-        let coordinator = server.clone();
+    let serving = coordinator.clone();
+    server.add(move |SubmitTask { mut task, assign_id }| {
+        let coordinator = serving.clone();
         async move {
             if assign_id {
                 let mut core = coordinator.lock();
@@ -339,14 +338,14 @@ pub async fn start_coordinator(endpoint: Endpoint, context: NodeContext) -> Resu
             Submitted { task_id, decision, outcome, fresh }
         }
     });
-    let server = coordinator.clone();
-    endpoint.add_rpc_handler(move |Route(task)| {
-        let routed = server.route(&task);
+    let serving = coordinator.clone();
+    server.add(move |Route(task)| {
+        let routed = serving.route(&task);
         async move { routed }
     });
-    let server = coordinator.clone();
-    endpoint.add_rpc_handler(move |StatusQuery { at_ms }| {
-        let status = server.status(at_ms);
+    let serving = coordinator.clone();
+    server.add(move |StatusQuery { at_ms }| {
+        let status = serving.status(at_ms);
         async move { status }
     });
     let ticker = coordinator.clone();
@@ -730,7 +729,7 @@ impl Coordinator {
             let found = if may_hit {
                 let pending = std::mem::take(&mut self.lock().outbox);
                 let lookup = Lookup { signature: task.signature, kind: task.kind, now_ms, pending };
-                let looked = self.peers.call(addresses.state, lookup, state_timeout).await.ok();
+                let looked = self.peers.call(&addresses.state, lookup, state_timeout).await.ok();
                 if let Some(completed) = looked.and_then(|l| l.completed) {
                     self.lock().state_change = completed.state_change;
                 }
@@ -789,7 +788,7 @@ impl Coordinator {
                 replica
             };
             previous = Some(replica);
-            let worker = workers[replica];
+            let worker = &workers[replica];
             details.attempts += 1;
             let request = Execute {
                 task_id: task.task_id,
@@ -913,7 +912,7 @@ impl Coordinator {
             return;
         }
         let timeout = Duration::from_millis(self.context.config.dispatch.state_timeout_ms);
-        if let Ok(Some(completed)) = self.peers.call(self.context.addresses.state, CompleteBatch(batch), timeout).await
+        if let Ok(Some(completed)) = self.peers.call(&self.context.addresses.state, CompleteBatch(batch), timeout).await
         {
             self.lock().state_change = completed.state_change;
         }

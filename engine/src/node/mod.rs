@@ -1,4 +1,4 @@
-//! The engine's roles (SPEC 2.3). Each `start_*` takes a bound endpoint, registers its RPC
+//! The engine's roles (SPEC 2.3). Each `start_*` takes a bound `Server`, registers its RPC
 //! handlers and background tasks, and returns; the node keeps serving for as long as its
 //! tasks live (forever live, until killed in the simulator).
 

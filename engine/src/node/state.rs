@@ -6,6 +6,7 @@
 use super::NodeContext;
 use crate::memory::{Flashbulb, MemoryFabric, Tier25Lookup};
 use crate::organism::{Bounds, Organism, Promotion};
+use crate::peers::Server;
 use crate::probe::{
     ppm, ContractionSignal, EnergySignal, FlashbulbSignal, LTotSignal, MaskSignal, NodeSignal, PromotionRefusedSignal,
     Signal,
@@ -14,7 +15,6 @@ use crate::rpc::{
     Complete, CompleteBatch, Completed, Found, Looked, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot,
     Tier25Answer, Tier25Retrieve, Tier25Store, Validate, Validated,
 };
-use madsim::net::Endpoint;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,18 +134,18 @@ fn emit_promotion(context: &NodeContext, core: &StateCore, promotion: &Promotion
     context.emit(energy_signal(core, cause));
 }
 
-/// Starts the state node on `endpoint`.
-pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
+/// Starts the state node on `server`.
+pub async fn start_state(server: Server, context: NodeContext) {
     let organism = Organism::new(context.config.organism.clone());
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "state".into() }));
     context.emit(l_tot_signal(organism.bounds(), "init"));
     let core = StateCore { organism, memory: MemoryFabric::new(context.config.memory.clone()) };
     context.emit(energy_signal(&core, "init"));
     let core = Arc::new(Mutex::new(core));
-    register_queries(&endpoint, &core);
+    register_queries(&server, &core);
     let lookup_core = core.clone();
     let lookup_context = context.clone();
-    endpoint.add_rpc_handler(move |request: Lookup| {
+    server.add(move |request: Lookup| {
         // The pending completions first, then the fabric answers as of the request; the
         // answer leaves after the latency of every tier it asked.
         let mut core = lookup_core.lock().expect("state lock is never poisoned");
@@ -159,7 +159,7 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
     });
     let promote_core = core.clone();
     let promote_context = context.clone();
-    endpoint.add_rpc_handler(move |request: Promote| {
+    server.add(move |request: Promote| {
         let core = promote_core.clone();
         let context = promote_context.clone();
         async move {
@@ -169,7 +169,7 @@ pub async fn start_state(endpoint: Endpoint, context: NodeContext) {
             Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() && !promotion.refused }
         }
     });
-    endpoint.add_rpc_handler(move |CompleteBatch(batch)| {
+    server.add(move |CompleteBatch(batch)| {
         let completed = apply_all(&mut core.lock().expect("state lock is never poisoned"), &context, &batch);
         async move { completed }
     });
@@ -213,27 +213,27 @@ fn apply(core: &mut StateCore, context: &NodeContext, request: &Complete) -> Com
 }
 
 /// The read-only and trial requests of the gateway: snapshot, GraphMask validation, M2.5.
-fn register_queries(endpoint: &Endpoint, core: &Arc<Mutex<StateCore>>) {
+fn register_queries(server: &Server, core: &Arc<Mutex<StateCore>>) {
     let lock = |core: &Arc<Mutex<StateCore>>| core.lock().expect("state lock is never poisoned").snapshot();
     let snapshot_core = core.clone();
-    endpoint.add_rpc_handler(move |_: StateQuery| {
+    server.add(move |_: StateQuery| {
         let snapshot = lock(&snapshot_core);
         async move { snapshot }
     });
     let validate_core = core.clone();
-    endpoint.add_rpc_handler(move |Validate(proposal)| {
+    server.add(move |Validate(proposal)| {
         let verdict = validate_core.lock().expect("state lock is never poisoned").validate(&proposal);
         async move { verdict }
     });
     let store_core = core.clone();
-    endpoint.add_rpc_handler(move |request: Tier25Store| {
+    server.add(move |request: Tier25Store| {
         let mut core = store_core.lock().expect("state lock is never poisoned");
         core.memory.store_m25(request.signature, request.kind, request.tokens_out, request.now_ms);
         let held = core.memory.fill()[1].entries;
         async move { held }
     });
     let retrieve_core = core.clone();
-    endpoint.add_rpc_handler(move |request: Tier25Retrieve| {
+    server.add(move |request: Tier25Retrieve| {
         let found = retrieve_core
             .lock()
             .expect("state lock is never poisoned")

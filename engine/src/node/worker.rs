@@ -4,10 +4,10 @@
 use super::NodeContext;
 use crate::backend::SimulatedBackend;
 use crate::conditions::BackendWeather;
+use crate::peers::Server;
 use crate::probe::{NodeSignal, Signal};
 use crate::rpc::{Execute, Executed};
 use crate::task::Path;
-use madsim::net::Endpoint;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -41,17 +41,17 @@ fn shed(received: madsim::time::Instant, timeout: Duration) -> Option<Executed> 
     })
 }
 
-/// Starts a worker of `path` on `endpoint`.
-pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) {
+/// Starts a worker of `path` on `server`.
+pub async fn start_worker(server: Server, context: NodeContext, path: Path) {
     #[cfg(not(madsim))]
     if let Some(openai) = &context.config.openai {
-        return start_openai_worker(endpoint, &context, path, openai);
+        return start_openai_worker(server, &context, path, openai);
     }
     let backend = Arc::new(SimulatedBackend::new(&context.config.backend, path));
     let slots = slots(context.config.as_ref(), path);
     let conditions = context.conditions.clone();
     let timeout = Duration::from_millis(context.config.dispatch.timeout_ms(path));
-    endpoint.add_rpc_handler(move |request: Execute| {
+    server.add(move |request: Execute| {
         let backend = backend.clone();
         let slots = slots.clone();
         let conditions = conditions.clone();
@@ -66,21 +66,21 @@ pub async fn start_worker(endpoint: Endpoint, context: NodeContext, path: Path) 
             Executed { result, latency_ms }
         }
     });
-    answer_pings(&endpoint, &context.name);
+    answer_pings(&server, &context.name);
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
 }
 
 /// A worker whose backend is an OpenAI-compatible endpoint (live only), with the same
 /// bounded concurrency.
 #[cfg(not(madsim))]
-fn start_openai_worker(endpoint: Endpoint, context: &NodeContext, path: Path, openai: &crate::config::OpenAiConfig) {
+fn start_openai_worker(server: Server, context: &NodeContext, path: Path, openai: &crate::config::OpenAiConfig) {
     let timeout = Duration::from_millis(context.config.dispatch.timeout_ms(path));
     let backend = match crate::openai::OpenAiBackend::new(openai, path, timeout) {
         Ok(b) => Arc::new(b),
         Err(error) => {
             // The client cannot be built (no TLS backend, say): every attempt says why.
             tracing::error!(%error, "the OpenAI-compatible backend is unusable");
-            endpoint.add_rpc_handler(move |_: Execute| {
+            server.add(move |_: Execute| {
                 let error = error.clone();
                 async move { Executed { result: Err(error), latency_ms: 0 } }
             });
@@ -88,7 +88,7 @@ fn start_openai_worker(endpoint: Endpoint, context: &NodeContext, path: Path, op
         }
     };
     let slots = slots(context.config.as_ref(), path);
-    endpoint.add_rpc_handler(move |request: Execute| {
+    server.add(move |request: Execute| {
         let backend = backend.clone();
         let slots = slots.clone();
         let received = madsim::time::Instant::now();
@@ -100,21 +100,21 @@ fn start_openai_worker(endpoint: Endpoint, context: &NodeContext, path: Path, op
             backend.call(&request).await
         }
     });
-    answer_pings(&endpoint, &context.name);
+    answer_pings(&server, &context.name);
     context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
 }
 
 /// Live, a worker answers `Ping` (a gateway in another process waits for it); the
 /// simulator's workers have no such handler, so a run's schedule is as before.
-fn answer_pings(endpoint: &Endpoint, name: &str) {
+fn answer_pings(server: &Server, name: &str) {
     #[cfg(not(madsim))]
     {
         let name = name.to_string();
-        endpoint.add_rpc_handler(move |_: crate::rpc::Ping| {
+        server.add(move |_: crate::rpc::Ping| {
             let name = name.clone();
             async move { name }
         });
     }
     #[cfg(madsim)]
-    let _ = (endpoint, name);
+    let _ = (server, name);
 }
