@@ -14,6 +14,15 @@ pub fn init(format: &str, default: &str) {
     let filter = asked.unwrap_or_else(|| EnvFilter::new(default));
     let spans =
         filter::filter_fn(move |meta| keep_simulator_spans || !(meta.is_span() && meta.target().starts_with("madsim")));
+    // The level filter's most verbose level caps this one too, so `tracing`'s global
+    // level is it: a span or event below it (h2's and hyper's trace spans on every
+    // request, tonic's) costs a level comparison, not the registry's span bookkeeping. A
+    // filter without that hint made every trace span of the live transport a registry
+    // entry: a third of the gateway's CPU on /ocps/route.
+    let spans = match filter.max_level_hint() {
+        Some(level) => spans.with_max_level_hint(level),
+        None => spans,
+    };
     // Colours only on a terminal: a log file or a collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
