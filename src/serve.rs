@@ -87,7 +87,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "simulated", value_parser = ["simulated", "openai"])]
     backend: String,
     /// With `--backend openai`: the endpoint's base URL, up to the API version
-    /// (`/chat/completions` is added). Plain HTTP: this build has no TLS.
+    /// (`/chat/completions` is added). Plain HTTP: the OpenAI client has no TLS.
     #[arg(long, default_value = "http://127.0.0.1:8000/v1")]
     openai_url: String,
     /// With `--backend openai`: the model the workers ask for.
@@ -187,7 +187,7 @@ mod live {
         let url = args.openai_url.trim_end_matches('/');
         if !url.starts_with("http://") {
             return Err(usage(format!(
-                "--openai-url {url}: give an http:// URL (this build has no TLS; put a TLS-terminating proxy on \
+                "--openai-url {url}: give an http:// URL (the OpenAI client has no TLS; put a TLS-terminating proxy on \
                  loopback in front of an https endpoint)"
             )));
         }

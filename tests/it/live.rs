@@ -1,4 +1,4 @@
-//! The live build runs the same engine code over real TCP on loopback: every role in one
+//! The live build runs the same engine code over gRPC on loopback: every role in one
 //! process, tasks submitted through the engine's client, outcomes back, and a ledger on
 //! disk that verifies. Bounded: 24 tasks with a fast simulated backend.
 
