@@ -340,6 +340,18 @@ mod live {
         stopped_by: &'static str,
     }
 
+    /// The `Authorization` header for the bearer token in the environment variable `name`
+    /// (none when it is unset or empty), marked sensitive so it is never printed.
+    fn authorization(name: &str) -> Result<Option<reqwest::header::HeaderValue>, Failure> {
+        let Some(token) = std::env::var(name).ok().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| usage(format!("${name}: not a token (it has characters a header cannot carry)")))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
     async fn send(args: &LoadArgs, target: reqwest::Url, tasks: Vec<Task>) -> Result<Summary, Failure> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(args.timeout))
@@ -348,17 +360,7 @@ mod live {
             .build()
             .map_err(|e| (exit::RUNTIME, format!("cannot build the HTTP client: {e}")))?;
         let tally = Arc::new(Mutex::new(Tally::new()));
-        let token = std::env::var(&args.token_env).ok().filter(|t| !t.is_empty());
-        let authorization = match token {
-            Some(token) => {
-                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    usage(format!("${}: not a token (it has characters a header cannot carry)", args.token_env))
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
+        let authorization = authorization(&args.token_env)?;
         let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
         let progress = crate::progress::bar(tasks.len() as u64, "requests");
         let started = Instant::now();

@@ -188,12 +188,10 @@ async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, 
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
-#[test]
-fn a_deployment_with_mutual_tls_and_tokens_survives_strangers_stops_and_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path();
-    let tls = path.join("tls");
-    seedcore(&["certs", tls.to_str().unwrap(), "--fast", "2", "--deep", "1"]);
+/// The deployment's files: certificates, two tokens (submit, read), a ledger key, the
+/// scenario; ports on loopback for every engine role.
+fn prepare(path: &Path) -> (Deployment, String, String) {
+    seedcore(&["certs", path.join("tls").to_str().unwrap(), "--fast", "2", "--deep", "1"]);
     let tokens = path.join("tokens");
     let submit = token(&tokens, "loader", "submit");
     let read = token(&tokens, "watcher", "read");
@@ -205,149 +203,158 @@ fn a_deployment_with_mutual_tls_and_tokens_survives_strangers_stops_and_restarts
     let deployment = Deployment {
         dir: path.to_path_buf(),
         peers: peers.join(","),
-        ports: ports.clone(),
+        ports,
         scenario: path.join("scenario.toml").to_str().unwrap().to_string(),
         key: key.to_str().unwrap().to_string(),
         ledger: path.join("ledger").to_str().unwrap().to_string(),
     };
-    let mut roles: BTreeMap<&str, Proc> = ROLES.iter().map(|r| (*r, deployment.start(r))).collect();
-    let gateway_log = std::fs::File::create(path.join("gateway.log")).unwrap();
-    let gateway_args = [
-        "--port",
-        "0",
-        "--rate-limit",
-        "tasks=off",
-        "--scenario",
-        &deployment.scenario,
-        "--tls-dir",
-        tls.to_str().unwrap(),
-        "--tokens",
-        tokens.to_str().unwrap(),
-    ];
-    let gateway = start_role("gateway", &deployment.peers, &gateway_args, Stdio::from(gateway_log));
-    let url = gateway.url();
-    let gateway_port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    (deployment, submit, read)
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    runtime.block_on(async {
-        readyz_until(&client, &url, 200, 20).await;
-        // Tokens: 401 without, 403 with the wrong scope, 200 with the right one.
-        let task = serde_json::json!({"kind": "query", "drift": 0.05, "tokens_in": 100, "tokens_out": 10});
-        let post = |token: Option<&str>| {
-            let mut request = client.post(format!("{url}/v1/tasks")).json(&task);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            request.send()
-        };
-        let unauthenticated = post(None).await.unwrap();
-        assert_eq!(unauthenticated.status().as_u16(), 401);
-        assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
-        let body: Value = unauthenticated.json().await.unwrap();
-        assert!(body["error"].as_str().unwrap().contains("bearer token"), "{body}");
-        let forbidden = post(Some(&read)).await.unwrap();
-        assert_eq!(forbidden.status().as_u16(), 403);
-        let body: Value = forbidden.json().await.unwrap();
-        assert!(body["error"].as_str().unwrap().contains("submit scope"), "{body}");
-        assert_eq!(post(Some(&submit)).await.unwrap().status().as_u16(), 200);
-        assert_eq!(get(&client, &format!("{url}/ocps/status"), Some(&submit)).await.0, 403);
-        assert_eq!(get(&client, &format!("{url}/ocps/status"), None).await.0, 401);
-        assert_eq!(get(&client, &format!("{url}/healthz"), None).await.0, 200);
-        // The ports answer roles with a certificate of the CA, and refuse a stranger without.
+impl Deployment {
+    /// The gateway, with the deployment's TLS and tokens.
+    fn start_gateway(&self) -> Proc {
+        let (tls, tokens) = (self.dir.join("tls"), self.dir.join("tokens"));
+        let args = [
+            "--port",
+            "0",
+            "--rate-limit",
+            "tasks=off",
+            "--scenario",
+            &self.scenario,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ];
+        let log = std::fs::File::create(self.dir.join("gateway.log")).unwrap();
+        start_role("gateway", &self.peers, &args, Stdio::from(log))
+    }
+
+    /// Every engine port answers a caller with a certificate of the CA.
+    async fn every_port_serves(&self) {
         for role in ROLES {
-            let port = deployment.port(role);
-            assert!(tls_exchange(port, &tls, Some("gateway")).await.is_ok_and(|n| n > 0), "{role} serves a role");
-            let refused = tls_exchange(port, &tls, None).await;
-            assert!(!refused.as_ref().is_ok_and(|n| *n > 0), "{role} served a client without a certificate");
+            let port = self.port(role);
+            let answered = tls_exchange(port, &self.dir.join("tls"), Some("gateway")).await;
+            assert!(answered.is_ok_and(|n| n > 0), "{role} serves a role");
         }
-    });
+    }
+}
 
-    // The load: a slice of the Azure hour at 40 requests a second, with the submit token.
-    let results = path.join("results.csv");
+/// Tokens: 401 without, 403 with the wrong scope, 200 with the right one; the ports refuse
+/// a stranger without a certificate.
+async fn tokens_and_certificates_hold(
+    client: &reqwest::Client,
+    url: &str,
+    deployment: &Deployment,
+    submit: &str,
+    read: &str,
+) {
+    let task = serde_json::json!({"kind": "query", "drift": 0.05, "tokens_in": 100, "tokens_out": 10});
+    let post = |token: Option<&str>| {
+        let mut request = client.post(format!("{url}/v1/tasks")).json(&task);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let unauthenticated = post(None).await.unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
+    let body: Value = unauthenticated.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("bearer token"), "{body}");
+    let forbidden = post(Some(read)).await.unwrap();
+    assert_eq!(forbidden.status().as_u16(), 403);
+    let body: Value = forbidden.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("submit scope"), "{body}");
+    assert_eq!(post(Some(submit)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get(client, &format!("{url}/ocps/status"), Some(submit)).await.0, 403);
+    assert_eq!(get(client, &format!("{url}/ocps/status"), None).await.0, 401);
+    assert_eq!(get(client, &format!("{url}/healthz"), None).await.0, 200);
+    deployment.every_port_serves().await;
+    for role in ROLES {
+        let refused = tls_exchange(deployment.port(role), &deployment.dir.join("tls"), None).await;
+        assert!(!refused.as_ref().is_ok_and(|n| *n > 0), "{role} served a client without a certificate");
+    }
+}
+
+/// `seedcore load`: a slice of the Azure hour at 40 requests a second with the submit
+/// token, one result line per request into `results`.
+fn start_load(url: &str, submit: &str, results: &Path) -> std::process::Child {
     let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/traces/azure-llm-conv-2023-11-16-1h.csv");
-    let load = Command::new(env!("CARGO_BIN_EXE_seedcore"))
+    Command::new(env!("CARGO_BIN_EXE_seedcore"))
         .arg("load")
         .arg(&trace)
-        .args(["--url", &url, "--rate", "40", "--max-requests", "600", "--max-seconds", "40", "--with-ids"])
+        .args(["--url", url, "--rate", "40", "--max-requests", "600", "--max-seconds", "40", "--with-ids"])
         .args(["--timeout", "30", "--results", results.to_str().unwrap()])
-        .env("SEEDCORE_TOKEN", &submit)
+        .env("SEEDCORE_TOKEN", submit)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
 
-    // Strangers at every port at once, while the load runs and the roles stop and restart.
-    let restarted = [deployment.port("coordinator"), deployment.port("fast-2")];
-    let strangers: Vec<_> = ports
-        .iter()
-        .copied()
-        .chain([gateway_port])
-        .map(|port| std::thread::spawn(move || abuse(port, restarted.contains(&port))))
-        .collect();
-    openssl_without_certificate(deployment.port("coordinator"), &tls);
+/// The day's spend the coordinator reports.
+async fn spent(client: &reqwest::Client, url: &str, read: &str) -> u64 {
+    let (status, body) = get(client, &format!("{url}/ocps/status"), Some(read)).await;
+    assert_eq!(status, 200, "{body}");
+    body["budget"]["spent_micro_usd"].as_u64().unwrap()
+}
 
-    // A worker stopped for three seconds: its calls time out and go to the other one.
+/// Stops fast-1 for three seconds (its calls time out and go to fast-2), kills and
+/// restarts fast-2, then the coordinator; returns the day's spend before and after the
+/// coordinator's restart.
+fn stop_kill_restart(
+    roles: &mut BTreeMap<&'static str, Proc>,
+    deployment: &Deployment,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    read: &str,
+) -> (u64, u64) {
     roles["fast-1"].signal("STOP");
     std::thread::sleep(Duration::from_secs(3));
     roles["fast-1"].signal("CONT");
-    // A worker killed and started again.
     roles.remove("fast-2");
     std::thread::sleep(Duration::from_millis(500));
     roles.insert("fast-2", deployment.start("fast-2"));
-
-    // The coordinator killed and started again: the day's spend survives in its ledger.
-    let spent = |client: &reqwest::Client| {
-        let url = format!("{url}/ocps/status");
-        let read = read.clone();
-        let client = client.clone();
-        async move {
-            let (status, body) = get(&client, &url, Some(&read)).await;
-            assert_eq!(status, 200, "{body}");
-            body["budget"]["spent_micro_usd"].as_u64().unwrap()
-        }
-    };
-    let before = runtime.block_on(spent(&client));
+    let before = runtime.block_on(spent(client, url, read));
     assert!(before > 0, "tasks were charged before the restart");
     roles.remove("coordinator");
     std::thread::sleep(Duration::from_millis(500));
     roles.insert("coordinator", deployment.start("coordinator"));
     let after = runtime.block_on(async {
-        readyz_until(&client, &url, 200, 30).await;
-        spent(&client).await
+        readyz_until(client, url, 200, 30).await;
+        spent(client, url, read).await
     });
     assert!(after >= before, "the restarted coordinator recovered the day's spend: {before} -> {after}");
+    (before, after)
+}
 
-    for stranger in strangers {
-        stranger.join().expect("every stranger was served or refused");
-    }
-    let output = load.wait_with_output().unwrap();
-    let summary = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.code().is_some_and(|c| c <= 1), "load: {summary}{}", String::from_utf8_lossy(&output.stderr));
-
-    // Every port still serves: the gateway's /readyz reaches every role over mutual TLS.
-    runtime.block_on(async {
-        readyz_until(&client, &url, 200, 20).await;
-        for role in ROLES {
-            let port = deployment.port(role);
-            assert!(tls_exchange(port, &tls, Some("gateway")).await.is_ok_and(|n| n > 0), "{role} still serves");
-        }
-    });
-
-    // Nothing but 200 and 503 (while the coordinator restarted) was answered.
-    let text = std::fs::read_to_string(&results).unwrap();
+/// Load's results: nothing but 200 and 503 (while the coordinator restarted); returns the
+/// ids of the tasks answered 200, and the count of each status.
+fn accepted_tasks(results: &Path, summary: &str) -> (Vec<u64>, BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(results).unwrap();
     let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for row in &rows {
-        *statuses.entry(row[1]).or_default() += 1;
+        *statuses.entry(row[1].to_string()).or_default() += 1;
     }
-    assert!(statuses.keys().all(|s| ["200", "503"].contains(s)), "statuses {statuses:?}\n{summary}");
+    assert!(statuses.keys().all(|s| ["200", "503"].contains(&s.as_str())), "statuses {statuses:?}\n{summary}");
     let accepted: Vec<u64> = rows.iter().filter(|r| r[1] == "200").map(|r| r[0].parse().unwrap()).collect();
     assert!(accepted.len() >= rows.len() / 2, "most tasks were accepted: {statuses:?}");
+    (accepted, statuses)
+}
 
-    // The ledger: one receipt for every accepted task, none twice.
-    roles["coordinator"].signal("TERM");
-    let mut coordinator = roles.remove("coordinator").unwrap();
+/// Stops the coordinator (SIGTERM: it signs its last cycle) and checks its ledger: it
+/// verifies, every accepted task has a receipt, none has two. Returns the receipts.
+fn ledger_once_each(
+    coordinator: &mut Proc,
+    deployment: &Deployment,
+    runtime: &tokio::runtime::Runtime,
+    accepted: &[u64],
+) -> usize {
+    coordinator.signal("TERM");
     assert!(coordinator.child.wait().unwrap().success(), "the coordinator exits 0 after SIGTERM");
     let public = seedcore_reports::keys::read_signing_key(Path::new(&deployment.key)).unwrap().verifying_key();
     let mut receipts: BTreeMap<u64, u32> = BTreeMap::new();
@@ -360,11 +367,54 @@ fn a_deployment_with_mutual_tls_and_tokens_survives_strangers_stops_and_restarts
     assert!(twice.is_empty(), "tasks with two receipts: {twice:?}");
     let missing: Vec<_> = accepted.iter().filter(|id| !receipts.contains_key(id)).collect();
     assert!(missing.is_empty(), "accepted tasks without a receipt: {missing:?}");
-    println!(
-        "{} requests: {statuses:?}; {} receipts; spend {before} -> {after} micro-USD across the restart",
-        rows.len(),
-        receipts.len()
-    );
+    receipts.len()
+}
+
+#[test]
+fn a_deployment_with_mutual_tls_and_tokens_survives_strangers_stops_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let (deployment, submit, read) = prepare(path);
+    let mut roles: BTreeMap<&str, Proc> = ROLES.iter().map(|r| (*r, deployment.start(r))).collect();
+    let gateway = deployment.start_gateway();
+    let url = gateway.url();
+    let gateway_port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    runtime.block_on(async {
+        readyz_until(&client, &url, 200, 20).await;
+        tokens_and_certificates_hold(&client, &url, &deployment, &submit, &read).await;
+    });
+
+    let results = path.join("results.csv");
+    let load = start_load(&url, &submit, &results);
+    // Strangers at every port at once, while the load runs and the roles stop and restart.
+    let restarted = [deployment.port("coordinator"), deployment.port("fast-2")];
+    let strangers: Vec<_> = deployment
+        .ports
+        .iter()
+        .copied()
+        .chain([gateway_port])
+        .map(|port| std::thread::spawn(move || abuse(port, restarted.contains(&port))))
+        .collect();
+    openssl_without_certificate(deployment.port("coordinator"), &path.join("tls"));
+    let (before, after) = stop_kill_restart(&mut roles, &deployment, &runtime, &client, &url, &read);
+    for stranger in strangers {
+        stranger.join().expect("every stranger was served or refused");
+    }
+    let output = load.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.code().is_some_and(|c| c <= 1), "load: {summary}{}", String::from_utf8_lossy(&output.stderr));
+
+    // Every port still serves: the gateway's /readyz reaches every role over mutual TLS.
+    runtime.block_on(async {
+        readyz_until(&client, &url, 200, 20).await;
+        deployment.every_port_serves().await;
+    });
+    let (accepted, statuses) = accepted_tasks(&results, &summary);
+    let mut coordinator = roles.remove("coordinator").unwrap();
+    let receipts = ledger_once_each(&mut coordinator, &deployment, &runtime, &accepted);
+    println!("{statuses:?}; {receipts} receipts; spend {before} -> {after} micro-USD across the restart");
 
     // No role panicked.
     for role in ROLES.iter().chain(&["gateway"]) {
