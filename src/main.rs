@@ -225,7 +225,7 @@ enum Command {
     },
     /// Start the engine: every role in one process on loopback behind the HTTP gateway,
     /// with the simulated backend in real time (live build: `cargo run --release -- serve`).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Write a development CA and a key and certificate per role, for mutual TLS between
     /// roles (`serve --tls-dir DIR`; live build).
     Certs(secrets::CertsArgs),
@@ -281,7 +281,7 @@ fn main() -> ExitCode {
             certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario: None, rerun: true })
         }
         Command::Keygen { path } => certify::keygen(path),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Certs(args) => secrets::certs(args),
         Command::Token { command } => secrets::token(command),
         Command::Load(args) => load::run(args),

@@ -15,7 +15,11 @@ use std::path::PathBuf;
 /// `seedcore serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Scenario whose engine settings to use; the defaults otherwise.
+    /// Engine settings file: the `[topology]`, `[engine.*]` and `[backend.*]` tables of a
+    /// scenario, and nothing else (docs/harness.md 5.1); the defaults otherwise.
+    #[arg(long, conflicts_with = "scenario")]
+    config: Option<PathBuf>,
+    /// Scenario whose engine settings to use (its other tables are ignored).
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Address the HTTP gateway binds (0.0.0.0 in a container; off loopback it needs
@@ -79,7 +83,7 @@ pub struct ServeArgs {
     role: String,
     /// With `--role`: where every engine role listens, NAME=HOST:PORT, comma-separated or
     /// repeated: coordinator, state, fast-1..fast-N, deep-1..deep-M (their counts are the
-    /// topology). Every process of a deployment gets the same list and `--scenario`.
+    /// topology). Every process of a deployment gets the same list and `--config`.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
     /// The workers' model backend: `simulated` (no model needed) or `openai`, an
@@ -135,15 +139,16 @@ mod live {
 
     use crate::exit::{usage, Failure};
 
-    /// The engine configuration: the scenario's or the defaults, the ledger's key and
-    /// directory, and the live time line (Unix ms, so budget days are UTC days).
+    /// The engine configuration: the settings file's, the scenario's or the defaults; the
+    /// ledger's key and directory, and the live time line (Unix ms, so budget days are UTC days).
     fn engine_config(args: &ServeArgs, signs: bool) -> Result<EngineConfig, Failure> {
-        let mut config = match &args.scenario {
-            Some(path) => {
+        let mut config = match (&args.config, &args.scenario) {
+            (Some(path), _) => EngineConfig::load(path).map_err(|e| usage(e.to_string()))?,
+            (None, Some(path)) => {
                 let scenario = seedcore_sim::load(path).map_err(|e| usage(e.to_string()))?;
                 scenario.engine_config(scenario.seed)
             }
-            None => EngineConfig::default(),
+            (None, None) => EngineConfig::default(),
         };
         // Flags are checked before a ledger key is created.
         let openai = openai(args)?;

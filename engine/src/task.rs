@@ -161,6 +161,9 @@ pub enum Path {
 }
 
 impl Path {
+    /// Both paths, in the order of `index`.
+    pub const ALL: [Path; 2] = [Path::Fast, Path::Deep];
+
     /// The name used in files and events.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -171,12 +174,80 @@ impl Path {
 
     /// Parses the name used in files and events.
     pub fn parse(name: &str) -> Option<Path> {
-        [Path::Fast, Path::Deep].into_iter().find(|p| p.as_str() == name)
+        Path::ALL.into_iter().find(|p| p.as_str() == name)
     }
 
     /// Dense index, for per-path arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// One value per path, indexed by `Path` (serialised as `[fast, deep]`, the form the
+/// per-path arrays it replaces had).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[T; 2]", into = "[T; 2]")]
+#[serde(bound(serialize = "T: Clone + Serialize", deserialize = "T: Deserialize<'de>"))]
+pub struct PerPath<T> {
+    pub fast: T,
+    pub deep: T,
+}
+
+impl<T> PerPath<T> {
+    /// The same value for both paths.
+    pub fn both(value: T) -> PerPath<T>
+    where
+        T: Clone,
+    {
+        PerPath { fast: value.clone(), deep: value }
+    }
+
+    /// The value of each path from a function of the path.
+    pub fn from_fn(mut f: impl FnMut(Path) -> T) -> PerPath<T> {
+        PerPath { fast: f(Path::Fast), deep: f(Path::Deep) }
+    }
+
+    /// Each path with its value, fast first.
+    pub fn iter(&self) -> impl Iterator<Item = (Path, &T)> {
+        [(Path::Fast, &self.fast), (Path::Deep, &self.deep)].into_iter()
+    }
+}
+
+impl<T: std::ops::Add<Output = T> + Copy> PerPath<T> {
+    /// Both values added.
+    pub fn total(&self) -> T {
+        self.fast + self.deep
+    }
+}
+
+impl<T> std::ops::Index<Path> for PerPath<T> {
+    type Output = T;
+    fn index(&self, path: Path) -> &T {
+        match path {
+            Path::Fast => &self.fast,
+            Path::Deep => &self.deep,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Path> for PerPath<T> {
+    fn index_mut(&mut self, path: Path) -> &mut T {
+        match path {
+            Path::Fast => &mut self.fast,
+            Path::Deep => &mut self.deep,
+        }
+    }
+}
+
+impl<T> From<[T; 2]> for PerPath<T> {
+    fn from([fast, deep]: [T; 2]) -> PerPath<T> {
+        PerPath { fast, deep }
+    }
+}
+
+impl<T> From<PerPath<T>> for [T; 2] {
+    fn from(p: PerPath<T>) -> [T; 2] {
+        [p.fast, p.deep]
     }
 }
 

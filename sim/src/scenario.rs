@@ -9,12 +9,10 @@
 use crate::invariant_id::InvariantId;
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
 use seedcore_chaos::{Fault, FaultKind, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology, KINDS};
-use seedcore_engine::config::{
-    AutoscaleConfig, BackendConfig, DispatchConfig, EngineConfig, GovernorConfig, LedgerConfig, MemoryConfig,
-    OrganismConfig, PathModel, Prices, RouterConfig, TierConfig, TokenConfig, Topology, ValveConfig,
-};
+pub use seedcore_engine::config::{locate, DurationMs, FileError};
+use seedcore_engine::config::{BackendConfig, DispatchConfig, EngineConfig, EngineTables, Topology};
 use seedcore_engine::Kind;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,63 +20,11 @@ use std::path::{Path, PathBuf};
 /// A scenario that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("{file}: cannot read: {message}")]
-    Read { file: String, message: String },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}:{line}: {key}: {message}", line = line.map_or("?".to_string(), |l| l.to_string()))]
-    Invalid { file: String, line: Option<usize>, key: String, message: String },
+    /// The file, or one of its keys (the engine's tables are read by the engine's own code).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{0}")]
     Workload(#[from] workload::WorkloadError),
-}
-
-/// A duration written as `"90s"`, `"250ms"`, `"10m"`, `"1h"`, `"2d"` or an integer of ms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurationMs(pub u64);
-
-impl DurationMs {
-    /// Parses the string form.
-    pub fn parse(text: &str) -> Option<DurationMs> {
-        let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let scale = match unit {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
-            _ => return None,
-        };
-        let ms = number * scale;
-        (0.0..1e15).contains(&ms).then_some(DurationMs(ms.round() as u64))
-    }
-}
-
-impl<'de> Deserialize<'de> for DurationMs {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Ms(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Ms(ms) => Ok(DurationMs(ms)),
-            Raw::Text(text) => DurationMs::parse(&text).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid duration {text:?}: use a number with ms, s, m, h or d"))
-            }),
-        }
-    }
-}
-
-/// `[topology]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopologySpec {
-    pub fast: Option<u32>,
-    pub deep: Option<u32>,
 }
 
 /// `[network]`: the simulated network.
@@ -89,187 +35,6 @@ pub struct NetworkSpec {
     pub latency_ms: Option<[u64; 2]>,
     /// Packet loss probability.
     pub loss: Option<f64>,
-}
-
-/// `[engine.valve]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValveSpec {
-    pub nu: Option<f64>,
-    pub h: Option<f64>,
-    pub reset_fraction: Option<f64>,
-}
-
-/// `[engine.router]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouterSpec {
-    pub weights: Option<[f64; 6]>,
-    pub tau_deep: Option<f64>,
-    pub fast_target: Option<f64>,
-    pub window: Option<usize>,
-    pub fast_slo_ms: Option<f64>,
-}
-
-/// `[engine.governor]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GovernorSpec {
-    pub ceiling_micro_usd: Option<u64>,
-    pub daily_budget_micro_usd: Option<u64>,
-    /// Daily limits per kind; replaces the default table when given.
-    pub rate_limits: Option<BTreeMap<String, u32>>,
-    pub clamp_overrun: Option<bool>,
-    pub enforce_daily_budget: Option<bool>,
-    pub enforce_rate_limits: Option<bool>,
-}
-
-/// `[engine.prices]`, micro-USD per 1,000 tokens.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PricesSpec {
-    pub fast_in: Option<u64>,
-    pub fast_out: Option<u64>,
-    pub deep_in: Option<u64>,
-    pub deep_out: Option<u64>,
-}
-
-/// `[engine.tokens]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokensSpec {
-    pub max_tokens: Option<u32>,
-    pub alpha: Option<f64>,
-    pub beta: Option<f64>,
-    pub ema_smoothing: Option<f64>,
-}
-
-/// `[engine.dispatch]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DispatchSpec {
-    pub fast_timeout: Option<DurationMs>,
-    pub deep_timeout: Option<DurationMs>,
-    pub retries: Option<u32>,
-    pub backoff: Option<DurationMs>,
-    pub max_in_flight: Option<u32>,
-    pub fast_concurrency: Option<u32>,
-    pub deep_concurrency: Option<u32>,
-    pub state_timeout: Option<DurationMs>,
-    pub complete_batch: Option<DurationMs>,
-}
-
-/// `[engine.organism]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrganismSpec {
-    pub agents: Option<usize>,
-    pub organs: Option<usize>,
-    pub dim: Option<usize>,
-    pub eta: Option<f64>,
-    pub l_max: Option<f64>,
-    pub graph_mask: Option<bool>,
-    pub init_gain: Option<f64>,
-    pub promotion_every: Option<u64>,
-    pub promotion_step: Option<f64>,
-    pub edge_growth: Option<f64>,
-    pub shadow: Option<bool>,
-}
-
-/// `[engine.memory]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemorySpec {
-    pub mw_capacity: Option<CapacitySpec>,
-    /// TTL per kind; replaces the default table when given (0: not held).
-    pub mw_ttl: Option<BTreeMap<String, DurationMs>>,
-    pub mw_latency: Option<DurationMs>,
-    pub m25_capacity: Option<CapacitySpec>,
-    pub m25_ttl: Option<BTreeMap<String, DurationMs>>,
-    pub m25_latency: Option<DurationMs>,
-    pub mlt_capacity: Option<CapacitySpec>,
-    pub mlt_ttl: Option<BTreeMap<String, DurationMs>>,
-    pub mlt_latency: Option<DurationMs>,
-    pub max_freshness: Option<DurationMs>,
-    pub mfb_latency: Option<DurationMs>,
-}
-
-/// A tier's capacity: one number for every kind, or a table of the kinds to change.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum CapacitySpec {
-    Each(usize),
-    PerKind(BTreeMap<String, usize>),
-}
-
-/// `[engine.ledger]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerSpec {
-    pub cycle_receipts: Option<u64>,
-    pub cycle: Option<DurationMs>,
-    pub segment_receipts: Option<u64>,
-}
-
-/// `[engine]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSpec {
-    #[serde(default)]
-    pub valve: ValveSpec,
-    #[serde(default)]
-    pub router: RouterSpec,
-    #[serde(default)]
-    pub governor: GovernorSpec,
-    #[serde(default)]
-    pub prices: PricesSpec,
-    #[serde(default)]
-    pub tokens: TokensSpec,
-    #[serde(default)]
-    pub dispatch: DispatchSpec,
-    #[serde(default)]
-    pub organism: OrganismSpec,
-    #[serde(default)]
-    pub memory: MemorySpec,
-    #[serde(default)]
-    pub ledger: LedgerSpec,
-    #[serde(default)]
-    pub autoscale: AutoscaleSpec,
-}
-
-/// `[engine.autoscale]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoscaleSpec {
-    pub enabled: Option<bool>,
-    pub fast_min: Option<u32>,
-    pub fast_max: Option<u32>,
-    pub deep_min: Option<u32>,
-    pub deep_max: Option<u32>,
-    pub utilisation: Option<f64>,
-    pub interval: Option<DurationMs>,
-    pub window: Option<DurationMs>,
-    pub startup_delay: Option<DurationMs>,
-}
-
-/// `[backend.fast]` or `[backend.deep]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathModelSpec {
-    pub median_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub error_rate: Option<f64>,
-    pub token_inflation: Option<f64>,
-}
-
-/// `[backend]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendSpec {
-    #[serde(default)]
-    pub fast: PathModelSpec,
-    #[serde(default)]
-    pub deep: PathModelSpec,
 }
 
 /// One `[[chaos.fault]]`: `at` and `kind`, and the fields of that kind (SPEC 7).
@@ -454,14 +219,15 @@ pub struct ScenarioSpec {
     pub seed: Option<u64>,
     /// RFC 3339 time of scenario start; days of the budget are UTC days from it.
     pub start_utc: Option<String>,
+    /// The engine's tables, as the engine reads them (`serve --config` reads the same).
     #[serde(default)]
-    pub topology: TopologySpec,
+    pub topology: Topology,
     #[serde(default)]
     pub network: NetworkSpec,
     #[serde(default)]
-    pub engine: EngineSpec,
+    pub engine: EngineTables,
     #[serde(default)]
-    pub backend: BackendSpec,
+    pub backend: BackendConfig,
     pub workload: WorkloadSpec,
     #[serde(default)]
     pub chaos: ChaosSpec,
@@ -560,16 +326,6 @@ impl Scenario {
 /// A run's organism seed is its seed XOR this.
 pub const ORGANISM_SEED_SALT: u64 = 0x6f72_6761_6e69_736d;
 
-/// The longest backend or state timeout, and backoff step, a scenario may set.
-pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
-/// The longest `engine.dispatch.complete_batch`: the organism and the router's x4 lag the
-/// completions by up to this much.
-pub const MAX_COMPLETE_BATCH_MS: u64 = 10_000;
-/// The most concurrent calls per worker.
-pub const MAX_CONCURRENCY: u32 = 4_096;
-/// The most tasks in flight at the coordinator.
-pub const MAX_IN_FLIGHT: u32 = 1_000_000;
-
 /// The longest run a scenario may ask for.
 pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
 /// The most arrivals a generated workload may ask for in one run (a simulated day at 10
@@ -581,59 +337,6 @@ pub fn node_names(topology: &Topology) -> Vec<String> {
     SwarmTopology { fast: topology.fast, deep: topology.deep }.nodes()
 }
 
-/// The 1-based line of a dotted key (`engine.valve.h`, `workload.speed`) in TOML text,
-/// found by a plain scan of table headers and `key =` lines.
-pub fn locate(source: &str, key: &str) -> Option<usize> {
-    // `table[n].field`: the field in the n-th `[[table]]` (from 1), or its header.
-    if let Some((array, rest)) = key.split_once('[') {
-        let (n, field) = rest.split_once("].")?;
-        let n: usize = n.parse().ok()?;
-        let mut seen = 0;
-        let mut header = None;
-        for (index, raw) in source.lines().enumerate() {
-            let line = raw.trim();
-            if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
-                if header.is_some() {
-                    break;
-                }
-                seen += usize::from(name.trim() == array);
-                if seen == n && name.trim() == array {
-                    header = Some(index + 1);
-                }
-            } else if line.starts_with('[') && header.is_some() {
-                break;
-            } else if let (Some(_), Some((name, _))) = (header, line.split_once('=')) {
-                if name.trim().trim_matches('"') == field {
-                    return Some(index + 1);
-                }
-            }
-        }
-        return header;
-    }
-    let mut table = String::new();
-    for (index, raw) in source.lines().enumerate() {
-        let line = raw.trim();
-        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
-            table = header.trim().to_string();
-            if table == key {
-                return Some(index + 1);
-            }
-        } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
-            table = header.trim().to_string();
-            if table == key {
-                return Some(index + 1);
-            }
-        } else if let Some((name, _)) = line.split_once('=') {
-            let name = name.trim().trim_matches('"');
-            let full = if table.is_empty() { name.to_string() } else { format!("{table}.{name}") };
-            if full == key {
-                return Some(index + 1);
-            }
-        }
-    }
-    None
-}
-
 /// Resolution context: the file and its text, for errors with lines.
 struct Resolver<'a> {
     file: &'a str,
@@ -642,12 +345,7 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn invalid(&self, key: &str, message: impl Into<String>) -> ScenarioError {
-        ScenarioError::Invalid {
-            file: self.file.to_string(),
-            line: locate(self.source, key),
-            key: key.to_string(),
-            message: message.into(),
-        }
+        ScenarioError::File(FileError::invalid(self.file, self.source, key, message))
     }
 
     fn fraction(&self, key: &str, value: Option<f64>, default: f64) -> Result<f64, ScenarioError> {
@@ -691,8 +389,8 @@ impl Resolver<'_> {
 /// Reads, parses and resolves a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| ScenarioError::Read { file: file.clone(), message: e.to_string() })?;
+    let source =
+        std::fs::read_to_string(path).map_err(|e| FileError::Read { file: file.clone(), message: e.to_string() })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     from_source(&source, path, &base)
 }
@@ -702,7 +400,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 pub fn from_source(source: &str, path: &Path, base: &Path) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
     let spec: ScenarioSpec =
-        toml::from_str(source).map_err(|e| ScenarioError::Parse { file: file.clone(), message: e.to_string() })?;
+        toml::from_str(source).map_err(|e| FileError::Parse { file: file.clone(), message: e.to_string() })?;
     resolve(spec, &file, source, base, path)
 }
 
@@ -720,18 +418,8 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         }
     };
 
-    let e = &spec.engine;
-    let defaults = EngineConfig::default();
-    let topology = resolve_topology(&r, &spec.topology, &defaults)?;
-    let valve = resolve_valve(&r, e, &defaults)?;
-    let router = resolve_router(&r, e, &defaults)?;
-    let governor = resolve_governor(&r, e, &defaults)?;
-    let tokens = resolve_tokens(&r, e, &defaults)?;
-    let dispatch = resolve_dispatch(&r, e, &defaults)?;
-    let organism = resolve_organism(&r, e, &defaults)?;
-    let memory = resolve_memory(&r, e, &defaults)?;
-    let ledger = resolve_ledger(e, &defaults);
-    let backend = resolve_backend(&r, &spec.backend, &defaults)?;
+    let mut engine = EngineConfig::from_tables(spec.topology, spec.engine, spec.backend);
+    engine.validate().map_err(|e| r.invalid(&e.field, e.message))?;
     let network = resolve_network(&r, &spec.network)?;
 
     let (workload, trace_start) = resolve_workload(&r, &spec.workload, base)?;
@@ -749,34 +437,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
             format!("asks for about {expected:.0} arrivals over the run; a run takes at most {MAX_ARRIVALS}"),
         ));
     }
-    let a = &spec.engine.autoscale;
-    let d = AutoscaleConfig::default();
-    let autoscale = AutoscaleConfig {
-        enabled: a.enabled.unwrap_or(d.enabled),
-        min: [a.fast_min.unwrap_or(d.min[0]), a.deep_min.unwrap_or(d.min[1])],
-        max: [a.fast_max.unwrap_or(d.max[0]), a.deep_max.unwrap_or(d.max[1])],
-        utilisation: a.utilisation.unwrap_or(d.utilisation),
-        interval_ms: a.interval.map_or(d.interval_ms, |i| i.0),
-        window_ms: a.window.map_or(d.window_ms, |w| w.0),
-        startup_ms: a.startup_delay.map_or(d.startup_ms, |s| s.0),
-    };
-    let mut engine = EngineConfig {
-        topology,
-        autoscale,
-        valve,
-        router,
-        governor,
-        tokens,
-        backend,
-        dispatch,
-        organism,
-        memory,
-        ledger,
-        epoch_utc_ms: epoch_utc_ms.or(trace_start).unwrap_or(1_767_225_600_000),
-        openai: None,
-    };
-    engine.validate().map_err(|e| r.invalid(e.field, e.message))?;
-    engine.organism.seed = 0;
+    engine.epoch_utc_ms = epoch_utc_ms.or(trace_start).unwrap_or(1_767_225_600_000);
 
     let (faults, swarm) = resolve_chaos(&r, &spec.chaos, &engine.topology, duration_ms)?;
     let harness = resolve_harness(&r, &spec.harness, &engine.dispatch)?;
@@ -799,271 +460,6 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         harness,
         policy,
     })
-}
-
-/// `[topology]`.
-fn resolve_topology(r: &Resolver<'_>, spec: &TopologySpec, defaults: &EngineConfig) -> Result<Topology, ScenarioError> {
-    let topology = Topology {
-        fast: spec.fast.unwrap_or(defaults.topology.fast),
-        deep: spec.deep.unwrap_or(defaults.topology.deep),
-    };
-    if !(1..=16).contains(&topology.fast) {
-        return Err(r.invalid("topology.fast", "must be in 1..=16"));
-    }
-    if !(1..=16).contains(&topology.deep) {
-        return Err(r.invalid("topology.deep", "must be in 1..=16"));
-    }
-    Ok(topology)
-}
-
-/// `[engine.valve]`.
-fn resolve_valve(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<ValveConfig, ScenarioError> {
-    let valve = ValveConfig {
-        nu: r.non_negative("engine.valve.nu", e.valve.nu, defaults.valve.nu)?,
-        h: r.positive("engine.valve.h", e.valve.h, defaults.valve.h)?,
-        reset_fraction: r.fraction(
-            "engine.valve.reset_fraction",
-            e.valve.reset_fraction,
-            defaults.valve.reset_fraction,
-        )?,
-    };
-    if valve.reset_fraction >= 1.0 {
-        return Err(r.invalid("engine.valve.reset_fraction", "must be below 1"));
-    }
-    Ok(valve)
-}
-
-/// `[engine.router]`.
-fn resolve_router(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<RouterConfig, ScenarioError> {
-    let router = RouterConfig {
-        weights: e.router.weights.unwrap_or(defaults.router.weights),
-        tau_deep: r.non_negative("engine.router.tau_deep", e.router.tau_deep, defaults.router.tau_deep)?,
-        fast_target: r.fraction("engine.router.fast_target", e.router.fast_target, defaults.router.fast_target)?,
-        window: e.router.window.unwrap_or(defaults.router.window),
-        fast_slo_ms: r.positive("engine.router.fast_slo_ms", e.router.fast_slo_ms, defaults.router.fast_slo_ms)?,
-    };
-    if router.weights.iter().any(|w| !(0.0..=1.0).contains(w)) {
-        return Err(r.invalid("engine.router.weights", "every weight must be in [0, 1]"));
-    }
-    Ok(router)
-}
-
-/// `[engine.governor]` and `[engine.prices]`.
-fn resolve_governor(
-    r: &Resolver<'_>,
-    e: &EngineSpec,
-    defaults: &EngineConfig,
-) -> Result<GovernorConfig, ScenarioError> {
-    let mut rate_limits_per_day = defaults.governor.rate_limits_per_day;
-    if let Some(limits) = &e.governor.rate_limits {
-        rate_limits_per_day = [None; Kind::COUNT];
-        for (name, limit) in limits {
-            rate_limits_per_day[r.kind("engine.governor.rate_limits", name)?.index()] = Some(*limit);
-        }
-    }
-    let d = &defaults.governor;
-    let governor = GovernorConfig {
-        ceiling_micro_usd: e.governor.ceiling_micro_usd.unwrap_or(d.ceiling_micro_usd),
-        daily_budget_micro_usd: e.governor.daily_budget_micro_usd.unwrap_or(d.daily_budget_micro_usd),
-        rate_limits_per_day,
-        prices: Prices {
-            fast_in: e.prices.fast_in.unwrap_or(d.prices.fast_in),
-            fast_out: e.prices.fast_out.unwrap_or(d.prices.fast_out),
-            deep_in: e.prices.deep_in.unwrap_or(d.prices.deep_in),
-            deep_out: e.prices.deep_out.unwrap_or(d.prices.deep_out),
-        },
-        clamp_overrun: e.governor.clamp_overrun.unwrap_or(d.clamp_overrun),
-        enforce_daily_budget: e.governor.enforce_daily_budget.unwrap_or(d.enforce_daily_budget),
-        enforce_rate_limits: e.governor.enforce_rate_limits.unwrap_or(d.enforce_rate_limits),
-    };
-    Ok(governor)
-}
-
-/// `[engine.tokens]`.
-fn resolve_tokens(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<TokenConfig, ScenarioError> {
-    let t = &defaults.tokens;
-    let tokens = TokenConfig {
-        max_tokens: e.tokens.max_tokens.unwrap_or(t.max_tokens),
-        alpha: r.non_negative("engine.tokens.alpha", e.tokens.alpha, t.alpha)?,
-        beta: r.non_negative("engine.tokens.beta", e.tokens.beta, t.beta)?,
-        ema_smoothing: r.fraction("engine.tokens.ema_smoothing", e.tokens.ema_smoothing, t.ema_smoothing)?,
-    };
-    Ok(tokens)
-}
-
-/// `[engine.dispatch]`, with its bounds.
-fn resolve_dispatch(
-    r: &Resolver<'_>,
-    e: &EngineSpec,
-    defaults: &EngineConfig,
-) -> Result<DispatchConfig, ScenarioError> {
-    let dd = &defaults.dispatch;
-    let dispatch = DispatchConfig {
-        fast_timeout_ms: e.dispatch.fast_timeout.map_or(dd.fast_timeout_ms, |d| d.0),
-        deep_timeout_ms: e.dispatch.deep_timeout.map_or(dd.deep_timeout_ms, |d| d.0),
-        retries: e.dispatch.retries.unwrap_or(dd.retries),
-        backoff_ms: e.dispatch.backoff.map_or(dd.backoff_ms, |d| d.0),
-        max_in_flight: e.dispatch.max_in_flight.unwrap_or(dd.max_in_flight),
-        fast_concurrency: e.dispatch.fast_concurrency.unwrap_or(dd.fast_concurrency),
-        deep_concurrency: e.dispatch.deep_concurrency.unwrap_or(dd.deep_concurrency),
-        state_timeout_ms: e.dispatch.state_timeout.map_or(dd.state_timeout_ms, |d| d.0),
-        complete_batch_ms: e.dispatch.complete_batch.map_or(dd.complete_batch_ms, |d| d.0),
-    };
-    if dispatch.complete_batch_ms > MAX_COMPLETE_BATCH_MS {
-        return Err(r.invalid(
-            "engine.dispatch.complete_batch",
-            format!(
-                "{} ms: at most {MAX_COMPLETE_BATCH_MS} ms (0 sends each completion at once)",
-                dispatch.complete_batch_ms
-            ),
-        ));
-    }
-    if dispatch.retries > 10 {
-        return Err(r.invalid("engine.dispatch.retries", "at most 10 retries"));
-    }
-    for (key, ms) in [
-        ("engine.dispatch.fast_timeout", dispatch.fast_timeout_ms),
-        ("engine.dispatch.deep_timeout", dispatch.deep_timeout_ms),
-        ("engine.dispatch.state_timeout", dispatch.state_timeout_ms),
-        ("engine.dispatch.backoff", dispatch.backoff_ms.max(1)),
-    ] {
-        if !(1..=MAX_TIMEOUT_MS).contains(&ms) {
-            return Err(r.invalid(key, format!("{ms} ms: must be positive and at most 1h")));
-        }
-    }
-    for (key, n) in [
-        ("engine.dispatch.fast_concurrency", dispatch.fast_concurrency),
-        ("engine.dispatch.deep_concurrency", dispatch.deep_concurrency),
-    ] {
-        if !(1..=MAX_CONCURRENCY).contains(&n) {
-            return Err(r.invalid(key, format!("{n}: must be in 1..={MAX_CONCURRENCY}")));
-        }
-    }
-    if !(1..=MAX_IN_FLIGHT).contains(&dispatch.max_in_flight) {
-        return Err(r.invalid("engine.dispatch.max_in_flight", format!("must be in 1..={MAX_IN_FLIGHT}")));
-    }
-    Ok(dispatch)
-}
-
-/// `[engine.organism]` (its cross-field rules are `EngineConfig::validate`).
-fn resolve_organism(
-    r: &Resolver<'_>,
-    e: &EngineSpec,
-    defaults: &EngineConfig,
-) -> Result<OrganismConfig, ScenarioError> {
-    let o = &defaults.organism;
-    let organism = OrganismConfig {
-        agents: e.organism.agents.unwrap_or(o.agents),
-        organs: e.organism.organs.unwrap_or(o.organs),
-        dim: e.organism.dim.unwrap_or(o.dim),
-        eta: r.fraction("engine.organism.eta", e.organism.eta, o.eta)?,
-        l_max: r.fraction("engine.organism.l_max", e.organism.l_max, o.l_max)?,
-        graph_mask: e.organism.graph_mask.unwrap_or(o.graph_mask),
-        init_gain: r.positive("engine.organism.init_gain", e.organism.init_gain, o.init_gain)?,
-        promotion_every: e.organism.promotion_every.unwrap_or(o.promotion_every),
-        promotion_step: r.non_negative(
-            "engine.organism.promotion_step",
-            e.organism.promotion_step,
-            o.promotion_step,
-        )?,
-        edge_growth: r.non_negative("engine.organism.edge_growth", e.organism.edge_growth, o.edge_growth)?,
-        shadow: e.organism.shadow.unwrap_or(o.shadow),
-        seed: 0,
-    };
-    Ok(organism)
-}
-
-/// `[engine.memory]`.
-fn resolve_memory(r: &Resolver<'_>, e: &EngineSpec, defaults: &EngineConfig) -> Result<MemoryConfig, ScenarioError> {
-    let m = &e.memory;
-    let tier = |default: &TierConfig,
-                keys: [&str; 2],
-                capacity: &Option<CapacitySpec>,
-                ttl: &Option<BTreeMap<String, DurationMs>>,
-                latency: Option<DurationMs>|
-     -> Result<TierConfig, ScenarioError> {
-        let mut tier = default.clone();
-        match capacity {
-            None => {}
-            Some(CapacitySpec::Each(n)) => tier.capacity = [*n; Kind::COUNT],
-            Some(CapacitySpec::PerKind(table)) => {
-                for (name, n) in table {
-                    tier.capacity[r.kind(keys[0], name)?.index()] = *n;
-                }
-            }
-        }
-        if let Some(ttls) = ttl {
-            tier.ttl_ms = [0; Kind::COUNT];
-            for (name, ttl) in ttls {
-                tier.ttl_ms[r.kind(keys[1], name)?.index()] = ttl.0;
-            }
-        }
-        if let Some(latency) = latency {
-            tier.latency_ms = latency.0;
-        }
-        Ok(tier)
-    };
-    let d = &defaults.memory;
-    Ok(MemoryConfig {
-        mw: tier(
-            &d.mw,
-            ["engine.memory.mw_capacity", "engine.memory.mw_ttl"],
-            &m.mw_capacity,
-            &m.mw_ttl,
-            m.mw_latency,
-        )?,
-        m25: tier(
-            &d.m25,
-            ["engine.memory.m25_capacity", "engine.memory.m25_ttl"],
-            &m.m25_capacity,
-            &m.m25_ttl,
-            m.m25_latency,
-        )?,
-        mlt: tier(
-            &d.mlt,
-            ["engine.memory.mlt_capacity", "engine.memory.mlt_ttl"],
-            &m.mlt_capacity,
-            &m.mlt_ttl,
-            m.mlt_latency,
-        )?,
-        max_freshness_ms: m.max_freshness.map_or(d.max_freshness_ms, |f| f.0),
-        mfb_latency_ms: m.mfb_latency.map_or(d.mfb_latency_ms, |f| f.0),
-    })
-}
-
-/// `[engine.ledger]` (the key is not a setting: it derives from the seed).
-fn resolve_ledger(e: &EngineSpec, defaults: &EngineConfig) -> LedgerConfig {
-    LedgerConfig {
-        cycle_receipts: e.ledger.cycle_receipts.unwrap_or(defaults.ledger.cycle_receipts),
-        segment_receipts: e.ledger.segment_receipts.unwrap_or(defaults.ledger.segment_receipts),
-        cycle_ms: e.ledger.cycle.map_or(defaults.ledger.cycle_ms, |d| d.0),
-        ..LedgerConfig::default()
-    }
-}
-
-/// `[backend.fast]` and `[backend.deep]`.
-fn resolve_backend(
-    r: &Resolver<'_>,
-    spec: &BackendSpec,
-    defaults: &EngineConfig,
-) -> Result<BackendConfig, ScenarioError> {
-    let path_model = |name: &str, spec: &PathModelSpec, d: &PathModel| -> Result<PathModel, ScenarioError> {
-        Ok(PathModel {
-            median_ms: r.positive(&format!("backend.{name}.median_ms"), spec.median_ms, d.median_ms)?,
-            p99_ms: r.positive(&format!("backend.{name}.p99_ms"), spec.p99_ms, d.p99_ms)?,
-            error_rate: r.fraction(&format!("backend.{name}.error_rate"), spec.error_rate, d.error_rate)?,
-            token_inflation: r.positive(
-                &format!("backend.{name}.token_inflation"),
-                spec.token_inflation,
-                d.token_inflation,
-            )?,
-        })
-    };
-    let backend = BackendConfig {
-        fast: path_model("fast", &spec.fast, &defaults.backend.fast)?,
-        deep: path_model("deep", &spec.deep, &defaults.backend.deep)?,
-    };
-    Ok(backend)
 }
 
 /// `[network]`: the run's baseline latency and loss.
@@ -1442,33 +838,4 @@ fn resolve_policy(r: &Resolver<'_>, spec: &PolicySpec, engine: &EngineConfig) ->
         return Err(r.invalid("policy.window", format!("must be in 1..={}", seedcore_engine::config::MAX_WINDOW)));
     }
     Ok(Policy { window, invariants })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(DurationMs::parse("250ms"), Some(DurationMs(250)));
-        assert_eq!(DurationMs::parse("1.5s"), Some(DurationMs(1_500)));
-        assert_eq!(DurationMs::parse("10m"), Some(DurationMs(600_000)));
-        assert_eq!(DurationMs::parse("1h"), Some(DurationMs(3_600_000)));
-        assert_eq!(DurationMs::parse("10 parsecs"), None);
-        assert_eq!(DurationMs::parse("s"), None);
-    }
-
-    #[test]
-    fn locate_finds_dotted_keys() {
-        let text = "name = \"x\"\n[engine.valve]\nh = 3\n[[chaos.fault]]\nat = \"1s\"\n";
-        assert_eq!(locate(text, "name"), Some(1));
-        assert_eq!(locate(text, "engine.valve.h"), Some(3));
-        assert_eq!(locate(text, "chaos.fault"), Some(4));
-        assert_eq!(locate(text, "engine.valve.nu"), None);
-        let faults = "[[chaos.fault]]\nat = \"1s\"\n[[chaos.fault]]\nkind = \"crash\"\nfor = \"0ms\"\n[x]\nfor = 1\n";
-        assert_eq!(locate(faults, "chaos.fault[2].for"), Some(5));
-        assert_eq!(locate(faults, "chaos.fault[2].node"), Some(3));
-        assert_eq!(locate(faults, "chaos.fault[1].at"), Some(2));
-        assert_eq!(locate(faults, "chaos.fault[3].at"), None);
-    }
 }

@@ -45,7 +45,7 @@ fn addr(a: u8, b: u8, c: u8) -> SocketAddr {
 /// as many workers per path as it may run (those beyond the topology start stopped).
 pub fn addresses(config: &EngineConfig) -> Addresses {
     let (fast, deep) = if config.autoscale.enabled {
-        (config.topology.fast.max(config.autoscale.max[0]), config.topology.deep.max(config.autoscale.max[1]))
+        (config.topology.fast.max(config.autoscale.fast_max), config.topology.deep.max(config.autoscale.deep_max))
     } else {
         (config.topology.fast, config.topology.deep)
     };

@@ -155,7 +155,8 @@ struct Deployment {
     dir: PathBuf,
     peers: String,
     ports: Vec<u16>,
-    scenario: String,
+    /// The engine settings file (`serve --config`): the scenario's backend tables.
+    config: String,
     key: String,
     ledger: String,
 }
@@ -163,7 +164,7 @@ struct Deployment {
 impl Deployment {
     fn start(&self, role: &str) -> Proc {
         let tls = self.dir.join("tls");
-        let mut args = vec!["--scenario", &self.scenario, "--tls-dir", tls.to_str().unwrap()];
+        let mut args = vec!["--config", &self.config, "--tls-dir", tls.to_str().unwrap()];
         if role == "coordinator" {
             args.extend(["--data-dir", &self.ledger, "--ledger-key", &self.key]);
         }
@@ -189,7 +190,7 @@ async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, 
 }
 
 /// The deployment's files: certificates, two tokens (submit, read), a ledger key, the
-/// scenario; ports on loopback for every engine role.
+/// engine settings; ports on loopback for every engine role.
 fn prepare(path: &Path) -> (Deployment, String, String) {
     seedcore(&["certs", path.join("tls").to_str().unwrap(), "--fast", "2", "--deep", "1"]);
     let tokens = path.join("tokens");
@@ -197,14 +198,15 @@ fn prepare(path: &Path) -> (Deployment, String, String) {
     let read = token(&tokens, "watcher", "read");
     let key = path.join("ledger.key");
     seedcore(&["keygen", key.to_str().unwrap()]);
-    std::fs::write(path.join("scenario.toml"), SCENARIO).unwrap();
+    let tables = &SCENARIO[SCENARIO.find("[backend.fast]").unwrap()..];
+    std::fs::write(path.join("engine.toml"), tables).unwrap();
     let ports = free_ports(ROLES.len());
     let peers: Vec<String> = ROLES.iter().zip(&ports).map(|(r, p)| format!("{r}=localhost:{p}")).collect();
     let deployment = Deployment {
         dir: path.to_path_buf(),
         peers: peers.join(","),
         ports,
-        scenario: path.join("scenario.toml").to_str().unwrap().to_string(),
+        config: path.join("engine.toml").to_str().unwrap().to_string(),
         key: key.to_str().unwrap().to_string(),
         ledger: path.join("ledger").to_str().unwrap().to_string(),
     };
@@ -220,8 +222,8 @@ impl Deployment {
             "0",
             "--rate-limit",
             "tasks=off",
-            "--scenario",
-            &self.scenario,
+            "--config",
+            &self.config,
             "--tls-dir",
             tls.to_str().unwrap(),
             "--tokens",

@@ -18,6 +18,25 @@ fn a_serve_port_whose_roles_overflow_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("65481"), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// `serve --config FILE` reads the engine's tables with the engine's own code: a bad value
+/// is exit 2 naming the file, the line and the key, and a scenario's other tables are
+/// unknown keys there. Checked before anything binds.
+#[cfg(not(madsim))]
+#[test]
+fn a_bad_engine_settings_file_is_a_usage_error_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("engine.toml");
+    std::fs::write(&bad, "[topology]\nfast = 2\n\n[engine.router]\ntau_deep = -0.5\n").unwrap();
+    let output = seedcore(&["serve", "--config", bad.to_str().unwrap(), "--port", "0", "--seconds", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("engine.toml:5: engine.router.tau_deep"), "{stderr}");
+    let output = seedcore(&["serve", "--config", "scenarios/steady.toml", "--port", "0", "--seconds", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("scenarios/steady.toml") && stderr.contains("unknown field `name`"), "{stderr}");
+}
+
 /// `--rerun` needs the simulator: the live build says so, with exit 2.
 #[cfg(not(madsim))]
 #[test]

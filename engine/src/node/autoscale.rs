@@ -265,7 +265,15 @@ mod tests {
     use super::*;
 
     fn config() -> AutoscaleConfig {
-        AutoscaleConfig { min: [2, 1], max: [4, 2], interval_ms: 1_000, window_ms: 2_000, ..AutoscaleConfig::default() }
+        AutoscaleConfig {
+            fast_min: 2,
+            fast_max: 4,
+            deep_min: 1,
+            deep_max: 2,
+            interval_ms: 1_000,
+            window_ms: 2_000,
+            ..AutoscaleConfig::default()
+        }
     }
 
     #[test]

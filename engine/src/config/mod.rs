@@ -1,14 +1,23 @@
-//! The engine's resolved configuration: every default of SPEC 3 and 4 in one place.
-//!
-//! Nothing here parses files; the harness and the CLI build an `EngineConfig` from a
-//! scenario, starting from `EngineConfig::default()`. `validate` checks the relations
-//! between values that the formulas depend on.
+//! The engine's configuration, defined once: every setting of docs/engine.md 3 and 4 with
+//! its default (each struct's `Default`), its unit and its file name (the serde
+//! attributes: `file.rs` reads `[topology]`, `[engine.*]` and `[backend.*]`), and its bounds
+//! (`validate.rs`). A scenario's tables and `serve --config FILE` are read by the same code.
+
+mod file;
+mod validate;
+
+pub use file::{locate, DurationMs, FileError, KindTable};
+pub use validate::{
+    ConfigError, MAX_AGENTS, MAX_COMPLETE_BATCH_MS, MAX_CONCURRENCY, MAX_DIM, MAX_IN_FLIGHT, MAX_MEMORY_MS,
+    MAX_REPLICAS, MAX_TIER_CAPACITY, MAX_TIMEOUT_MS, MAX_TOPOLOGY, MAX_WINDOW,
+};
 
 use crate::task::{Kind, Path};
 use serde::{Deserialize, Serialize};
 
 /// OCPS valve parameters (SPEC 4.1).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ValveConfig {
     /// Allowed drift per task before S grows.
     pub nu: f64,
@@ -25,7 +34,8 @@ impl Default for ValveConfig {
 }
 
 /// Surprise router parameters (SPEC 4.2).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Weights of x1..x6.
     pub weights: [f64; 6],
@@ -52,7 +62,8 @@ impl Default for RouterConfig {
 }
 
 /// Prices per 1,000 tokens in micro-USD (SPEC 4.4).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Prices {
     pub fast_in: u64,
     pub fast_out: u64,
@@ -77,15 +88,19 @@ impl Prices {
 }
 
 /// Cost governor parameters (SPEC 4.4).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GovernorConfig {
     /// Per-task ceiling.
     pub ceiling_micro_usd: u64,
     /// Budget per simulated UTC day.
     pub daily_budget_micro_usd: u64,
-    /// Daily admission limit per kind (`None`: unlimited), indexed by `Kind::index`.
+    /// Daily admission limit per kind (`None`: unlimited), indexed by `Kind::index`. A
+    /// file's `rate_limits = { summary = 100 }` replaces the whole table.
+    #[serde(rename = "rate_limits", deserialize_with = "file::rate_limits")]
     pub rate_limits_per_day: [Option<u32>; Kind::COUNT],
-    /// Token prices.
+    /// Token prices (a file's `[engine.prices]`).
+    #[serde(skip)]
     pub prices: Prices,
     /// Clamp a backend's token overrun so that no charge exceeds the ceiling. Only a canary
     /// scenario turns this off, to prove that the `cost_ceiling` invariant can fail.
@@ -113,7 +128,8 @@ impl Default for GovernorConfig {
 }
 
 /// Token budget and forecast (SPEC 4.5).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
     /// Largest output any task may ask for.
     pub max_tokens: u32,
@@ -132,7 +148,7 @@ impl Default for TokenConfig {
 }
 
 /// The simulated model backend of one path (SPEC 4.8).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PathModel {
     /// Median latency of a call.
     pub median_ms: f64,
@@ -146,7 +162,8 @@ pub struct PathModel {
 }
 
 /// Both simulated backends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "file::BackendFile")]
 pub struct BackendConfig {
     pub fast: PathModel,
     pub deep: PathModel,
@@ -172,13 +189,17 @@ impl BackendConfig {
 }
 
 /// Dispatch, timeouts, retries and worker capacity (SPEC 4.8).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DispatchConfig {
+    #[serde(rename = "fast_timeout", deserialize_with = "file::ms")]
     pub fast_timeout_ms: u64,
+    #[serde(rename = "deep_timeout", deserialize_with = "file::ms")]
     pub deep_timeout_ms: u64,
     /// Retries after the first attempt, each on the next replica.
     pub retries: u32,
     /// Backoff before retry `n` is `backoff_ms * 2^(n-1)`.
+    #[serde(rename = "backoff", deserialize_with = "file::ms")]
     pub backoff_ms: u64,
     /// Tasks in flight above which new work is rejected `overload`.
     pub max_in_flight: u32,
@@ -187,10 +208,12 @@ pub struct DispatchConfig {
     /// Concurrent backend calls per deep worker.
     pub deep_concurrency: u32,
     /// Timeout of a call to the state node.
+    #[serde(rename = "state_timeout", deserialize_with = "file::ms")]
     pub state_timeout_ms: u64,
     /// Completions wait up to this long to go to the state node together, in one call;
     /// a lookup takes the waiting ones with it. 0: each goes as soon as the last call is
     /// answered.
+    #[serde(rename = "complete_batch", deserialize_with = "file::ms")]
     pub complete_batch_ms: u64,
 }
 
@@ -233,7 +256,8 @@ impl DispatchConfig {
 }
 
 /// Organism, GraphMask and L_tot (SPEC 4.6).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrganismConfig {
     /// Number of agents.
     pub agents: usize,
@@ -257,7 +281,8 @@ pub struct OrganismConfig {
     pub edge_growth: f64,
     /// Keep a shadow copy from a perturbed start and check contraction empirically.
     pub shadow: bool,
-    /// Seed of the organism's initial state and of its promotions.
+    /// Seed of the organism's initial state and of its promotions (the run's, never a file's).
+    #[serde(skip)]
     pub seed: u64,
 }
 
@@ -281,7 +306,7 @@ impl Default for OrganismConfig {
 }
 
 /// One tier of the memory fabric (SPEC 4.3): per kind, indexed by `Kind::index`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TierConfig {
     /// Entries of each kind the tier holds.
     pub capacity: [usize; Kind::COUNT],
@@ -309,7 +334,8 @@ impl TierConfig {
 /// served for 1 s), a small compressed M2.5 (4 entries of a kind, up to `max_freshness`),
 /// and a large Mlt behind them. No default serves an entry older than 3 s,
 /// `memory_freshness`'s default limit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "file::MemoryFile")]
 pub struct MemoryConfig {
     pub mw: TierConfig,
     pub m25: TierConfig,
@@ -348,15 +374,18 @@ impl Default for MemoryConfig {
 }
 
 /// The ledger (SPEC 4.9).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// A cycle is signed after this many receipts...
     pub cycle_receipts: u64,
     /// ...or after this much time with receipts pending, whichever first.
+    #[serde(rename = "cycle", deserialize_with = "file::ms")]
     pub cycle_ms: u64,
     /// Receipts per segment file; the writer starts a new segment after this many.
     pub segment_receipts: u64,
-    /// Directory of the ledger segments.
+    /// Directory of the ledger segments (`serve --data-dir`).
+    #[serde(skip)]
     pub dir: String,
     /// Seed of the Ed25519 ledger key. There is no default: the simulator derives it from
     /// the run's seed ([`simulation_key_seed`]) and a live engine reads it from a key file.
@@ -366,7 +395,7 @@ pub struct LedgerConfig {
     /// fsync after every receipt (live `serve --fsync receipt`); otherwise after every
     /// cycle. A process crash loses nothing either way (written bytes are in the page
     /// cache); this guards against a power loss.
-    #[serde(default)]
+    #[serde(skip)]
     pub fsync_every_receipt: bool,
 }
 
@@ -395,7 +424,8 @@ impl Default for LedgerConfig {
 }
 
 /// Replica counts (SPEC 2.3).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Topology {
     pub fast: u32,
     pub deep: u32,
@@ -411,19 +441,25 @@ impl Default for Topology {
 /// max)` replicas, from the rolling demand in replicas' worth of work (the time-averaged
 /// backend calls in flight on the path over `window_ms`, divided by one worker's
 /// concurrency). `topology` gives the replicas at start.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AutoscaleConfig {
     pub enabled: bool,
-    /// Replicas per path (fast, deep).
-    pub min: [u32; 2],
-    pub max: [u32; 2],
+    /// Replicas per path.
+    pub fast_min: u32,
+    pub fast_max: u32,
+    pub deep_min: u32,
+    pub deep_max: u32,
     /// Target utilisation of a replica (SPEC: 0.8).
     pub utilisation: f64,
     /// How often the target is recomputed.
+    #[serde(rename = "interval", deserialize_with = "file::ms")]
     pub interval_ms: u64,
     /// The rolling window of the demand.
+    #[serde(rename = "window", deserialize_with = "file::ms")]
     pub window_ms: u64,
     /// From a worker's start until it takes work.
+    #[serde(rename = "startup_delay", deserialize_with = "file::ms")]
     pub startup_ms: u64,
 }
 
@@ -431,8 +467,10 @@ impl Default for AutoscaleConfig {
     fn default() -> Self {
         AutoscaleConfig {
             enabled: true,
-            min: [2, 1],
-            max: [10, 5],
+            fast_min: 2,
+            fast_max: 10,
+            deep_min: 1,
+            deep_max: 5,
             utilisation: 0.8,
             interval_ms: 10_000,
             window_ms: 60_000,
@@ -442,19 +480,34 @@ impl Default for AutoscaleConfig {
 }
 
 impl AutoscaleConfig {
+    /// The fewest replicas of a path.
+    pub fn min(&self, path: Path) -> u32 {
+        match path {
+            Path::Fast => self.fast_min,
+            Path::Deep => self.deep_min,
+        }
+    }
+
+    /// The most replicas of a path.
+    pub fn max(&self, path: Path) -> u32 {
+        match path {
+            Path::Fast => self.fast_max,
+            Path::Deep => self.deep_max,
+        }
+    }
+
     /// The target for a demand (in replicas) on a path.
     pub fn target(&self, path: Path, demand: f64) -> u32 {
         let wanted = (demand.max(0.0) / self.utilisation).ceil();
         let wanted = if wanted.is_finite() { wanted.min(f64::from(u32::MAX)) as u32 } else { u32::MAX };
-        wanted.clamp(self.min[path.index()], self.max[path.index()])
+        wanted.clamp(self.min(path), self.max(path))
     }
 }
 
 /// Everything the engine's nodes read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct EngineConfig {
     pub topology: Topology,
-    #[serde(default)]
     pub autoscale: AutoscaleConfig,
     pub valve: ValveConfig,
     pub router: RouterConfig,
@@ -469,7 +522,6 @@ pub struct EngineConfig {
     pub epoch_utc_ms: u64,
     /// The live build's OpenAI-compatible backend (`serve --backend openai`); `None`: the
     /// simulated backend (the only one the simulator has).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openai: Option<OpenAiConfig>,
 }
 
@@ -498,133 +550,44 @@ impl std::fmt::Debug for OpenAiConfig {
     }
 }
 
-/// A configuration whose values contradict the formulas they feed.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid engine configuration: {field}: {message}")]
-pub struct ConfigError {
-    /// The offending setting, as a dotted path.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub message: String,
+/// The `[engine]` table of a settings file: each sub-table starts from its defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineTables {
+    pub valve: ValveConfig,
+    pub router: RouterConfig,
+    pub governor: GovernorConfig,
+    pub prices: Prices,
+    pub tokens: TokenConfig,
+    pub dispatch: DispatchConfig,
+    pub organism: OrganismConfig,
+    pub memory: MemoryConfig,
+    pub ledger: LedgerConfig,
+    pub autoscale: AutoscaleConfig,
 }
-
-fn check(ok: bool, field: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError { field, message: message.into() })
-    }
-}
-
-/// Upper bounds on sizes the engine allocates by (a `dim` of a billion once aborted the
-/// process on allocation): far above any sensible setting, far below what a machine holds.
-/// The organism keeps two `dim x dim` matrices of f64 (16 MB at the bound).
-pub const MAX_DIM: usize = 1_024;
-pub const MAX_AGENTS: usize = 4_096;
-pub const MAX_WINDOW: usize = 1_000_000;
-/// Workers of one path (the simulator's addresses hold up to 250).
-pub const MAX_REPLICAS: u32 = 64;
-/// Entries of one kind in one memory tier.
-pub const MAX_TIER_CAPACITY: usize = 10_000_000;
-/// Memory times to live and latencies (a year).
-pub const MAX_MEMORY_MS: u64 = 366 * 86_400_000;
 
 impl EngineConfig {
-    /// Checks the relations the engine's formulas rely on, and the upper bounds on sizes.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        check(self.topology.fast >= 1, "topology.fast", "at least one fast worker is needed")?;
-        check(self.topology.deep >= 1, "topology.deep", "at least one deep worker is needed")?;
-        let a = &self.autoscale;
-        for (path, min, max) in [
-            (Path::Fast, "engine.autoscale.fast_min", "engine.autoscale.fast_max"),
-            (Path::Deep, "engine.autoscale.deep_min", "engine.autoscale.deep_max"),
-        ] {
-            let i = path.index();
-            check(a.min[i] >= 1, min, "at least one replica is needed")?;
-            check(
-                a.max[i] >= a.min[i] && a.max[i] <= MAX_REPLICAS,
-                max,
-                format!("must be in [{}, {MAX_REPLICAS}]", a.min[i]),
-            )?;
+    /// The configuration of a settings file's `[topology]`, `[engine]` and `[backend]`
+    /// tables (not validated; the epoch is 0).
+    pub fn from_tables(topology: Topology, engine: EngineTables, backend: BackendConfig) -> EngineConfig {
+        let EngineTables { valve, router, mut governor, prices, tokens, dispatch, organism, memory, ledger, autoscale } =
+            engine;
+        governor.prices = prices;
+        EngineConfig {
+            topology,
+            autoscale,
+            valve,
+            router,
+            governor,
+            tokens,
+            backend,
+            dispatch,
+            organism,
+            memory,
+            ledger,
+            epoch_utc_ms: 0,
+            openai: None,
         }
-        check(
-            !a.enabled || (self.topology.fast <= a.max[0] && self.topology.deep <= a.max[1]),
-            "topology",
-            "the workers at start cannot exceed the autoscaler's max",
-        )?;
-        check(a.utilisation > 0.0 && a.utilisation <= 1.0, "engine.autoscale.utilisation", "must be in (0, 1]")?;
-        check(a.interval_ms >= 1, "engine.autoscale.interval", "must be at least 1 ms")?;
-        check(a.window_ms >= a.interval_ms, "engine.autoscale.window", "must be at least the interval")?;
-        check(self.valve.h > 0.0, "engine.valve.h", "must be > 0")?;
-        check((0.0..1.0).contains(&self.valve.reset_fraction), "engine.valve.reset_fraction", "must be in [0, 1)")?;
-        check(self.valve.nu >= 0.0, "engine.valve.nu", "must be >= 0")?;
-        check(
-            (1..=MAX_WINDOW).contains(&self.router.window),
-            "engine.router.window",
-            format!("must be in 1..={MAX_WINDOW}"),
-        )?;
-        check((0.0..=1.0).contains(&self.router.fast_target), "engine.router.fast_target", "must be in [0, 1]")?;
-        check(self.router.weights.iter().all(|w| *w >= 0.0), "engine.router.weights", "must be >= 0")?;
-        let o = &self.organism;
-        check((2..=MAX_AGENTS).contains(&o.agents), "engine.organism.agents", format!("must be in 2..={MAX_AGENTS}"))?;
-        check(o.organs >= 1 && o.organs <= o.agents, "engine.organism.organs", "must be in [1, agents]")?;
-        check((2..=MAX_DIM).contains(&o.dim), "engine.organism.dim", format!("must be in 2..={MAX_DIM}"))?;
-        check(o.eta > 0.0 && o.eta <= 1.0, "engine.organism.eta", "must be in (0, 1]")?;
-        check(
-            o.l_max > 1.0 - o.eta && o.l_max <= 1.0,
-            "engine.organism.l_max",
-            format!("must be in (1 - eta, 1] = ({}, 1]", 1.0 - o.eta),
-        )?;
-        let limit = (o.l_max - (1.0 - o.eta)) / o.eta;
-        check(
-            o.init_gain > 0.0 && o.init_gain < limit,
-            "engine.organism.init_gain",
-            format!("must be in (0, (l_max - (1 - eta)) / eta) = (0, {limit})"),
-        )?;
-        check(o.promotion_every >= 1, "engine.organism.promotion_every", "must be >= 1")?;
-        let m = &self.memory;
-        let tiers = [
-            ("engine.memory.mw_capacity", "engine.memory.mw_ttl", &m.mw),
-            ("engine.memory.m25_capacity", "engine.memory.m25_ttl", &m.m25),
-            ("engine.memory.mlt_capacity", "engine.memory.mlt_ttl", &m.mlt),
-        ];
-        for (capacity, ttl, tier) in tiers {
-            check(
-                tier.capacity.iter().all(|c| *c <= MAX_TIER_CAPACITY),
-                capacity,
-                format!("must be in 0..={MAX_TIER_CAPACITY} per kind"),
-            )?;
-            check(
-                tier.ttl_ms.iter().all(|t| *t <= MAX_MEMORY_MS) && tier.latency_ms <= MAX_MEMORY_MS,
-                ttl,
-                format!("times must be at most {MAX_MEMORY_MS} ms"),
-            )?;
-        }
-        check(
-            (1..=MAX_MEMORY_MS).contains(&m.max_freshness_ms),
-            "engine.memory.max_freshness",
-            format!("must be in 1..={MAX_MEMORY_MS} ms"),
-        )?;
-        check(
-            m.mfb_latency_ms <= MAX_MEMORY_MS,
-            "engine.memory.mfb_latency",
-            format!("must be at most {MAX_MEMORY_MS} ms"),
-        )?;
-        check(self.ledger.cycle_receipts >= 1, "engine.ledger.cycle_receipts", "must be >= 1")?;
-        check(self.ledger.cycle_ms >= 1, "engine.ledger.cycle_ms", "must be >= 1")?;
-        check(self.ledger.segment_receipts >= 1, "engine.ledger.segment_receipts", "must be >= 1")?;
-        check(self.tokens.max_tokens >= 1, "engine.tokens.max_tokens", "must be >= 1")?;
-        check(self.governor.ceiling_micro_usd >= 1, "engine.governor.ceiling_micro_usd", "must be >= 1")?;
-        for (path, model) in [(Path::Fast, &self.backend.fast), (Path::Deep, &self.backend.deep)] {
-            let field = match path {
-                Path::Fast => "backend.fast",
-                Path::Deep => "backend.deep",
-            };
-            check(model.median_ms > 0.0 && model.p99_ms >= model.median_ms, field, "needs 0 < median_ms <= p99_ms")?;
-            check((0.0..=1.0).contains(&model.error_rate), field, "error_rate must be in [0, 1]")?;
-            check(model.token_inflation >= 1.0, field, "token_inflation must be >= 1")?;
-        }
-        Ok(())
     }
 
     /// The UTC day index of an arrival time.
