@@ -2,6 +2,7 @@
 //! build only).
 
 use seedcore_engine::memory::Tier;
+use seedcore_engine::router::Reason;
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::Scenario;
 use std::time::Duration;
@@ -68,15 +69,16 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
         scenario.policy.window,
         s.worst_window_fast_ppm.map_or("-".into(), |w| format!("{:.4}", w as f64 / 1e6))
     );
-    let reason = |r: &str| s.decisions.get(r).copied().unwrap_or(0);
+    let reason = |r: Reason| s.decisions.get(&r).copied().unwrap_or(0);
     println!(
         "  escalations      breach {} · planning {} · surprise {} · deferred {}",
-        reason("breach"),
-        reason("planning"),
-        reason("surprise"),
-        reason("deferred")
+        reason(Reason::Breach),
+        reason(Reason::Planning),
+        reason(Reason::Surprise),
+        reason(Reason::Deferred)
     );
-    let rejections: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let mut rejections: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+    rejections.sort();
     println!("  rejections       {}", if rejections.is_empty() { "none".into() } else { rejections.join(" · ") });
     let start = s.run_start.as_ref();
     let ceiling = start.map_or(0, |r| r.ceiling_micro_usd);

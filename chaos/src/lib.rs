@@ -12,6 +12,8 @@ mod swarm;
 pub use ddmin::ddmin;
 pub use swarm::{draw, SwarmBounds, Topology, NOT_SWARMED};
 
+use seedcore_engine::node::NodeName;
+use seedcore_engine::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -23,74 +25,111 @@ use std::time::Duration;
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FaultKind {
     /// Kill a node (its in-memory state is lost; its files survive).
-    Crash { node: String, down_ms: Option<u64> },
+    Crash { node: NodeName, down_ms: Option<u64> },
     /// Restart a node (kill and start again if it runs; start it if it was killed).
-    Restart { node: String },
+    Restart { node: NodeName },
     /// Stop scheduling a node's tasks; it resumes where it was.
-    Pause { node: String, for_ms: u64 },
+    Pause { node: NodeName, for_ms: u64 },
     /// Cut the links between two nodes, both ways.
-    Partition { node: String, peer: String, for_ms: u64 },
+    Partition { node: NodeName, peer: NodeName, for_ms: u64 },
     /// Cut every link of a node.
-    Isolate { node: String, for_ms: u64 },
+    Isolate { node: NodeName, for_ms: u64 },
     /// Drop this fraction of all messages.
     PacketLoss { rate_ppm: u64, for_ms: u64 },
     /// Every message takes between `min_ms` and `max_ms`.
     Latency { min_ms: u64, max_ms: u64, for_ms: u64 },
     /// The model backend of `path` fails calls with this probability.
-    BackendErrors { path: String, rate_ppm: u64, for_ms: u64 },
+    BackendErrors { path: Path, rate_ppm: u64, for_ms: u64 },
     /// The model backend of `path` takes `factor` times as long.
-    BackendSlow { path: String, factor_ppm: u64, for_ms: u64 },
+    BackendSlow { path: Path, factor_ppm: u64, for_ms: u64 },
     /// The model backend of `path` returns `factor` times the tokens asked for.
-    TokenInflation { path: String, factor_ppm: u64, for_ms: u64 },
+    TokenInflation { path: Path, factor_ppm: u64, for_ms: u64 },
     /// Push a `W` update of certified spectral bound `norm` to the state node.
     BadPromotion { norm_ppm: u64 },
     /// Ledger writes fail.
     LedgerIoError { for_ms: u64 },
     /// Flip one byte inside the first committed receipt of the coordinator's ledger. A
     /// later restart must detect it and halt (the `ledger_integrity` canary).
-    LedgerCorrupt { node: String },
+    LedgerCorrupt { node: NodeName },
     /// Kill the coordinator in the middle of a ledger append: its last segment ends in
     /// half a record. Recovery must skip the torn tail and go on.
-    TornWrite { node: String, down_ms: Option<u64> },
+    TornWrite { node: NodeName, down_ms: Option<u64> },
 }
 
-/// The kinds' names, as scenarios and events spell them.
-pub const KINDS: [&str; 14] = [
-    "crash",
-    "restart",
-    "pause",
-    "partition",
-    "isolate",
-    "packet_loss",
-    "latency",
-    "backend_errors",
-    "backend_slow",
-    "token_inflation",
-    "bad_promotion",
-    "ledger_io_error",
-    "ledger_corrupt",
-    "torn_write",
-];
+/// Declares the fault kinds' names: an enum serialised to exactly these strings, with
+/// `ALL` (in this order) and `as_str`.
+macro_rules! fault_names {
+    ($($variant:ident = $text:literal,)*) => {
+        /// A fault kind without its fields: what scenarios and events call it, and what a
+        /// swarm may switch on.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum FaultName { $(#[serde(rename = $text)] $variant,)* }
+
+        impl FaultName {
+            /// Every kind, in the order scenarios and errors list them.
+            pub const ALL: &'static [FaultName] = &[$(FaultName::$variant,)*];
+
+            /// The name in scenarios and events.
+            pub fn as_str(self) -> &'static str {
+                match self { $(FaultName::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+fault_names! {
+    Crash = "crash",
+    Restart = "restart",
+    Pause = "pause",
+    Partition = "partition",
+    Isolate = "isolate",
+    PacketLoss = "packet_loss",
+    Latency = "latency",
+    BackendErrors = "backend_errors",
+    BackendSlow = "backend_slow",
+    TokenInflation = "token_inflation",
+    BadPromotion = "bad_promotion",
+    LedgerIoError = "ledger_io_error",
+    LedgerCorrupt = "ledger_corrupt",
+    TornWrite = "torn_write",
+}
+
+impl FaultName {
+    /// Parses a kind's name.
+    pub fn parse(name: &str) -> Option<FaultName> {
+        FaultName::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Every kind's name, for error messages: `crash, restart, ...`.
+    pub fn list() -> String {
+        FaultName::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
 
 impl FaultKind {
+    /// The fault's kind without its fields.
+    pub fn fault_name(&self) -> FaultName {
+        match self {
+            FaultKind::Crash { .. } => FaultName::Crash,
+            FaultKind::Restart { .. } => FaultName::Restart,
+            FaultKind::Pause { .. } => FaultName::Pause,
+            FaultKind::Partition { .. } => FaultName::Partition,
+            FaultKind::Isolate { .. } => FaultName::Isolate,
+            FaultKind::PacketLoss { .. } => FaultName::PacketLoss,
+            FaultKind::Latency { .. } => FaultName::Latency,
+            FaultKind::BackendErrors { .. } => FaultName::BackendErrors,
+            FaultKind::BackendSlow { .. } => FaultName::BackendSlow,
+            FaultKind::TokenInflation { .. } => FaultName::TokenInflation,
+            FaultKind::BadPromotion { .. } => FaultName::BadPromotion,
+            FaultKind::LedgerIoError { .. } => FaultName::LedgerIoError,
+            FaultKind::LedgerCorrupt { .. } => FaultName::LedgerCorrupt,
+            FaultKind::TornWrite { .. } => FaultName::TornWrite,
+        }
+    }
+
     /// The fault's name in scenarios and events.
     pub fn name(&self) -> &'static str {
-        match self {
-            FaultKind::Crash { .. } => "crash",
-            FaultKind::Restart { .. } => "restart",
-            FaultKind::Pause { .. } => "pause",
-            FaultKind::Partition { .. } => "partition",
-            FaultKind::Isolate { .. } => "isolate",
-            FaultKind::PacketLoss { .. } => "packet_loss",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::BackendErrors { .. } => "backend_errors",
-            FaultKind::BackendSlow { .. } => "backend_slow",
-            FaultKind::TokenInflation { .. } => "token_inflation",
-            FaultKind::BadPromotion { .. } => "bad_promotion",
-            FaultKind::LedgerIoError { .. } => "ledger_io_error",
-            FaultKind::LedgerCorrupt { .. } => "ledger_corrupt",
-            FaultKind::TornWrite { .. } => "torn_write",
-        }
+        self.fault_name().as_str()
     }
 
     /// What the fault acts on: a node, `a|b` for a partition, `network`, a backend path,
@@ -102,12 +141,12 @@ impl FaultKind {
             | FaultKind::Pause { node, .. }
             | FaultKind::Isolate { node, .. }
             | FaultKind::LedgerCorrupt { node }
-            | FaultKind::TornWrite { node, .. } => node.clone(),
+            | FaultKind::TornWrite { node, .. } => node.to_string(),
             FaultKind::Partition { node, peer, .. } => format!("{node}|{peer}"),
             FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => "network".into(),
             FaultKind::BackendErrors { path, .. }
             | FaultKind::BackendSlow { path, .. }
-            | FaultKind::TokenInflation { path, .. } => path.clone(),
+            | FaultKind::TokenInflation { path, .. } => path.as_str().into(),
             FaultKind::BadPromotion { .. } => "state".into(),
             FaultKind::LedgerIoError { .. } => "ledger".into(),
         }
@@ -115,12 +154,12 @@ impl FaultKind {
 
     /// The node a fault takes down (crash, torn write, pause, isolate): what the swarm's
     /// `max_down` counts.
-    pub fn downs(&self) -> Option<&str> {
+    pub fn downs(&self) -> Option<NodeName> {
         match self {
             FaultKind::Crash { node, .. }
             | FaultKind::TornWrite { node, .. }
             | FaultKind::Pause { node, .. }
-            | FaultKind::Isolate { node, .. } => Some(node),
+            | FaultKind::Isolate { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -345,15 +384,15 @@ mod tests {
     use super::*;
 
     fn crash(at_ms: u64, node: &str, down_ms: Option<u64>) -> Fault {
-        Fault { at_ms, kind: FaultKind::Crash { node: node.into(), down_ms } }
+        Fault { at_ms, kind: FaultKind::Crash { node: NodeName::parse(node).unwrap(), down_ms } }
     }
 
     #[test]
     fn steps_come_in_time_order_with_ends_after_their_starts() {
         let plan = FaultPlan::new(vec![
-            Fault { at_ms: 500, kind: FaultKind::LedgerCorrupt { node: "coordinator".into() } },
+            Fault { at_ms: 500, kind: FaultKind::LedgerCorrupt { node: NodeName::Coordinator } },
             crash(100, "fast-1", Some(1_000)),
-            Fault { at_ms: 1_100, kind: FaultKind::Pause { node: "deep-1".into(), for_ms: 1 } },
+            Fault { at_ms: 1_100, kind: FaultKind::Pause { node: NodeName::Worker(Path::Deep, 1), for_ms: 1 } },
         ])
         .unwrap();
         let steps: Vec<_> =
@@ -375,7 +414,7 @@ mod tests {
     fn a_fault_that_must_last_cannot_last_no_time() {
         assert_eq!(FaultPlan::new(vec![crash(0, "fast-1", Some(0))]), Err(PlanError::ZeroDuration { index: 1 }));
         let overflow = Fault { at_ms: u64::MAX - 1, kind: FaultKind::LedgerIoError { for_ms: 2 } };
-        assert_eq!(FaultPlan::new(vec![crash(0, "a", None), overflow]), Err(PlanError::Overflow { index: 2 }));
+        assert_eq!(FaultPlan::new(vec![crash(0, "state", None), overflow]), Err(PlanError::Overflow { index: 2 }));
         // A crash without a down time lasts; that is not a zero duration.
         assert!(FaultPlan::new(vec![crash(0, "fast-1", None)]).is_ok());
     }
@@ -391,9 +430,9 @@ mod tests {
 
     #[test]
     fn magnitudes_read_as_decimals() {
-        let kind = FaultKind::BackendErrors { path: "fast".into(), rate_ppm: 250_000, for_ms: 1 };
+        let kind = FaultKind::BackendErrors { path: Path::Fast, rate_ppm: 250_000, for_ms: 1 };
         assert_eq!(kind.magnitude(), "rate 0.25");
-        let kind = FaultKind::BackendSlow { path: "deep".into(), factor_ppm: 3_000_000, for_ms: 1 };
+        let kind = FaultKind::BackendSlow { path: Path::Deep, factor_ppm: 3_000_000, for_ms: 1 };
         assert_eq!(kind.magnitude(), "factor 3");
     }
 }

@@ -3,21 +3,23 @@
 //! bounds a scenario can narrow. Different seeds explore different fault mixes; the same
 //! seed draws the same plan.
 
-use crate::{Fault, FaultKind, KINDS};
+use crate::{Fault, FaultKind, FaultName};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use seedcore_engine::node::NodeName;
+use seedcore_engine::Path;
 
 /// The one kind a swarm does not draw unless the scenario allows it: a corrupted ledger
 /// must halt the coordinator, which no engine survives by design; it is the
 /// `ledger_integrity` canary, not a chaos fault.
-pub const NOT_SWARMED: &str = "ledger_corrupt";
+pub const NOT_SWARMED: FaultName = FaultName::LedgerCorrupt;
 
 /// What a swarm may draw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwarmBounds {
-    /// Kinds that may be switched on (names of `KINDS`).
-    pub kinds: Vec<String>,
+    /// Kinds that may be switched on.
+    pub kinds: Vec<FaultName>,
     /// The most faults in a plan (at least 1 is drawn).
     pub max_faults: u32,
     /// The most nodes down (crashed, torn, paused or isolated) at any one time.
@@ -31,7 +33,7 @@ pub struct SwarmBounds {
 impl Default for SwarmBounds {
     fn default() -> Self {
         SwarmBounds {
-            kinds: KINDS.iter().filter(|k| **k != NOT_SWARMED).map(|k| k.to_string()).collect(),
+            kinds: FaultName::ALL.iter().copied().filter(|k| *k != NOT_SWARMED).collect(),
             max_faults: 8,
             max_down: 1,
             max_for_ms: 5 * 60_000,
@@ -48,12 +50,9 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Every node's name: `coordinator`, `state`, `fast-i`, `deep-i`.
-    pub fn nodes(&self) -> Vec<String> {
-        let mut nodes = vec!["coordinator".to_string(), "state".to_string()];
-        nodes.extend((1..=self.fast).map(|i| format!("fast-{i}")));
-        nodes.extend((1..=self.deep).map(|i| format!("deep-{i}")));
-        nodes
+    /// Every node: `coordinator`, `state`, `fast-i`, `deep-i`.
+    pub fn nodes(&self) -> Vec<NodeName> {
+        NodeName::all(self.fast, self.deep)
     }
 }
 
@@ -68,9 +67,9 @@ pub fn draw(seed: u64, bounds: &SwarmBounds, topology: &Topology, duration_ms: u
         return Vec::new();
     }
     // Each allowed kind is on with probability 1/2; at least one is on.
-    let mut on: Vec<&str> = bounds.kinds.iter().map(String::as_str).filter(|_| rng.gen_bool(0.5)).collect();
+    let mut on: Vec<FaultName> = bounds.kinds.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
     if on.is_empty() {
-        on.push(bounds.kinds.choose(&mut rng).expect("kinds is not empty"));
+        on.push(*bounds.kinds.choose(&mut rng).expect("kinds is not empty"));
     }
     let count = rng.gen_range(1..=bounds.max_faults);
     let nodes = topology.nodes();
@@ -82,41 +81,42 @@ pub fn draw(seed: u64, bounds: &SwarmBounds, topology: &Topology, duration_ms: u
         let longest = bounds.max_for_ms.min(end_by - at_ms).max(1_000);
         let for_ms = log_uniform(&mut rng, 1_000, longest);
         let fraction = |rng: &mut ChaCha8Rng, low: f64, high: f64| (rng.gen_range(low..=high) * 1e6).round() as u64;
-        let path = |rng: &mut ChaCha8Rng| if rng.gen_bool(0.5) { "fast" } else { "deep" }.to_string();
-        let node = nodes.choose(&mut rng).expect("a topology has nodes").clone();
+        let path = |rng: &mut ChaCha8Rng| if rng.gen_bool(0.5) { Path::Fast } else { Path::Deep };
+        let node = *nodes.choose(&mut rng).expect("a topology has nodes");
         let fault_kind = match kind {
-            "crash" => FaultKind::Crash { node, down_ms: Some(for_ms) },
-            "restart" => FaultKind::Restart { node },
-            "pause" => FaultKind::Pause { node, for_ms },
-            "isolate" => FaultKind::Isolate { node, for_ms },
-            "partition" => {
+            FaultName::Crash => FaultKind::Crash { node, down_ms: Some(for_ms) },
+            FaultName::Restart => FaultKind::Restart { node },
+            FaultName::Pause => FaultKind::Pause { node, for_ms },
+            FaultName::Isolate => FaultKind::Isolate { node, for_ms },
+            FaultName::Partition => {
                 let peer = nodes.iter().filter(|n| **n != node).collect::<Vec<_>>();
-                let peer = (*peer.choose(&mut rng).expect("two nodes at least")).clone();
+                let peer = **peer.choose(&mut rng).expect("two nodes at least");
                 FaultKind::Partition { node, peer, for_ms }
             }
-            "packet_loss" => FaultKind::PacketLoss { rate_ppm: fraction(&mut rng, 0.01, 0.3), for_ms },
-            "latency" => {
+            FaultName::PacketLoss => FaultKind::PacketLoss { rate_ppm: fraction(&mut rng, 0.01, 0.3), for_ms },
+            FaultName::Latency => {
                 let min_ms = rng.gen_range(1..=50);
                 let max_ms = rng.gen_range(min_ms..=1_000);
                 FaultKind::Latency { min_ms, max_ms, for_ms }
             }
-            "backend_errors" => {
+            FaultName::BackendErrors => {
                 FaultKind::BackendErrors { path: path(&mut rng), rate_ppm: fraction(&mut rng, 0.05, 0.9), for_ms }
             }
             // Up to 4: beyond a path's timeout over its median latency (30 s / 5.8 s deep) every
             // call times out, which no engine with fixed timeouts survives (seed 866 of the
             // first 1,000-seed campaign of the Azure hour drew 9.6 for four minutes).
-            "backend_slow" => {
+            FaultName::BackendSlow => {
                 FaultKind::BackendSlow { path: path(&mut rng), factor_ppm: fraction(&mut rng, 1.5, 4.0), for_ms }
             }
-            "token_inflation" => {
+            FaultName::TokenInflation => {
                 FaultKind::TokenInflation { path: path(&mut rng), factor_ppm: fraction(&mut rng, 1.5, 5.0), for_ms }
             }
-            "bad_promotion" => FaultKind::BadPromotion { norm_ppm: log_uniform(&mut rng, 1_000_000, 100_000_000) },
-            "ledger_io_error" => FaultKind::LedgerIoError { for_ms },
-            "ledger_corrupt" => FaultKind::LedgerCorrupt { node: "coordinator".into() },
-            "torn_write" => FaultKind::TornWrite { node: "coordinator".into(), down_ms: Some(for_ms) },
-            _ => continue,
+            FaultName::BadPromotion => {
+                FaultKind::BadPromotion { norm_ppm: log_uniform(&mut rng, 1_000_000, 100_000_000) }
+            }
+            FaultName::LedgerIoError => FaultKind::LedgerIoError { for_ms },
+            FaultName::LedgerCorrupt => FaultKind::LedgerCorrupt { node: NodeName::Coordinator },
+            FaultName::TornWrite => FaultKind::TornWrite { node: NodeName::Coordinator, down_ms: Some(for_ms) },
         };
         let fault = Fault { at_ms, kind: fault_kind };
         if fault.kind.downs().is_some() && down_at_peak(&faults, &fault) >= bounds.max_down {
@@ -139,7 +139,7 @@ fn down_at_peak(drawn: &[Fault], fault: &Fault) -> u32 {
     points
         .iter()
         .map(|&t| {
-            let mut down: Vec<&str> = drawn
+            let mut down: Vec<NodeName> = drawn
                 .iter()
                 .filter(|f| f.at_ms <= t && t < f.end_ms().unwrap_or(u64::MAX))
                 .filter_map(|f| f.kind.downs())
@@ -204,19 +204,20 @@ mod tests {
                 assert!(down.len() <= bounds.max_down as usize, "seed {seed}: {down:?}");
             }
         }
-        assert_eq!(kinds.len(), KINDS.len() - 1, "{kinds:?}");
+        assert_eq!(kinds.len(), FaultName::ALL.len() - 1, "{kinds:?}");
         assert!(counts.len() >= 6, "fault counts vary: {counts:?}");
     }
 
     #[test]
     fn narrowed_bounds_are_obeyed() {
-        let bounds = SwarmBounds { kinds: vec!["latency".into()], max_faults: 2, ..SwarmBounds::default() };
+        let bounds = SwarmBounds { kinds: vec![FaultName::Latency], max_faults: 2, ..SwarmBounds::default() };
         for seed in 0..50 {
             let plan = draw(seed, &bounds, &topology(), HOUR);
             assert!(plan.len() <= 2);
             assert!(plan.iter().all(|f| f.kind.name() == "latency"));
         }
-        let none = SwarmBounds { max_down: 0, kinds: vec!["crash".into(), "pause".into()], ..SwarmBounds::default() };
+        let none =
+            SwarmBounds { max_down: 0, kinds: vec![FaultName::Crash, FaultName::Pause], ..SwarmBounds::default() };
         assert!((0..50).all(|seed| draw(seed, &none, &topology(), HOUR).is_empty()));
     }
 }

@@ -202,7 +202,7 @@ pub struct Flashbulb {
     pub task_id: u64,
     pub kind: Kind,
     pub at_ms: u64,
-    pub cause: &'static str,
+    pub cause: crate::probe::FlashbulbCause,
 }
 
 /// Entries held and capacity per tier, for snapshots.
@@ -486,7 +486,12 @@ mod tests {
     fn flashbulbs_are_never_evicted() {
         let mut f = fabric();
         for task_id in 0..10_000 {
-            f.remember(Flashbulb { task_id, kind: Kind::Chat, at_ms: task_id, cause: "breach" });
+            f.remember(Flashbulb {
+                task_id,
+                kind: Kind::Chat,
+                at_ms: task_id,
+                cause: crate::probe::FlashbulbCause::Breach,
+            });
         }
         assert_eq!(f.flashbulbs().len(), 10_000);
         assert_eq!(f.flashbulbs()[0].task_id, 0);

@@ -98,14 +98,105 @@ signal_set! {
     }
 }
 
+/// Declares a closed set of names an event field takes: an enum serialised to exactly
+/// these strings (so event logs keep their bytes), with `as_str`.
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant,)* }
+
+        impl $name {
+            /// Every name, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The name in events.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+names! {
+    /// What happened to a node.
+    NodeEvent {
+        Started = "started",
+    }
+}
+
+names! {
+    /// A node's role in `node` events (a worker's is its path).
+    Role {
+        Coordinator = "coordinator",
+        State = "state",
+        Fast = "fast",
+        Deep = "deep",
+    }
+}
+
+impl Role {
+    /// The role of a worker of `path`.
+    pub fn worker(path: Path) -> Role {
+        match path {
+            Path::Fast => Role::Fast,
+            Path::Deep => Role::Deep,
+        }
+    }
+}
+
+names! {
+    /// The ledger's life cycle.
+    LedgerEvent {
+        /// Opened and verified at start.
+        Recovered = "recovered",
+        /// A cycle signed.
+        Cycle = "cycle",
+        /// A write failed (retried).
+        WriteFailed = "write_failed",
+        /// Verification failed, or writes kept failing: the coordinator halted.
+        Halt = "halt",
+    }
+}
+
+names! {
+    /// What the autoscaler did.
+    ScaleEvent {
+        Target = "target",
+        Starting = "starting",
+        Ready = "ready",
+        Draining = "draining",
+        Stopped = "stopped",
+    }
+}
+
+names! {
+    /// Why the organism's certified bound or energy was reported.
+    OrganismCause {
+        Init = "init",
+        /// Every `organism::ENERGY_EVERY` updates.
+        Sample = "sample",
+        Promotion = "promotion",
+        /// A pushed checkpoint.
+        ExternalPromotion = "external_promotion",
+    }
+}
+
+names! {
+    /// Why an event went into the flashbulb tier.
+    FlashbulbCause {
+        /// The task escalated because the valve breached.
+        Breach = "breach",
+    }
+}
+
 /// A node started (or restarted) and what it recovered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSignal {
-    /// `started`.
-    pub event: String,
+    pub event: NodeEvent,
     /// The node's role.
-    pub role: String,
+    pub role: Role,
 }
 
 /// A routing decision with the router's inputs.
@@ -198,8 +289,8 @@ pub struct AlertSignal {
 #[serde(deny_unknown_fields)]
 pub struct LTotSignal {
     pub a_inf_ppm: i64,
-    /// `init`, `promotion` or `external_promotion` (a pushed checkpoint).
-    pub cause: String,
+    /// `init`, `promotion` or `external_promotion`.
+    pub cause: OrganismCause,
     pub l_tot_ppm: i64,
     pub w2_bound_ppm: i64,
     pub w2_estimate_ppm: i64,
@@ -231,9 +322,9 @@ pub struct ContractionSignal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSignal {
-    /// Why the ledger halted.
+    /// Why the write failed or the ledger halted.
     pub error: Option<String>,
-    pub event: String,
+    pub event: LedgerEvent,
     /// Chain head (cycle) or head after recovery.
     pub head: Option<String>,
     /// Receipts in the ledger after this event.
@@ -246,8 +337,7 @@ pub struct LedgerSignal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlashbulbSignal {
-    /// `breach`: the task escalated because the valve breached.
-    pub cause: String,
+    pub cause: FlashbulbCause,
     /// Events in Mfb after this one.
     pub held: u64,
     pub task_id: u64,
@@ -257,9 +347,7 @@ pub struct FlashbulbSignal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnergySignal {
-    /// `init`, `sample` (every `organism::ENERGY_EVERY` updates), `promotion` or
-    /// `external_promotion`.
-    pub cause: String,
+    pub cause: OrganismCause,
     pub ent_ppm: i64,
     /// `||dE/dH||_F`.
     pub gradient_norm_ppm: i64,
@@ -276,7 +364,7 @@ pub struct EnergySignal {
 #[serde(deny_unknown_fields)]
 pub struct PromotionRefusedSignal {
     /// `promotion` or `external_promotion`.
-    pub cause: String,
+    pub cause: OrganismCause,
     pub delta_e_ppm: i64,
     pub energy_ppm: i64,
 }
@@ -288,8 +376,7 @@ pub struct PromotionRefusedSignal {
 pub struct ScaleSignal {
     /// Rolling demand on the path, in replicas' worth of work, ppm.
     pub demand_ppm: i64,
-    /// `target`, `starting`, `ready`, `draining` or `stopped`.
-    pub event: String,
+    pub event: ScaleEvent,
     pub path: Path,
     /// Replicas taking work after this event.
     pub replicas: u32,

@@ -19,7 +19,7 @@ use polars::prelude::*;
 use crate::model::ReportData;
 
 /// Milliseconds in a UTC day.
-const DAY_MS: u64 = 86_400_000;
+pub(crate) const DAY_MS: u64 = 86_400_000;
 
 /// Window widths a run may be cut into, ms, smallest first: round values a reader can take
 /// in at a glance (seconds, minutes, hours).
@@ -361,57 +361,17 @@ impl Ctx<'_> {
             return Err(self.bad("cusum_s", format!("`{cusum}` is not a finite number")));
         }
 
-        // Lost tasks have no outcome: their day is the day of their arrival.
-        let epoch_ms = data.epoch_utc_ms;
-        let day_derived: Vec<u64> = at
-            .iter()
-            .zip(done.iter())
-            .map(|(at, done)| epoch_ms.saturating_add(done.or(at).unwrap_or(0)) / DAY_MS)
-            .collect();
-        let day: Vec<u64> = match &day_given {
-            Some(given) => {
-                let given = given.u64().map_err(|e| self.polars(e))?;
-                given.iter().zip(day_derived).map(|(given, derived)| given.unwrap_or(derived)).collect()
-            }
-            None => day_derived,
-        };
-
-        let last_ms = at.max().unwrap_or(0).max(done.max().unwrap_or(0));
-        let windows = last_ms / window_ms + 1;
-        if windows > WINDOWS_MAX {
-            let column = if done.max().unwrap_or(0) > at.max().unwrap_or(0) { "done_ms" } else { "at_ms" };
-            return Err(self.bad(
-                column,
-                format!(
-                    "{last_ms} ms needs {windows} windows of {window_ms} ms (at most {WINDOWS_MAX}): far beyond the \
-                     run's duration of {} ms",
-                    data.duration_ms
-                ),
-            ));
-        }
+        let day = self.days(at, done, day_given.as_ref(), data.epoch_utc_ms)?;
+        self.check_windows(at, done, data, window_ms)?;
         let window_arrived = (at / window_ms).with_name("window_arrived".into());
         let window_done = (done / window_ms).with_name("window_done".into());
 
-        let is = |name: &str, mask: BooleanChunked| mask.with_name(name.into()).into_column();
         let completed = status.equal("completed");
         let fast = path.equal("fast").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let deep = path.equal("deep").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let hit = cache_hit.equal("true").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let fast_completed = &completed & &fast;
-        // `cache_tier` is absent from bundles older than the memory tiers.
-        let tier = match raw.column("cache_tier") {
-            Ok(_) => Some(self.one_of(raw, "cache_tier", &["mw", "m25", "mlt"], Presence::Optional)?),
-            Err(_) => None,
-        };
-        let tier_hit = |name: &str| -> Result<BooleanChunked, AnalyticsError> {
-            let mask = match &tier {
-                Some(tier) => tier.equal(name).fill_null_with_values(false).map_err(|e| self.polars(e))?,
-                None => BooleanChunked::full("".into(), false, raw.height()),
-            };
-            Ok(&fast_completed & &mask)
-        };
-        let tier_columns =
-            [is("is_hit_mw", tier_hit("mw")?), is("is_hit_m25", tier_hit("m25")?), is("is_hit_mlt", tier_hit("mlt")?)];
+        let tier_columns = self.tier_columns(raw, &fast_completed)?;
         let columns = vec![
             at_ms,
             kind.with_name("kind".into()).into_column(),
@@ -434,7 +394,98 @@ impl Ctx<'_> {
         DataFrame::new(raw.height(), columns).map_err(|e| self.polars(e))
     }
 
+    /// Each row's simulated UTC day: the `day` column's where it has one, else the day of
+    /// the outcome (days since 1970-01-01, from the run's epoch).
+    fn days(
+        &self,
+        at: &UInt64Chunked,
+        done: &UInt64Chunked,
+        day_given: Option<&Column>,
+        epoch_ms: u64,
+    ) -> Result<Vec<u64>, AnalyticsError> {
+        // Lost tasks have no outcome: their day is the day of their arrival.
+        let day_derived: Vec<u64> = at
+            .iter()
+            .zip(done.iter())
+            .map(|(at, done)| epoch_ms.saturating_add(done.or(at).unwrap_or(0)) / DAY_MS)
+            .collect();
+        Ok(match day_given {
+            Some(given) => {
+                let given = given.u64().map_err(|e| self.polars(e))?;
+                given.iter().zip(day_derived).map(|(given, derived)| given.unwrap_or(derived)).collect()
+            }
+            None => day_derived,
+        })
+    }
+
+    /// Refuses a file whose last arrival or outcome lies more than [`WINDOWS_MAX`] windows
+    /// of `window_ms` after the start, naming the column that holds it.
+    fn check_windows(
+        &self,
+        at: &UInt64Chunked,
+        done: &UInt64Chunked,
+        data: &ReportData,
+        window_ms: u64,
+    ) -> Result<(), AnalyticsError> {
+        let last_ms = at.max().unwrap_or(0).max(done.max().unwrap_or(0));
+        let windows = last_ms / window_ms + 1;
+        if windows > WINDOWS_MAX {
+            let column = if done.max().unwrap_or(0) > at.max().unwrap_or(0) { "done_ms" } else { "at_ms" };
+            return Err(self.bad(
+                column,
+                format!(
+                    "{last_ms} ms needs {windows} windows of {window_ms} ms (at most {WINDOWS_MAX}): far beyond the \
+                     run's duration of {} ms",
+                    data.duration_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The masks of the fast completions each tier (Mw, M2.5, Mlt) served, from
+    /// `cache_tier`; all false without that column.
+    fn tier_columns(&self, raw: &DataFrame, fast_completed: &BooleanChunked) -> Result<[Column; 3], AnalyticsError> {
+        // `cache_tier` is absent from bundles older than the memory tiers.
+        let tier = match raw.column("cache_tier") {
+            Ok(_) => Some(self.one_of(raw, "cache_tier", &["mw", "m25", "mlt"], Presence::Optional)?),
+            Err(_) => None,
+        };
+        let tier_hit = |name: &str| -> Result<BooleanChunked, AnalyticsError> {
+            let mask = match &tier {
+                Some(tier) => tier.equal(name).fill_null_with_values(false).map_err(|e| self.polars(e))?,
+                None => BooleanChunked::full("".into(), false, raw.height()),
+            };
+            Ok(fast_completed & &mask)
+        };
+        Ok([is("is_hit_mw", tier_hit("mw")?), is("is_hit_m25", tier_hit("m25")?), is("is_hit_mlt", tier_hit("mlt")?)])
+    }
+
+    /// Every aggregate of the typed frame: the windows, the costs per kind, the spend over
+    /// time and the latencies per path.
     fn aggregate(&self, tasks: &DataFrame, data: &ReportData, window_ms: u64) -> Result<Analytics, AnalyticsError> {
+        let p = |e| self.polars(e);
+        let windows = self.windows(tasks, data, window_ms)?;
+        let kinds = self.kinds(tasks)?;
+        let spend = self.spend(tasks)?;
+        let latencies = |mask: &str| -> Result<Vec<u64>, AnalyticsError> {
+            let rows = tasks.filter(tasks.column(mask).map_err(p)?.bool().map_err(p)?).map_err(p)?;
+            Ok(rows.column("latency_ms").map_err(p)?.u64().map_err(p)?.iter().flatten().collect())
+        };
+        Ok(Analytics {
+            window_ms,
+            windows,
+            spend,
+            latency_fast_ms: latencies("is_fast_completed")?,
+            latency_deep_ms: latencies("is_deep_completed")?,
+            kinds,
+        })
+    }
+
+    /// Consecutive windows of `window_ms` from 0 until the last arrival or outcome, at least
+    /// to the run's duration, empty ones included: arrivals by arrival, outcomes and spend by
+    /// outcome.
+    fn windows(&self, tasks: &DataFrame, data: &ReportData, window_ms: u64) -> Result<Vec<Window>, AnalyticsError> {
         let p = |e| self.polars(e);
         let duration_windows = data.duration_ms.div_ceil(window_ms).max(1);
         let mut windows: BTreeMap<u64, Window> = BTreeMap::new();
@@ -477,7 +528,7 @@ impl Ctx<'_> {
             windows.insert(index, w);
         }
         let last = windows.keys().next_back().copied().unwrap_or(0).max(duration_windows - 1);
-        let windows: Vec<Window> = (0..=last)
+        Ok((0..=last)
             .map(|index| {
                 let mut w = window(&mut windows, index);
                 w.fast_ratio = ratio(w.fast_completed, w.completed + w.failed);
@@ -485,8 +536,12 @@ impl Ctx<'_> {
                 w.tier_hit_rates = w.tier_hits.map(|hits| ratio(hits, w.fast_completed));
                 w
             })
-            .collect();
+            .collect())
+    }
 
+    /// The tasks and charges of each task kind.
+    fn kinds(&self, tasks: &DataFrame) -> Result<BTreeMap<String, KindCost>, AnalyticsError> {
+        let p = |e| self.polars(e);
         let mut kinds = BTreeMap::new();
         for (key, group) in partition(tasks, "kind").map_err(p)? {
             let Some(kind) = key.get_str().map(str::to_string) else { continue };
@@ -503,7 +558,12 @@ impl Ctx<'_> {
                 },
             );
         }
+        Ok(kinds)
+    }
 
+    /// The day's cumulative spend after each non-zero charge, in outcome order.
+    fn spend(&self, tasks: &DataFrame) -> Result<Vec<SpendPoint>, AnalyticsError> {
+        let p = |e| self.polars(e);
         // Cumulative spend by outcome time; ties keep file order.
         let cost = tasks.column("cost_micro_usd").map_err(p)?.u64().map_err(p)?;
         let charged = tasks.filter(&cost.gt(0).fill_null_with_values(false).map_err(p)?).map_err(p)?;
@@ -524,20 +584,13 @@ impl Ctx<'_> {
             *spent = spent.saturating_add(cost);
             spend.push(SpendPoint { t_ms: done.or(at).unwrap_or(0), day, spent_micro_usd: *spent });
         }
-
-        let latencies = |mask: &str| -> Result<Vec<u64>, AnalyticsError> {
-            let rows = tasks.filter(tasks.column(mask).map_err(p)?.bool().map_err(p)?).map_err(p)?;
-            Ok(rows.column("latency_ms").map_err(p)?.u64().map_err(p)?.iter().flatten().collect())
-        };
-        Ok(Analytics {
-            window_ms,
-            windows,
-            spend,
-            latency_fast_ms: latencies("is_fast_completed")?,
-            latency_deep_ms: latencies("is_deep_completed")?,
-            kinds,
-        })
+        Ok(spend)
     }
+}
+
+/// A row mask as a column named `name`.
+fn is(name: &str, mask: BooleanChunked) -> Column {
+    mask.with_name(name.into()).into_column()
 }
 
 /// `part / whole`, `None` for an empty whole.
@@ -669,7 +722,7 @@ pub(crate) mod tests {
             seed: 42,
             engine_version: "0.1.0".into(),
             build_sha256: "cd".repeat(32),
-            toolchain: crate::statement::Toolchain::default(),
+            toolchain: crate::model::Toolchain::default(),
             epoch_utc_ms: EPOCH_MS,
             duration_ms: 120_000,
             outcome: Outcome::PassWithConditions,

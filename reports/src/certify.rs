@@ -48,7 +48,7 @@ pub struct Certify<'a> {
     pub key: &'a SigningKey,
     pub development_key: bool,
     pub build_sha256: String,
-    pub toolchain: crate::statement::Toolchain,
+    pub toolchain: crate::model::Toolchain,
     pub baseline: Option<&'a Statement>,
 }
 

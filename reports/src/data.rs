@@ -3,16 +3,17 @@
 //! so that a verifier recomputes exactly what a certificate states.
 
 use crate::fold::EventFold;
-use crate::model::{Determinism, FaultRow, InvariantRow, Limits, OrganismReport, PathLatency, ReportData};
+use crate::model::{Determinism, FaultRow, InvariantRow, Limits, OrganismReport, PathLatency, ReportData, Toolchain};
 use crate::score::{critical_failures, outcome, score};
-use seedcore_sim::invariants::{evaluate, InvariantResult, Replays};
+use seedcore_sim::event::RunStart;
+use seedcore_sim::invariants::{evaluate, InvariantResult, Replays, Stats};
 use seedcore_sim::Scenario;
 
 /// What the event log does not say: who ran and signed it, and against what baseline.
 #[derive(Clone, Debug)]
 pub struct Provenance {
     pub build_sha256: String,
-    pub toolchain: crate::statement::Toolchain,
+    pub toolchain: Toolchain,
     pub key_id: String,
     pub development_key: bool,
     pub regressions: Vec<String>,
@@ -30,39 +31,8 @@ pub fn report_data(
     let results = evaluate(stats, &scenario.policy, Some(replays));
     let score = score(&results, &scenario.policy);
     let outcome = outcome(&results, score);
-    let invariants = results
-        .iter()
-        .map(|r| InvariantRow {
-            id: r.id.to_string(),
-            critical: r.critical,
-            verdict: r.verdict.as_str().to_string(),
-            observed: r.observed.clone(),
-            threshold: r.threshold.clone(),
-            value: r.measure.value.clone(),
-            rule: r.measure.rule.to_string(),
-            limit: r.measure.limit.clone(),
-            unit: r.measure.unit.to_string(),
-            weight: scenario.policy.invariants.get(&r.id).map_or(0.0, |p| p.weight).to_string(),
-            detail: r.detail.clone(),
-        })
-        .collect();
-    let latency = ["fast", "deep"]
-        .iter()
-        .enumerate()
-        .map(|(i, path)| {
-            let h = &stats.latency_ms[i];
-            let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
-            PathLatency {
-                path: path.to_string(),
-                completed: stats.completed[i],
-                failed: stats.failed[i],
-                p50_ms: q(0.50),
-                p95_ms: q(0.95),
-                p99_ms: q(0.99),
-                max_ms: if h.is_empty() { 0 } else { h.max() },
-            }
-        })
-        .collect();
+    let invariants = invariant_rows(scenario, &results);
+    let latency = path_latency(stats);
     let start = stats.run_start.as_ref();
     let data = ReportData {
         scenario: scenario.name.clone(),
@@ -81,46 +51,18 @@ pub fn report_data(
         latency,
         arrivals: stats.arrivals,
         lost: stats.lost(),
-        rejections: stats.rejected.clone(),
-        decisions: stats.decisions.clone(),
+        // By name, as the report has always listed them.
+        rejections: stats.rejected.iter().map(|(r, n)| (r.as_str().to_string(), *n)).collect(),
+        decisions: stats.decisions.iter().map(|(r, n)| (r.as_str().to_string(), *n)).collect(),
         alerts: stats.alerts.clone(),
         total_cost_micro_usd: stats.total_cost_micro_usd,
         days: stats.days.clone(),
-        limits: Limits {
-            ceiling_micro_usd: start.map_or(scenario.engine.governor.ceiling_micro_usd, |s| s.ceiling_micro_usd),
-            daily_budget_micro_usd: start
-                .map_or(scenario.engine.governor.daily_budget_micro_usd, |s| s.daily_budget_micro_usd),
-            rate_limits: start.map(|s| s.rate_limits.clone()).unwrap_or_default(),
-            fast_target_ppm: start.map_or(900_000, |s| s.fast_target_ppm),
-            cusum_h: scenario.engine.valve.h,
-            window: scenario.policy.window,
-        },
-        determinism: Determinism {
-            reference: hex::encode(replays.reference),
-            replays: replays.replays.iter().map(hex::encode).collect(),
-            live: replays.live,
-        },
-        faults: fold
-            .faults
-            .iter()
-            .map(|f| FaultRow { recovery_ms: stats.fault_recovery.get(&f.id).copied(), ..f.clone() })
-            .collect(),
+        limits: limits(scenario, start),
+        determinism: determinism(replays),
+        faults: faults(fold),
         recovery_ms: stats.recovery_ms(),
         l_tot: fold.l_tot.clone(),
-        organism: OrganismReport {
-            fast_completed: stats.completed[0],
-            tier_hits: stats.tier_hits,
-            tier_max_age_ms: stats.tier_max_age_ms,
-            flashbulbs: stats.flashbulbs,
-            energy: fold.energy.clone(),
-            energy_first: stats.energy_first.clone(),
-            energy_last: stats.energy_last.clone(),
-            energy_min_ppm: stats.energy_min_ppm,
-            energy_max_ppm: stats.energy_max_ppm,
-            promotions_refused: stats.promotions_refused,
-            scale: stats.scale.clone(),
-            scale_points: fold.scale.clone(),
-        },
+        organism: organism(fold),
         events: fold.size,
         merkle_root: hex::encode(fold.root),
         ledger_public_key: stats.ledger_check.as_ref().map_or_else(String::new, |c| c.public_key.clone()),
@@ -131,4 +73,97 @@ pub fn report_data(
         regressions: provenance.regressions,
     };
     (data, results)
+}
+
+/// One table row per invariant result, with the weight the scenario's policy gives it.
+fn invariant_rows(scenario: &Scenario, results: &[InvariantResult]) -> Vec<InvariantRow> {
+    results
+        .iter()
+        .map(|r| InvariantRow {
+            id: r.id.to_string(),
+            critical: r.critical,
+            verdict: r.verdict.as_str().to_string(),
+            observed: r.observed.clone(),
+            threshold: r.threshold.clone(),
+            value: r.measure.value.clone(),
+            rule: r.measure.rule.to_string(),
+            limit: r.measure.limit.clone(),
+            unit: r.measure.unit.to_string(),
+            weight: scenario.policy.invariants.get(&r.id).map_or(0.0, |p| p.weight).to_string(),
+            detail: r.detail.clone(),
+        })
+        .collect()
+}
+
+/// Latency percentiles of the fast path, then the deep path (zeros for a path that
+/// completed nothing).
+fn path_latency(stats: &Stats) -> Vec<PathLatency> {
+    ["fast", "deep"]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let h = &stats.latency_ms[i];
+            let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+            PathLatency {
+                path: path.to_string(),
+                completed: stats.completed[i],
+                failed: stats.failed[i],
+                p50_ms: q(0.50),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+                max_ms: if h.is_empty() { 0 } else { h.max() },
+            }
+        })
+        .collect()
+}
+
+/// The limits the run was checked against: the `run_start` record's where the log has one,
+/// the scenario's otherwise.
+fn limits(scenario: &Scenario, start: Option<&RunStart>) -> Limits {
+    Limits {
+        ceiling_micro_usd: start.map_or(scenario.engine.governor.ceiling_micro_usd, |s| s.ceiling_micro_usd),
+        daily_budget_micro_usd: start
+            .map_or(scenario.engine.governor.daily_budget_micro_usd, |s| s.daily_budget_micro_usd),
+        rate_limits: start.map(|s| s.rate_limits.clone()).unwrap_or_default(),
+        fast_target_ppm: start.map_or(900_000, |s| s.fast_target_ppm),
+        cusum_h: scenario.engine.valve.h,
+        window: scenario.policy.window,
+    }
+}
+
+/// The replays' roots as hex, and the live half if there was one.
+fn determinism(replays: &Replays) -> Determinism {
+    Determinism {
+        reference: hex::encode(replays.reference),
+        replays: replays.replays.iter().map(hex::encode).collect(),
+        live: replays.live,
+    }
+}
+
+/// The faults the log records, each with its recovery time if the engine recovered.
+fn faults(fold: &EventFold) -> Vec<FaultRow> {
+    let stats = &fold.stats;
+    fold.faults
+        .iter()
+        .map(|f| FaultRow { recovery_ms: stats.fault_recovery.get(&f.id).copied(), ..f.clone() })
+        .collect()
+}
+
+/// The memory fabric, the energy and the autoscaler, from the fold's totals and series.
+fn organism(fold: &EventFold) -> OrganismReport {
+    let stats = &fold.stats;
+    OrganismReport {
+        fast_completed: stats.completed[0],
+        tier_hits: stats.tier_hits,
+        tier_max_age_ms: stats.tier_max_age_ms,
+        flashbulbs: stats.flashbulbs,
+        energy: fold.energy.clone(),
+        energy_first: stats.energy_first.clone(),
+        energy_last: stats.energy_last.clone(),
+        energy_min_ppm: stats.energy_min_ppm,
+        energy_max_ppm: stats.energy_max_ppm,
+        promotions_refused: stats.promotions_refused,
+        scale: stats.scale.clone(),
+        scale_points: fold.scale.clone(),
+    }
 }

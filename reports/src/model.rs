@@ -33,6 +33,24 @@ pub struct InvariantRow {
     pub detail: String,
 }
 
+/// How the binary was built: with the same toolchain, target, lock file and commit, and
+/// the flags of the README's reproducible build, a rebuild has the same SHA-256.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolchain {
+    /// `rustc -V` of the compiler.
+    pub rustc: String,
+    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub target: String,
+    /// SHA-256 of `Cargo.lock`, hex.
+    pub cargo_lock_sha256: String,
+    /// The git commit of the source, when built from a git checkout.
+    pub source_commit: Option<String>,
+    /// The checkout had uncommitted changes to tracked files: the commit alone does not
+    /// give the source.
+    pub source_dirty: bool,
+}
+
 /// Latency percentiles of one path (completed tasks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathLatency {
@@ -138,7 +156,7 @@ pub struct ReportData {
     /// SHA-256 of the binary that ran the simulation, hex.
     pub build_sha256: String,
     /// How that binary was built.
-    pub toolchain: crate::statement::Toolchain,
+    pub toolchain: Toolchain,
     /// Simulated start of the run, ms since 1970-01-01 UTC (for dates).
     pub epoch_utc_ms: u64,
     /// Simulated duration of the arrivals, ms.

@@ -8,6 +8,10 @@ use crate::model::{InvariantRow, ReportData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+// How the binary was built, as `EngineRef` states it: defined with the report's model, which
+// reads it too, and named here as well, where the certificate's readers have always found it.
+pub use crate::model::Toolchain;
+
 /// The in-toto statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// This project's predicate, versioned. v2 added the ledger (its key derived from the seed,
@@ -84,24 +88,6 @@ pub struct EngineRef {
     pub build: String,
     /// What a reviewer needs to rebuild the binary.
     pub toolchain: Toolchain,
-}
-
-/// How the binary was built: with the same toolchain, target, lock file and commit, and
-/// the flags of the README's reproducible build, a rebuild has the same SHA-256.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Toolchain {
-    /// `rustc -V` of the compiler.
-    pub rustc: String,
-    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
-    pub target: String,
-    /// SHA-256 of `Cargo.lock`, hex.
-    pub cargo_lock_sha256: String,
-    /// The git commit of the source, when built from a git checkout.
-    pub source_commit: Option<String>,
-    /// The checkout had uncommitted changes to tracked files: the commit alone does not
-    /// give the source.
-    pub source_dirty: bool,
 }
 
 /// The ledger of the run: the key its cycles are signed with, stated so that a reviewer

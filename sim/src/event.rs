@@ -246,7 +246,7 @@ mod tests {
 
     fn samples() -> Vec<Body> {
         vec![
-            Body::Engine(Signal::Node(NodeSignal { event: "started".into(), role: "fast".into() })),
+            Body::Engine(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::Fast })),
             Body::Engine(Signal::Decision(DecisionSignal {
                 cusum_s_ppm: 2_500_001,
                 degraded: false,
@@ -290,7 +290,7 @@ mod tests {
             })),
             Body::Engine(Signal::LTot(LTotSignal {
                 a_inf_ppm: 1,
-                cause: "init".into(),
+                cause: OrganismCause::Init,
                 l_tot_ppm: 2,
                 w2_bound_ppm: 3,
                 w2_estimate_ppm: 4,
@@ -302,9 +302,9 @@ mod tests {
                 ratio_ppm: 10,
                 sweep: 3,
             })),
-            Body::Engine(Signal::Flashbulb(FlashbulbSignal { cause: "breach".into(), held: 3, task_id: 9 })),
+            Body::Engine(Signal::Flashbulb(FlashbulbSignal { cause: FlashbulbCause::Breach, held: 3, task_id: 9 })),
             Body::Engine(Signal::Energy(EnergySignal {
-                cause: "sample".into(),
+                cause: OrganismCause::Sample,
                 ent_ppm: -716_700,
                 gradient_norm_ppm: 12_000_000,
                 mem_ppm: 50_000,
@@ -314,13 +314,13 @@ mod tests {
                 updates: 128,
             })),
             Body::Engine(Signal::PromotionRefused(PromotionRefusedSignal {
-                cause: "promotion".into(),
+                cause: OrganismCause::Promotion,
                 delta_e_ppm: 1_234,
                 energy_ppm: -5_000_000,
             })),
             Body::Engine(Signal::Scale(ScaleSignal {
                 demand_ppm: 2_409_883,
-                event: "starting".into(),
+                event: ScaleEvent::Starting,
                 path: seedcore_engine::Path::Fast,
                 replicas: 3,
                 target: 4,
@@ -328,7 +328,7 @@ mod tests {
             })),
             Body::Engine(Signal::Ledger(LedgerSignal {
                 error: Some("segment 0 line 3: \"quoted\"\n".into()),
-                event: "halt".into(),
+                event: LedgerEvent::Halt,
                 head: None,
                 receipts: 0,
                 spent_micro_usd: None,

@@ -11,7 +11,8 @@ use crate::invariant_id::InvariantId;
 use crate::money::DayMoney;
 use crate::scenario::{InvariantPolicy, Policy};
 use hdrhistogram::Histogram;
-use seedcore_engine::probe::Signal;
+use seedcore_engine::probe::{LedgerEvent, Signal};
+use seedcore_engine::router::Reason;
 use seedcore_engine::task::{Path, RejectReason, Status};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -38,9 +39,9 @@ pub struct Stats {
     /// Completions whose backend overran and whose charge was clamped.
     pub overruns_clamped: u64,
     /// Rejections per reason.
-    pub rejected: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
     /// Decisions per reason (`fast`, `breach`, `planning`, `surprise`, `deferred`).
-    pub decisions: BTreeMap<String, u64>,
+    pub decisions: BTreeMap<Reason, u64>,
     /// Latency of completed tasks per path, ms.
     pub latency_ms: [Histogram<u64>; 2],
     /// Money and admissions per simulated UTC day: the one computation of those figures.
@@ -296,7 +297,7 @@ impl Stats {
             Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
             Body::Harness(Harness::LedgerCycle(cycle)) => self.ledger_cycles.push(cycle.clone()),
             Body::Engine(Signal::Node(_) | Signal::Attempt(_)) => {}
-            Body::Engine(Signal::Decision(decision)) => bump(&mut self.decisions, decision.reason.as_str()),
+            Body::Engine(Signal::Decision(decision)) => *self.decisions.entry(decision.reason).or_default() += 1,
             Body::Engine(Signal::Outcome(outcome)) => {
                 for r in &mut self.work.recovering {
                     if r.pending.remove(&outcome.task_id) && r.pending.is_empty() {
@@ -332,7 +333,13 @@ impl Stats {
                         self.failed[path] += 1;
                         self.push_recent(t_ms, false);
                     }
-                    Status::Rejected => bump(&mut self.rejected, outcome.reason.map_or("", RejectReason::as_str)),
+                    // A rejection without a reason breaks the rebuilt ledger chain
+                    // (`chain.rs`); here it has no reason to be counted under.
+                    Status::Rejected => {
+                        if let Some(reason) = outcome.reason {
+                            *self.rejected.entry(reason).or_default() += 1;
+                        }
+                    }
                 }
                 let (ceiling, budget) = self
                     .run_start
@@ -362,7 +369,7 @@ impl Stats {
                     self.contraction_failures += 1;
                 }
             }
-            Body::Engine(Signal::Ledger(ledger)) => self.ledger_halts += u64::from(ledger.event == "halt"),
+            Body::Engine(Signal::Ledger(ledger)) => self.ledger_halts += u64::from(ledger.event == LedgerEvent::Halt),
             Body::Engine(Signal::Flashbulb(_)) => self.flashbulbs += 1,
             Body::Engine(Signal::Energy(e)) => {
                 self.energy_samples += 1;
@@ -1098,7 +1105,7 @@ mod tests {
     fn l_tot(ppm: i64) -> Body {
         Body::Engine(Signal::LTot(LTotSignal {
             a_inf_ppm: 0,
-            cause: "init".into(),
+            cause: seedcore_engine::probe::OrganismCause::Init,
             l_tot_ppm: ppm,
             w2_bound_ppm: 0,
             w2_estimate_ppm: 0,

@@ -8,9 +8,10 @@
 
 use crate::invariant_id::InvariantId;
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
-use seedcore_chaos::{Fault, FaultKind, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology, KINDS};
+use seedcore_chaos::{Fault, FaultKind, FaultName, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology};
 pub use seedcore_engine::config::{locate, DurationMs, FileError};
 use seedcore_engine::config::{BackendConfig, DispatchConfig, EngineConfig, EngineTables, Topology};
+use seedcore_engine::node::NodeName;
 use seedcore_engine::Kind;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -332,11 +333,6 @@ pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
 /// tasks a second is 864,000; twenty times that still fits in memory and finishes).
 pub const MAX_ARRIVALS: u64 = 20_000_000;
 
-/// The node names of a topology.
-pub fn node_names(topology: &Topology) -> Vec<String> {
-    SwarmTopology { fast: topology.fast, deep: topology.deep }.nodes()
-}
-
 /// Resolution context: the file and its text, for errors with lines.
 struct Resolver<'a> {
     file: &'a str,
@@ -481,7 +477,7 @@ fn resolve_chaos(
     topology: &Topology,
     duration_ms: u64,
 ) -> Result<(FaultPlan, Option<SwarmBounds>), ScenarioError> {
-    let names = node_names(topology);
+    let names = NodeName::all(topology.fast, topology.deep);
     let mut faults = Vec::new();
     for (index, fault) in spec.fault.iter().enumerate() {
         faults.push(resolve_fault(r, index, fault, &names, duration_ms)?);
@@ -515,156 +511,198 @@ fn resolve_harness(r: &Resolver<'_>, spec: &HarnessSpec, dispatch: &DispatchConf
     Ok(harness)
 }
 
+/// The fields each fault kind takes, and those it needs; any other field given is an
+/// error, not ignored.
+fn fault_fields(kind: FaultName) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        FaultName::Crash | FaultName::TornWrite => (&["node", "for"], &["node"]),
+        FaultName::Restart | FaultName::LedgerCorrupt => (&["node"], &["node"]),
+        FaultName::Pause | FaultName::Isolate => (&["node", "for"], &["node", "for"]),
+        FaultName::Partition => (&["node", "peer", "for"], &["node", "peer", "for"]),
+        FaultName::PacketLoss => (&["rate", "for"], &["rate", "for"]),
+        FaultName::Latency => (&["latency_ms", "for"], &["latency_ms", "for"]),
+        FaultName::BackendErrors => (&["path", "rate", "for"], &["path", "rate", "for"]),
+        FaultName::BackendSlow | FaultName::TokenInflation => (&["path", "factor", "for"], &["path", "factor", "for"]),
+        FaultName::BadPromotion => (&["norm"], &["norm"]),
+        FaultName::LedgerIoError => (&["for"], &["for"]),
+    }
+}
+
+/// One `[[chaos.fault]]` being resolved: the file, the fault's number (from 1) and text.
+struct FaultResolver<'a> {
+    r: &'a Resolver<'a>,
+    n: usize,
+    fault: &'a FaultSpec,
+    names: &'a [NodeName],
+}
+
+impl FaultResolver<'_> {
+    fn invalid(&self, field: &str, message: impl Into<String>) -> ScenarioError {
+        self.r.invalid(&format!("chaos.fault[{}].{field}", self.n), message)
+    }
+
+    fn node(&self, field: &str, value: &Option<String>) -> Result<NodeName, ScenarioError> {
+        let value = value.as_deref().unwrap_or_default();
+        NodeName::parse(value).filter(|node| self.names.contains(node)).ok_or_else(|| {
+            let names: Vec<String> = self.names.iter().map(NodeName::to_string).collect();
+            self.invalid(field, format!("unknown node {value:?}; nodes are {}", names.join(", ")))
+        })
+    }
+
+    fn ppm(&self, field: &str, value: Option<f64>, low: f64, high: f64) -> Result<u64, ScenarioError> {
+        let value = value.unwrap_or_default();
+        if value.is_finite() && (low..=high).contains(&value) {
+            Ok((value * 1e6).round() as u64)
+        } else {
+            Err(self.invalid(field, format!("{value} is not in [{low}, {high}]")))
+        }
+    }
+
+    fn path(&self) -> Result<seedcore_engine::Path, ScenarioError> {
+        let given = self.fault.path.as_deref();
+        given
+            .and_then(seedcore_engine::Path::parse)
+            .ok_or_else(|| self.invalid("path", format!("{given:?} is not a path; paths are fast, deep")))
+    }
+
+    /// The fault's fields against its kind: none that it does not take, all it needs.
+    fn check_fields(&self, kind: FaultName) -> Result<(), ScenarioError> {
+        let (fields, required) = fault_fields(kind);
+        let f = self.fault;
+        let given = [
+            ("node", f.node.is_some()),
+            ("peer", f.peer.is_some()),
+            ("for", f.down.is_some()),
+            ("rate", f.rate.is_some()),
+            ("factor", f.factor.is_some()),
+            ("latency_ms", f.latency_ms.is_some()),
+            ("path", f.path.is_some()),
+            ("norm", f.norm.is_some()),
+        ];
+        let kind = kind.as_str();
+        for (field, present) in given {
+            if present && !fields.contains(&field) {
+                let takes = fields.join(", ");
+                return Err(self.invalid(field, format!("`{field}` does not apply to {kind}; it takes {takes}")));
+            }
+            if !present && required.contains(&field) {
+                return Err(self.invalid(field, format!("{kind} needs `{field}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `at` and `for`: within the run, and ending by its end, so recovery can be judged.
+    fn timing(&self, duration_ms: u64) -> Result<(u64, Option<u64>), ScenarioError> {
+        let at_ms = self.fault.at.0;
+        if at_ms >= duration_ms {
+            return Err(self.invalid("at", format!("{at_ms} ms is at or after the end of the run ({duration_ms} ms)")));
+        }
+        let for_ms = self.fault.down.map(|d| d.0);
+        if let Some(d) = for_ms {
+            if d == 0 {
+                return Err(self.invalid("for", "must be at least 1ms (omit it on a crash that lasts until a restart)"));
+            }
+            if at_ms.checked_add(d).is_none_or(|end| end > duration_ms) {
+                return Err(self.invalid(
+                    "for",
+                    format!("the fault must end by the end of the run ({duration_ms} ms), so recovery can be judged"),
+                ));
+            }
+        }
+        Ok((at_ms, for_ms))
+    }
+
+    /// The fault of a kind whose fields have been checked.
+    fn kind(&self, kind: FaultName, for_ms: Option<u64>) -> Result<FaultKind, ScenarioError> {
+        let f = self.fault;
+        let lasting = for_ms.unwrap_or(0);
+        Ok(match kind {
+            FaultName::Crash => FaultKind::Crash { node: self.node("node", &f.node)?, down_ms: for_ms },
+            FaultName::Restart => FaultKind::Restart { node: self.node("node", &f.node)? },
+            FaultName::Pause => FaultKind::Pause { node: self.node("node", &f.node)?, for_ms: lasting },
+            FaultName::Isolate => FaultKind::Isolate { node: self.node("node", &f.node)?, for_ms: lasting },
+            FaultName::Partition => {
+                let (node, peer) = (self.node("node", &f.node)?, self.node("peer", &f.peer)?);
+                if node == peer {
+                    return Err(self.invalid("peer", "a partition needs two different nodes"));
+                }
+                FaultKind::Partition { node, peer, for_ms: lasting }
+            }
+            FaultName::PacketLoss => {
+                FaultKind::PacketLoss { rate_ppm: self.ppm("rate", f.rate, 0.0, 1.0)?, for_ms: lasting }
+            }
+            FaultName::Latency => {
+                let [min_ms, max_ms] = f.latency_ms.unwrap_or_default();
+                if min_ms > max_ms || max_ms > 60_000 {
+                    return Err(self.invalid("latency_ms", "needs min <= max <= 60000"));
+                }
+                FaultKind::Latency { min_ms, max_ms, for_ms: lasting }
+            }
+            FaultName::BackendErrors => FaultKind::BackendErrors {
+                path: self.path()?,
+                rate_ppm: self.ppm("rate", f.rate, 0.0, 1.0)?,
+                for_ms: lasting,
+            },
+            FaultName::BackendSlow => FaultKind::BackendSlow {
+                path: self.path()?,
+                factor_ppm: self.ppm("factor", f.factor, 1.0, 1_000.0)?,
+                for_ms: lasting,
+            },
+            FaultName::TokenInflation => FaultKind::TokenInflation {
+                path: self.path()?,
+                factor_ppm: self.ppm("factor", f.factor, 1.0, 1_000.0)?,
+                for_ms: lasting,
+            },
+            FaultName::BadPromotion => FaultKind::BadPromotion { norm_ppm: self.ppm("norm", f.norm, 0.0, 1e6)? },
+            FaultName::LedgerIoError => FaultKind::LedgerIoError { for_ms: lasting },
+            FaultName::LedgerCorrupt | FaultName::TornWrite => {
+                let node = self.node("node", &f.node)?;
+                if node != NodeName::Coordinator {
+                    return Err(self.invalid("node", format!("{} acts on the coordinator only", kind.as_str())));
+                }
+                if kind == FaultName::TornWrite {
+                    FaultKind::TornWrite { node, down_ms: for_ms }
+                } else {
+                    FaultKind::LedgerCorrupt { node }
+                }
+            }
+        })
+    }
+}
+
 /// One `[[chaos.fault]]` (numbered from 1 in errors), checked against its kind.
 fn resolve_fault(
     r: &Resolver<'_>,
     index: usize,
     fault: &FaultSpec,
-    names: &[String],
+    names: &[NodeName],
     duration_ms: u64,
 ) -> Result<Fault, ScenarioError> {
-    let n = index + 1;
-    let key = |field: &str| format!("chaos.fault[{n}].{field}");
-    let kind = fault.kind.as_str();
-    if !KINDS.contains(&kind) {
-        return Err(r.invalid(&key("kind"), format!("unknown kind {kind:?}; kinds are {}", KINDS.join(", "))));
-    }
-    // Which fields each kind takes; anything else given is an error, not ignored.
-    let (fields, required): (&[&str], &[&str]) = match kind {
-        "crash" | "torn_write" => (&["node", "for"], &["node"]),
-        "restart" | "ledger_corrupt" => (&["node"], &["node"]),
-        "pause" | "isolate" => (&["node", "for"], &["node", "for"]),
-        "partition" => (&["node", "peer", "for"], &["node", "peer", "for"]),
-        "packet_loss" => (&["rate", "for"], &["rate", "for"]),
-        "latency" => (&["latency_ms", "for"], &["latency_ms", "for"]),
-        "backend_errors" => (&["path", "rate", "for"], &["path", "rate", "for"]),
-        "backend_slow" | "token_inflation" => (&["path", "factor", "for"], &["path", "factor", "for"]),
-        "bad_promotion" => (&["norm"], &["norm"]),
-        "ledger_io_error" => (&["for"], &["for"]),
-        _ => unreachable!("every kind is listed"),
+    let f = FaultResolver { r, n: index + 1, fault, names };
+    let Some(kind) = FaultName::parse(&fault.kind) else {
+        return Err(f.invalid("kind", format!("unknown kind {:?}; kinds are {}", fault.kind, FaultName::list())));
     };
-    let given = [
-        ("node", fault.node.is_some()),
-        ("peer", fault.peer.is_some()),
-        ("for", fault.down.is_some()),
-        ("rate", fault.rate.is_some()),
-        ("factor", fault.factor.is_some()),
-        ("latency_ms", fault.latency_ms.is_some()),
-        ("path", fault.path.is_some()),
-        ("norm", fault.norm.is_some()),
-    ];
-    for (field, present) in given {
-        if present && !fields.contains(&field) {
-            return Err(
-                r.invalid(&key(field), format!("`{field}` does not apply to {kind}; it takes {}", fields.join(", ")))
-            );
-        }
-        if !present && required.contains(&field) {
-            return Err(r.invalid(&key(field), format!("{kind} needs `{field}`")));
-        }
-    }
-    let at_ms = fault.at.0;
-    if at_ms >= duration_ms {
-        return Err(r.invalid(&key("at"), format!("{at_ms} ms is at or after the end of the run ({duration_ms} ms)")));
-    }
-    let node = |field: &str, value: &Option<String>| -> Result<String, ScenarioError> {
-        let value = value.clone().unwrap_or_default();
-        if names.contains(&value) {
-            Ok(value)
-        } else {
-            Err(r.invalid(&key(field), format!("unknown node {value:?}; nodes are {}", names.join(", "))))
-        }
-    };
-    let for_ms = fault.down.map(|d| d.0);
-    if let Some(d) = for_ms {
-        if d == 0 {
-            return Err(r.invalid(&key("for"), "must be at least 1ms (omit it on a crash that lasts until a restart)"));
-        }
-        match at_ms.checked_add(d) {
-            Some(end) if end <= duration_ms => {}
-            _ => {
-                return Err(r.invalid(
-                    &key("for"),
-                    format!("the fault must end by the end of the run ({duration_ms} ms), so recovery can be judged"),
-                ))
-            }
-        }
-    }
-    let lasting = for_ms.unwrap_or(0);
-    let ppm = |field: &str, value: Option<f64>, low: f64, high: f64| -> Result<u64, ScenarioError> {
-        let value = value.unwrap_or_default();
-        if value.is_finite() && (low..=high).contains(&value) {
-            Ok((value * 1e6).round() as u64)
-        } else {
-            Err(r.invalid(&key(field), format!("{value} is not in [{low}, {high}]")))
-        }
-    };
-    let path = || -> Result<String, ScenarioError> {
-        match fault.path.as_deref() {
-            Some(p @ ("fast" | "deep")) => Ok(p.to_string()),
-            other => Err(r.invalid(&key("path"), format!("{other:?} is not a path; paths are fast, deep"))),
-        }
-    };
-    let kind = match kind {
-        "crash" => FaultKind::Crash { node: node("node", &fault.node)?, down_ms: for_ms },
-        "restart" => FaultKind::Restart { node: node("node", &fault.node)? },
-        "pause" => FaultKind::Pause { node: node("node", &fault.node)?, for_ms: lasting },
-        "isolate" => FaultKind::Isolate { node: node("node", &fault.node)?, for_ms: lasting },
-        "partition" => {
-            let (a, b) = (node("node", &fault.node)?, node("peer", &fault.peer)?);
-            if a == b {
-                return Err(r.invalid(&key("peer"), "a partition needs two different nodes"));
-            }
-            FaultKind::Partition { node: a, peer: b, for_ms: lasting }
-        }
-        "packet_loss" => FaultKind::PacketLoss { rate_ppm: ppm("rate", fault.rate, 0.0, 1.0)?, for_ms: lasting },
-        "latency" => {
-            let [min_ms, max_ms] = fault.latency_ms.unwrap_or_default();
-            if min_ms > max_ms || max_ms > 60_000 {
-                return Err(r.invalid(&key("latency_ms"), "needs min <= max <= 60000"));
-            }
-            FaultKind::Latency { min_ms, max_ms, for_ms: lasting }
-        }
-        "backend_errors" => {
-            FaultKind::BackendErrors { path: path()?, rate_ppm: ppm("rate", fault.rate, 0.0, 1.0)?, for_ms: lasting }
-        }
-        "backend_slow" => FaultKind::BackendSlow {
-            path: path()?,
-            factor_ppm: ppm("factor", fault.factor, 1.0, 1_000.0)?,
-            for_ms: lasting,
-        },
-        "token_inflation" => FaultKind::TokenInflation {
-            path: path()?,
-            factor_ppm: ppm("factor", fault.factor, 1.0, 1_000.0)?,
-            for_ms: lasting,
-        },
-        "bad_promotion" => FaultKind::BadPromotion { norm_ppm: ppm("norm", fault.norm, 0.0, 1e6)? },
-        "ledger_io_error" => FaultKind::LedgerIoError { for_ms: lasting },
-        "ledger_corrupt" | "torn_write" => {
-            let node = node("node", &fault.node)?;
-            if node != "coordinator" {
-                return Err(r.invalid(&key("node"), format!("{kind} acts on the coordinator only")));
-            }
-            if kind == "torn_write" {
-                FaultKind::TornWrite { node, down_ms: for_ms }
-            } else {
-                FaultKind::LedgerCorrupt { node }
-            }
-        }
-        _ => unreachable!("every kind is listed"),
-    };
-    Ok(Fault { at_ms, kind })
+    f.check_fields(kind)?;
+    let (at_ms, for_ms) = f.timing(duration_ms)?;
+    Ok(Fault { at_ms, kind: f.kind(kind, for_ms)? })
 }
 
 /// `[chaos.swarm]`.
 fn resolve_swarm(r: &Resolver<'_>, spec: &SwarmSpec) -> Result<SwarmBounds, ScenarioError> {
     let defaults = SwarmBounds::default();
-    let kinds = spec.kinds.clone().unwrap_or(defaults.kinds);
+    let kinds = match &spec.kinds {
+        None => defaults.kinds,
+        Some(names) => {
+            if let Some(unknown) = names.iter().find(|name| FaultName::parse(name).is_none()) {
+                let message = format!("unknown kind {unknown:?}; kinds are {}", FaultName::list());
+                return Err(r.invalid("chaos.swarm.kinds", message));
+            }
+            names.iter().filter_map(|name| FaultName::parse(name)).collect()
+        }
+    };
     if kinds.is_empty() {
         return Err(r.invalid("chaos.swarm.kinds", "needs at least one kind (remove [chaos.swarm] for no swarm)"));
-    }
-    if let Some(unknown) = kinds.iter().find(|k| !KINDS.contains(&k.as_str())) {
-        return Err(r.invalid("chaos.swarm.kinds", format!("unknown kind {unknown:?}; kinds are {}", KINDS.join(", "))));
     }
     let max_faults = spec.max_faults.unwrap_or(defaults.max_faults);
     if !(1..=1_000).contains(&max_faults) {

@@ -174,9 +174,9 @@ fn fault_table(fault: &Fault) -> toml::Table {
     let mut t = toml::Table::new();
     let ms = |v: u64| toml::Value::String(format!("{v}ms"));
     let ratio = |ppm: u64| toml::Value::Float(ppm as f64 / 1e6);
-    let text = |s: &str| toml::Value::String(s.to_string());
+    let text = |s: &dyn std::fmt::Display| toml::Value::String(s.to_string());
     t.insert("at".into(), ms(fault.at_ms));
-    t.insert("kind".into(), text(fault.kind.name()));
+    t.insert("kind".into(), text(&fault.kind.name()));
     match &fault.kind {
         K::Crash { node, down_ms } | K::TornWrite { node, down_ms } => {
             t.insert("node".into(), text(node));
@@ -206,12 +206,12 @@ fn fault_table(fault: &Fault) -> toml::Table {
             t.insert("for".into(), ms(*for_ms));
         }
         K::BackendErrors { path, rate_ppm, for_ms } => {
-            t.insert("path".into(), text(path));
+            t.insert("path".into(), text(&path.as_str()));
             t.insert("rate".into(), ratio(*rate_ppm));
             t.insert("for".into(), ms(*for_ms));
         }
         K::BackendSlow { path, factor_ppm, for_ms } | K::TokenInflation { path, factor_ppm, for_ms } => {
-            t.insert("path".into(), text(path));
+            t.insert("path".into(), text(&path.as_str()));
             t.insert("factor".into(), ratio(*factor_ppm));
             t.insert("for".into(), ms(*for_ms));
         }
@@ -268,9 +268,10 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use seedcore_chaos::FaultKind;
+    use seedcore_engine::node::NodeName;
 
     fn crash(at_ms: u64, node: &str, for_ms: u64) -> Fault {
-        Fault { at_ms, kind: FaultKind::Crash { node: node.into(), down_ms: Some(for_ms) } }
+        Fault { at_ms, kind: FaultKind::Crash { node: NodeName::parse(node).unwrap(), down_ms: Some(for_ms) } }
     }
 
     #[test]
@@ -282,11 +283,12 @@ mod tests {
         plan.push(crash(60_000, "fast-2", 40_000));
         plan.push(Fault {
             at_ms: 1_000,
-            kind: FaultKind::BackendErrors { path: "fast".into(), rate_ppm: 900_000, for_ms: 100_000 },
+            kind: FaultKind::BackendErrors { path: seedcore_engine::Path::Fast, rate_ppm: 900_000, for_ms: 100_000 },
         });
         let fails = |p: &[Fault]| {
-            let span =
-                |node: &str| p.iter().find(|f| f.kind.downs() == Some(node)).map(|f| (f.at_ms, f.end_ms().unwrap()));
+            let span = |node: &str| {
+                p.iter().find(|f| f.kind.downs() == NodeName::parse(node)).map(|f| (f.at_ms, f.end_ms().unwrap()))
+            };
             let errors =
                 p.iter().any(|f| matches!(&f.kind, FaultKind::BackendErrors { rate_ppm, .. } if *rate_ppm >= 300_000));
             match (span("fast-1"), span("fast-2")) {
@@ -306,8 +308,8 @@ mod tests {
             _ => unreachable!(),
         }
         let overlap = {
-            let f1 = shrunk.after.iter().find(|f| f.kind.downs() == Some("fast-1")).unwrap();
-            let f2 = shrunk.after.iter().find(|f| f.kind.downs() == Some("fast-2")).unwrap();
+            let f1 = shrunk.after.iter().find(|f| f.kind.downs() == NodeName::parse("fast-1")).unwrap();
+            let f2 = shrunk.after.iter().find(|f| f.kind.downs() == NodeName::parse("fast-2")).unwrap();
             f1.end_ms().unwrap().min(f2.end_ms().unwrap()) - f1.at_ms.max(f2.at_ms)
         };
         assert!((5_000..5_000 + 2 * RESOLUTION_MS).contains(&overlap), "overlap {overlap}");

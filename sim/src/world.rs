@@ -15,7 +15,7 @@ use seedcore_engine::client::Client;
 use seedcore_engine::conditions::{BackendWeather, Conditions};
 use seedcore_engine::ledger::CycleRecord;
 use seedcore_engine::ledger::{read_segment, segment_path, verify_dir};
-use seedcore_engine::node::{start_coordinator, start_state, start_worker, NodeContext};
+use seedcore_engine::node::{start_coordinator, start_state, start_worker, NodeContext, NodeName};
 use seedcore_engine::peers::Server;
 use seedcore_engine::probe::{ppm, Probe};
 use seedcore_engine::rpc::Promote;
@@ -70,12 +70,12 @@ fn ip(peer: &PeerAddr) -> SocketAddr {
 /// when it acts, always from inside the run.
 struct SimScaler {
     /// Worker node ids by name, set once the nodes are built.
-    nodes: std::sync::OnceLock<BTreeMap<String, madsim::task::NodeId>>,
+    nodes: std::sync::OnceLock<BTreeMap<NodeName, madsim::task::NodeId>>,
 }
 
 impl SimScaler {
     fn node(&self, path: Path, replica: usize) -> Option<madsim::task::NodeId> {
-        self.nodes.get()?.get(&format!("{}-{}", path.as_str(), replica + 1)).copied()
+        self.nodes.get()?.get(&NodeName::Worker(path, replica as u32 + 1)).copied()
     }
 }
 
@@ -96,14 +96,14 @@ impl seedcore_engine::node::Scaler for SimScaler {
 /// The running world, as the fault injector sees it.
 struct World {
     handle: Handle,
-    nodes: BTreeMap<String, NodeHandle>,
+    nodes: BTreeMap<NodeName, NodeHandle>,
     /// Nodes currently killed.
-    down: Mutex<BTreeSet<String>>,
+    down: Mutex<BTreeSet<NodeName>>,
     /// Faults started and not yet ended, by plan index: what `heal` ends at the end of the
     /// run, and what network and backend conditions are recomputed from.
     active: Mutex<BTreeMap<usize, Fault>>,
     /// Links cut by partitions now, as (node, peer) in both directions.
-    cut: Mutex<BTreeSet<(String, String)>>,
+    cut: Mutex<BTreeSet<(NodeName, NodeName)>>,
     observer: Arc<Observer>,
     config: Arc<EngineConfig>,
     network: crate::scenario::Network,
@@ -115,7 +115,7 @@ impl FaultTarget for World {
         self.observer.harness("chaos", Harness::Fault(fault_record(index, fault)));
         self.active.lock().expect("lock").insert(index, fault.clone());
         match &fault.kind {
-            FaultKind::Crash { node, .. } => self.kill(node),
+            FaultKind::Crash { node, .. } => self.kill(*node),
             FaultKind::Restart { node } => {
                 // A restart ends the lasting crash of its node, if any.
                 let ended: Vec<(usize, Fault)> = self
@@ -123,7 +123,7 @@ impl FaultTarget for World {
                     .lock()
                     .expect("lock")
                     .iter()
-                    .filter(|(i, f)| **i != index && f.end_ms().is_none() && f.kind.downs() == Some(node.as_str()))
+                    .filter(|(i, f)| **i != index && f.end_ms().is_none() && f.kind.downs() == Some(*node))
                     .map(|(i, f)| (*i, f.clone()))
                     .collect();
                 for (i, f) in ended {
@@ -143,8 +143,8 @@ impl FaultTarget for World {
             }
             FaultKind::LedgerIoError { .. } => self.conditions.set_disk_failing(true),
             FaultKind::BadPromotion { norm_ppm } => self.promote(*norm_ppm).await,
-            FaultKind::TornWrite { node, .. } => self.torn_write(node).await,
-            FaultKind::LedgerCorrupt { node } => self.corrupt(node).await,
+            FaultKind::TornWrite { node, .. } => self.torn_write(*node).await,
+            FaultKind::LedgerCorrupt { node } => self.corrupt(*node).await,
         }
     }
 
@@ -170,29 +170,29 @@ fn fault_record(index: usize, fault: &Fault) -> FaultRecord {
 impl World {
     /// A handle on the current incarnation of a node: a handle taken before a restart
     /// spawns onto the killed incarnation, where tasks never run.
-    fn current(&self, node: &str) -> NodeHandle {
-        self.handle.get_node(self.nodes[node].id()).expect("nodes are never removed")
+    fn current(&self, node: NodeName) -> NodeHandle {
+        self.handle.get_node(self.nodes[&node].id()).expect("nodes are never removed")
     }
 
     /// Whether a task spawned on the node runs now: a killed node runs nothing, and a
     /// paused one nothing until it resumes (the injector would wait on it). A fault that
     /// needs the node's disk does nothing then; its events still say it was injected.
-    fn reachable(&self, node: &str) -> bool {
-        !self.paused(node) && !self.down.lock().expect("lock").contains(node)
+    fn reachable(&self, node: NodeName) -> bool {
+        !self.paused(node) && !self.down.lock().expect("lock").contains(&node)
     }
 
     /// Whether an active `pause` holds the node.
-    fn paused(&self, node: &str) -> bool {
+    fn paused(&self, node: NodeName) -> bool {
         self.active
             .lock()
             .expect("lock")
             .values()
-            .any(|f| matches!(&f.kind, FaultKind::Pause { node: n, .. } if n == node))
+            .any(|f| matches!(&f.kind, FaultKind::Pause { node: n, .. } if *n == node))
     }
 
-    fn kill(&self, node: &str) {
-        self.handle.kill(self.nodes[node].id());
-        self.down.lock().expect("lock").insert(node.to_string());
+    fn kill(&self, node: NodeName) {
+        self.handle.kill(self.nodes[&node].id());
+        self.down.lock().expect("lock").insert(node);
     }
 
     /// Ends an active fault: undoes it and writes its `fault_end`.
@@ -205,7 +205,7 @@ impl World {
                 }
             }
             FaultKind::Pause { node, .. } => {
-                if !self.paused(node) {
+                if !self.paused(*node) {
                     self.handle.resume(self.nodes[node].id());
                 }
             }
@@ -215,7 +215,8 @@ impl World {
                 self.apply_backend()
             }
             FaultKind::LedgerIoError { .. } => {
-                let still = self.active.lock().expect("lock").values().any(|f| f.kind.name() == "ledger_io_error");
+                let active = self.active.lock().expect("lock");
+                let still = active.values().any(|f| matches!(f.kind, FaultKind::LedgerIoError { .. }));
                 self.conditions.set_disk_failing(still);
             }
             FaultKind::Restart { .. } | FaultKind::BadPromotion { .. } | FaultKind::LedgerCorrupt { .. } => {}
@@ -268,12 +269,10 @@ impl World {
                 net.unclog_node(node.id());
             }
         }
-        let wanted: BTreeSet<(String, String)> = active
+        let wanted: BTreeSet<(NodeName, NodeName)> = active
             .iter()
             .filter_map(|f| match &f.kind {
-                FaultKind::Partition { node, peer, .. } => {
-                    Some([(node.clone(), peer.clone()), (peer.clone(), node.clone())])
-                }
+                FaultKind::Partition { node, peer, .. } => Some([(*node, *peer), (*peer, *node)]),
                 _ => None,
             })
             .flatten()
@@ -311,17 +310,17 @@ impl World {
 
     /// The backend weather of each path from the active faults (the worst of each).
     fn apply_backend(&self) {
-        for path in [Path::Fast, Path::Deep] {
+        for path in Path::ALL {
             let mut weather = BackendWeather::default();
             for fault in self.active.lock().expect("lock").values() {
                 match &fault.kind {
-                    FaultKind::BackendErrors { path: p, rate_ppm, .. } if p == path.as_str() => {
+                    FaultKind::BackendErrors { path: p, rate_ppm, .. } if *p == path => {
                         weather.error_rate = weather.error_rate.max(*rate_ppm as f64 / 1e6)
                     }
-                    FaultKind::BackendSlow { path: p, factor_ppm, .. } if p == path.as_str() => {
+                    FaultKind::BackendSlow { path: p, factor_ppm, .. } if *p == path => {
                         weather.slowdown = weather.slowdown.max(*factor_ppm as f64 / 1e6)
                     }
-                    FaultKind::TokenInflation { path: p, factor_ppm, .. } if p == path.as_str() => {
+                    FaultKind::TokenInflation { path: p, factor_ppm, .. } if *p == path => {
                         weather.token_inflation = weather.token_inflation.max(*factor_ppm as f64 / 1e6)
                     }
                     _ => {}
@@ -357,7 +356,7 @@ impl World {
     }
 
     /// Half a record at the end of the coordinator's segment being written, then the crash.
-    async fn torn_write(&self, node: &str) {
+    async fn torn_write(&self, node: NodeName) {
         if !self.reachable(node) {
             return;
         }
@@ -380,7 +379,7 @@ impl World {
     }
 
     /// Flips a byte inside the first receipt of the coordinator's first segment.
-    async fn corrupt(&self, node: &str) {
+    async fn corrupt(&self, node: NodeName) {
         if !self.reachable(node) {
             return;
         }
@@ -401,66 +400,61 @@ impl World {
     }
 }
 
-/// Builds the nodes of the engine in the current runtime.
+/// Builds the nodes of the engine in the current runtime: every worker address holds a
+/// node, and those beyond the topology wait, stopped, for the autoscaler.
 fn build_nodes(
     handle: &Handle,
     config: &Arc<EngineConfig>,
     probe: &Arc<dyn Probe>,
     conditions: &Arc<Conditions>,
-) -> BTreeMap<String, NodeHandle> {
+) -> BTreeMap<NodeName, NodeHandle> {
     let addresses = Arc::new(addresses(config));
     let scaler = config.autoscale.enabled.then(|| Arc::new(SimScaler { nodes: Default::default() }));
-    let mut roles: Vec<(String, SocketAddr, Option<Path>)> =
-        vec![("coordinator".into(), ip(&addresses.coordinator), None), ("state".into(), ip(&addresses.state), None)];
-    roles.extend(addresses.fast.iter().enumerate().map(|(i, a)| (format!("fast-{}", i + 1), ip(a), Some(Path::Fast))));
-    roles.extend(addresses.deep.iter().enumerate().map(|(i, a)| (format!("deep-{}", i + 1), ip(a), Some(Path::Deep))));
+    let (fast, deep) = (addresses.fast.len() as u32, addresses.deep.len() as u32);
     let mut nodes = BTreeMap::new();
-    for (name, address, path) in roles {
+    for name in NodeName::all(fast, deep) {
+        let address = match name {
+            NodeName::Coordinator => ip(&addresses.coordinator),
+            NodeName::State => ip(&addresses.state),
+            NodeName::Worker(path, replica) => ip(&addresses.workers(path)[replica as usize - 1]),
+        };
         let context = NodeContext {
-            name: name.clone(),
+            name: name.to_string(),
             config: config.clone(),
             addresses: addresses.clone(),
             probe: probe.clone(),
             conditions: conditions.clone(),
             scaler: scaler.clone().map(|s| s as Arc<dyn seedcore_engine::node::Scaler>),
         };
-        let key = name.clone();
         let node = handle
             .create_node()
-            .name(name.clone())
+            .name(name.to_string())
             .ip(address.ip())
             .init(move || {
                 let context = context.clone();
-                let role = name.clone();
                 async move {
                     let server = Server::bind(address, &()).await.expect("each node has its own address");
-                    match (role.as_str(), path) {
-                        ("coordinator", _) => {
+                    match name {
+                        NodeName::Coordinator => {
                             start_coordinator(server, context).await.expect("the coordinator starts");
                         }
-                        ("state", _) => start_state(server, context).await,
-                        (_, Some(path)) => start_worker(server, context, path).await,
-                        _ => unreachable!("every role is known"),
+                        NodeName::State => start_state(server, context).await,
+                        NodeName::Worker(path, _) => start_worker(server, context, path).await,
                     }
                     std::future::pending::<()>().await;
                 }
             })
             .build();
-        nodes.insert(key, node);
+        nodes.insert(name, node);
     }
     if let Some(scaler) = scaler {
-        // Workers beyond the topology wait, stopped, for the autoscaler.
-        let stopped =
-            |path: Path, from: u32, to: usize| (from as usize..to).map(move |r| format!("{}-{}", path.as_str(), r + 1));
-        for name in stopped(Path::Fast, config.topology.fast, addresses.fast.len()).chain(stopped(
-            Path::Deep,
-            config.topology.deep,
-            addresses.deep.len(),
-        )) {
-            handle.kill(nodes[&name].id());
+        let topology = [(Path::Fast, config.topology.fast, fast), (Path::Deep, config.topology.deep, deep)];
+        for (path, from, to) in topology {
+            for replica in from + 1..=to {
+                handle.kill(nodes[&NodeName::Worker(path, replica)].id());
+            }
         }
-        let ids = nodes.iter().map(|(name, node)| (name.clone(), node.id())).collect();
-        scaler.nodes.set(ids).ok();
+        scaler.nodes.set(nodes.iter().map(|(name, node)| (*name, node.id())).collect()).ok();
     }
     nodes
 }
@@ -702,11 +696,11 @@ async fn check_ledger(world: &World, engine: &EngineConfig) -> (LedgerCheck, Vec
         torn_bytes: 0,
         unsigned: 0,
     };
-    debug_assert!(!world.down.lock().expect("lock").contains("coordinator"), "heal restarts every node");
+    debug_assert!(!world.down.lock().expect("lock").contains(&NodeName::Coordinator), "heal restarts every node");
     sleep(Duration::from_millis(engine.ledger.cycle_ms + 1_000)).await;
     let dir = engine.ledger.dir.clone();
     let result = world
-        .current("coordinator")
+        .current(NodeName::Coordinator)
         .spawn(async move { verify_dir(&dir, &key, |_| {}).await })
         .await
         .expect("the ledger check completes");

@@ -3,7 +3,7 @@
 //! that fault must (and must not) have done, between its `fault` and `fault_end` events.
 
 use crate::support::{critical_failed, replay, scenario};
-use seedcore_engine::probe::{AttemptSignal, OutcomeSignal, Signal};
+use seedcore_engine::probe::{AttemptSignal, LedgerEvent, OrganismCause, OutcomeSignal, Signal};
 use seedcore_engine::task::{Path, Status};
 use seedcore_sim::event::{Body, Event, Harness};
 use seedcore_sim::invariants::Verdict;
@@ -70,8 +70,8 @@ fn the_engine_survives_every_kind_and_recovers() {
             _ => None,
         })
         .collect();
-    for kind in seedcore_chaos::KINDS.iter().filter(|k| **k != "ledger_corrupt") {
-        assert!(kinds.contains(kind), "{kind} was not injected: {kinds:?}");
+    for kind in seedcore_chaos::FaultName::ALL.iter().filter(|k| **k != seedcore_chaos::NOT_SWARMED) {
+        assert!(kinds.contains(&kind.as_str()), "{kind:?} was not injected: {kinds:?}");
     }
     // Every fault has its end, and the plan was written first.
     let starts = events.iter().filter(|e| matches!(e.body, Body::Harness(Harness::Fault(_)))).count();
@@ -194,7 +194,7 @@ fn bad_promotion_is_scaled_by_graph_mask_and_l_tot_stays_below_l_max() {
     assert!(mask.w_scale_ppm < 100_000, "the update was scaled down to {} ppm", mask.w_scale_ppm);
     let l_max = scenario("chaos-every-kind.toml").engine.organism.l_max;
     let external = events.iter().find_map(|e| match &e.body {
-        Body::Engine(Signal::LTot(l)) if l.cause == "external_promotion" => Some(l.l_tot_ppm),
+        Body::Engine(Signal::LTot(l)) if l.cause == OrganismCause::ExternalPromotion => Some(l.l_tot_ppm),
         _ => None,
     });
     assert!(external.expect("the promotion was applied") < (l_max * 1e6) as i64);
@@ -207,7 +207,7 @@ fn ledger_io_error_fails_appends_and_loses_no_committed_receipt() {
     let (report, events) = run();
     let failed_writes = events
         .iter()
-        .filter(|e| matches!(&e.body, Body::Engine(Signal::Ledger(l)) if l.event == "write_failed"))
+        .filter(|e| matches!(&e.body, Body::Engine(Signal::Ledger(l)) if l.event == LedgerEvent::WriteFailed))
         .map(|e| e.t_ms)
         .collect::<Vec<_>>();
     assert!(!failed_writes.is_empty() && failed_writes.iter().all(|t| (start..=end + 2_000).contains(t)));

@@ -2,8 +2,9 @@
 
 use crate::support::{critical_failed, failed, replay, scenario};
 use seedcore_chaos::{Fault, FaultKind, FaultPlan};
-use seedcore_engine::probe::Signal;
-use seedcore_engine::task::Status;
+use seedcore_engine::node::NodeName;
+use seedcore_engine::probe::{LedgerEvent, OrganismCause, Signal};
+use seedcore_engine::task::{Path, RejectReason, Status};
 use seedcore_sim::event::{Body, Harness};
 use std::collections::BTreeMap;
 
@@ -122,7 +123,7 @@ fn fast_worker_crash_loses_nothing_and_charges_once() {
     scenario.duration_ms = 180_000;
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 60_000,
-        kind: FaultKind::Crash { node: "fast-1".into(), down_ms: Some(30_000) },
+        kind: FaultKind::Crash { node: NodeName::Worker(Path::Fast, 1), down_ms: Some(30_000) },
     }])
     .unwrap();
     let (report, events) = replay(&scenario, 21, 1);
@@ -151,7 +152,7 @@ fn coordinator_restart_keeps_the_daily_spend() {
     scenario.engine.governor.daily_budget_micro_usd = 1_500_000;
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 90_000,
-        kind: FaultKind::Crash { node: "coordinator".into(), down_ms: Some(5_000) },
+        kind: FaultKind::Crash { node: NodeName::Coordinator, down_ms: Some(5_000) },
     }])
     .unwrap();
     let (report, events) = replay(&scenario, 22, 1);
@@ -168,14 +169,16 @@ fn coordinator_restart_keeps_the_daily_spend() {
     let recovered: Vec<u64> = events
         .iter()
         .filter_map(|e| match &e.body {
-            Body::Engine(Signal::Ledger(l)) if l.event == "recovered" && e.t_ms > crash_ms => l.spent_micro_usd,
+            Body::Engine(Signal::Ledger(l)) if l.event == LedgerEvent::Recovered && e.t_ms > crash_ms => {
+                l.spent_micro_usd
+            }
             _ => None,
         })
         .collect();
     assert!(spent_before > 0);
     assert_eq!(recovered, vec![spent_before], "the restarted coordinator recovers exactly the spend before the crash");
     assert!(
-        report.stats.rejected.get("daily_budget").copied().unwrap_or(0) > 0,
+        report.stats.rejected.get(&RejectReason::DailyBudget).copied().unwrap_or(0) > 0,
         "the budget must bind after the restart"
     );
     assert!(report.stats.days.values().all(|d| d.spend_micro_usd <= 1_500_000));
@@ -191,7 +194,7 @@ fn torn_ledger_write_is_recovered() {
     scenario.duration_ms = 180_000;
     scenario.faults = FaultPlan::new(vec![Fault {
         at_ms: 60_000,
-        kind: FaultKind::TornWrite { node: "coordinator".into(), down_ms: Some(5_000) },
+        kind: FaultKind::TornWrite { node: NodeName::Coordinator, down_ms: Some(5_000) },
     }])
     .unwrap();
     let (report, events) = replay(&scenario, 23, 1);
@@ -200,8 +203,10 @@ fn torn_ledger_write_is_recovered() {
     let check = report.stats.ledger_check.clone().expect("the ledger is checked");
     assert!(check.ok && check.torn_bytes > 0, "{check:?}");
     assert_eq!(check.receipts, report.tasks as u64);
-    let recovered =
-        events.iter().filter(|e| matches!(&e.body, Body::Engine(Signal::Ledger(l)) if l.event == "recovered")).count();
+    let recovered = events
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Engine(Signal::Ledger(l)) if l.event == LedgerEvent::Recovered))
+        .count();
     assert_eq!(recovered, 2, "the first start and the restart");
 }
 
@@ -244,7 +249,7 @@ fn completions_reach_the_organism_within_a_batch_window() {
     let samples: Vec<(u64, u64)> = events
         .iter()
         .filter_map(|e| match &e.body {
-            Body::Engine(Signal::Energy(s)) if s.cause == "sample" => Some((e.t_ms, s.updates)),
+            Body::Engine(Signal::Energy(s)) if s.cause == OrganismCause::Sample => Some((e.t_ms, s.updates)),
             _ => None,
         })
         .collect();

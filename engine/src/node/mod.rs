@@ -4,10 +4,12 @@
 
 pub mod autoscale;
 mod coordinator;
+mod name;
 mod state;
 mod worker;
 
 pub use coordinator::{start_coordinator, CoordinatorHandle, Drained};
+pub use name::NodeName;
 pub use state::start_state;
 pub use worker::start_worker;
 

@@ -8,8 +8,8 @@ use crate::memory::{Flashbulb, MemoryFabric, Tier25Lookup};
 use crate::organism::{Bounds, Organism, Promotion};
 use crate::peers::Server;
 use crate::probe::{
-    ppm, ContractionSignal, EnergySignal, FlashbulbSignal, LTotSignal, MaskSignal, NodeSignal, PromotionRefusedSignal,
-    Signal,
+    ppm, ContractionSignal, EnergySignal, FlashbulbCause, FlashbulbSignal, LTotSignal, MaskSignal, NodeEvent,
+    NodeSignal, OrganismCause, PromotionRefusedSignal, Role, Signal,
 };
 use crate::rpc::{
     Complete, CompleteBatch, Completed, Found, Looked, Lookup, Promote, Promoted, Proposal, StateQuery, StateSnapshot,
@@ -85,10 +85,10 @@ impl StateCore {
     }
 }
 
-fn l_tot_signal(bounds: Bounds, cause: &str) -> Signal {
+fn l_tot_signal(bounds: Bounds, cause: OrganismCause) -> Signal {
     Signal::LTot(LTotSignal {
         a_inf_ppm: ppm(bounds.a_inf),
-        cause: cause.into(),
+        cause,
         l_tot_ppm: ppm(bounds.l_tot),
         w2_bound_ppm: ppm(bounds.w2_bound),
         w2_estimate_ppm: ppm(bounds.w2_estimate),
@@ -96,10 +96,10 @@ fn l_tot_signal(bounds: Bounds, cause: &str) -> Signal {
 }
 
 /// The energy now, as a signal.
-fn energy_signal(core: &StateCore, cause: &str) -> Signal {
+fn energy_signal(core: &StateCore, cause: OrganismCause) -> Signal {
     let e = core.organism.energy(core.memory_pressure());
     Signal::Energy(EnergySignal {
-        cause: cause.into(),
+        cause,
         ent_ppm: ppm(e.ent),
         gradient_norm_ppm: ppm(e.gradient_norm),
         mem_ppm: ppm(e.mem),
@@ -112,11 +112,11 @@ fn energy_signal(core: &StateCore, cause: &str) -> Signal {
 
 /// Reports a promotion: refused for raising the energy, or GraphMask's action, if any, the
 /// new bound and the energy after it.
-fn emit_promotion(context: &NodeContext, core: &StateCore, promotion: &Promotion, cause: &str) {
+fn emit_promotion(context: &NodeContext, core: &StateCore, promotion: &Promotion, cause: OrganismCause) {
     if promotion.refused {
         let energy = core.organism.energy(core.memory_pressure()).total;
         context.emit(Signal::PromotionRefused(PromotionRefusedSignal {
-            cause: cause.into(),
+            cause,
             delta_e_ppm: ppm(promotion.delta_e),
             energy_ppm: ppm(energy),
         }));
@@ -137,10 +137,10 @@ fn emit_promotion(context: &NodeContext, core: &StateCore, promotion: &Promotion
 /// Starts the state node on `server`.
 pub async fn start_state(server: Server, context: NodeContext) {
     let organism = Organism::new(context.config.organism.clone());
-    context.emit(Signal::Node(NodeSignal { event: "started".into(), role: "state".into() }));
-    context.emit(l_tot_signal(organism.bounds(), "init"));
+    context.emit(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::State }));
+    context.emit(l_tot_signal(organism.bounds(), OrganismCause::Init));
     let core = StateCore { organism, memory: MemoryFabric::new(context.config.memory.clone()) };
-    context.emit(energy_signal(&core, "init"));
+    context.emit(energy_signal(&core, OrganismCause::Init));
     let core = Arc::new(Mutex::new(core));
     register_queries(&server, &core);
     let lookup_core = core.clone();
@@ -165,7 +165,7 @@ pub async fn start_state(server: Server, context: NodeContext) {
         async move {
             let mut core = core.lock().expect("state lock is never poisoned");
             let promotion = core.organism.promote_external(request.norm_ppm as f64 / 1e6);
-            emit_promotion(&context, &core, &promotion, "external_promotion");
+            emit_promotion(&context, &core, &promotion, OrganismCause::ExternalPromotion);
             Promoted { l_tot_ppm: ppm(promotion.after.l_tot), masked: promotion.mask.is_some() && !promotion.refused }
         }
     });
@@ -186,20 +186,25 @@ fn apply(core: &mut StateCore, context: &NodeContext, request: &Complete) -> Com
         core.memory.store(request.signature, request.kind, request.tokens_out, request.now_ms);
     }
     if request.salient {
-        let event = Flashbulb { task_id: request.task_id, kind: request.kind, at_ms: request.now_ms, cause: "breach" };
+        let event = Flashbulb {
+            task_id: request.task_id,
+            kind: request.kind,
+            at_ms: request.now_ms,
+            cause: FlashbulbCause::Breach,
+        };
         core.memory.remember(event);
         context.emit(Signal::Flashbulb(FlashbulbSignal {
-            cause: "breach".into(),
+            cause: FlashbulbCause::Breach,
             held: core.memory.flashbulbs().len() as u64,
             task_id: request.task_id,
         }));
     }
     let report = core.organism.update(request.kind, &request.features);
     if let Some(promotion) = &report.promotion {
-        emit_promotion(context, core, promotion, "promotion");
+        emit_promotion(context, core, promotion, OrganismCause::Promotion);
     }
     if report.energy_due {
-        context.emit(energy_signal(core, "sample"));
+        context.emit(energy_signal(core, OrganismCause::Sample));
     }
     if let Some(c) = report.contraction {
         context.emit(Signal::Contraction(ContractionSignal {

@@ -5,7 +5,7 @@ use super::NodeContext;
 use crate::backend::SimulatedBackend;
 use crate::conditions::BackendWeather;
 use crate::peers::Server;
-use crate::probe::{NodeSignal, Signal};
+use crate::probe::{NodeEvent, NodeSignal, Role, Signal};
 use crate::rpc::{Execute, Executed};
 use crate::task::Path;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub async fn start_worker(server: Server, context: NodeContext, path: Path) {
         }
     });
     answer_pings(&server, &context.name);
-    context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
+    context.emit(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::worker(path) }));
 }
 
 /// A worker whose backend is an OpenAI-compatible endpoint (live only), with the same
@@ -101,7 +101,7 @@ fn start_openai_worker(server: Server, context: &NodeContext, path: Path, openai
         }
     });
     answer_pings(&server, &context.name);
-    context.emit(Signal::Node(NodeSignal { event: "started".into(), role: path.as_str().into() }));
+    context.emit(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::worker(path) }));
 }
 
 /// Live, a worker answers `Ping` (a gateway in another process waits for it); the

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::ReportData;
+use crate::model::{Limits, ReportData};
 use seedcore_sim::money::DayMoney;
 
 #[derive(Serialize)]
@@ -104,20 +104,66 @@ pub(super) fn cost_report(data: &ReportData) -> Result<String, serde_json::Error
     Ok(text)
 }
 
+/// One day's report: its spend against the run's limits, the alerts those raise, and the
+/// trend of the spend over the days before it.
 fn daily(data: &ReportData, day: u64, stats: &DayMoney, totals: &BTreeMap<u64, u64>) -> DailyReport {
     let limits = &data.limits;
-    let per_kind: BTreeMap<String, KindLimit> = limits
+    let per_kind = per_kind(limits, stats);
+    // Tightest limit; among equal limits the first kind by name.
+    let tightest = limits.rate_limits.iter().min_by_key(|(_, limit)| **limit);
+    let rate_limit_breaches = per_kind.values().filter(|k| k.admitted > u64::from(k.limit)).count() as u64;
+    let budget_used = pct(stats.spend_micro_usd, limits.daily_budget_micro_usd);
+    let alerts = alerts(limits, stats, &per_kind, budget_used);
+    let budget_breaches = stats.budget_breaches.max(u64::from(stats.spend_micro_usd > limits.daily_budget_micro_usd));
+    let compliance_status = if stats.ceiling_breaches > 0 || budget_breaches > 0 || rate_limit_breaches > 0 {
+        "FAIL"
+    } else if alerts.is_empty() {
+        "PASS"
+    } else {
+        "PASS WITH CONDITIONS"
+    };
+
+    let rate_used = tightest.and_then(|(kind, _)| per_kind.get(kind)).map_or(0.0, |k| k.used_pct);
+    DailyReport {
+        report_date: date(day),
+        daily_summary: summary(stats),
+        adr012_compliance: Compliance {
+            per_summary_ceiling_usd: usd(limits.ceiling_micro_usd),
+            daily_budget_cap_usd: usd(limits.daily_budget_micro_usd),
+            daily_rate_limit: tightest.map(|(_, limit)| *limit),
+            daily_rate_limit_kind: tightest.map(|(kind, _)| kind.clone()),
+            ceiling_breaches: stats.ceiling_breaches,
+            budget_breaches,
+            rate_limit_breaches,
+            compliance_status,
+            rate_limits_per_kind: per_kind,
+        },
+        budget_utilization: BudgetUtilization {
+            daily_budget_used_pct: budget_used,
+            daily_rate_used_pct: rate_used,
+            budget_headroom_usd: usd(limits.daily_budget_micro_usd.saturating_sub(stats.spend_micro_usd)),
+        },
+        cost_trajectory: trajectory(day, totals),
+        alerts,
+    }
+}
+
+/// Every limited kind's daily limit, the tasks of that kind the day admitted, and the share
+/// of the limit they used.
+fn per_kind(limits: &Limits, stats: &DayMoney) -> BTreeMap<String, KindLimit> {
+    limits
         .rate_limits
         .iter()
         .map(|(kind, limit)| {
             let admitted = stats.admitted_per_kind.get(kind).copied().unwrap_or(0);
             (kind.clone(), KindLimit { limit: *limit, admitted, used_pct: pct(admitted, u64::from(*limit)) })
         })
-        .collect();
-    // Tightest limit; among equal limits the first kind by name.
-    let tightest = limits.rate_limits.iter().min_by_key(|(_, limit)| **limit);
-    let rate_limit_breaches = per_kind.values().filter(|k| k.admitted > u64::from(k.limit)).count() as u64;
+        .collect()
+}
 
+/// The day's alerts: warnings for limits approached (90 % of the ceiling, 80 % of the budget
+/// or of a rate limit), then the limits breached; `budget_used` is the budget's use in percent.
+fn alerts(limits: &Limits, stats: &DayMoney, per_kind: &BTreeMap<String, KindLimit>, budget_used: f64) -> Vec<Alert> {
     let mut alerts = Vec::new();
     if stats.near_ceiling > 0 {
         alerts.push(Alert {
@@ -130,7 +176,6 @@ fn daily(data: &ReportData, day: u64, stats: &DayMoney, totals: &BTreeMap<u64, u
             ),
         });
     }
-    let budget_used = pct(stats.spend_micro_usd, limits.daily_budget_micro_usd);
     if u128::from(stats.spend_micro_usd) * 10 >= u128::from(limits.daily_budget_micro_usd) * 8 {
         alerts.push(Alert {
             trigger: "daily_budget_80pct",
@@ -138,7 +183,7 @@ fn daily(data: &ReportData, day: u64, stats: &DayMoney, totals: &BTreeMap<u64, u
             message: format!("daily budget {budget_used:.2}% utilized"),
         });
     }
-    for (kind, k) in &per_kind {
+    for (kind, k) in per_kind {
         if u128::from(k.admitted) * 10 >= u128::from(k.limit) * 8 {
             alerts.push(Alert {
                 trigger: "rate_limit_80pct",
@@ -173,44 +218,19 @@ fn daily(data: &ReportData, day: u64, stats: &DayMoney, totals: &BTreeMap<u64, u
             message: format!("`{kind}` admitted {} times against a limit of {}", k.admitted, k.limit),
         });
     }
-    let budget_breaches = stats.budget_breaches.max(u64::from(stats.spend_micro_usd > limits.daily_budget_micro_usd));
-    let compliance_status = if stats.ceiling_breaches > 0 || budget_breaches > 0 || rate_limit_breaches > 0 {
-        "FAIL"
-    } else if alerts.is_empty() {
-        "PASS"
-    } else {
-        "PASS WITH CONDITIONS"
-    };
+    alerts
+}
 
-    let rate_used = tightest.and_then(|(kind, _)| per_kind.get(kind)).map_or(0.0, |k| k.used_pct);
-    DailyReport {
-        report_date: super::date(day),
-        daily_summary: DailySummary {
-            total_cycles: stats.admitted(),
-            total_summaries_generated: stats.completed,
-            total_cost_usd: usd(stats.spend_micro_usd),
-            average_cost_per_summary_usd: stats.completed_cost_mean().map_or(0.0, usd_f64),
-            max_cost_per_summary_usd: stats.completed_cost_max.map_or(0.0, usd),
-            min_cost_per_summary_usd: stats.completed_cost_min.map_or(0.0, usd),
-        },
-        adr012_compliance: Compliance {
-            per_summary_ceiling_usd: usd(limits.ceiling_micro_usd),
-            daily_budget_cap_usd: usd(limits.daily_budget_micro_usd),
-            daily_rate_limit: tightest.map(|(_, limit)| *limit),
-            daily_rate_limit_kind: tightest.map(|(kind, _)| kind.clone()),
-            ceiling_breaches: stats.ceiling_breaches,
-            budget_breaches,
-            rate_limit_breaches,
-            compliance_status,
-            rate_limits_per_kind: per_kind,
-        },
-        budget_utilization: BudgetUtilization {
-            daily_budget_used_pct: budget_used,
-            daily_rate_used_pct: rate_used,
-            budget_headroom_usd: usd(limits.daily_budget_micro_usd.saturating_sub(stats.spend_micro_usd)),
-        },
-        cost_trajectory: trajectory(day, totals),
-        alerts,
+/// The day's completed tasks ("summaries") and admitted ones ("cycles"), and what the
+/// completed ones cost.
+fn summary(stats: &DayMoney) -> DailySummary {
+    DailySummary {
+        total_cycles: stats.admitted(),
+        total_summaries_generated: stats.completed,
+        total_cost_usd: usd(stats.spend_micro_usd),
+        average_cost_per_summary_usd: stats.completed_cost_mean().map_or(0.0, usd_f64),
+        max_cost_per_summary_usd: stats.completed_cost_max.map_or(0.0, usd),
+        min_cost_per_summary_usd: stats.completed_cost_min.map_or(0.0, usd),
     }
 }
 
@@ -231,6 +251,15 @@ fn trajectory(day: u64, totals: &BTreeMap<u64, u64>) -> CostTrajectory {
         average_30day_cost_usd: mean(day.saturating_sub(29), day).map_or(0.0, usd_f64),
         trend,
     }
+}
+
+/// Days since 1970-01-01 as an ISO date.
+pub(super) fn date(day: u64) -> String {
+    i64::try_from(day)
+        .ok()
+        .and_then(|day| day.checked_mul(86_400))
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(|| format!("day {day}"), |t| t.format("%Y-%m-%d").to_string())
 }
 
 /// Micro-USD as dollars: exact to the micro-dollar (the nearest double to a 6-decimal value).

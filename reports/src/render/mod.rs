@@ -18,9 +18,6 @@ use crate::analytics::{self, Analytics, AnalyticsError};
 use crate::model::{Outcome, ReportData};
 use seedcore_engine::memory::Tier;
 
-/// Milliseconds in a UTC day.
-const DAY_MS: u64 = 86_400_000;
-
 /// Why a report file could not be written. Every variant names the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -160,33 +157,7 @@ pub fn html(data: &ReportData, analytics: &Analytics, svgs: &[(String, String)])
                 }
                 out.push_str("</ul>\n");
             }
-            Block::Table(table) => {
-                out.push_str("<table>\n<thead><tr>");
-                for head in table.header {
-                    let _ = write!(out, "<th>{}</th>", escape(head));
-                }
-                out.push_str("</tr></thead>\n<tbody>\n");
-                for row in &table.rows {
-                    match row.class {
-                        Some(class) => {
-                            let _ = write!(out, "<tr class=\"{class}\">");
-                        }
-                        None => out.push_str("<tr>"),
-                    }
-                    for (i, cell) in row.cells.iter().enumerate() {
-                        match verdict_class(table.verdicts, i, cell) {
-                            Some(class) => {
-                                let _ = write!(out, "<td class=\"verdict {class}\">{}</td>", escape(cell));
-                            }
-                            None => {
-                                let _ = write!(out, "<td>{}</td>", escape(cell));
-                            }
-                        }
-                    }
-                    out.push_str("</tr>\n");
-                }
-                out.push_str("</tbody>\n</table>\n");
-            }
+            Block::Table(table) => html_table(&mut out, &table),
             Block::Plot { file, title } => {
                 let _ = writeln!(out, "<figure>\n<figcaption>{} (plots/{file})</figcaption>", escape(title));
                 match svgs.iter().find(|(name, _)| name == file) {
@@ -199,6 +170,36 @@ pub fn html(data: &ReportData, analytics: &Analytics, svgs: &[(String, String)])
     }
     out.push_str("</main>\n</body>\n</html>\n");
     out
+}
+
+/// A table as HTML: the header row, then each row with its class, verdict cells coloured
+/// by their word.
+fn html_table(out: &mut String, table: &Table) {
+    out.push_str("<table>\n<thead><tr>");
+    for head in &table.header {
+        let _ = write!(out, "<th>{}</th>", escape(head));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &table.rows {
+        match row.class {
+            Some(class) => {
+                let _ = write!(out, "<tr class=\"{class}\">");
+            }
+            None => out.push_str("<tr>"),
+        }
+        for (i, cell) in row.cells.iter().enumerate() {
+            match verdict_class(table.verdicts, i, cell) {
+                Some(class) => {
+                    let _ = write!(out, "<td class=\"verdict {class}\">{}</td>", escape(cell));
+                }
+                None => {
+                    let _ = write!(out, "<td>{}</td>", escape(cell));
+                }
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
 }
 
 /// The class of a verdict cell: a fixed name per verdict word, never the data itself.
@@ -335,24 +336,8 @@ fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
     traffic(&mut doc, data);
     determinism(&mut doc, data);
     faults(&mut doc, data);
-
-    doc.push(Block::Heading("Regressions against the baseline".into()));
-    if data.regressions.is_empty() {
-        doc.push(Block::Para("No regression reported.".into()));
-    } else {
-        doc.push(Block::List(data.regressions.clone()));
-    }
-
-    doc.push(Block::Heading("Event log and signature".into()));
-    doc.push(Block::List(vec![
-        format!("Events in the log: {}", data.events),
-        format!("Merkle root (RFC 6962): {}", data.merkle_root),
-        format!("Signing key id: {}", data.key_id),
-        format!(
-            "Signing key: {}",
-            if data.development_key { "the development key (not for a reviewer's trust)" } else { "a release key" }
-        ),
-    ]));
+    regressions(&mut doc, data);
+    signature(&mut doc, data);
 
     doc.push(Block::Heading("Plots".into()));
     for (file, title) in plots::PLOTS {
@@ -419,6 +404,7 @@ fn latency(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
     )));
 }
 
+/// The run's spend against its limits: the totals, then per day and per task kind.
 fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
     let limits = &data.limits;
     doc.push(Block::Heading("Cost and budget".into()));
@@ -435,7 +421,13 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
             }
         ),
     ]));
+    cost_per_day(doc, data);
+    cost_per_kind(doc, data, analytics);
+}
 
+/// The event log's money figures per simulated UTC day.
+fn cost_per_day(doc: &mut Vec<Block>, data: &ReportData) {
+    let limits = &data.limits;
     let mut per_day = Table::new(&[
         "day (UTC)",
         "charged",
@@ -450,7 +442,7 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
     ]);
     for (day, d) in &data.days {
         per_day.row(vec![
-            date(*day),
+            cost::date(*day),
             usd(d.spend_micro_usd),
             percent(d.spend_micro_usd, limits.daily_budget_micro_usd),
             d.outcomes().to_string(),
@@ -468,7 +460,12 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
             .into(),
     ));
     doc.push(Block::Table(per_day));
+}
 
+/// The tasks and costs per task kind from tasks.csv, with each kind's daily limit and the
+/// most tasks of that kind admitted in a day.
+fn cost_per_kind(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
+    let limits = &data.limits;
     let mut per_kind = Table::new(&[
         "kind",
         "tasks",
@@ -504,6 +501,13 @@ fn cost(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
 
 /// The memory fabric's tiers, the organism's energy and the autoscaler.
 fn organism(doc: &mut Vec<Block>, data: &ReportData) {
+    memory_fabric(doc, data);
+    energy(doc, data);
+    autoscaler(doc, data);
+}
+
+/// Hits and the oldest entry served per tier, and the flashbulb events kept.
+fn memory_fabric(doc: &mut Vec<Block>, data: &ReportData) {
     let o = &data.organism;
     doc.push(Block::Heading("Memory fabric".into()));
     let mut table = Table::new(&["tier", "hits", "hit rate (of fast completions)", "oldest served"]);
@@ -519,7 +523,11 @@ fn organism(doc: &mut Vec<Block>, data: &ReportData) {
         "Mfb (flashbulb) keeps {} high-salience events (valve breaches), never evicted within the run.",
         o.flashbulbs
     )));
+}
 
+/// The energy's first and last samples by term, and its range over the run.
+fn energy(doc: &mut Vec<Block>, data: &ReportData) {
+    let o = &data.organism;
     doc.push(Block::Heading("Energy".into()));
     match (&o.energy_first, &o.energy_last) {
         (Some(first), Some(last)) => {
@@ -548,7 +556,11 @@ fn organism(doc: &mut Vec<Block>, data: &ReportData) {
         }
         _ => doc.push(Block::Para("No energy was recorded.".into())),
     }
+}
 
+/// The autoscaler's activity per path, or that it recorded nothing.
+fn autoscaler(doc: &mut Vec<Block>, data: &ReportData) {
+    let o = &data.organism;
     doc.push(Block::Heading("Autoscaler".into()));
     if o.scale.iter().all(|s| s.events == 0) {
         doc.push(Block::Para("The autoscaler recorded nothing (off in this scenario).".into()));
@@ -675,6 +687,30 @@ fn faults(doc: &mut Vec<Block>, data: &ReportData) {
     }));
 }
 
+/// The regressions against the baseline certificate, if any.
+fn regressions(doc: &mut Vec<Block>, data: &ReportData) {
+    doc.push(Block::Heading("Regressions against the baseline".into()));
+    if data.regressions.is_empty() {
+        doc.push(Block::Para("No regression reported.".into()));
+    } else {
+        doc.push(Block::List(data.regressions.clone()));
+    }
+}
+
+/// The event log's size and root, and the key that signed the certificate.
+fn signature(doc: &mut Vec<Block>, data: &ReportData) {
+    doc.push(Block::Heading("Event log and signature".into()));
+    doc.push(Block::List(vec![
+        format!("Events in the log: {}", data.events),
+        format!("Merkle root (RFC 6962): {}", data.merkle_root),
+        format!("Signing key id: {}", data.key_id),
+        format!(
+            "Signing key: {}",
+            if data.development_key { "the development key (not for a reviewer's trust)" } else { "a release key" }
+        ),
+    ]));
+}
+
 fn yes_no(value: bool) -> &'static str {
     if value {
         "yes"
@@ -705,15 +741,6 @@ fn percent(part: u64, whole: u64) -> String {
 fn clock(ms: u64) -> String {
     let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
     format!("{h}:{:02}:{:02}.{:03}", rest / 60_000, rest % 60_000 / 1_000, rest % 1_000)
-}
-
-/// Days since 1970-01-01 as an ISO date.
-fn date(day: u64) -> String {
-    i64::try_from(day)
-        .ok()
-        .and_then(|day| day.checked_mul(86_400))
-        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-        .map_or_else(|| format!("day {day}"), |t| t.format("%Y-%m-%d").to_string())
 }
 
 /// Ms since 1970-01-01 UTC as RFC 3339 with milliseconds.
@@ -766,75 +793,16 @@ mod tests {
 
     /// The synthetic run of the analytics tests, with every table of the report filled.
     fn data() -> ReportData {
-        let invariant = |id: &str, critical: bool, verdict: &str| InvariantRow {
-            id: id.into(),
-            critical,
-            verdict: verdict.into(),
-            observed: "0.6".into(),
-            threshold: ">= 0.90".into(),
-            value: "0.600000".into(),
-            rule: ">=".into(),
-            limit: "0.900000".into(),
-            unit: "ratio".into(),
-            weight: "1.0".into(),
-            detail: "worst window | <b>not bold</b>".into(),
-        };
-        let path = |path: &str, p99_ms| PathLatency {
-            path: path.into(),
-            completed: 3,
-            failed: 1,
-            p50_ms: 50,
-            p95_ms: 90,
-            p99_ms,
-            max_ms: p99_ms + 1,
-        };
         ReportData {
-            invariants: vec![
-                invariant("fast_path_ratio", true, "pass"),
-                invariant("cost_ceiling", true, "pass"),
-                invariant("fast_latency_p99", false, "warn"),
-                invariant("recovery_time", false, "skipped"),
-            ],
-            latency: vec![path("fast", 290), path("deep", 4_900)],
+            invariants: invariant_rows(),
+            latency: path_latency(),
             arrivals: 10,
             lost: 1,
             rejections: BTreeMap::from([("halted".to_string(), 1)]),
             decisions: BTreeMap::from([("fast".to_string(), 5), ("planning".to_string(), 3)]),
             alerts: BTreeMap::from([("cost_near_ceiling".to_string(), 2)]),
             total_cost_micro_usd: 139_000,
-            // The event log's figures for sample_csv's two days.
-            days: BTreeMap::from([
-                (
-                    DAY_1,
-                    DayMoney {
-                        spend_micro_usd: 33_000,
-                        completed: 4,
-                        failed: 1,
-                        rejected: 1,
-                        admitted_per_kind: BTreeMap::from([("chat".into(), 3), ("query".into(), 2)]),
-                        completed_cost_sum: 33_000,
-                        completed_cost_min: Some(0),
-                        completed_cost_max: Some(30_000),
-                        ..DayMoney::default()
-                    },
-                ),
-                (
-                    DAY_2,
-                    DayMoney {
-                        spend_micro_usd: 106_000,
-                        completed: 2,
-                        failed: 1,
-                        admitted_per_kind: BTreeMap::from([("chat".into(), 1), ("summary".into(), 2)]),
-                        completed_cost_sum: 106_000,
-                        completed_cost_min: Some(46_000),
-                        completed_cost_max: Some(60_000),
-                        ceiling_breaches: 1,
-                        near_ceiling: 2,
-                        budget_breaches: 1,
-                        ..DayMoney::default()
-                    },
-                ),
-            ]),
+            days: money_days(),
             determinism: Determinism {
                 reference: "aa".repeat(32),
                 replays: vec!["aa".repeat(32), "aa".repeat(32), "bb".repeat(32)],
@@ -856,6 +824,79 @@ mod tests {
             regressions: vec!["score fell from 95.00 to 82.50".into()],
             ..report_data()
         }
+    }
+
+    /// Invariant rows of every verdict but `fail`, with text to escape in their detail.
+    fn invariant_rows() -> Vec<InvariantRow> {
+        let invariant = |id: &str, critical: bool, verdict: &str| InvariantRow {
+            id: id.into(),
+            critical,
+            verdict: verdict.into(),
+            observed: "0.6".into(),
+            threshold: ">= 0.90".into(),
+            value: "0.600000".into(),
+            rule: ">=".into(),
+            limit: "0.900000".into(),
+            unit: "ratio".into(),
+            weight: "1.0".into(),
+            detail: "worst window | <b>not bold</b>".into(),
+        };
+        vec![
+            invariant("fast_path_ratio", true, "pass"),
+            invariant("cost_ceiling", true, "pass"),
+            invariant("fast_latency_p99", false, "warn"),
+            invariant("recovery_time", false, "skipped"),
+        ]
+    }
+
+    /// Latency of both paths.
+    fn path_latency() -> Vec<PathLatency> {
+        let path = |path: &str, p99_ms| PathLatency {
+            path: path.into(),
+            completed: 3,
+            failed: 1,
+            p50_ms: 50,
+            p95_ms: 90,
+            p99_ms,
+            max_ms: p99_ms + 1,
+        };
+        vec![path("fast", 290), path("deep", 4_900)]
+    }
+
+    /// The event log's figures for sample_csv's two days.
+    fn money_days() -> BTreeMap<u64, DayMoney> {
+        BTreeMap::from([
+            (
+                DAY_1,
+                DayMoney {
+                    spend_micro_usd: 33_000,
+                    completed: 4,
+                    failed: 1,
+                    rejected: 1,
+                    admitted_per_kind: BTreeMap::from([("chat".into(), 3), ("query".into(), 2)]),
+                    completed_cost_sum: 33_000,
+                    completed_cost_min: Some(0),
+                    completed_cost_max: Some(30_000),
+                    ..DayMoney::default()
+                },
+            ),
+            (
+                DAY_2,
+                DayMoney {
+                    spend_micro_usd: 106_000,
+                    completed: 2,
+                    failed: 1,
+                    admitted_per_kind: BTreeMap::from([("chat".into(), 1), ("summary".into(), 2)]),
+                    completed_cost_sum: 106_000,
+                    completed_cost_min: Some(46_000),
+                    completed_cost_max: Some(60_000),
+                    ceiling_breaches: 1,
+                    near_ceiling: 2,
+                    budget_breaches: 1,
+                    ..DayMoney::default()
+                },
+            ),
+        ])
     }
 
     use crate::model::Determinism;
@@ -1107,7 +1148,7 @@ mod tests {
         assert_eq!(usd(50_000), "$0.050000");
         assert_eq!(usd(500_000_000), "$500.000000");
         assert_eq!(clock(3_723_456), "1:02:03.456");
-        assert_eq!(date(DAY_1), "2025-11-24");
+        assert_eq!(cost::date(DAY_1), "2025-11-24");
         assert_eq!(percent(1, 3), "33.33 %");
         assert_eq!(percent(1, 0), "-");
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");

@@ -9,12 +9,10 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::analytics::Analytics;
+use crate::analytics::{Analytics, DAY_MS};
 use crate::model::{FaultRow, ReportData};
 use seedcore_engine::memory::Tier;
 use seedcore_engine::Path;
-
-use super::DAY_MS;
 
 /// The plots, by file name, with their titles; sorted by file name.
 pub(super) const PLOTS: [(&str, &str); 9] = [
