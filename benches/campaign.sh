@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-command benchmark of chaos campaigns (SPEC 7, 11), build excluded: swarm seeds of
+# Whole-command benchmark of chaos campaigns (docs/harness.md 7, 11), build excluded: swarm seeds of
 # the Azure hour with 1 and with 2 jobs (the speed-up of a second thread), then SEEDS seeds
 # (default 1,000) on 2 jobs; wall time and peak memory of each, and whether the 1- and
 # 2-job campaigns agree line for line, wall times aside.

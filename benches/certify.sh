@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-command benchmarks of certification (SPEC 11), build excluded:
+# Whole-command benchmarks of certification (docs/harness.md 11), build excluded:
 #   1. `certify` of the Azure hour (two runs: the reference and its determinism replay),
 #   2. `verify` of a bundle of more than 100,000 events (the hour played twice),
 # each timed RUNS times (default 5); prints every wall time and the median.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-command benchmark of the live gateway on loopback (SPEC 4.11, 11), build excluded,
+# Whole-command benchmark of the live gateway on loopback (docs/live.md 4.11, docs/harness.md 11), build excluded,
 # with the client (`seedcore load`) beside the server on the same machine, as a deployment
 # runs it: bearer tokens at the gateway (a `submit` token) and mutual TLS between the roles
 # (`seedcore certs`):

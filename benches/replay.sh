@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-command benchmark of the simulator (SPEC 11): one run of a scenario (default the
+# Whole-command benchmark of the simulator (docs/harness.md 11): one run of a scenario (default the
 # Azure conversation hour, no chaos), RUNS times (default 5), build excluded. Prints each
 # run's simulated tasks per wall-second and time compression as `replay` measures them
 # (the simulation alone, not the process start or the trace parse), then the best and the
@@ -27,6 +27,6 @@ for column in 1 2; do
 done | {
     read -r tasks_best tasks_median
     read -r comp_best comp_median
-    echo "tasks per wall-second: best $tasks_best, median $tasks_median (SPEC 11: >= 50000)"
-    echo "time compression:      best ${comp_best}x, median ${comp_median}x (SPEC 11: >= 10000x)"
+    echo "tasks per wall-second: best $tasks_best, median $tasks_median (docs/harness.md 11: >= 50000)"
+    echo "time compression:      best ${comp_best}x, median ${comp_median}x (docs/harness.md 11: >= 10000x)"
 }

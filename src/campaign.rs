@@ -1,9 +1,9 @@
-//! `campaign`, `campaign merge` and `shrink` (SPEC 7): many seeds across threads, one
+//! `campaign`, `campaign merge` and `shrink` (docs/harness.md 7): many seeds across threads, one
 //! madsim runtime per thread, with a progress bar, per-seed JSON lines, a summary table,
 //! shard merging, and the shrinker on a failing seed. Simulation build only, but `merge`,
 //! which runs nothing, works in both builds.
 
-use crate::exit;
+use crate::exit::{self, runtime, usage, Failure};
 use seedcore_sim::campaign::{self, CampaignInfo, SeedLine, SeedRange, Shard};
 use std::path::{Path, PathBuf};
 
@@ -20,13 +20,10 @@ pub struct Args {
 }
 
 /// Writes the summary to stdout, `summary.md`, and `$GITHUB_STEP_SUMMARY` when set.
-fn publish(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8> {
+fn publish(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), Failure> {
     let text = campaign::summary(info, lines);
     println!("{text}");
-    let error = |path: &Path, e: std::io::Error| {
-        eprintln!("error: {}: {e}", path.display());
-        exit::RUNTIME
-    };
+    let error = |path: &Path, e: std::io::Error| runtime(format!("{}: {e}", path.display()));
     let path = dir.join("summary.md");
     std::fs::write(&path, &text).map_err(|e| error(&path, e))?;
     if let Some(step) = std::env::var_os("GITHUB_STEP_SUMMARY") {
@@ -39,7 +36,7 @@ fn publish(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8
     Ok(())
 }
 
-/// The exit code of a campaign's lines (SPEC 8.3): 1 if any seed failed a critical
+/// The exit code of a campaign's lines (docs/certification.md 8.3): 1 if any seed failed a critical
 /// invariant (or crashed the simulation), else 0.
 fn exit_code(lines: &[SeedLine]) -> u8 {
     if lines.iter().any(SeedLine::failed_critically) {
@@ -49,54 +46,31 @@ fn exit_code(lines: &[SeedLine]) -> u8 {
     }
 }
 
+/// A shard directory's `campaign.json` and `campaign.jsonl`.
+fn read_shard(dir: &Path) -> Result<(CampaignInfo, Vec<SeedLine>), Failure> {
+    let info_path = dir.join("campaign.json");
+    let info = std::fs::read_to_string(&info_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<CampaignInfo>(&t).map_err(|e| e.to_string()))
+        .map_err(|e| usage(format!("{}: {e} (not a campaign directory?)", info_path.display())))?;
+    let lines = campaign::read_lines(&dir.join("campaign.jsonl")).map_err(|e| usage(e.to_string()))?;
+    Ok((info, lines))
+}
+
 /// `campaign merge DIR... --out DIR`.
-pub fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> u8 {
-    let mut infos = Vec::new();
-    let mut shards = Vec::new();
-    for dir in &dirs {
-        let info_path = dir.join("campaign.json");
-        let info = match std::fs::read_to_string(&info_path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<CampaignInfo>(&t).map_err(|e| e.to_string()))
-        {
-            Ok(info) => info,
-            Err(e) => {
-                eprintln!("error: {}: {e} (not a campaign directory?)", info_path.display());
-                return exit::USAGE;
-            }
-        };
-        match campaign::read_lines(&dir.join("campaign.jsonl")) {
-            Ok(lines) => shards.push(lines),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
-            }
-        }
-        infos.push(info);
-    }
-    let (info, lines) = match campaign::merge(&infos, shards) {
-        Ok(merged) => merged,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    if let Err(code) = write_dir(&out, &info, &lines) {
-        return code;
-    }
+pub fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<u8, Failure> {
+    let (infos, shards): (Vec<_>, Vec<_>) =
+        dirs.iter().map(|d| read_shard(d)).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
+    let (info, lines) = campaign::merge(&infos, shards).map_err(|e| usage(e.to_string()))?;
+    write_dir(&out, &info, &lines)?;
     println!("merged {} shard(s), {} seeds, into {}", dirs.len(), lines.len(), out.display());
-    if let Err(code) = publish(&out, &info, &lines) {
-        return code;
-    }
-    exit_code(&lines)
+    publish(&out, &info, &lines)?;
+    Ok(exit_code(&lines))
 }
 
 /// Writes `campaign.json` and `campaign.jsonl` (in seed order) into `dir`.
-fn write_dir(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), u8> {
-    let error = |path: &Path, e: &dyn std::fmt::Display| {
-        eprintln!("error: {}: {e}", path.display());
-        exit::USAGE
-    };
+fn write_dir(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), Failure> {
+    let error = |path: &Path, e: &dyn std::fmt::Display| usage(format!("{}: {e}", path.display()));
     std::fs::create_dir_all(dir).map_err(|e| error(dir, &e))?;
     let info_path = dir.join("campaign.json");
     let text = serde_json::to_string_pretty(info).expect("the info serialises");
@@ -108,15 +82,13 @@ fn write_dir(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), 
 }
 
 #[cfg(not(madsim))]
-pub fn run(_args: Args) -> u8 {
-    eprintln!("error: campaigns run under the simulator; use the simulation build: cargo sim campaign <scenario>");
-    exit::USAGE
+pub fn run(_args: Args) -> Result<u8, Failure> {
+    Err(usage("campaigns run under the simulator; use the simulation build: cargo sim campaign <scenario>"))
 }
 
 #[cfg(not(madsim))]
-pub fn shrink(_args: ShrinkArgs) -> u8 {
-    eprintln!("error: shrink runs under the simulator; use the simulation build: cargo sim shrink <scenario>");
-    exit::USAGE
+pub fn shrink(_args: ShrinkArgs) -> Result<u8, Failure> {
+    Err(usage("shrink runs under the simulator; use the simulation build: cargo sim shrink <scenario>"))
 }
 
 /// The arguments of `shrink`.
@@ -142,7 +114,7 @@ mod sim {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
-    use crate::timed;
+    use seedcore_sim::run::timed;
 
     /// Runs one seed, catching a panic of the simulation as an `ERROR` line.
     fn run_seed(scenario: &Scenario, seed: u64) -> SeedLine {
@@ -174,10 +146,10 @@ mod sim {
         }
     }
 
-    /// A seed's line. A campaign seed is one run: `determinism` is not judged per seed
-    /// (the campaign's own check is that every job count and shard split gives the same
-    /// roots), so its `skipped` verdict is left out of the outcome, which SPEC 8.2's rule
-    /// decides from the rest.
+    /// A seed's line. A campaign seed is one run: `determinism` is not judged per seed (the
+    /// campaign's own check is that every job count and shard split gives the same roots), so its
+    /// `skipped` verdict is left out of the outcome, which docs/certification.md 8.2's rule decides
+    /// from the rest.
     fn line_of(scenario: &Scenario, seed: u64, judged: &Judged, wall_ms: u64) -> SeedLine {
         let s = score(&judged.results, &scenario.policy);
         let judged_outcome = outcome(&judged.results, s);
@@ -194,11 +166,8 @@ mod sim {
     }
 
     /// `campaign SCENARIO --seeds A..B [--jobs N] [--swarm] [--shard i/n] [--shrink] --out DIR`.
-    pub fn run(args: Args) -> u8 {
-        let scenario = match crate::load_with_swarm(&args.scenario, args.swarm) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    pub fn run(args: Args) -> Result<u8, Failure> {
+        let scenario = seedcore_sim::load_with_swarm(&args.scenario, args.swarm)?;
         let seeds = args.seeds.seeds(args.shard);
         let info = CampaignInfo {
             scenario: args.scenario.display().to_string(),
@@ -209,13 +178,10 @@ mod sim {
             swarm: args.swarm,
         };
         if args.out.exists() && !args.out.is_dir() {
-            eprintln!("error: {}: exists and is not a directory", args.out.display());
-            return exit::USAGE;
+            return Err(usage(format!("{}: exists and is not a directory", args.out.display())));
         }
         // campaign.json first: a directory that is being filled says what it is.
-        if let Err(code) = write_dir(&args.out, &info, &[]) {
-            return code;
-        }
+        write_dir(&args.out, &info, &[])?;
         let jobs = args.jobs.clamp(1, seeds.len().max(1));
         println!(
             "seedcore campaign  scenario {} ({})  seeds {}{}  {} seed(s) on {jobs} thread(s){}",
@@ -227,9 +193,7 @@ mod sim {
             if scenario.swarm.is_some() { ", swarm" } else { "" }
         );
         let (lines, wall) = timed(|| run_seeds(&scenario, &seeds, jobs, &info));
-        if let Err(code) = write_dir(&args.out, &info, &lines) {
-            return code;
-        }
+        write_dir(&args.out, &info, &lines)?;
         println!(
             "{} seeds in {:.1} s wall ({:.2} s per seed per thread); wrote {}/campaign.jsonl",
             lines.len(),
@@ -237,28 +201,28 @@ mod sim {
             lines.iter().map(|l| l.wall_ms).sum::<u64>() as f64 / 1e3 / lines.len().max(1) as f64,
             args.out.display()
         );
-        if let Err(code) = publish(&args.out, &info, &lines) {
-            return code;
-        }
-        let code = exit_code(&lines);
+        publish(&args.out, &info, &lines)?;
         if args.shrink {
-            if let Some(first) = lines.iter().filter(|l| !l.failed.is_empty()).min_by_key(|l| l.seed) {
-                println!("shrinking the first failing seed, {}", first.seed);
-                let shrink_args = ShrinkArgs {
-                    scenario: args.scenario.clone(),
-                    seed: Some(first.seed),
-                    swarm: args.swarm,
-                    invariant: None,
-                    max_runs: 300,
-                    out: Some(args.out.join(format!("shrink-{}", first.seed))),
-                };
-                let shrunk = shrink(shrink_args);
-                if shrunk > exit::INVARIANT_FAILED {
-                    return shrunk;
-                }
-            }
+            shrink_first_failure(&args, &lines)?;
         }
-        code
+        Ok(exit_code(&lines))
+    }
+
+    /// `campaign --shrink`: the first failing seed shrunk into `DIR/shrink-<seed>`.
+    fn shrink_first_failure(args: &Args, lines: &[SeedLine]) -> Result<(), Failure> {
+        let Some(first) = lines.iter().filter(|l| !l.failed.is_empty()).min_by_key(|l| l.seed) else {
+            return Ok(());
+        };
+        println!("shrinking the first failing seed, {}", first.seed);
+        shrink(ShrinkArgs {
+            scenario: args.scenario.clone(),
+            seed: Some(first.seed),
+            swarm: args.swarm,
+            invariant: None,
+            max_runs: 300,
+            out: Some(args.out.join(format!("shrink-{}", first.seed))),
+        })
+        .map(|_| ())
     }
 
     /// Runs the seeds on `jobs` threads, each seed in a runtime of its own; returns the
@@ -329,39 +293,36 @@ mod sim {
         lines
     }
 
-    /// `shrink SCENARIO --seed N [--swarm] [--invariant ID] [--max-runs K] [--out DIR]`.
-    pub fn shrink(args: ShrinkArgs) -> u8 {
-        let scenario = match crate::load_with_swarm(&args.scenario, args.swarm) {
-            Ok(s) => s,
-            Err(code) => return code,
+    /// The invariant to keep failing: `--invariant`, or the first critical one that fails,
+    /// or the first that fails; `None` when the seed passes. A seed that crashes the
+    /// simulation shrinks too: its "invariant" is `panic`.
+    fn shrink_target(scenario: &Scenario, seed: u64, asked: Option<&str>) -> Result<Option<&'static str>, Failure> {
+        let (failed, critical) = match run_caught(scenario, seed, false) {
+            Ok(Ok(j)) => (j.failed(), critical_failures(&j.results)),
+            Ok(Err(e)) => return Err(runtime(e.to_string())),
+            Err(()) => (vec!["panic"], vec!["panic"]),
         };
+        match (asked, critical.first(), failed.first()) {
+            (Some(id), ..) => match failed.iter().find(|f| **f == id) {
+                Some(found) => Ok(Some(*found)),
+                None => Err(usage(format!("seed {seed} does not fail {id} (it fails: {})", list(&failed)))),
+            },
+            (None, Some(critical), _) => Ok(Some(*critical)),
+            (None, None, any) => Ok(any.copied()),
+        }
+    }
+
+    /// `shrink SCENARIO --seed N [--swarm] [--invariant ID] [--max-runs K] [--out DIR]`.
+    pub fn shrink(args: ShrinkArgs) -> Result<u8, Failure> {
+        let scenario = seedcore_sim::load_with_swarm(&args.scenario, args.swarm)?;
         let seed = args.seed.unwrap_or(scenario.seed);
         let out = args.out.unwrap_or_else(|| PathBuf::from("out").join(format!("shrink-{}-{seed}", scenario.name)));
         if out.exists() && !out.is_dir() {
-            eprintln!("error: {}: exists and is not a directory", out.display());
-            return exit::USAGE;
+            return Err(usage(format!("{}: exists and is not a directory", out.display())));
         }
-        // A seed that crashes the simulation shrinks too: its "invariant" is `panic`.
-        let (failed, critical) = match run_caught(&scenario, seed, false) {
-            Ok(Ok(j)) => (j.failed(), critical_failures(&j.results)),
-            Ok(Err(e)) => {
-                eprintln!("error: {e}");
-                return exit::RUNTIME;
-            }
-            Err(()) => (vec!["panic"], vec!["panic"]),
-        };
-        let target = match (&args.invariant, critical.first(), failed.first()) {
-            (Some(id), ..) if failed.contains(&id.as_str()) => failed[failed.iter().position(|f| f == id).expect("in")],
-            (Some(id), ..) => {
-                eprintln!("error: seed {seed} does not fail {id} (it fails: {})", list(&failed));
-                return exit::USAGE;
-            }
-            (None, Some(critical), _) => *critical,
-            (None, None, Some(any)) => *any,
-            (None, None, None) => {
-                println!("nothing to shrink: seed {seed} passes every invariant");
-                return exit::PASS;
-            }
+        let Some(target) = shrink_target(&scenario, seed, args.invariant.as_deref())? else {
+            println!("nothing to shrink: seed {seed} passes every invariant");
+            return Ok(exit::PASS);
         };
         let before = scenario.fault_plan(seed).faults().to_vec();
         println!(
@@ -370,11 +331,41 @@ mod sim {
             before.len(),
             args.max_runs
         );
+        let shrunk = shrink_runs(&scenario, seed, target, &before, args.max_runs);
+        let text = seedcore_sim::shrink::shrunk_toml(&scenario, &shrunk.after, seed, target, &out)
+            .map_err(|e| runtime(e.to_string()))?;
+        let path = out.join("shrunk.toml");
+        std::fs::create_dir_all(&out)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        println!(
+            "shrunk in {} runs: {} fault(s) before, {} after{}",
+            shrunk.runs,
+            shrunk.before.len(),
+            shrunk.after.len(),
+            if shrunk.exhausted { " (run budget spent; the plan may shrink further with --max-runs)" } else { "" }
+        );
+        for fault in &shrunk.after {
+            println!("  {}", fault.describe());
+        }
+        println!("wrote {}", path.display());
+        println!("reproduce: cargo sim replay {} --seed {seed}", path.display());
+        Ok(exit::INVARIANT_FAILED)
+    }
+
+    /// The shrinker's runs over candidate plans, with a spinner on a terminal.
+    fn shrink_runs(
+        scenario: &Scenario,
+        seed: u64,
+        target: &str,
+        before: &[seedcore_chaos::Fault],
+        max_runs: u32,
+    ) -> seedcore_sim::shrink::Shrunk {
         let progress = crate::progress::interactive().then(indicatif::ProgressBar::new_spinner);
         let mut runs = 0;
-        let shrunk = seedcore_sim::shrink::shrink_plan(&before, scenario.duration_ms, args.max_runs, |faults| {
+        let shrunk = seedcore_sim::shrink::shrink_plan(before, scenario.duration_ms, max_runs, |faults| {
             runs += 1;
-            let fails = match run_caught(&with_plan(&scenario, faults), seed, true) {
+            let fails = match run_caught(&with_plan(scenario, faults), seed, true) {
                 Err(()) => target == "panic",
                 Ok(Ok(j)) => j.failed().contains(&target),
                 Ok(Err(_)) => false,
@@ -388,31 +379,7 @@ mod sim {
         if let Some(p) = progress {
             p.finish_and_clear();
         }
-        let text = match seedcore_sim::shrink::shrunk_toml(&scenario, &shrunk.after, seed, target, &out) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::RUNTIME;
-            }
-        };
-        let path = out.join("shrunk.toml");
-        if let Err(e) = std::fs::create_dir_all(&out).and_then(|()| std::fs::write(&path, text)) {
-            eprintln!("error: {}: {e}", path.display());
-            return exit::USAGE;
-        }
-        println!(
-            "shrunk in {} runs: {} fault(s) before, {} after{}",
-            shrunk.runs,
-            shrunk.before.len(),
-            shrunk.after.len(),
-            if shrunk.exhausted { " (run budget spent; the plan may shrink further with --max-runs)" } else { "" }
-        );
-        for fault in &shrunk.after {
-            println!("  {}", fault.describe());
-        }
-        println!("wrote {}", path.display());
-        println!("reproduce: cargo sim replay {} --seed {seed}", path.display());
-        exit::INVARIANT_FAILED
+        shrunk
     }
 
     /// One judged run, a panic caught (`Err(())`); `quiet` without the panic's message:

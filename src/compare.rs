@@ -17,7 +17,7 @@ pub struct CompareArgs {
     /// defaults to out/compare-<capture name>.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Exit 1 when the agreement is below this share (SPEC 8.1's live half of
+    /// Exit 1 when the agreement is below this share (docs/certification.md 8.1's live half of
     /// determinism: 0.95).
     #[arg(long, default_value_t = 0.95)]
     min_agreement: f64,
@@ -39,10 +39,10 @@ rate_per_s = 1.0
 
 /// The engine settings and the organism seed `serve` ran with.
 #[cfg(madsim)]
-pub fn live_settings(scenario: Option<&std::path::Path>) -> Result<(seedcore_sim::Scenario, u64), u8> {
+pub fn live_settings(scenario: Option<&std::path::Path>) -> Result<(seedcore_sim::Scenario, u64), exit::Failure> {
     match scenario {
         Some(path) => {
-            let scenario = crate::load(path)?;
+            let scenario = seedcore_sim::load(path)?;
             let organism_seed = seedcore_sim::compare::live_organism_seed(&scenario);
             Ok((scenario, organism_seed))
         }
@@ -56,49 +56,24 @@ pub fn live_settings(scenario: Option<&std::path::Path>) -> Result<(seedcore_sim
 }
 
 #[cfg(not(madsim))]
-pub fn run(_: CompareArgs) -> u8 {
-    eprintln!("error: compare replays in the simulator; use the simulation build: cargo sim compare CAPTURE");
-    exit::USAGE
+pub fn run(_: CompareArgs) -> Result<u8, exit::Failure> {
+    Err(exit::usage("compare replays in the simulator; use the simulation build: cargo sim compare CAPTURE"))
 }
 
 #[cfg(madsim)]
-pub fn run(args: CompareArgs) -> u8 {
+pub fn run(args: CompareArgs) -> Result<u8, exit::Failure> {
     use seedcore_sim::compare::{compare, read_capture};
     if !(0.0..=1.0).contains(&args.min_agreement) {
-        eprintln!("error: --min-agreement {} is not in [0, 1]", args.min_agreement);
-        return exit::USAGE;
+        return Err(exit::usage(format!("--min-agreement {} is not in [0, 1]", args.min_agreement)));
     }
-    let (scenario, organism_seed) = match live_settings(args.scenario.as_deref()) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    let rows = match read_capture(&args.capture) {
-        Ok(rows) => rows,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
-    };
+    let (scenario, organism_seed) = live_settings(args.scenario.as_deref())?;
+    let rows = read_capture(&args.capture).map_err(|e| exit::usage(e.to_string()))?;
     let stem = args.capture.file_stem().map_or_else(|| "capture".into(), |s| s.to_string_lossy().into_owned());
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("out/compare-{stem}")));
     eprintln!("replaying {} captured tasks in the simulator ...", rows.len());
-    let comparison = match compare(&scenario, organism_seed, &rows, &out) {
-        Ok(c) => c,
-        Err(seedcore_sim::run::RunError::Output { path, message }) => {
-            eprintln!("error: {path}: {message}");
-            return exit::USAGE;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::RUNTIME;
-        }
-    };
+    let comparison = compare(&scenario, organism_seed, &rows, &out)?;
     println!("{}", report(&comparison, &args));
-    if comparison.agreement() >= args.min_agreement {
-        exit::PASS
-    } else {
-        exit::INVARIANT_FAILED
-    }
+    Ok(if comparison.agreement() >= args.min_agreement { exit::PASS } else { exit::INVARIANT_FAILED })
 }
 
 #[cfg(madsim)]

@@ -1,4 +1,4 @@
-//! `seedcore load` (SPEC 10): sends a trace to a live gateway at its recorded pace (or
+//! `seedcore load` (docs/live.md 10): sends a trace to a live gateway at its recorded pace (or
 //! `--speed X`, or a constant `--rate R`), bounded in requests and time, and prints a
 //! summary like k6's: throughput, latency percentiles (hdrhistogram), status codes, and how
 //! far the schedule slipped. `--threshold` turns a summary figure into a pass or fail.
@@ -177,14 +177,13 @@ mod thresholds {
 pub use thresholds::{parse_threshold, Metric};
 
 #[cfg(madsim)]
-pub fn run(_: LoadArgs) -> u8 {
-    eprintln!("error: load runs live; use the live build: cargo run --release -- load ...");
-    crate::exit::USAGE
+pub fn run(_: LoadArgs) -> Result<u8, crate::exit::Failure> {
+    Err(crate::exit::usage("load runs live; use the live build: cargo run --release -- load ..."))
 }
 
 #[cfg(not(madsim))]
-pub fn run(args: LoadArgs) -> u8 {
-    crate::exit::report(live::load(args))
+pub fn run(args: LoadArgs) -> Result<u8, crate::exit::Failure> {
+    live::load(args)
 }
 
 #[cfg(not(madsim))]
@@ -312,13 +311,13 @@ mod live {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| (exit::RUNTIME, format!("cannot start the runtime: {e}")))?;
+            .map_err(|e| exit::runtime(format!("cannot start the runtime: {e}")))?;
         let summary = runtime.block_on(send(&args, target.clone(), tasks))?;
         let breaches = print_summary(&args, &target, &summary, &thresholds);
         if let Some(path) = &args.summary_json {
             let text = serde_json::to_string_pretty(&summary.json(&thresholds)).expect("a summary serialises");
             std::fs::write(path, text + "\n")
-                .map_err(|e| (exit::RUNTIME, format!("cannot write {}: {e}", path.display())))?;
+                .map_err(|e| exit::runtime(format!("cannot write {}: {e}", path.display())))?;
         }
         if let Some(path) = &args.results {
             let mut text = String::from("task_id,status,outcome\n");
@@ -326,7 +325,7 @@ mod live {
                 let id = task_id.map(|id| id.to_string()).unwrap_or_default();
                 text.push_str(&format!("{id},{status},{}\n", outcome.as_deref().unwrap_or("")));
             }
-            std::fs::write(path, text).map_err(|e| (exit::RUNTIME, format!("cannot write {}: {e}", path.display())))?;
+            std::fs::write(path, text).map_err(|e| exit::runtime(format!("cannot write {}: {e}", path.display())))?;
         }
         Ok(if breaches > 0 { exit::INVARIANT_FAILED } else { exit::PASS })
     }
@@ -352,13 +351,63 @@ mod live {
         Ok(Some(value))
     }
 
+    /// What one request's answer is tallied with.
+    struct Record {
+        /// Keep the request's line for `--results`.
+        keep: bool,
+        /// Read the outcome from the body (not for `/ocps/route`).
+        outcomes: bool,
+        /// How late the request was sent.
+        lag: Duration,
+        tally: Arc<Mutex<Tally>>,
+    }
+
+    /// Sends one request, waits for its answer and tallies it; the permit is held until the
+    /// answer is in.
+    async fn answer(
+        request: reqwest::RequestBuilder,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        record: Record,
+        progress: indicatif::ProgressBar,
+    ) {
+        let sent = Instant::now();
+        let (status, outcome, task_id) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16().to_string();
+                let body = response.bytes().await.ok().filter(|_| record.outcomes);
+                let value = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                let outcome = value.as_ref().and_then(|v| v["outcome"]["status"].as_str().map(str::to_string));
+                (status, outcome, value.and_then(|v| v["task_id"].as_u64()))
+            }
+            Err(e) if e.is_timeout() => ("timeout".to_string(), None, None),
+            Err(_) => ("error".to_string(), None, None),
+        };
+        let elapsed = sent.elapsed();
+        drop(permit);
+        let mut t = record.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.sent += 1;
+        if !status.starts_with('2') {
+            t.failed += 1;
+        }
+        let _ = t.latency_us.record(micros(elapsed));
+        let _ = t.lag_us.record(micros(record.lag));
+        if record.keep {
+            t.results.push((task_id, status.clone(), outcome.clone()));
+        }
+        *t.statuses.entry(status).or_default() += 1;
+        if let Some(outcome) = outcome {
+            *t.outcomes.entry(outcome).or_default() += 1;
+        }
+        progress.inc(1);
+    }
+
     async fn send(args: &LoadArgs, target: reqwest::Url, tasks: Vec<Task>) -> Result<Summary, Failure> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(args.timeout))
             .pool_max_idle_per_host(args.concurrency as usize)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| (exit::RUNTIME, format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| exit::runtime(format!("cannot build the HTTP client: {e}")))?;
         let tally = Arc::new(Mutex::new(Tally::new()));
         let authorization = authorization(&args.token_env)?;
         let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
@@ -394,41 +443,8 @@ mod live {
             if let Some(authorization) = &authorization {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
             }
-            let keep = args.results.is_some();
-            let tally = tally.clone();
-            let progress = progress.clone();
-            running.spawn(async move {
-                let sent = Instant::now();
-                let answer = request.send().await;
-                let (status, outcome, task_id) = match answer {
-                    Ok(response) => {
-                        let status = response.status().as_u16().to_string();
-                        let body = response.bytes().await.ok().filter(|_| outcomes);
-                        let value = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                        let outcome = value.as_ref().and_then(|v| v["outcome"]["status"].as_str().map(str::to_string));
-                        (status, outcome, value.and_then(|v| v["task_id"].as_u64()))
-                    }
-                    Err(e) if e.is_timeout() => ("timeout".to_string(), None, None),
-                    Err(_) => ("error".to_string(), None, None),
-                };
-                let elapsed = sent.elapsed();
-                drop(permit);
-                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                t.sent += 1;
-                if !status.starts_with('2') {
-                    t.failed += 1;
-                }
-                let _ = t.latency_us.record(micros(elapsed));
-                let _ = t.lag_us.record(micros(lag));
-                if keep {
-                    t.results.push((task_id, status.clone(), outcome.clone()));
-                }
-                *t.statuses.entry(status).or_default() += 1;
-                if let Some(outcome) = outcome {
-                    *t.outcomes.entry(outcome).or_default() += 1;
-                }
-                progress.inc(1);
-            });
+            let record = Record { keep: args.results.is_some(), outcomes, lag, tally: tally.clone() };
+            running.spawn(answer(request, permit, record, progress.clone()));
             // Reap finished requests as we go, so the set stays small.
             while running.try_join_next().is_some() {}
         }
@@ -436,7 +452,7 @@ mod live {
         progress.finish_and_clear();
         let wall = started.elapsed();
         let tally = Arc::try_unwrap(tally)
-            .map_err(|_| (exit::RUNTIME, "requests still running".to_string()))?
+            .map_err(|_| exit::runtime("requests still running".to_string()))?
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
         Ok(Summary { tally, wall, sending: last_sent, stopped_by })
@@ -547,7 +563,7 @@ mod live {
         println!("  errors ................: {:.2}% (not 2xx, or no answer)", 100.0 * s.error_rate());
         if let Some(limited) = t.statuses.get("429") {
             println!(
-                "  note ..................: the gateway rate-limited {limited} requests (429, SPEC 4.11's limits); \
+                "  note ..................: the gateway rate-limited {limited} requests (429, docs/live.md 4.11's limits); \
                  to replay a trace faster, start it with: serve --rate-limit {}=off",
                 args.endpoint
             );

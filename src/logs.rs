@@ -1,4 +1,4 @@
-//! Logs (SPEC 10): `tracing` events on stderr through `tracing-subscriber`, human-readable
+//! Logs (docs/live.md 10): `tracing` events on stderr through `tracing-subscriber`, human-readable
 //! by default (coloured only on a terminal) or one JSON object per line (`--log-format json`), filtered by `RUST_LOG`.
 
 /// Installs the subscriber; `default` is the filter when `RUST_LOG` is unset or invalid.

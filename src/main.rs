@@ -1,5 +1,5 @@
-//! The `seedcore` command line: argument parsing, commands and exit codes (SPEC 8.3).
-//! Everything else lives in the library crates.
+//! The `seedcore` command line: argument parsing, commands and exit codes (docs/certification.md
+//! 8.3). Everything else lives in the library crates.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -8,9 +8,11 @@ use std::process::ExitCode;
 mod campaign;
 mod certify;
 mod compare;
+mod exit;
 mod load;
 mod logs;
 mod progress;
+mod replay;
 mod secrets;
 mod serve;
 #[cfg(madsim)]
@@ -20,32 +22,6 @@ mod summary;
 /// there than the system allocator (see ARCHITECTURE.md, performance).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Exit codes of every command (SPEC 8.3).
-#[allow(dead_code, reason = "each build uses the codes of its own commands")]
-mod exit {
-    pub const PASS: u8 = 0;
-    pub const INVARIANT_FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const RUNTIME: u8 = 3;
-    pub const REJECTED: u8 = 4;
-
-    /// A command that could not do its work: the exit code and what to print.
-    pub type Failure = (u8, String);
-
-    /// A usage error (exit 2).
-    pub fn usage(message: impl Into<String>) -> Failure {
-        (USAGE, message.into())
-    }
-
-    /// The exit code of a command's result; a failure is printed as `error: ...` first.
-    pub fn report(result: Result<u8, Failure>) -> u8 {
-        result.unwrap_or_else(|(code, message)| {
-            eprintln!("error: {message}");
-            code
-        })
-    }
-}
 
 #[derive(Parser)]
 #[command(
@@ -251,8 +227,10 @@ fn main() -> ExitCode {
     // disallowed-types refuses them, .cargo/clippy-sim), so the line is noise to a user.
     let quiet = "madsim::sim::rand=error";
     logs::init(&cli.log_format, &if live { format!("info,{quiet}") } else { format!("warn,{quiet}") });
-    let code = match cli.command {
-        Command::Replay { scenario, seed, replays, out, swarm } => replay(scenario, seed, replays, out, swarm),
+    let result = match cli.command {
+        Command::Replay { scenario, seed, replays, out, swarm } => {
+            replay::run(replay::Args { scenario, seed, replays, out, swarm })
+        }
         Command::Campaign { merge: Some(CampaignCommand::Merge { dirs, out }), .. } => campaign::merge(dirs, out),
         Command::Campaign { merge: None, scenario, seeds, jobs, swarm, shard, shrink, out } => {
             campaign::run(campaign::Args {
@@ -287,130 +265,5 @@ fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::Compare(args) => compare::run(args),
     };
-    ExitCode::from(code)
-}
-
-#[cfg(madsim)]
-fn load(path: &std::path::Path) -> Result<seedcore_sim::Scenario, u8> {
-    seedcore_sim::load(path).map_err(|error| {
-        eprintln!("error: {error}");
-        exit::USAGE
-    })
-}
-
-/// Loads a scenario, with swarm mode on when `swarm` (`--swarm`).
-#[cfg(madsim)]
-fn load_with_swarm(path: &std::path::Path, swarm: bool) -> Result<seedcore_sim::Scenario, u8> {
-    let mut scenario = load(path)?;
-    if swarm {
-        scenario.enable_swarm();
-    }
-    Ok(scenario)
-}
-
-#[cfg(not(madsim))]
-fn replay(_scenario: PathBuf, _seed: Option<u64>, _replays: Option<u32>, _out: Option<PathBuf>, _swarm: bool) -> u8 {
-    eprintln!("error: replay runs under the simulator; use the simulation build: cargo sim replay <scenario>");
-    exit::USAGE
-}
-
-#[cfg(madsim)]
-fn replay(path: PathBuf, seed: Option<u64>, replays: Option<u32>, out: Option<PathBuf>, swarm: bool) -> u8 {
-    use seedcore_sim::run::{repro_command, Staging};
-    use seedcore_sim::score::{critical_failures, outcome, score, Outcome};
-
-    let scenario = match load_with_swarm(&path, swarm) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let seed = seed.unwrap_or(scenario.seed);
-    let replays = replays.unwrap_or(scenario.harness.replays);
-    let out = out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", scenario.name)));
-    let staging = match Staging::new(&out) {
-        Ok(s) => s,
-        Err(error) => {
-            eprintln!("error: cannot write the output: {error}");
-            return exit::USAGE;
-        }
-    };
-    summary::banner("replay", &scenario, seed, replays);
-    let repro = repro_command(&scenario, seed);
-    let (report, wall) = match run_staged(&scenario, seed, replays, &staging, &repro) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let written = match commit(staging) {
-        Ok(dir) => dir,
-        Err(code) => return code,
-    };
-    summary::print(&scenario, &report, wall);
-    println!("wrote {}/events.jsonl and tasks.csv", written.display());
-    // The outcome rule of SPEC 8.2, shared with certify and verify: the same run exits
-    // the same way under both commands.
-    let score = score(&report.results, &scenario.policy);
-    let outcome = outcome(&report.results, score);
-    println!();
-    println!("{}   score {score}   {} seed {seed}", outcome.as_str(), scenario.name);
-    if outcome != Outcome::Fail {
-        return exit::PASS;
-    }
-    let failed = critical_failures(&report.results);
-    if failed.is_empty() {
-        println!("FAIL: the score is below 75");
-    } else {
-        println!("FAIL: critical invariant(s) {} did not pass with seed {seed}", failed.join(", "));
-    }
-    println!("reproduce: {repro}");
-    exit::INVARIANT_FAILED
-}
-
-/// Runs a scenario with its replays into a staging directory, timing the wall clock;
-/// a failure is printed (a panic with the repro line) and becomes its exit code.
-#[cfg(madsim)]
-fn run_staged(
-    scenario: &seedcore_sim::Scenario,
-    seed: u64,
-    replays: u32,
-    staging: &seedcore_sim::run::Staging,
-    repro: &str,
-) -> Result<(seedcore_sim::run::RunReport, std::time::Duration), u8> {
-    let (result, wall) = timed(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            seedcore_sim::run::replay(scenario, seed, replays, Some(staging.path()))
-        }))
-    });
-    match result {
-        Ok(Ok(report)) => Ok((report, wall)),
-        Ok(Err(error)) => {
-            eprintln!("error: {error}");
-            Err(exit::RUNTIME)
-        }
-        Err(_) => {
-            eprintln!("error: the simulation panicked (seed {seed}); the panic is printed above");
-            eprintln!("reproduce: {repro}");
-            Err(exit::RUNTIME)
-        }
-    }
-}
-
-/// Runs `f`, timing it on the wall clock (outside any simulation).
-#[cfg(madsim)]
-#[allow(
-    clippy::disallowed_types,
-    clippy::disallowed_methods,
-    reason = "wall-clock timing of whole commands and runs, outside the simulation"
-)]
-fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
-    let started = std::time::Instant::now();
-    let value = f();
-    (value, started.elapsed())
-}
-
-/// Renames a complete staging directory into place.
-#[cfg(madsim)]
-fn commit(staging: seedcore_sim::run::Staging) -> Result<std::path::PathBuf, u8> {
-    staging.commit().map_err(|error| {
-        eprintln!("error: {error}");
-        exit::RUNTIME
-    })
+    ExitCode::from(exit::report(result))
 }

@@ -1,5 +1,5 @@
-//! `seedcore certs` (mutual TLS between roles, SPEC 2.3) and `seedcore token create` (the
-//! gateway's bearer tokens, SPEC 4.11). Live build only: the simulation build has no TLS
+//! `seedcore certs` (mutual TLS between roles, docs/engine.md 2.3) and `seedcore token create` (the
+//! gateway's bearer tokens, docs/live.md 4.11). Live build only: the simulation build has no TLS
 //! and no gateway.
 
 use crate::exit;
@@ -43,59 +43,49 @@ pub enum TokenCommand {
 }
 
 #[cfg(madsim)]
-pub fn certs(_: CertsArgs) -> u8 {
-    eprintln!("error: certs is a live command; use the live build: cargo run --release -- certs DIR");
-    exit::USAGE
+pub fn certs(_: CertsArgs) -> Result<u8, exit::Failure> {
+    Err(exit::usage("certs is a live command; use the live build: cargo run --release -- certs DIR"))
 }
 
 #[cfg(madsim)]
-pub fn token(_: TokenCommand) -> u8 {
-    eprintln!("error: token is a live command; use the live build: cargo run --release -- token create ...");
-    exit::USAGE
+pub fn token(_: TokenCommand) -> Result<u8, exit::Failure> {
+    Err(exit::usage("token is a live command; use the live build: cargo run --release -- token create ..."))
 }
 
 #[cfg(not(madsim))]
-pub fn certs(args: CertsArgs) -> u8 {
+pub fn certs(args: CertsArgs) -> Result<u8, exit::Failure> {
     let mut roles = vec!["coordinator".to_string(), "state".to_string()];
     roles.extend((1..=args.fast).map(|n| format!("fast-{n}")));
     roles.extend((1..=args.deep).map(|n| format!("deep-{n}")));
     roles.push("gateway".into());
-    match seedcore_engine::tls::write_development_pki(&args.dir, &roles, args.days) {
-        Ok(written) => {
-            for file in &written.files {
-                println!("wrote {}", file.display());
-            }
-            let (y, m, d) = written.expires;
-            println!(
-                "a development CA and certificates for {} roles, valid until {y}-{m:02}-{d:02}. Give every role \
-                 `serve --tls-dir {}`; keep ca.key out of the deployment (it signs new certificates).",
-                roles.len(),
-                args.dir.display()
-            );
-            exit::PASS
-        }
-        Err(error) => exit::report(Err(exit::usage(error))),
+    let written = seedcore_engine::tls::write_development_pki(&args.dir, &roles, args.days).map_err(exit::usage)?;
+    for file in &written.files {
+        println!("wrote {}", file.display());
     }
+    let (y, m, d) = written.expires;
+    println!(
+        "a development CA and certificates for {} roles, valid until {y}-{m:02}-{d:02}. Give every role `serve \
+         --tls-dir {}`; keep ca.key out of the deployment (it signs new certificates).",
+        roles.len(),
+        args.dir.display()
+    );
+    Ok(exit::PASS)
 }
 
 #[cfg(not(madsim))]
-pub fn token(command: TokenCommand) -> u8 {
+pub fn token(command: TokenCommand) -> Result<u8, exit::Failure> {
     use seedcore_engine::gateway::auth::{create, Scope};
     let TokenCommand::Create { tokens, name, scopes } = command;
     let mut parsed: Vec<Scope> = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
     parsed.sort();
     parsed.dedup();
-    match create(&tokens, &name, &parsed) {
-        Ok(token) => {
-            let scopes: Vec<&str> = parsed.iter().map(|s| s.as_str()).collect();
-            println!(
-                "added {name:?} ({}) to {}; the token is shown once, below. Send it as `Authorization: Bearer TOKEN`.",
-                scopes.join(", "),
-                tokens.display()
-            );
-            println!("{token}");
-            exit::PASS
-        }
-        Err(error) => exit::report(Err(exit::usage(error))),
-    }
+    let token = create(&tokens, &name, &parsed).map_err(exit::usage)?;
+    let scopes: Vec<&str> = parsed.iter().map(|s| s.as_str()).collect();
+    println!(
+        "added {name:?} ({}) to {}; the token is shown once, below. Send it as `Authorization: Bearer TOKEN`.",
+        scopes.join(", "),
+        tokens.display()
+    );
+    println!("{token}");
+    Ok(exit::PASS)
 }

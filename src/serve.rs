@@ -1,5 +1,5 @@
-//! `seedcore serve` (SPEC 4.11, 10): every engine role in one process on loopback, behind
-//! the HTTP gateway; or, with `--role R --peers ...`, one role per process (SPEC 2.3).
+//! `seedcore serve` (docs/live.md 4.11, 10): every engine role in one process on loopback, behind
+//! the HTTP gateway; or, with `--role R --peers ...`, one role per process (docs/engine.md 2.3).
 //! Live build only.
 //!
 //! Nothing takes work from outside loopback unauthenticated: an engine port off loopback
@@ -61,8 +61,8 @@ pub struct ServeArgs {
     /// route, status, state, energy, tier25_store, tier25_retrieve, validate.
     #[arg(long = "rate-limit", value_name = "NAME=N")]
     rate_limits: Vec<String>,
-    /// Write every task the gateway answers to this CSV (SPEC 5.2's canonical columns and
-    /// the decision), for `seedcore compare`. Never overwrites a file.
+    /// Write every task the gateway answers to this CSV (docs/harness.md 5.2's canonical columns
+    /// and the decision), for `seedcore compare`. Never overwrites a file.
     #[arg(long)]
     capture: Option<PathBuf>,
     /// The capture's size bound; rows past it are dropped and counted.
@@ -77,7 +77,7 @@ pub struct ServeArgs {
     /// Stop after this many seconds, as on SIGTERM (default: run until SIGTERM or Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
-    /// Run one role in this process (SPEC 2.3): gateway, coordinator, state, fast-N or
+    /// Run one role in this process (docs/engine.md 2.3): gateway, coordinator, state, fast-N or
     /// deep-N, the others at `--peers`; `all` (default) runs every role here on loopback.
     #[arg(long, default_value = "all")]
     role: String,
@@ -87,7 +87,7 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
     /// The workers' model backend: `simulated` (no model needed) or `openai`, an
-    /// OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp; SPEC 4.8).
+    /// OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp; docs/engine.md 4.8).
     #[arg(long, default_value = "simulated", value_parser = ["simulated", "openai"])]
     backend: String,
     /// With `--backend openai`: the endpoint's base URL, up to the API version
@@ -107,14 +107,13 @@ pub struct ServeArgs {
 }
 
 #[cfg(madsim)]
-pub fn run(_: ServeArgs) -> u8 {
-    eprintln!("error: serve runs live; use the live build: cargo run --release -- serve");
-    exit::USAGE
+pub fn run(_: ServeArgs) -> Result<u8, exit::Failure> {
+    Err(exit::usage("serve runs live; use the live build: cargo run --release -- serve"))
 }
 
 #[cfg(not(madsim))]
-pub fn run(args: ServeArgs) -> u8 {
-    exit::report(live::serve(args).map(|()| exit::PASS))
+pub fn run(args: ServeArgs) -> Result<u8, exit::Failure> {
+    live::serve(args).map(|()| exit::PASS)
 }
 
 #[cfg(not(madsim))]
@@ -374,7 +373,7 @@ mod live {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| (exit::RUNTIME, format!("cannot start the runtime: {e}")))?;
+            .map_err(|e| exit::runtime(format!("cannot start the runtime: {e}")))?;
         runtime.block_on(async move {
             match (running, gateway_config) {
                 (Running::All, Some(gateway_config)) => {
@@ -384,13 +383,13 @@ mod live {
                     let listener = listen(&args).await?;
                     let gateway = Gateway::new(config, addresses, gateway_config, &gateway_security)
                         .await
-                        .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+                        .map_err(|e| exit::runtime(e.to_string()))?;
                     // `/readyz` asks every role whether it is up.
                     gateway.set_ready();
                     run_gateway(&gateway, listener, args.seconds).await
                 }
                 (Running::Role(role, addresses), _) => one_role(&args, config, role, addresses, &engine_security).await,
-                (Running::All | Running::Gateway(_), None) => Err((exit::RUNTIME, "no gateway settings".into())),
+                (Running::All | Running::Gateway(_), None) => Err(exit::runtime("no gateway settings")),
             }
         })
     }
@@ -398,7 +397,7 @@ mod live {
     /// Binds the gateway's port (first: a port in use fails before anything starts).
     async fn listen(args: &ServeArgs) -> Result<tokio::net::TcpListener, Failure> {
         let http = SocketAddr::new(args.host, args.port);
-        tokio::net::TcpListener::bind(http).await.map_err(|e| (exit::RUNTIME, format!("cannot listen on {http}: {e}")))
+        tokio::net::TcpListener::bind(http).await.map_err(|e| exit::runtime(format!("cannot listen on {http}: {e}")))
     }
 
     /// Serves HTTP until the stop signal, then drains the requests in progress and closes
@@ -408,7 +407,7 @@ mod live {
         listener: tokio::net::TcpListener,
         seconds: Option<u64>,
     ) -> Result<(), Failure> {
-        let url = listener.local_addr().map_err(|e| (exit::RUNTIME, e.to_string()))?;
+        let url = listener.local_addr().map_err(|e| exit::runtime(e.to_string()))?;
         println!("seedcore listening on http://{url}");
         let draining = gateway.clone();
         let shutdown = async move {
@@ -417,7 +416,7 @@ mod live {
         };
         seedcore_engine::gateway::serve(gateway.clone(), listener, shutdown)
             .await
-            .map_err(|e| (exit::RUNTIME, format!("the gateway failed: {e}")))?;
+            .map_err(|e| exit::runtime(format!("the gateway failed: {e}")))?;
         if let Some((rows, dropped)) = gateway.close_capture() {
             tracing::info!(rows, dropped, "capture flushed");
         }
@@ -450,7 +449,7 @@ mod live {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let engine = start_all_in_one(config.clone(), loopback, args.rpc_port, Arc::new(LogProbe), engine_security)
             .await
-            .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+            .map_err(|e| exit::runtime(e.to_string()))?;
         let gateway = Gateway::new(config, engine.addresses.clone(), gateway_config, gateway_security)
             .await
             .map_err(|e| usage(e.to_string()))?;
@@ -479,7 +478,7 @@ mod live {
         let addr = bind_address(role.address(&addresses));
         let coordinator = start_role(config, role, addresses, addr, Arc::new(LogProbe), security)
             .await
-            .map_err(|e| (exit::RUNTIME, e.to_string()))?;
+            .map_err(|e| exit::runtime(e.to_string()))?;
         let tls = if security.is_some() { "mutual TLS" } else { "plaintext, loopback only" };
         println!("seedcore {} listening on {addr} ({tls})", role.name());
         stop_signal(args.seconds).await;

@@ -3,7 +3,9 @@
 
 use seedcore_engine::memory::Tier;
 use seedcore_engine::router::Reason;
-use seedcore_sim::invariants::Verdict;
+use seedcore_engine::Path;
+use seedcore_sim::invariants::{Stats, Verdict};
+use seedcore_sim::run::RunReport;
 use seedcore_sim::Scenario;
 use std::time::Duration;
 
@@ -54,14 +56,30 @@ fn usd(micro: u64) -> String {
     format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
 }
 
+/// Where a run's files go by default: `out/<scenario>-<seed>`.
+pub fn default_out(scenario: &Scenario, seed: u64) -> std::path::PathBuf {
+    std::path::PathBuf::from("out").join(format!("{}-{seed}", scenario.name))
+}
+
 /// Prints the run summary and the invariant table.
-pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: Duration) {
+pub fn print(scenario: &Scenario, report: &RunReport, wall: Duration) {
     let s = &report.stats;
+    println!();
+    println!("Run summary");
+    print_tasks(scenario, s);
+    print_spend_and_latency(s);
+    print_organism(s);
+    print_fleet(s);
+    print_log(report);
+    print_invariants(report);
+    print_wall(report, wall);
+}
+
+/// Tasks, the fast-path ratio, escalations and rejections.
+fn print_tasks(scenario: &Scenario, s: &Stats) {
     let completed = s.completed[0] + s.completed[1];
     let failed = s.failed[0] + s.failed[1];
     let rejected: u64 = s.rejected.values().sum();
-    println!();
-    println!("Run summary");
     println!("  tasks            {} arrived: {completed} completed, {rejected} rejected, {failed} failed", s.arrivals);
     println!(
         "  fast-path ratio  {}   (worst window of {}: {})",
@@ -80,6 +98,10 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
     let mut rejections: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
     rejections.sort();
     println!("  rejections       {}", if rejections.is_empty() { "none".into() } else { rejections.join(" · ") });
+}
+
+/// Spend against the ceiling and the budget, and latency per path.
+fn print_spend_and_latency(s: &Stats) {
     let start = s.run_start.as_ref();
     let ceiling = start.map_or(0, |r| r.ceiling_micro_usd);
     let budget = start.map_or(0, |r| r.daily_budget_micro_usd);
@@ -93,13 +115,14 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
         usd(budget),
         if budget > 0 { top_day as f64 / budget as f64 * 100.0 } else { 0.0 }
     );
-    for (index, path) in ["fast", "deep"].iter().enumerate() {
-        let h = &s.latency_ms[index];
+    for path in Path::ALL {
+        let h = &s.latency_ms[path.index()];
+        let name = path.as_str();
         if h.is_empty() {
-            println!("  latency {path}     no completed task");
+            println!("  latency {name}     no completed task");
         } else {
             println!(
-                "  latency {path}     p50 {} ms · p95 {} ms · p99 {} ms · max {} ms ({} tasks)",
+                "  latency {name}     p50 {} ms · p95 {} ms · p99 {} ms · max {} ms ({} tasks)",
                 h.value_at_quantile(0.50),
                 h.value_at_quantile(0.95),
                 h.value_at_quantile(0.99),
@@ -108,6 +131,10 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
             );
         }
     }
+}
+
+/// `L_tot`, the memory fabric and the energy.
+fn print_organism(s: &Stats) {
     println!(
         "  L_tot            max certified {} (must stay below 1); {} promotions, {} masks, {} sweeps checked, {} contraction failures",
         s.l_tot_max_ppm.map_or("-".into(), |l| format!("{:.6}", l as f64 / 1e6)),
@@ -155,15 +182,20 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
         ),
         _ => println!("  energy           not recorded"),
     }
+}
+
+/// The autoscaler, the alerts and lost tasks.
+fn print_fleet(s: &Stats) {
     if s.scale.iter().all(|p| p.events == 0) {
         println!("  autoscaler       off");
     } else {
-        let paths: Vec<String> = ["fast", "deep"]
+        let paths: Vec<String> = Path::ALL
             .iter()
             .zip(&s.scale)
             .map(|(path, p)| {
                 format!(
-                    "{path} target up to {} ({} targets set), replicas {}..{}, {} started, {} stopped",
+                    "{} target up to {} ({} targets set), replicas {}..{}, {} started, {} stopped",
+                    path.as_str(),
                     p.max_target,
                     p.targets,
                     p.min_replicas.unwrap_or(0),
@@ -178,6 +210,10 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
     let alerts: Vec<String> = s.alerts.iter().map(|(a, n)| format!("{a} {n}")).collect();
     println!("  alerts           {}", if alerts.is_empty() { "none".into() } else { alerts.join(" · ") });
     println!("  lost tasks       {}", s.lost());
+}
+
+/// The event log, the determinism replays and the live capture's agreement.
+fn print_log(report: &RunReport) {
     println!("  event log        {} events, Merkle root {}", report.events, hex(&report.root));
     let replays = &report.replays.replays;
     let same = replays.iter().filter(|r| **r == report.replays.reference).count();
@@ -190,6 +226,10 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
             100.0 * live.agreed as f64 / live.tasks.max(1) as f64
         );
     }
+}
+
+/// One line per invariant: criticality, verdict, observed value, threshold, detail.
+fn print_invariants(report: &RunReport) {
     println!();
     println!("Invariants");
     println!("  {:<20} {:<5} {:<8} {:<24} {:<40} detail", "invariant", "crit", "verdict", "observed", "threshold");
@@ -209,8 +249,12 @@ pub fn print(scenario: &Scenario, report: &seedcore_sim::run::RunReport, wall: D
         );
     }
     println!();
-    let runs = replays.len() + 1;
-    let simulated_s = s.last_t_ms as f64 / 1000.0;
+}
+
+/// The wall time of the runs, and the simulator's speed for a single run.
+fn print_wall(report: &RunReport, wall: Duration) {
+    let runs = report.replays.replays.len() + 1;
+    let simulated_s = report.stats.last_t_ms as f64 / 1000.0;
     if runs == 1 {
         println!(
             "wall {:.3} s for one run: {:.0} simulated tasks per wall-second, time compression {:.0}x",

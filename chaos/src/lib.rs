@@ -1,4 +1,4 @@
-//! The fault model of SPEC 7: every fault kind, timed plans, swarm draws, the injector
+//! The fault model of docs/harness.md 7: every fault kind, timed plans, swarm draws, the injector
 //! that applies a plan to a world through the `FaultTarget` trait, and delta debugging
 //! for the shrinker.
 //!

@@ -1,7 +1,7 @@
-//! Swarm mode (SPEC 7), after TigerBeetle's VOPR: the seed draws which fault kinds are on,
-//! how many faults there are, and each fault's time, duration, target and magnitude, within
-//! bounds a scenario can narrow. Different seeds explore different fault mixes; the same
-//! seed draws the same plan.
+//! Swarm mode (docs/harness.md 7), after TigerBeetle's VOPR: the seed draws which fault kinds are
+//! on, how many faults there are, and each fault's time, duration, target and magnitude, within
+//! bounds a scenario can narrow. Different seeds explore different fault mixes; the same seed draws
+//! the same plan.
 
 use crate::{Fault, FaultKind, FaultName};
 use rand::seq::SliceRandom;

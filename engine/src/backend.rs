@@ -1,4 +1,4 @@
-//! Model backends (SPEC 4.8). The simulated backend draws latency from a lognormal per
+//! Model backends (docs/engine.md 4.8). The simulated backend draws latency from a lognormal per
 //! path, fails with a configured probability and returns the task's output tokens, capped
 //! by `max_tokens_out` (times the inflation factor, which models a backend that overruns).
 //! It runs in both builds: live it sleeps in real time, so the engine needs no model.

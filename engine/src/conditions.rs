@@ -1,11 +1,11 @@
 //! The conditions the engine runs in that are not the engine's own: how the model backend
 //! of each path behaves and whether the ledger's disk accepts writes.
 //!
-//! Live they stay at their defaults (nothing degraded). Under the simulator the chaos
-//! injector changes them while a fault lasts (`backend_errors`, `backend_slow`,
-//! `token_inflation`, `ledger_io_error`, SPEC 7): they model the world outside the engine,
-//! the way madsim's `NetSim` models the network. The engine only reads them, at the place
-//! where the real world would act: the simulated backend's draw and the ledger's write.
+//! Live they stay at their defaults (nothing degraded). Under the simulator the chaos injector
+//! changes them while a fault lasts (`backend_errors`, `backend_slow`, `token_inflation`,
+//! `ledger_io_error`, docs/harness.md 7): they model the world outside the engine, the way madsim's
+//! `NetSim` models the network. The engine only reads them, at the place where the real world would
+//! act: the simulated backend's draw and the ledger's write.
 
 use crate::task::Path;
 use std::sync::Mutex;

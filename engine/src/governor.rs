@@ -1,5 +1,5 @@
-//! The cost governor (SPEC 4.4, the seeds' ADR-012): per-task ceiling, daily budget, daily
-//! rate limits per kind, idempotent charging, alerts.
+//! The cost governor (docs/engine.md 4.4, the seeds' ADR-012): per-task ceiling, daily budget,
+//! daily rate limits per kind, idempotent charging, alerts.
 //!
 //! Guarantees, with enforcement on: no charge exceeds the ceiling (the output is capped
 //! before dispatch and a backend overrun is clamped); the spend of a day never exceeds the
@@ -35,7 +35,7 @@ pub struct AdmitRequest {
     pub soft: bool,
     pub tokens_in: u32,
     pub tokens_out: u32,
-    /// Largest output any task may ask for (SPEC 4.5).
+    /// Largest output any task may ask for (docs/engine.md 4.5).
     pub max_tokens: u32,
 }
 

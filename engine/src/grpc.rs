@@ -1,4 +1,4 @@
-//! The transport between roles, live (SPEC 2.3): gRPC on tonic over HTTP/2, every request
+//! The transport between roles, live (docs/engine.md 2.3): gRPC on tonic over HTTP/2, every request
 //! of `rpc.rs` a unary method of one service, `seedcore.v1.Engine`, its message the
 //! request's bincode bytes. One definition per message (the `rpc.rs` types), no protoc.
 //!

@@ -1,4 +1,4 @@
-//! The ledger (SPEC 4.9): an append-only, hash-chained log of receipts, one per terminal
+//! The ledger (docs/engine.md 4.9): an append-only, hash-chained log of receipts, one per terminal
 //! outcome, with an Ed25519 signature over the chain head every cycle.
 //!
 //! Layout: a directory of segments `000000.log`, `000001.log`, ...; each start of the

@@ -1,4 +1,4 @@
-//! The seedcore engine: a coordination engine for AI task traffic (SPEC 3, 4).
+//! The seedcore engine: a coordination engine for AI task traffic (docs/engine.md 3, 4).
 //!
 //! Tasks arrive at the coordinator; the OCPS valve and the surprise router send each down
 //! the fast or the deep path; the cost governor enforces the ceilings; workers run the

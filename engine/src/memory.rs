@@ -1,4 +1,4 @@
-//! The memory fabric (SPEC 4.3): the working cache Mw, the compressed tier M2.5, the
+//! The memory fabric (docs/engine.md 4.3): the working cache Mw, the compressed tier M2.5, the
 //! long-term store Mlt, and the flashbulb tier Mfb, with a capacity and a time to live per
 //! task kind in each tier.
 //!
@@ -43,7 +43,7 @@ impl Tier {
         }
     }
 
-    /// The name people read (SPEC 4.3's).
+    /// The name people read (docs/engine.md 4.3's).
     pub fn label(self) -> &'static str {
         match self {
             Tier::Mw => "Mw",
@@ -202,7 +202,15 @@ pub struct Flashbulb {
     pub task_id: u64,
     pub kind: Kind,
     pub at_ms: u64,
-    pub cause: crate::probe::FlashbulbCause,
+    pub cause: FlashbulbCause,
+}
+
+/// Why an event went into the flashbulb tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum FlashbulbCause {
+    /// The task escalated because the valve breached.
+    #[serde(rename = "breach")]
+    Breach,
 }
 
 /// Entries held and capacity per tier, for snapshots.
@@ -486,12 +494,7 @@ mod tests {
     fn flashbulbs_are_never_evicted() {
         let mut f = fabric();
         for task_id in 0..10_000 {
-            f.remember(Flashbulb {
-                task_id,
-                kind: Kind::Chat,
-                at_ms: task_id,
-                cause: crate::probe::FlashbulbCause::Breach,
-            });
+            f.remember(Flashbulb { task_id, kind: Kind::Chat, at_ms: task_id, cause: FlashbulbCause::Breach });
         }
         assert_eq!(f.flashbulbs().len(), 10_000);
         assert_eq!(f.flashbulbs()[0].task_id, 0);

@@ -1,11 +1,11 @@
-//! The OpenAI-compatible backend (SPEC 4.8), live build only: a worker of either path
+//! The OpenAI-compatible backend (docs/engine.md 4.8), live build only: a worker of either path
 //! sends each attempt to `POST {base_url}/chat/completions` (as vLLM, Ollama and
 //! llama.cpp serve it) and reports the output tokens the response's `usage` counts.
 //!
-//! The engine's task carries no text (SPEC 3.1 has kinds and token counts), so the prompt
+//! The engine's task carries no text (docs/engine.md 3.1 has kinds and token counts), so the prompt
 //! names the task's kind and path, and `max_tokens` asks for the task's output tokens
 //! capped by the governor's plan. Retries with backoff on other replicas and the per-path
-//! timeout are the coordinator's (SPEC 4.8), as for any backend; within one attempt an
+//! timeout are the coordinator's (docs/engine.md 4.8), as for any backend; within one attempt an
 //! upstream 429 or 5xx is retried here when its `Retry-After` (or a short backoff) still
 //! fits the attempt's time, and otherwise returned as the attempt's error.
 

@@ -1,4 +1,4 @@
-//! The organism (SPEC 4.6): agents with state vectors, a weighted collaboration graph, a
+//! The organism (docs/engine.md 4.6): agents with state vectors, a weighted collaboration graph, a
 //! shared weight matrix `W`, the certified Lipschitz bound `L_tot` and GraphMask.
 //!
 //! Guarantees: `l_tot()` is an upper bound of the update's Lipschitz constant in the
@@ -115,12 +115,12 @@ struct Shadow {
     sweeps: u64,
 }
 
-/// SPEC 4.7's energy weights: `lambda` of `E_reg`, `alpha` of `E_ent`, `beta` of `E_mem`.
+/// docs/engine.md 4.7's energy weights: `lambda` of `E_reg`, `alpha` of `E_ent`, `beta` of `E_mem`.
 pub const ENERGY_LAMBDA: f64 = 0.01;
 pub const ENERGY_ALPHA: f64 = 0.1;
 pub const ENERGY_BETA: f64 = 0.05;
 
-/// The energy of the organism (SPEC 4.7) and its gradient with respect to `H`.
+/// The energy of the organism (docs/engine.md 4.7) and its gradient with respect to `H`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Energy {
     /// `-sum_edges w_ij <h_i, h_j>`.
@@ -633,7 +633,7 @@ impl Organism {
     }
 
     /// Applies a completed task's update to the capable agent of the task's organ whose
-    /// update lowers the energy the most (SPEC 4.7).
+    /// update lowers the energy the most (docs/engine.md 4.7).
     pub fn update(&mut self, kind: Kind, features: &[f64; FEATURES]) -> UpdateReport {
         let dim = self.config.dim;
         self.scratch_ux.iter_mut().for_each(|z| *z = 0.0);
@@ -753,7 +753,7 @@ impl Organism {
     /// A promotion whose `W` step has spectral bound `norm`, or `promotion_step` times
     /// `||W||_F` in Frobenius norm by default.
     ///
-    /// A promotion that would raise the energy (SPEC 4.7: `delta_E <= 0`) is undone and
+    /// A promotion that would raise the energy (docs/engine.md 4.7: `delta_E <= 0`) is undone and
     /// reported as refused. `E` depends on the edges, not on `W`: the scheduled edge growth
     /// and GraphMask's trimming move it.
     fn promote_scaled(&mut self, norm: Option<f64>) -> Promotion {

@@ -1,4 +1,4 @@
-//! The call seam between roles (SPEC 2.3): `Server` is where a role's handlers are
+//! The call seam between roles (docs/engine.md 2.3): `Server` is where a role's handlers are
 //! registered and `Peers` how it calls the others. Each role's handlers are the same
 //! functions in both builds; only what carries the bytes differs.
 //!

@@ -182,13 +182,7 @@ names! {
     }
 }
 
-names! {
-    /// Why an event went into the flashbulb tier.
-    FlashbulbCause {
-        /// The task escalated because the valve breached.
-        Breach = "breach",
-    }
-}
+pub use crate::memory::FlashbulbCause;
 
 /// A node started (or restarted) and what it recovered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +201,7 @@ pub struct DecisionSignal {
     pub cusum_s_ppm: i64,
     /// A soft escalation moved to the fast path by the governor.
     pub degraded: bool,
-    /// Token forecast of SPEC 4.5, in tokens.
+    /// Token forecast of docs/engine.md 4.5, in tokens.
     pub forecast_tokens: u64,
     pub max_tokens_out: u32,
     pub path: Path,
@@ -274,7 +268,7 @@ pub struct AttemptSignal {
     pub worker: String,
 }
 
-/// An alert (SPEC 4.4, 4.9).
+/// An alert (docs/engine.md 4.4, 4.9).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSignal {
@@ -333,7 +327,7 @@ pub struct LedgerSignal {
     pub spent_micro_usd: Option<u64>,
 }
 
-/// A high-salience event went into the flashbulb tier Mfb (SPEC 4.3).
+/// A high-salience event went into the flashbulb tier Mfb (docs/engine.md 4.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlashbulbSignal {
@@ -343,7 +337,7 @@ pub struct FlashbulbSignal {
     pub task_id: u64,
 }
 
-/// The organism's energy (SPEC 4.7), in millionths.
+/// The organism's energy (docs/engine.md 4.7), in millionths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnergySignal {
@@ -369,7 +363,7 @@ pub struct PromotionRefusedSignal {
     pub energy_ppm: i64,
 }
 
-/// The autoscaler (SPEC 4.10): a new target, or a worker starting, ready, draining or
+/// The autoscaler (docs/engine.md 4.10): a new target, or a worker starting, ready, draining or
 /// stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

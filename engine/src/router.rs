@@ -1,4 +1,4 @@
-//! The surprise router with its escalation budget (SPEC 4.2).
+//! The surprise router with its escalation budget (docs/engine.md 4.2).
 //!
 //! Hard escalations (a valve breach, `needs_planning`) always go deep. Soft escalations
 //! (surprise alone) go deep only while the deep share of the last `window` decisions stays at

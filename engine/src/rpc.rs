@@ -1,4 +1,4 @@
-//! The messages between the engine's nodes (SPEC 2.3), one definition each: the structs
+//! The messages between the engine's nodes (docs/engine.md 2.3), one definition each: the structs
 //! below, with `rpc!` giving each request its answer's type, its id on madsim's simulated
 //! network and its gRPC method name live (`crate::grpc`, bincode over tonic).
 
@@ -126,7 +126,7 @@ impl Addresses {
     }
 }
 
-/// The autoscaler on one path: the target (SPEC 4.10), the rolling demand in replicas'
+/// The autoscaler on one path: the target (docs/engine.md 4.10), the rolling demand in replicas'
 /// worth of work, and the replicas taking work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PathScale {
@@ -224,8 +224,8 @@ pub struct CompleteBatch(pub Vec<Complete>);
 // version gets no answer, never a misread one.
 rpc!(CompleteBatch => Option<Completed>, 0x5eed_c0de_000e);
 
-/// Trainer to state: promote these weights now (SPEC 7's `bad_promotion`: a `W` update of
-/// certified spectral bound `norm_ppm` / 1e6). GraphMask decides what is kept.
+/// Trainer to state: promote these weights now (docs/harness.md 7's `bad_promotion`: a `W` update
+/// of certified spectral bound `norm_ppm` / 1e6). GraphMask decides what is kept.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Promote {
     pub norm_ppm: u64,
@@ -286,7 +286,7 @@ pub struct Routed {
     /// `S` after this task's drift, and whether it would breach.
     pub cusum_s: f64,
     pub breached: bool,
-    /// The router's six inputs (SPEC 4.2).
+    /// The router's six inputs (docs/engine.md 4.2).
     pub inputs: [f64; 6],
     /// The coordinator is halted: it would reject the task.
     pub halted: bool,

@@ -1,4 +1,4 @@
-//! All roles in one process (SPEC 2.3, `seedcore serve`): binds one port per role on the
+//! All roles in one process (docs/engine.md 2.3, `seedcore serve`): binds one port per role on the
 //! given host, then starts every role on its port; or one role of a deployment, its peers
 //! named by address or DNS name (`--role R --peers ...`).
 
@@ -81,7 +81,7 @@ pub async fn start_all_in_one(
     Ok(AllInOne { addresses: (*addresses).clone(), coordinator })
 }
 
-/// One engine role, for a process of its own (`serve --role`, SPEC 2.3).
+/// One engine role, for a process of its own (`serve --role`, docs/engine.md 2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Coordinator,

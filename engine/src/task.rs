@@ -1,4 +1,4 @@
-//! The engine's data model (SPEC 3): tasks, paths and outcomes.
+//! The engine's data model (docs/engine.md 3): tasks, paths and outcomes.
 //!
 //! Money is integer micro-USD and every other quantity that leaves the engine is an integer,
 //! so that receipts and event lines have one canonical byte form.
@@ -75,7 +75,7 @@ impl Authority {
     }
 }
 
-/// One unit of work (SPEC 3.1).
+/// One unit of work (docs/engine.md 3.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// Unique per run.
@@ -102,7 +102,7 @@ pub struct Task {
     pub signature: u64,
 }
 
-/// The columns of the canonical trace format (SPEC 5.2): the fields of a task, in order.
+/// The columns of the canonical trace format (docs/harness.md 5.2): the fields of a task, in order.
 pub const TASK_COLUMNS: [&str; 11] = [
     "task_id",
     "at_ms",
@@ -251,7 +251,7 @@ impl<T> From<PerPath<T>> for [T; 2] {
     }
 }
 
-/// Why a task was refused (SPEC 3.2).
+/// Why a task was refused (docs/engine.md 3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
@@ -289,7 +289,7 @@ impl RejectReason {
     }
 }
 
-/// The terminal outcome of a task: exactly one per admitted or rejected task (SPEC 3.2).
+/// The terminal outcome of a task: exactly one per admitted or rejected task (docs/engine.md 3.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Completed { path: Path, latency_ms: u64, cost_micro_usd: u64, tokens_in: u32, tokens_out: u32, cache_hit: bool },

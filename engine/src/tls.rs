@@ -1,5 +1,5 @@
-//! Mutual TLS between roles, live (SPEC 2.3): a directory of PEM files, one CA and a key and
-//! certificate per role, as `seedcore certs DIR` writes them (`write_development_pki`).
+//! Mutual TLS between roles, live (docs/engine.md 2.3): a directory of PEM files, one CA and a key
+//! and certificate per role, as `seedcore certs DIR` writes them (`write_development_pki`).
 //!
 //! Every role's port requires a client certificate signed by the directory's CA (a caller
 //! without one fails the handshake) and every caller checks that the port's certificate,

@@ -1,4 +1,4 @@
-//! The token forecast of SPEC 4.5: `EMA(tokens_in) * alpha + expected_out * beta`, which
+//! The token forecast of docs/engine.md 4.5: `EMA(tokens_in) * alpha + expected_out * beta`, which
 //! feeds admission when the coordinator is under pressure.
 
 use crate::config::TokenConfig;

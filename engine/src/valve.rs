@@ -1,4 +1,4 @@
-//! The OCPS valve: a one-sided CUSUM change detector over task drift (SPEC 4.1).
+//! The OCPS valve: a one-sided CUSUM change detector over task drift (docs/engine.md 4.1).
 //!
 //! Guarantees: `S` stays in `[0, h]` between tasks; a breach happens exactly when the
 //! accumulated excess drift goes above `h`, and resets `S` to `reset_fraction * h`.

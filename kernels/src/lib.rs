@@ -1,6 +1,6 @@
-//! The organism's inner loops (SPEC 4.6, 4.7): `W x` from `W`'s columns, one or two vectors
-//! at a time, `y += a x`, and an agent's candidate state `(1 - eta) h + eta tanh(s + u)`, with the
-//! change of `E_pair + E_reg` it would make.
+//! The organism's inner loops (docs/engine.md 4.6, 4.7): `W x` from `W`'s columns, one or two
+//! vectors at a time, `y += a x`, and an agent's candidate state `(1 - eta) h + eta tanh(s + u)`,
+//! with the change of `E_pair + E_reg` it would make.
 //!
 //! Each kernel is one body compiled three times: for the baseline x86-64 target (SSE2, two
 //! lanes), with AVX2 enabled (four lanes) and with AVX-512F (eight), the widest the CPU has

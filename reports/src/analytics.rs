@@ -1,8 +1,8 @@
-//! Aggregations over a bundle's `tasks.csv` (SPEC 9): per-window series for the plots, the
-//! cumulative spend of each simulated day, latencies per path, and the cost table per task
-//! kind. The per-day money figures are not computed here: they come from the event log's
-//! fold (`seedcore_sim::money`), and [`agrees_with_the_event_log`] refuses a `tasks.csv`
-//! whose spend differs from them, so the plots and the tables cannot tell two stories.
+//! Aggregations over a bundle's `tasks.csv` (docs/certification.md 9): per-window series for the
+//! plots, the cumulative spend of each simulated day, latencies per path, and the cost table per
+//! task kind. The per-day money figures are not computed here: they come from the event log's fold
+//! (`seedcore_sim::money`), and [`agrees_with_the_event_log`] refuses a `tasks.csv` whose spend
+//! differs from them, so the plots and the tables cannot tell two stories.
 //!
 //! Guarantees: the file is read with polars' eager CSV reader with every column as text,
 //! and each column used here is then cast to an explicit type, so nothing depends on schema

@@ -1,8 +1,8 @@
-//! Writes a certification bundle (SPEC 9) into a staging directory that already holds the
-//! run's `events.jsonl` and `tasks.csv`: the scenario (and its trace), the signature log,
-//! the human reports and plots, then the statement over the digests of all of them, signed
-//! into `certificate.dsse.json`. The caller renames the staging directory into place, so a
-//! bundle exists whole or not at all.
+//! Writes a certification bundle (docs/certification.md 9) into a staging directory that already
+//! holds the run's `events.jsonl` and `tasks.csv`: the scenario (and its trace), the signature log,
+//! the human reports and plots, then the statement over the digests of all of them, signed into
+//! `certificate.dsse.json`. The caller renames the staging directory into place, so a bundle exists
+//! whole or not at all.
 //!
 //! The verdicts are computed from the events as written to disk (not from the run's
 //! in-memory totals), with the same code `verify` runs.

@@ -1,9 +1,10 @@
-//! Signing keys (SPEC 8.4): Ed25519 in PKCS#8 PEM (private key files mode 0600), public
-//! keys in SPKI PEM, key id = hex SHA-256 of the raw 32-byte public key.
+//! Signing keys (docs/certification.md 8.4): Ed25519 in PKCS#8 PEM (private key files mode 0600),
+//! public keys in SPKI PEM, key id = hex SHA-256 of the raw 32-byte public key.
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

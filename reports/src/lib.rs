@@ -1,5 +1,5 @@
-//! Certification reports (SPEC 8, 9): scoring, attestation (RFC 8785 canonical JSON, DSSE,
-//! Ed25519 keys), the bundle a certification writes, its offline verification, and the
+//! Certification reports (docs/certification.md 8, 9): scoring, attestation (RFC 8785 canonical
+//! JSON, DSSE, Ed25519 keys), the bundle a certification writes, its offline verification, and the
 //! human reports (analytics with polars, plots with plotters, Markdown and HTML).
 //!
 //! This crate reads the event log and the run's results; it never reaches into the engine
@@ -13,6 +13,8 @@ pub mod fold;
 pub mod jcs;
 pub mod keys;
 pub mod model;
+#[cfg(madsim)]
+pub mod pipeline;
 pub mod render;
 pub use seedcore_sim::score;
 pub mod siglog;

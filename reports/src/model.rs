@@ -10,7 +10,7 @@ pub use seedcore_sim::score::{Outcome, Score};
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvariantRow {
-    /// The invariant id of SPEC 8.1, e.g. `fast_path_ratio`.
+    /// The invariant id of docs/certification.md 8.1, e.g. `fast_path_ratio`.
     pub id: String,
     pub critical: bool,
     /// `pass`, `warn`, `fail` or `skipped`.

@@ -1,8 +1,7 @@
-//! The certificate's payload (SPEC 8.4): an in-toto Statement v1 whose subjects are the
-//! engine build and the scenario, and whose predicate holds the results. Every number is
-//! an integer (ppm, micro-USD, ms, counts); scores, thresholds and observations are
-//! decimal strings; there is no timestamp, so the same binary, scenario, seed and key give
-//! the same bytes.
+//! The certificate's payload (docs/certification.md 8.4): an in-toto Statement v1 whose subjects
+//! are the engine build and the scenario, and whose predicate holds the results. Every number is an
+//! integer (ppm, micro-USD, ms, counts); scores, thresholds and observations are decimal strings;
+//! there is no timestamp, so the same binary, scenario, seed and key give the same bytes.
 
 use crate::model::{InvariantRow, ReportData};
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
-//! Offline verification of a certification bundle (SPEC 8.5). It trusts nothing it can
-//! recompute: the envelope's signature by a trusted key, the payload's canonical form, the
-//! statement copy, every file's digest (and no file beside them), the event log's sequence,
-//! Merkle root and size, the signature log, and then every invariant, the score and the
-//! outcome, recomputed from `events.jsonl` and the bundled scenario's policy.
+//! Offline verification of a certification bundle (docs/certification.md 8.5). It trusts nothing it
+//! can recompute: the envelope's signature by a trusted key, the payload's canonical form, the
+//! statement copy, every file's digest (and no file beside them), the event log's sequence, Merkle
+//! root and size, the signature log, and then every invariant, the score and the outcome,
+//! recomputed from `events.jsonl` and the bundled scenario's policy.
 
 use crate::certify::{file_sha256, list_files, parse_score, CERTIFICATE, STATEMENT};
 use crate::data::{report_data, Provenance};

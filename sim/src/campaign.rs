@@ -1,5 +1,5 @@
-//! Campaign results (SPEC 7): the seed ranges and shards a campaign covers, one JSON line
-//! per seed, the summary per invariant, and the merge of shards.
+//! Campaign results (docs/harness.md 7): the seed ranges and shards a campaign covers, one JSON
+//! line per seed, the summary per invariant, and the merge of shards.
 //!
 //! A campaign directory holds `campaign.json` (what was run: scenario, seeds, shard,
 //! swarm), `campaign.jsonl` (one `SeedLine` per seed, ordered by seed) and `summary.md`.

@@ -1,4 +1,4 @@
-//! The ledger's hash chain, rebuilt from the event log (ISSUE 8 / SPEC 4.9).
+//! The ledger's hash chain, rebuilt from the event log (ISSUE 8 / docs/engine.md 4.9).
 //!
 //! Every outcome event carries the fields of its receipt and the receipt's `seq`, so the
 //! chain the coordinator wrote can be recomputed without the ledger: receipt `s` is

@@ -1,6 +1,6 @@
-//! `seedcore compare`: a capture of the live gateway (`serve --capture`) replayed in the
-//! simulator, and the share of tasks whose replayed decision (path, or rejection and its
-//! reason) equals the live one: the live half of `determinism` (SPEC 8.1, >= 0.95).
+//! `seedcore compare`: a capture of the live gateway (`serve --capture`) replayed in the simulator,
+//! and the share of tasks whose replayed decision (path, or rejection and its reason) equals the
+//! live one: the live half of `determinism` (docs/certification.md 8.1, >= 0.95).
 //!
 //! The replay is made as close to the live run as the capture allows:
 //! - the engine settings are the ones `serve` ran with (its `--scenario`, or the

@@ -1,4 +1,4 @@
-//! The event log (SPEC 6): one canonical JSON object per line,
+//! The event log (docs/harness.md 6): one canonical JSON object per line,
 //! `{"data":{...},"kind":"...","node":"...","seq":n,"t_ms":n}`.
 //!
 //! Engine signals and the harness's own records share the line format. Every payload
@@ -67,7 +67,7 @@ pub struct Arrival {
 pub struct FaultRecord {
     /// Scenario time the plan gives.
     pub at_ms: u64,
-    /// The kind (SPEC 7).
+    /// The kind (docs/harness.md 7).
     pub fault: String,
     /// How long it lasts: 0 for an instant fault, none for one that lasts until a restart
     /// or the end of the run.
@@ -244,7 +244,17 @@ mod tests {
     use super::*;
     use seedcore_engine::probe::*;
 
+    /// One body of every event kind, in a fixed order: the engine's signals, then the
+    /// harness's records.
     fn samples() -> Vec<Body> {
+        let mut all = task_signal_samples();
+        all.extend(organism_signal_samples());
+        all.extend(harness_samples());
+        all
+    }
+
+    /// A node start, and a task's decision, outcome and alert.
+    fn task_signal_samples() -> Vec<Body> {
         vec![
             Body::Engine(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::Fast })),
             Body::Engine(Signal::Decision(DecisionSignal {
@@ -288,6 +298,12 @@ mod tests {
                 subject: "summary day 1".into(),
                 value: 80,
             })),
+        ]
+    }
+
+    /// The organism's, memory's, autoscaler's and ledger's signals.
+    fn organism_signal_samples() -> Vec<Body> {
+        vec![
             Body::Engine(Signal::LTot(LTotSignal {
                 a_inf_ppm: 1,
                 cause: OrganismCause::Init,
@@ -333,6 +349,12 @@ mod tests {
                 receipts: 0,
                 spent_micro_usd: None,
             })),
+        ]
+    }
+
+    /// One record of every harness kind.
+    fn harness_samples() -> Vec<Body> {
+        vec![
             Body::Harness(Harness::RunStart(RunStart {
                 ceiling_micro_usd: 50_000,
                 daily_budget_micro_usd: 500_000_000,

@@ -1,9 +1,9 @@
-//! The invariants of SPEC 8.1 as a type: each id, whether it is critical, and its default
-//! policy. Every list of invariants (the policy, the verdicts, the campaign tally, the
+//! The invariants of docs/certification.md 8.1 as a type: each id, whether it is critical, and its
+//! default policy. Every list of invariants (the policy, the verdicts, the campaign tally, the
 //! canaries) is `InvariantId::ALL` in this order, the order of the SPEC's table and of a
 //! certificate's rows; ids are written as their `as_str` names.
 
-/// One invariant of SPEC 8.1.
+/// One invariant of docs/certification.md 8.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum InvariantId {
     FastPathRatio,
@@ -74,12 +74,12 @@ impl InvariantId {
         InvariantId::ALL.into_iter().find(|id| id.as_str() == name)
     }
 
-    /// A critical invariant that does not pass forces FAIL (SPEC 8.2).
+    /// A critical invariant that does not pass forces FAIL (docs/certification.md 8.2).
     pub fn critical(self) -> bool {
         self <= InvariantId::LedgerIntegrity
     }
 
-    /// The default policy of SPEC 8.1.
+    /// The default policy of docs/certification.md 8.1.
     pub fn defaults(self) -> Defaults {
         let (threshold, warn, weight) = match self {
             InvariantId::FastPathRatio => (0.90, 0.0, 3.0),

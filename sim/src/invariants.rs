@@ -1,6 +1,6 @@
-//! Invariant evaluation (SPEC 8.1) as a fold over the event stream: `Stats::observe` takes
-//! events one by one (during the run, or read back from `events.jsonl` by a verifier), and
-//! `evaluate` turns the totals and the policy into verdicts.
+//! Invariant evaluation (docs/certification.md 8.1) as a fold over the event stream:
+//! `Stats::observe` takes events one by one (during the run, or read back from `events.jsonl` by a
+//! verifier), and `evaluate` turns the totals and the policy into verdicts.
 //!
 //! Guarantees: every number here comes from the events alone (the limits from `run_start`),
 //! plus the replay digests for `determinism`; the engine is never asked.
@@ -11,7 +11,7 @@ use crate::invariant_id::InvariantId;
 use crate::money::DayMoney;
 use crate::scenario::{InvariantPolicy, Policy};
 use hdrhistogram::Histogram;
-use seedcore_engine::probe::{LedgerEvent, Signal};
+use seedcore_engine::probe::{LedgerEvent, OutcomeSignal, Signal};
 use seedcore_engine::router::Reason;
 use seedcore_engine::task::{Path, RejectReason, Status};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -157,16 +157,6 @@ pub fn simulation_ledger_key(seed: u64) -> ed25519_dalek::VerifyingKey {
     ed25519_dalek::SigningKey::from_bytes(&seedcore_engine::config::simulation_key_seed(seed)).verifying_key()
 }
 
-/// Counts one more of `key`, allocating the key only the first time.
-pub(crate) fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
-    match counts.get_mut(key) {
-        Some(count) => *count += 1,
-        None => {
-            counts.insert(key.to_string(), 1);
-        }
-    }
-}
-
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds")
 }
@@ -262,21 +252,30 @@ impl Stats {
         self.events += 1;
         self.last_t_ms = self.last_t_ms.max(t_ms);
         match body {
-            Body::Harness(Harness::RunStart(start)) => self.run_start = Some(start.clone()),
-            Body::Harness(Harness::RunEnd(end)) => self.run_end = Some(end.clone()),
-            Body::Harness(Harness::Arrival(arrival)) => {
+            Body::Harness(record) => self.observe_harness(t_ms, record),
+            Body::Engine(signal) => self.observe_signal(t_ms, signal),
+        }
+    }
+
+    /// Folds in a harness record: the run's bounds, arrivals, the fault windows (whose
+    /// ends start the recovery measures) and the harness's own ledger verification.
+    fn observe_harness(&mut self, t_ms: u64, record: &Harness) {
+        match record {
+            Harness::RunStart(start) => self.run_start = Some(start.clone()),
+            Harness::RunEnd(end) => self.run_end = Some(end.clone()),
+            Harness::Arrival(arrival) => {
                 self.arrivals += 1;
                 if !self.work.answered.contains(&arrival.task_id) {
                     self.work.open.insert(arrival.task_id);
                 }
             }
-            Body::Harness(Harness::Fault(fault)) => {
+            Harness::Fault(fault) => {
                 self.faults += 1;
                 self.work.active_faults.insert(fault.id);
                 self.last_fault_end_ms = None;
                 self.work.last_quiet_id = None;
             }
-            Body::Harness(Harness::FaultEnd(end)) => {
+            Harness::FaultEnd(end) => {
                 self.work.active_faults.remove(&end.id);
                 let pending = self.work.open.clone();
                 self.work.recovering.push(Recovering {
@@ -293,85 +292,38 @@ impl Stats {
                     self.work.last_quiet_id = Some(end.id);
                 }
             }
-            Body::Harness(Harness::FaultPlan(_)) => {}
-            Body::Harness(Harness::LedgerCheck(check)) => self.ledger_check = Some(check.clone()),
-            Body::Harness(Harness::LedgerCycle(cycle)) => self.ledger_cycles.push(cycle.clone()),
-            Body::Engine(Signal::Node(_) | Signal::Attempt(_)) => {}
-            Body::Engine(Signal::Decision(decision)) => *self.decisions.entry(decision.reason).or_default() += 1,
-            Body::Engine(Signal::Outcome(outcome)) => {
-                for r in &mut self.work.recovering {
-                    if r.pending.remove(&outcome.task_id) && r.pending.is_empty() {
-                        r.drained_ms = Some(t_ms);
-                    }
-                }
-                if !self.work.answered.insert(outcome.task_id) {
-                    self.duplicate_outcomes += 1;
-                } else if !self.work.open.remove(&outcome.task_id) {
-                    self.orphan_outcomes += 1;
-                }
-                self.receipts_reported += u64::from(outcome.ledger_seq.is_some());
-                self.chain.observe(outcome);
-                // A failed task always names its path; a rejected one has none.
-                let path = outcome.path.map_or(0, Path::index);
-                match outcome.status {
-                    Status::Completed => {
-                        self.completed[path] += 1;
-                        self.latency_ms[path].saturating_record(outcome.latency_ms.max(1));
-                        self.cache_hits += u64::from(outcome.cache_hit);
-                        self.overruns_clamped += u64::from(outcome.overrun_clamped);
-                        if let Some(age) = outcome.cache_age_ms {
-                            self.max_cache_age_ms = self.max_cache_age_ms.max(age);
-                            if let Some(tier) = outcome.cache_tier {
-                                self.tier_hits[tier.index()] += 1;
-                                let oldest = &mut self.tier_max_age_ms[tier.index()];
-                                *oldest = (*oldest).max(age);
-                            }
-                        }
-                        self.push_recent(t_ms, path == 0);
-                    }
-                    Status::Failed => {
-                        self.failed[path] += 1;
-                        self.push_recent(t_ms, false);
-                    }
-                    // A rejection without a reason breaks the rebuilt ledger chain
-                    // (`chain.rs`); here it has no reason to be counted under.
-                    Status::Rejected => {
-                        if let Some(reason) = outcome.reason {
-                            *self.rejected.entry(reason).or_default() += 1;
-                        }
-                    }
-                }
-                let (ceiling, budget) = self
-                    .run_start
-                    .as_ref()
-                    .map_or((u64::MAX, u64::MAX), |s| (s.ceiling_micro_usd, s.daily_budget_micro_usd));
-                self.days.entry(outcome.day).or_default().observe(outcome, ceiling, budget);
-                if !self.work.recovering.is_empty() {
-                    self.resolve_recoveries();
-                }
-                self.total_cost_micro_usd += outcome.cost_micro_usd;
-                if outcome.status == Status::Completed {
-                    self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
-                }
-            }
-            Body::Engine(Signal::Alert(alert)) => bump(&mut self.alerts, &alert.name),
-            Body::Engine(Signal::LTot(l)) => {
+            Harness::FaultPlan(_) => {}
+            Harness::LedgerCheck(check) => self.ledger_check = Some(check.clone()),
+            Harness::LedgerCycle(cycle) => self.ledger_cycles.push(cycle.clone()),
+        }
+    }
+
+    /// Folds in an engine signal: outcomes go to `observe_outcome`; the router's decisions,
+    /// alerts, the organism's and memory's signals, ledger halts and the autoscaler's
+    /// signals are counted here.
+    fn observe_signal(&mut self, t_ms: u64, signal: &Signal) {
+        match signal {
+            Signal::Node(_) | Signal::Attempt(_) => {}
+            Signal::Decision(decision) => *self.decisions.entry(decision.reason).or_default() += 1,
+            Signal::Outcome(outcome) => self.observe_outcome(t_ms, outcome),
+            Signal::Alert(alert) => crate::money::bump(&mut self.alerts, &alert.name),
+            Signal::LTot(l) => {
                 self.l_tot_updates += 1;
                 self.l_tot_max_ppm = Some(self.l_tot_max_ppm.map_or(l.l_tot_ppm, |m| m.max(l.l_tot_ppm)));
             }
-            Body::Engine(Signal::Mask(mask)) => {
+            Signal::Mask(mask) => {
                 self.masks += 1;
                 self.edges_masked += u64::from(mask.edges_masked);
             }
-            Body::Engine(Signal::Contraction(c)) => {
+            Signal::Contraction(c) => {
                 self.sweeps += 1;
                 if !c.ok || c.ratio_ppm > c.bound_ppm {
                     self.contraction_failures += 1;
                 }
             }
-            Body::Engine(Signal::Ledger(ledger)) => self.ledger_halts += u64::from(ledger.event == LedgerEvent::Halt),
-            Body::Engine(Signal::Flashbulb(_)) => self.flashbulbs += 1,
-            Body::Engine(Signal::Energy(e)) => {
+            Signal::Ledger(ledger) => self.ledger_halts += u64::from(ledger.event == LedgerEvent::Halt),
+            Signal::Flashbulb(_) => self.flashbulbs += 1,
+            Signal::Energy(e) => {
                 self.energy_samples += 1;
                 self.energy_min_ppm = Some(self.energy_min_ppm.map_or(e.total_ppm, |m| m.min(e.total_ppm)));
                 self.energy_max_ppm = Some(self.energy_max_ppm.map_or(e.total_ppm, |m| m.max(e.total_ppm)));
@@ -380,8 +332,73 @@ impl Stats {
                 }
                 self.energy_last = Some(e.clone());
             }
-            Body::Engine(Signal::PromotionRefused(_)) => self.promotions_refused += 1,
-            Body::Engine(Signal::Scale(scale)) => self.scale[scale.path.index()].observe(scale),
+            Signal::PromotionRefused(_) => self.promotions_refused += 1,
+            Signal::Scale(scale) => self.scale[scale.path.index()].observe(scale),
+        }
+    }
+
+    /// Folds in a task's outcome: the recoveries it drains, the answered set (which
+    /// catches duplicates and orphans), the rebuilt ledger chain, its status counts, its
+    /// day's money and the run's cost totals.
+    fn observe_outcome(&mut self, t_ms: u64, outcome: &OutcomeSignal) {
+        for r in &mut self.work.recovering {
+            if r.pending.remove(&outcome.task_id) && r.pending.is_empty() {
+                r.drained_ms = Some(t_ms);
+            }
+        }
+        if !self.work.answered.insert(outcome.task_id) {
+            self.duplicate_outcomes += 1;
+        } else if !self.work.open.remove(&outcome.task_id) {
+            self.orphan_outcomes += 1;
+        }
+        self.receipts_reported += u64::from(outcome.ledger_seq.is_some());
+        self.chain.observe(outcome);
+        self.count_status(t_ms, outcome);
+        let (ceiling, budget) =
+            self.run_start.as_ref().map_or((u64::MAX, u64::MAX), |s| (s.ceiling_micro_usd, s.daily_budget_micro_usd));
+        self.days.entry(outcome.day).or_default().observe(outcome, ceiling, budget);
+        if !self.work.recovering.is_empty() {
+            self.resolve_recoveries();
+        }
+        self.total_cost_micro_usd += outcome.cost_micro_usd;
+        if outcome.status == Status::Completed {
+            self.max_cost_micro_usd = self.max_cost_micro_usd.max(outcome.cost_micro_usd);
+        }
+    }
+
+    /// Counts an outcome under its status: completions (with their latency, cache and
+    /// overrun figures) and failures per path, both feeding the rolling windows, and
+    /// rejections per reason.
+    fn count_status(&mut self, t_ms: u64, outcome: &OutcomeSignal) {
+        // A failed task always names its path; a rejected one has none.
+        let path = outcome.path.map_or(0, Path::index);
+        match outcome.status {
+            Status::Completed => {
+                self.completed[path] += 1;
+                self.latency_ms[path].saturating_record(outcome.latency_ms.max(1));
+                self.cache_hits += u64::from(outcome.cache_hit);
+                self.overruns_clamped += u64::from(outcome.overrun_clamped);
+                if let Some(age) = outcome.cache_age_ms {
+                    self.max_cache_age_ms = self.max_cache_age_ms.max(age);
+                    if let Some(tier) = outcome.cache_tier {
+                        self.tier_hits[tier.index()] += 1;
+                        let oldest = &mut self.tier_max_age_ms[tier.index()];
+                        *oldest = (*oldest).max(age);
+                    }
+                }
+                self.push_recent(t_ms, path == 0);
+            }
+            Status::Failed => {
+                self.failed[path] += 1;
+                self.push_recent(t_ms, false);
+            }
+            // A rejection without a reason breaks the rebuilt ledger chain
+            // (`chain.rs`); here it has no reason to be counted under.
+            Status::Rejected => {
+                if let Some(reason) = outcome.reason {
+                    *self.rejected.entry(reason).or_default() += 1;
+                }
+            }
         }
     }
 
@@ -514,7 +531,7 @@ impl Verdict {
 /// One evaluated invariant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvariantResult {
-    /// The invariant of SPEC 8.1.
+    /// The invariant of docs/certification.md 8.1.
     pub id: InvariantId,
     /// A critical failure forces FAIL.
     pub critical: bool,
@@ -651,7 +668,7 @@ impl Replays {
     }
 }
 
-/// The live half of `determinism` (SPEC 8.1): of the captured tasks, how many the
+/// The live half of `determinism` (docs/certification.md 8.1): of the captured tasks, how many the
 /// simulator decided as the live engine did (the same path, or the same rejection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LiveAgreement {

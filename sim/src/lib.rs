@@ -1,4 +1,4 @@
-//! The seedcore simulation harness (SPEC 5, 6): scenarios and workloads, the simulated
+//! The seedcore simulation harness (docs/harness.md 5, 6): scenarios and workloads, the simulated
 //! world, the driver, the observer and its event log, the Merkle digest, and invariant
 //! evaluation.
 //!
@@ -24,4 +24,4 @@ pub mod workload;
 #[cfg(madsim)]
 pub mod world;
 
-pub use scenario::{load, Scenario, ScenarioError};
+pub use scenario::{load, load_with_swarm, Scenario, ScenarioError};

@@ -63,11 +63,21 @@ impl DayMoney {
             Status::Rejected => self.rejected += 1,
         }
         if outcome.status != Status::Rejected {
-            crate::invariants::bump(&mut self.admitted_per_kind, outcome.kind.as_str());
+            bump(&mut self.admitted_per_kind, outcome.kind.as_str());
         }
         if cost > 0 {
             self.spend_micro_usd = self.spend_micro_usd.saturating_add(cost);
             self.budget_breaches += u64::from(self.spend_micro_usd > budget);
+        }
+    }
+}
+
+/// Counts one more of `key`, allocating the key only the first time.
+pub(crate) fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The observer (SPEC 6): the oracle outside the simulated network. It receives the
+//! The observer (docs/harness.md 6): the oracle outside the simulated network. It receives the
 //! engine's signals (as its `Probe`) and the harness's records, numbers them, streams them
 //! to `events.jsonl`, folds them into the Merkle root, the invariant totals and
 //! `tasks.csv`. Engine code never reads anything back from it.

@@ -12,9 +12,23 @@ pub enum RunError {
     /// The output directory cannot be prepared or written (a usage error).
     #[error("{path}: {message}")]
     Output { path: String, message: String },
+    /// The finished run could not be moved into place.
+    #[error("{path}: {message}")]
+    Commit { path: String, message: String },
     /// The simulation failed to write its observations.
     #[error("simulation I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The simulation panicked (the panic is printed where it happened).
+    #[error("the simulation panicked (seed {seed}); the panic is printed above\nreproduce: {repro}")]
+    Panicked { seed: u64, repro: String },
+}
+
+impl RunError {
+    /// Whether the user can fix it by giving other arguments (exit 2), rather than a
+    /// failure of the run itself (exit 3).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RunError::Output { .. })
+    }
 }
 
 /// The result of a replay.
@@ -34,7 +48,7 @@ pub struct RunReport {
     pub replays_after: bool,
 }
 
-/// What a whole command may use at its peak (SPEC 11: `certify` of a simulated day under
+/// What a whole command may use at its peak (docs/harness.md 11: `certify` of a simulated day under
 /// 1 GiB): the determinism replays run beside the first run only when both fit.
 pub const MEMORY_BUDGET: u64 = 1 << 30;
 /// Memory of one run per task, measured and rounded up: a simulated day of `steady.toml`
@@ -98,7 +112,7 @@ impl Staging {
 
     /// Replaces the target with the staged directory.
     pub fn commit(mut self) -> Result<PathBuf, RunError> {
-        let error = |path: &Path, e: std::io::Error| RunError::Output {
+        let error = |path: &Path, e: std::io::Error| RunError::Commit {
             path: path.display().to_string(),
             message: e.to_string(),
         };
@@ -126,10 +140,18 @@ pub fn repro_command(scenario: &Scenario, seed: u64) -> String {
 }
 
 /// Replays a scenario with `seed`, `replays` times in all, writing the first run's files
-/// into `out` (a staging directory).
+/// into `out` (a staging directory), and judges every invariant.
 #[cfg(madsim)]
 pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) -> Result<RunReport, RunError> {
-    use crate::invariants::evaluate;
+    let mut report = run_seed(scenario, seed, replays, out)?;
+    report.results = crate::invariants::evaluate(&report.stats, &scenario.policy, Some(&report.replays));
+    Ok(report)
+}
+
+/// The runs of `replay` without the verdicts (`results` empty): for a caller that judges
+/// the run itself, as `certify` does from the log on disk.
+#[cfg(madsim)]
+pub fn run_seed(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) -> Result<RunReport, RunError> {
     use crate::observer::Sinks;
     use crate::world::run_once;
     use std::sync::Arc;
@@ -174,17 +196,81 @@ pub fn replay(scenario: &Scenario, seed: u64, replays: u32, out: Option<&Path>) 
     };
     let stats = first.stats.expect("the first run folds totals");
     let replays = Replays { reference: first.root, replays: digests, live: None };
-    let results = evaluate(&stats, &scenario.policy, Some(&replays));
     Ok(RunReport {
         seed,
         tasks: tasks.len(),
         root: first.root,
         events: first.events,
         stats,
-        results,
+        results: Vec::new(),
         replays,
         replays_after,
     })
+}
+
+/// Whether a staged run judges its invariants itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdicts {
+    /// In memory, from the run's totals (`replay`).
+    Judge,
+    /// Left to the caller (`certify` judges from the log on disk).
+    Leave,
+}
+
+/// Runs a scenario into a staging directory, timing the wall clock; a panic of the
+/// simulation becomes `RunError::Panicked` with the command that reproduces it.
+#[cfg(madsim)]
+pub fn run_staged(
+    scenario: &Scenario,
+    seed: u64,
+    replays: u32,
+    staging: &Staging,
+    repro: &str,
+    verdicts: Verdicts,
+) -> Result<(RunReport, std::time::Duration), RunError> {
+    let (result, wall) = timed(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match verdicts {
+            Verdicts::Judge => replay(scenario, seed, replays, Some(staging.path())),
+            Verdicts::Leave => run_seed(scenario, seed, replays, Some(staging.path())),
+        }))
+    });
+    match result {
+        Ok(report) => Ok((report?, wall)),
+        Err(_) => Err(RunError::Panicked { seed, repro: repro.to_string() }),
+    }
+}
+
+/// A replay written to its directory (`seedcore replay`).
+pub struct Replayed {
+    pub report: RunReport,
+    /// Wall-clock time of the runs.
+    pub wall: std::time::Duration,
+    /// Where `events.jsonl` and `tasks.csv` are.
+    pub dir: PathBuf,
+    /// The command that reproduces the run.
+    pub repro: String,
+}
+
+/// `seedcore replay`: the runs of a seed judged, their files staged and moved to `out`.
+#[cfg(madsim)]
+pub fn replay_into(scenario: &Scenario, seed: u64, replays: u32, out: &Path) -> Result<Replayed, RunError> {
+    let staging = Staging::new(out)?;
+    let repro = repro_command(scenario, seed);
+    let (report, wall) = run_staged(scenario, seed, replays, &staging, &repro, Verdicts::Judge)?;
+    let dir = staging.commit()?;
+    Ok(Replayed { report, wall, dir, repro })
+}
+
+/// Runs `f`, timing it on the wall clock (outside any simulation).
+#[allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "wall-clock timing of whole commands and runs, outside the simulation"
+)]
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let value = f();
+    (value, started.elapsed())
 }
 
 /// One run of a seed judged on its own: no files, no determinism replay (`determinism` is

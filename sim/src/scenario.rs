@@ -1,4 +1,4 @@
-//! Scenario files (SPEC 5.1): the raw `ScenarioSpec` read strictly from TOML, and the
+//! Scenario files (docs/harness.md 5.1): the raw `ScenarioSpec` read strictly from TOML, and the
 //! resolved `Scenario` with every default and derived value filled in. Nothing downstream
 //! reads TOML.
 //!
@@ -38,7 +38,7 @@ pub struct NetworkSpec {
     pub loss: Option<f64>,
 }
 
-/// One `[[chaos.fault]]`: `at` and `kind`, and the fields of that kind (SPEC 7).
+/// One `[[chaos.fault]]`: `at` and `kind`, and the fields of that kind (docs/harness.md 7).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
@@ -110,7 +110,7 @@ pub struct InvariantSpec {
     pub weight: Option<f64>,
 }
 
-/// `[policy]`: thresholds, warning bands and weights (SPEC 8.1, 8.2).
+/// `[policy]`: thresholds, warning bands and weights (docs/certification.md 8.1, 8.2).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
@@ -389,6 +389,15 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         std::fs::read_to_string(path).map_err(|e| FileError::Read { file: file.clone(), message: e.to_string() })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     from_source(&source, path, &base)
+}
+
+/// Reads a scenario with swarm mode on when `swarm` (`--swarm`).
+pub fn load_with_swarm(path: &Path, swarm: bool) -> Result<Scenario, ScenarioError> {
+    let mut scenario = load(path)?;
+    if swarm {
+        scenario.enable_swarm();
+    }
+    Ok(scenario)
 }
 
 /// Parses and resolves a scenario from its text: `path` names it in errors and results,
@@ -722,15 +731,12 @@ fn resolve_swarm(r: &Resolver<'_>, spec: &SwarmSpec) -> Result<SwarmBounds, Scen
     })
 }
 
-fn resolve_workload(
-    r: &Resolver<'_>,
-    spec: &WorkloadSpec,
-    base: &Path,
-) -> Result<(Workload, Option<u64>), ScenarioError> {
-    let enrich = &spec.enrich;
+/// `[workload.enrich]`: how task fields are drawn.
+fn resolve_enrichment(r: &Resolver<'_>, enrich: &EnrichSpec) -> Result<Enrichment, ScenarioError> {
+    let defaults = Enrichment::default();
     let mut mix = [0.0; Kind::COUNT];
     match &enrich.mix {
-        None => mix = Enrichment::default().mix,
+        None => mix = defaults.mix,
         Some(table) => {
             for (name, share) in table {
                 let kind = r.kind("workload.enrich.mix", name)?;
@@ -741,7 +747,6 @@ fn resolve_workload(
     if mix.iter().sum::<f64>() <= 0.0 {
         return Err(r.invalid("workload.enrich.mix", "the shares must add up to more than 0"));
     }
-    let defaults = Enrichment::default();
     let enrichment = Enrichment {
         mix,
         drift_base: r.fraction("workload.enrich.drift_base", enrich.drift_base, defaults.drift_base)?,
@@ -763,60 +768,78 @@ fn resolve_workload(
     if let Some(e) = enrich.drift_episode.iter().find(|e| !(-1.0..=1.0).contains(&e.drift)) {
         return Err(r.invalid("workload.enrich.drift_episode", format!("drift {} is not in [-1, 1]", e.drift)));
     }
+    Ok(enrichment)
+}
+
+/// `[workload]`: a trace or a generated workload, and the trace's start time if it has one.
+fn resolve_workload(
+    r: &Resolver<'_>,
+    spec: &WorkloadSpec,
+    base: &Path,
+) -> Result<(Workload, Option<u64>), ScenarioError> {
+    let enrichment = resolve_enrichment(r, &spec.enrich)?;
     match spec.source.as_str() {
-        "trace" => {
-            let Some(trace) = &spec.trace else {
-                return Err(r.invalid("workload.trace", "a trace workload needs a trace file"));
-            };
-            let format = match spec.format.as_deref().unwrap_or("canonical") {
-                "azure" => TraceFormat::Azure,
-                "canonical" => TraceFormat::Canonical,
-                other => {
-                    return Err(
-                        r.invalid("workload.format", format!("unknown format {other:?}; formats are azure, canonical"))
-                    )
-                }
-            };
-            let speed = r.positive("workload.speed", spec.speed, 1.0)?;
-            let loops = spec.loops.unwrap_or(1);
-            if !(1..=1000).contains(&loops) {
-                return Err(r.invalid("workload.loops", "must be in 1..=1000"));
-            }
-            let path = base.join(trace);
-            let loaded = workload::load_trace(&path, format)?;
-            let start = loaded.start_utc_ms;
-            Ok((Workload::Trace { path, format, rows: loaded.rows, speed, loops, enrichment }, start))
-        }
-        "generated" => {
-            let rate = r.positive("workload.rate_per_s", spec.rate_per_s, 1.0)?;
-            let tokens_in = spec.tokens_in.unwrap_or(TokenDistSpec { median: 800.0, p99: 6_000.0 });
-            let tokens_out = spec.tokens_out.unwrap_or(TokenDistSpec { median: 200.0, p99: 1_200.0 });
-            for (key, dist) in [("workload.tokens_in", tokens_in), ("workload.tokens_out", tokens_out)] {
-                if !(dist.median >= 1.0 && dist.p99 >= dist.median && dist.p99 < 1e7) {
-                    return Err(r.invalid(key, "needs 1 <= median <= p99 < 10000000"));
-                }
-            }
-            let bursts: Vec<(u64, u64, f64)> =
-                spec.burst.iter().map(|b| (b.at.0, b.at.0.saturating_add(b.length.0), b.factor)).collect();
-            if bursts.iter().any(|b| !(b.2 > 0.0 && b.2 <= 1000.0)) {
-                return Err(r.invalid("workload.burst", "factor must be in (0, 1000]"));
-            }
-            let generated = GeneratedSpec {
-                rate_per_s: rate,
-                diurnal: r.fraction("workload.diurnal", spec.diurnal, 0.0)?,
-                diurnal_period_ms: match spec.diurnal_period {
-                    None => 86_400_000,
-                    Some(p) if p.0 >= 1_000 => p.0,
-                    Some(_) => return Err(r.invalid("workload.diurnal_period", "must be at least 1s")),
-                },
-                tokens_in: (tokens_in.median, tokens_in.p99),
-                tokens_out: (tokens_out.median, tokens_out.p99),
-                bursts,
-            };
-            Ok((Workload::Generated { spec: generated, enrichment }, None))
-        }
+        "trace" => resolve_trace(r, spec, base, enrichment),
+        "generated" => Ok((Workload::Generated { spec: resolve_generated(r, spec)?, enrichment }, None)),
         other => Err(r.invalid("workload.source", format!("unknown source {other:?}; sources are trace, generated"))),
     }
+}
+
+/// A trace workload: the file (relative to the scenario), its format, speed and loops.
+fn resolve_trace(
+    r: &Resolver<'_>,
+    spec: &WorkloadSpec,
+    base: &Path,
+    enrichment: Enrichment,
+) -> Result<(Workload, Option<u64>), ScenarioError> {
+    let Some(trace) = &spec.trace else {
+        return Err(r.invalid("workload.trace", "a trace workload needs a trace file"));
+    };
+    let format = match spec.format.as_deref().unwrap_or("canonical") {
+        "azure" => TraceFormat::Azure,
+        "canonical" => TraceFormat::Canonical,
+        other => {
+            return Err(r.invalid("workload.format", format!("unknown format {other:?}; formats are azure, canonical")))
+        }
+    };
+    let speed = r.positive("workload.speed", spec.speed, 1.0)?;
+    let loops = spec.loops.unwrap_or(1);
+    if !(1..=1000).contains(&loops) {
+        return Err(r.invalid("workload.loops", "must be in 1..=1000"));
+    }
+    let path = base.join(trace);
+    let loaded = workload::load_trace(&path, format)?;
+    let start = loaded.start_utc_ms;
+    Ok((Workload::Trace { path, format, rows: loaded.rows, speed, loops, enrichment }, start))
+}
+
+/// A generated workload: rate, daily swing, token distributions and bursts.
+fn resolve_generated(r: &Resolver<'_>, spec: &WorkloadSpec) -> Result<GeneratedSpec, ScenarioError> {
+    let rate = r.positive("workload.rate_per_s", spec.rate_per_s, 1.0)?;
+    let tokens_in = spec.tokens_in.unwrap_or(TokenDistSpec { median: 800.0, p99: 6_000.0 });
+    let tokens_out = spec.tokens_out.unwrap_or(TokenDistSpec { median: 200.0, p99: 1_200.0 });
+    for (key, dist) in [("workload.tokens_in", tokens_in), ("workload.tokens_out", tokens_out)] {
+        if !(dist.median >= 1.0 && dist.p99 >= dist.median && dist.p99 < 1e7) {
+            return Err(r.invalid(key, "needs 1 <= median <= p99 < 10000000"));
+        }
+    }
+    let bursts: Vec<(u64, u64, f64)> =
+        spec.burst.iter().map(|b| (b.at.0, b.at.0.saturating_add(b.length.0), b.factor)).collect();
+    if bursts.iter().any(|b| !(b.2 > 0.0 && b.2 <= 1000.0)) {
+        return Err(r.invalid("workload.burst", "factor must be in (0, 1000]"));
+    }
+    Ok(GeneratedSpec {
+        rate_per_s: rate,
+        diurnal: r.fraction("workload.diurnal", spec.diurnal, 0.0)?,
+        diurnal_period_ms: match spec.diurnal_period {
+            None => 86_400_000,
+            Some(p) if p.0 >= 1_000 => p.0,
+            Some(_) => return Err(r.invalid("workload.diurnal_period", "must be at least 1s")),
+        },
+        tokens_in: (tokens_in.median, tokens_in.p99),
+        tokens_out: (tokens_out.median, tokens_out.p99),
+        bursts,
+    })
 }
 
 impl PolicySpec {

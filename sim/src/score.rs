@@ -1,8 +1,8 @@
-//! Score and outcome (SPEC 8.2): score = 100 * sum(weight * points) / sum(weight), points
-//! 1 / 0.5 / 0 for pass / warn / fail; invariants with nothing to judge (`skipped`) count
-//! for nothing either way. PASS needs every critical invariant passing and score >= 90;
-//! PASS WITH CONDITIONS every critical passing and 75 <= score < 90; anything else FAILs,
-//! including a critical invariant that could not be judged: it did not pass.
+//! Score and outcome (docs/certification.md 8.2): score = 100 * sum(weight * points) / sum(weight),
+//! points 1 / 0.5 / 0 for pass / warn / fail; invariants with nothing to judge (`skipped`) count
+//! for nothing either way. PASS needs every critical invariant passing and score >= 90; PASS WITH
+//! CONDITIONS every critical passing and 75 <= score < 90; anything else FAILs, including a
+//! critical invariant that could not be judged: it did not pass.
 //!
 //! This is the one definition `replay`, `certify`, `verify` and `campaign` share, exit codes
 //! included. The one exception to "not passed": `determinism` with no replay to compare
@@ -13,7 +13,7 @@ use crate::invariant_id::InvariantId;
 use crate::invariants::{InvariantResult, Verdict};
 use crate::scenario::Policy;
 
-/// The certification outcome of SPEC 8.2.
+/// The certification outcome of docs/certification.md 8.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     Pass,

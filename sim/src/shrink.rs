@@ -1,4 +1,4 @@
-//! The shrinker (SPEC 7): from a failing seed's fault plan to a minimal plan that still
+//! The shrinker (docs/harness.md 7): from a failing seed's fault plan to a minimal plan that still
 //! fails the same invariant, written as a runnable scenario.
 //!
 //! Stages, each keeping the failure: delta debugging over the list of faults (`ddmin`),

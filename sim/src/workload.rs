@@ -1,5 +1,5 @@
-//! Workloads (SPEC 5.2): trace replay (the canonical task CSV, and the Azure LLM inference
-//! trace through its adapter) and generated arrivals, both enriched deterministically.
+//! Workloads (docs/harness.md 5.2): trace replay (the canonical task CSV, and the Azure LLM
+//! inference trace through its adapter) and generated arrivals, both enriched deterministically.
 //!
 //! Guarantees: the task list is a pure function of the scenario and the seed; every
 //! enrichment draw depends only on (seed, row), so looping or time-scaling a trace does not
@@ -25,7 +25,7 @@ pub enum WorkloadError {
 /// Trace file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceFormat {
-    /// The columns of SPEC 3.1, in order, with a header.
+    /// The columns of docs/engine.md 3.1, in order, with a header.
     Canonical,
     /// `TIMESTAMP, ContextTokens, GeneratedTokens` (Azure LLM inference trace 2023).
     Azure,
@@ -330,8 +330,8 @@ pub fn csv_reader<'b>(bytes: &'b [u8], file: &str) -> Result<(csv::Reader<&'b [u
     Ok((reader, header))
 }
 
-/// The task of a canonical row (SPEC 5.2's first 11 columns; later columns are not read):
-/// every field checked, errors naming the file, the line and the column.
+/// The task of a canonical row (docs/harness.md 5.2's first 11 columns; later columns are not
+/// read): every field checked, errors naming the file, the line and the column.
 pub fn canonical_task(record: &csv::StringRecord, file: &str, line: u64) -> Result<Task, WorkloadError> {
     let field = |index: usize| record.get(index).unwrap_or("");
     let column = |index: usize| CANONICAL_HEADER[index];

@@ -1,4 +1,4 @@
-//! The simulated world (SPEC 6), built only under `--cfg madsim`: one madsim runtime per
+//! The simulated world (docs/harness.md 6), built only under `--cfg madsim`: one madsim runtime per
 //! run, a node per engine role at fixed addresses, a driver node that plays the client,
 //! the fault injector, a bounded drain, and the harness's own check of the ledger.
 

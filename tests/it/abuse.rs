@@ -1,13 +1,12 @@
-//! Abuse and faults against a deployment (SPEC 2.3, 4.11, 12), live, on loopback: six
-//! roles as separate processes, mutual TLS between them, peers named `localhost`, the
-//! gateway requiring tokens, while `seedcore load` sends a slice of the Azure hour with a
-//! `submit` token. Every engine port and the gateway get bare connects, 64 KiB of random
-//! bytes, a TLS handshake without a client certificate, a slow client and 1,000 idle
-//! connections; a worker is stopped and continued, a worker and then the coordinator are
-//! killed and restarted. Then: every task answered 200 has exactly one ledger receipt and
-//! no task has two; nothing but 200 and 503 was answered; every port still serves; the
-//! restarted coordinator recovered its ledger and the day's spend. Bounded: about 600
-//! requests and a minute.
+//! Abuse and faults against a deployment (docs/engine.md 2.3, docs/live.md 4.11, 12), live, on
+//! loopback: six roles as separate processes, mutual TLS between them, peers named `localhost`, the
+//! gateway requiring tokens, while `seedcore load` sends a slice of the Azure hour with a `submit`
+//! token. Every engine port and the gateway get bare connects, 64 KiB of random bytes, a TLS
+//! handshake without a client certificate, a slow client and 1,000 idle connections; a worker is
+//! stopped and continued, a worker and then the coordinator are killed and restarted. Then: every
+//! task answered 200 has exactly one ledger receipt and no task has two; nothing but 200 and 503
+//! was answered; every port still serves; the restarted coordinator recovered its ledger and the
+//! day's spend. Bounded: about 600 requests and a minute.
 
 #![allow(clippy::disallowed_methods, reason = "live only: strangers run on OS threads beside the roles' processes")]
 

@@ -166,7 +166,9 @@ const SHRINK_RUNS: u32 = 120;
 fn the_shrinker_finds_exactly_the_planted_pair() {
     // The harmless faults alone pass.
     let (dir, harmless) = write_scenario(&planted_scenario(false));
-    let output = seedcore(&["replay", harmless.to_str().unwrap(), "--replays", "1"]);
+    let replayed = dir.path().join("harmless");
+    let output =
+        seedcore(&["replay", harmless.to_str().unwrap(), "--replays", "1", "--out", replayed.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
 
     let scenario = dir.path().join("planted.toml");
@@ -190,7 +192,10 @@ fn the_shrinker_finds_exactly_the_planted_pair() {
     assert!(shrunk.swarm.is_none());
     // The written command reproduces the failure.
     let repro = stdout.lines().find_map(|l| l.strip_prefix("reproduce: cargo sim ")).expect("a repro line");
-    let args: Vec<&str> = repro.split(' ').collect();
+    // Into the test's directory: tests write nothing into the checkout.
+    let reproduced = dir.path().join("reproduced");
+    let mut args: Vec<&str> = repro.split(' ').collect();
+    args.extend(["--out", reproduced.to_str().unwrap()]);
     let output = seedcore(&args);
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
 }

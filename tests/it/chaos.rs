@@ -1,6 +1,7 @@
-//! Every fault kind of SPEC 7, read back from the event log: `scenarios/chaos-every-kind.toml`
-//! runs each one alone in its own stretch of steady load, and each test here checks what
-//! that fault must (and must not) have done, between its `fault` and `fault_end` events.
+//! Every fault kind of docs/harness.md 7, read back from the event log:
+//! `scenarios/chaos-every-kind.toml` runs each one alone in its own stretch of steady load, and
+//! each test here checks what that fault must (and must not) have done, between its `fault` and
+//! `fault_end` events.
 
 use crate::support::{critical_failed, replay, scenario};
 use seedcore_engine::probe::{AttemptSignal, LedgerEvent, OrganismCause, OutcomeSignal, Signal};

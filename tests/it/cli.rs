@@ -1,4 +1,4 @@
-//! The command line as a user runs it: exit codes (SPEC 8.3) and messages.
+//! The command line as a user runs it: exit codes (docs/certification.md 8.3) and messages.
 
 use crate::support::seedcore;
 

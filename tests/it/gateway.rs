@@ -1,4 +1,4 @@
-//! The HTTP gateway (SPEC 4.11), in the live build, on loopback: every endpoint's happy
+//! The HTTP gateway (docs/live.md 4.11), in the live build, on loopback: every endpoint's happy
 //! path, a bad request naming its field, the rate limit (429 with `Retry-After`), a
 //! halted coordinator (503) and bearer tokens (401, 403 by scope); `/metrics` carries the
 //! engine's figures. Each test is bounded

@@ -3,6 +3,8 @@
 //! the rest runs in both builds.
 
 mod cli;
+#[cfg(not(madsim))]
+mod layout;
 mod scenario;
 mod support;
 

@@ -1,4 +1,4 @@
-//! The OpenAI-compatible backend (SPEC 4.8) against a fake server this test starts on
+//! The OpenAI-compatible backend (docs/engine.md 4.8) against a fake server this test starts on
 //! loopback, which answers `/v1/chat/completions` in the API's JSON: the engine's tokens
 //! come from `usage`, the key is sent as a bearer token, an upstream 429 with
 //! `Retry-After` is waited out, a failing upstream fails the task after the coordinator's

@@ -1,4 +1,4 @@
-//! One role per process (SPEC 2.3): `serve --role R --peers ...` for the gateway, the
+//! One role per process (docs/engine.md 2.3): `serve --role R --peers ...` for the gateway, the
 //! coordinator, the state node and three workers, on loopback. The gateway is not ready
 //! until every role answers; tasks go through; a worker killed with SIGKILL costs no
 //! task (dispatch retries on the other replica) and `/readyz` names it until it is back;

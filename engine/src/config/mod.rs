@@ -15,7 +15,7 @@ pub use validate::{
 use crate::task::{Kind, Path};
 use serde::{Deserialize, Serialize};
 
-/// OCPS valve parameters (SPEC 4.1).
+/// OCPS valve parameters (docs/engine.md 4.1).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValveConfig {
@@ -33,7 +33,7 @@ impl Default for ValveConfig {
     }
 }
 
-/// Surprise router parameters (SPEC 4.2).
+/// Surprise router parameters (docs/engine.md 4.2).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
@@ -61,7 +61,7 @@ impl Default for RouterConfig {
     }
 }
 
-/// Prices per 1,000 tokens in micro-USD (SPEC 4.4).
+/// Prices per 1,000 tokens in micro-USD (docs/engine.md 4.4).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Prices {
@@ -87,7 +87,7 @@ impl Prices {
     }
 }
 
-/// Cost governor parameters (SPEC 4.4).
+/// Cost governor parameters (docs/engine.md 4.4).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GovernorConfig {
@@ -127,7 +127,7 @@ impl Default for GovernorConfig {
     }
 }
 
-/// Token budget and forecast (SPEC 4.5).
+/// Token budget and forecast (docs/engine.md 4.5).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
@@ -147,7 +147,7 @@ impl Default for TokenConfig {
     }
 }
 
-/// The simulated model backend of one path (SPEC 4.8).
+/// The simulated model backend of one path (docs/engine.md 4.8).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathModel {
     /// Median latency of a call.
@@ -157,7 +157,7 @@ pub struct PathModel {
     /// Probability that a call fails.
     pub error_rate: f64,
     /// Factor applied to the tokens the backend returns; above 1 the backend returns more
-    /// than it was asked for (SPEC 7 `token_inflation`).
+    /// than it was asked for (docs/harness.md 7 `token_inflation`).
     pub token_inflation: f64,
 }
 
@@ -188,7 +188,7 @@ impl BackendConfig {
     }
 }
 
-/// Dispatch, timeouts, retries and worker capacity (SPEC 4.8).
+/// Dispatch, timeouts, retries and worker capacity (docs/engine.md 4.8).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatchConfig {
@@ -255,7 +255,7 @@ impl DispatchConfig {
     }
 }
 
-/// Organism, GraphMask and L_tot (SPEC 4.6).
+/// Organism, GraphMask and L_tot (docs/engine.md 4.6).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrganismConfig {
@@ -305,7 +305,7 @@ impl Default for OrganismConfig {
     }
 }
 
-/// One tier of the memory fabric (SPEC 4.3): per kind, indexed by `Kind::index`.
+/// One tier of the memory fabric (docs/engine.md 4.3): per kind, indexed by `Kind::index`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TierConfig {
     /// Entries of each kind the tier holds.
@@ -328,7 +328,7 @@ impl TierConfig {
     }
 }
 
-/// The memory fabric (SPEC 4.3).
+/// The memory fabric (docs/engine.md 4.3).
 ///
 /// The defaults keep every tier busy on a real trace: a small, hot Mw (4 entries of a kind,
 /// served for 1 s), a small compressed M2.5 (4 entries of a kind, up to `max_freshness`),
@@ -340,7 +340,7 @@ pub struct MemoryConfig {
     pub mw: TierConfig,
     pub m25: TierConfig,
     pub mlt: TierConfig,
-    /// SPEC 4.3's `max_freshness`: M2.5 never serves an entry older than this.
+    /// docs/engine.md 4.3's `max_freshness`: M2.5 never serves an entry older than this.
     pub max_freshness_ms: u64,
     /// Latency of writing an event into Mfb.
     pub mfb_latency_ms: u64,
@@ -373,7 +373,7 @@ impl Default for MemoryConfig {
     }
 }
 
-/// The ledger (SPEC 4.9).
+/// The ledger (docs/engine.md 4.9).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
@@ -423,7 +423,7 @@ impl Default for LedgerConfig {
     }
 }
 
-/// Replica counts (SPEC 2.3).
+/// Replica counts (docs/engine.md 2.3).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topology {
@@ -437,7 +437,7 @@ impl Default for Topology {
     }
 }
 
-/// The autoscaler (SPEC 4.10): per path, `target = clamp(ceil(demand / utilisation), min,
+/// The autoscaler (docs/engine.md 4.10): per path, `target = clamp(ceil(demand / utilisation), min,
 /// max)` replicas, from the rolling demand in replicas' worth of work (the time-averaged
 /// backend calls in flight on the path over `window_ms`, divided by one worker's
 /// concurrency). `topology` gives the replicas at start.
@@ -525,7 +525,7 @@ pub struct EngineConfig {
     pub openai: Option<OpenAiConfig>,
 }
 
-/// An OpenAI-compatible HTTP endpoint for the workers (SPEC 4.8, live only).
+/// An OpenAI-compatible HTTP endpoint for the workers (docs/engine.md 4.8, live only).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenAiConfig {
     /// Up to the API version, e.g. `http://127.0.0.1:8000/v1`; `/chat/completions` is added.

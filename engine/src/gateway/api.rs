@@ -84,7 +84,7 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::field(field, "is required"))
 }
 
-/// The default signature: requests with the same content are the same request (SPEC 3.1:
+/// The default signature: requests with the same content are the same request (docs/engine.md 3.1:
 /// equal signatures are cache hits of each other). FNV-1a over the content.
 fn content_signature(kind: Kind, domain: &str, tokens_in: u32, tokens_out: u32) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

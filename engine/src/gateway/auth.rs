@@ -1,4 +1,4 @@
-//! Bearer tokens at the gateway (SPEC 4.11, "Authentication").
+//! Bearer tokens at the gateway (docs/live.md 4.11, "Authentication").
 //!
 //! A tokens file holds one token a line, `sha256:<hex> <name> <scope>[,<scope>...]`, with
 //! `#` comments: the token's SHA-256, never the token. `seedcore token create` appends to

@@ -1,5 +1,5 @@
-//! `serve --capture FILE` (SPEC 4.11): every task the gateway answers, as a row of the
-//! canonical trace format (SPEC 5.2) followed by the decision columns, so that
+//! `serve --capture FILE` (docs/live.md 4.11): every task the gateway answers, as a row of the
+//! canonical trace format (docs/harness.md 5.2) followed by the decision columns, so that
 //! `seedcore compare` can replay the arrivals in the simulator and compare the decisions.
 //!
 //! Guarantees: the request path never waits on the disk (rows go through a bounded queue to

@@ -1,4 +1,4 @@
-//! The gateway's endpoints and their rate limits (SPEC 4.11).
+//! The gateway's endpoints and their rate limits (docs/live.md 4.11).
 //!
 //! One limiter per endpoint, shared by every client (the limits are the engine's capacity
 //! per endpoint, not a per-user quota). A limit of N per minute is a token bucket of N
@@ -80,7 +80,7 @@ impl Api {
         Api::ALL.into_iter().find(|api| api.path() == path)
     }
 
-    /// SPEC 4.11's limit, requests per minute; `None` for the operational endpoints, which
+    /// docs/live.md 4.11's limit, requests per minute; `None` for the operational endpoints, which
     /// are never limited (a probe or a scrape must not be turned away).
     pub fn default_per_minute(self) -> Option<u32> {
         match self {

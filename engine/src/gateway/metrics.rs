@@ -1,4 +1,4 @@
-//! `/metrics` (SPEC 4.11): the Prometheus text format through `prometheus-client`.
+//! `/metrics` (docs/live.md 4.11): the Prometheus text format through `prometheus-client`.
 //!
 //! Two sources. The gateway's own requests are counted as they happen (requests and
 //! latency per endpoint and status, task latency per path). The engine's figures are read
@@ -136,7 +136,7 @@ impl Metrics {
             ("fast_slo_seconds", "The fast path's latency objective", &e.fast_slo),
             ("l_tot", "Certified Lipschitz bound L_tot of the organism update", &e.l_tot),
             ("l_max", "The limit L_tot must stay below", &e.l_max),
-            ("energy", "The organism's energy E (SPEC 4.7)", &e.energy),
+            ("energy", "The organism's energy E (docs/engine.md 4.7)", &e.energy),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
@@ -149,7 +149,7 @@ impl Metrics {
         registry.register("cache_hit_ratio", "Rolling cache hit rate by memory tier", e.cache_hit_ratio.clone());
         registry.register(
             "autoscale_target_replicas",
-            "The autoscaler's target replicas by path (SPEC 4.10): clamp(ceil(demand / 0.8), min, max)",
+            "The autoscaler's target replicas by path (docs/engine.md 4.10): clamp(ceil(demand / 0.8), min, max)",
             e.autoscale_target.clone(),
         );
         registry.register(

@@ -1,5 +1,5 @@
-//! The HTTP gateway (SPEC 2.3, 4.11), live only: JSON over HTTP in front of the engine's
-//! nodes, with per-endpoint rate limits, `/metrics`, health probes and capture.
+//! The HTTP gateway (docs/engine.md 2.3, docs/live.md 4.11), live only: JSON over HTTP in front of
+//! the engine's nodes, with per-endpoint rate limits, `/metrics`, health probes and capture.
 //!
 //! The gateway is a client of the engine like any other: every request becomes an RPC to
 //! the coordinator or the state node (gRPC, with the gateway's client certificate when the

@@ -1,5 +1,5 @@
-//! The autoscaler's fleet (SPEC 4.10): which worker replicas take work, the rolling demand
-//! per path, and the target `clamp(ceil(demand / utilisation), min, max)`.
+//! The autoscaler's fleet (docs/engine.md 4.10): which worker replicas take work, the rolling
+//! demand per path, and the target `clamp(ceil(demand / utilisation), min, max)`.
 //!
 //! The coordinator owns a `Fleet` and asks it for the replica of each backend call. Every
 //! `interval` it samples the demand (the time-averaged calls in flight on the path, divided

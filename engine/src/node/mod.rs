@@ -1,6 +1,6 @@
-//! The engine's roles (SPEC 2.3). Each `start_*` takes a bound `Server`, registers its RPC
-//! handlers and background tasks, and returns; the node keeps serving for as long as its
-//! tasks live (forever live, until killed in the simulator).
+//! The engine's roles (docs/engine.md 2.3). Each `start_*` takes a bound `Server`, registers its
+//! RPC handlers and background tasks, and returns; the node keeps serving for as long as its tasks
+//! live (forever live, until killed in the simulator).
 
 pub mod autoscale;
 mod coordinator;
@@ -35,7 +35,7 @@ pub struct NodeContext {
     pub scaler: Option<Arc<dyn Scaler>>,
 }
 
-/// Starts and stops worker replicas (SPEC 4.10). Implementations must not block.
+/// Starts and stops worker replicas (docs/engine.md 4.10). Implementations must not block.
 pub trait Scaler: Send + Sync + 'static {
     /// Starts replica `replica` (0-based) of `path`; it takes work after the start-up delay.
     fn start(&self, path: crate::task::Path, replica: usize);

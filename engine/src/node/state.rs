@@ -1,4 +1,4 @@
-//! The state node: the organism (SPEC 4.6) and the memory fabric (SPEC 4.3).
+//! The state node: the organism (docs/engine.md 4.6) and the memory fabric (docs/engine.md 4.3).
 //!
 //! The organism is rebuilt from its seed on every start; by the contraction property a
 //! restarted state node forgets its lost history geometrically.

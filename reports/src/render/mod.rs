@@ -1,4 +1,4 @@
-//! The human side of a certification bundle (SPEC 9): `plots/*.svg`, `report.md`,
+//! The human side of a certification bundle (docs/certification.md 9): `plots/*.svg`, `report.md`,
 //! `report.html` and `cost_report.json`, written beside the bundle's `tasks.csv`.
 //!
 //! Guarantees: every file is a pure function of [`ReportData`] and the bytes of `tasks.csv`

@@ -1,5 +1,5 @@
-//! The plots of SPEC 9 as SVG text, drawn with plotters' SVG backend into a string so that
-//! the same markup is written to `plots/<name>.svg` and inlined in `report.html`.
+//! The plots of docs/certification.md 9 as SVG text, drawn with plotters' SVG backend into a string
+//! so that the same markup is written to `plots/<name>.svg` and inlined in `report.html`.
 //!
 //! Guarantees: text is emitted as `<text font-family=...>` elements (no font files, no
 //! system fonts); a plot without data still draws its axes with a caption saying so, rather
