@@ -77,8 +77,7 @@ pub fn print(scenario: &Scenario, report: &RunReport, wall: Duration) {
 
 /// Tasks, the fast-path ratio, escalations and rejections.
 fn print_tasks(scenario: &Scenario, s: &Stats) {
-    let completed = s.completed[0] + s.completed[1];
-    let failed = s.failed[0] + s.failed[1];
+    let (completed, failed) = (s.completed.total(), s.failed.total());
     let rejected: u64 = s.rejected.values().sum();
     println!("  tasks            {} arrived: {completed} completed, {rejected} rejected, {failed} failed", s.arrivals);
     println!(
@@ -116,7 +115,7 @@ fn print_spend_and_latency(s: &Stats) {
         if budget > 0 { top_day as f64 / budget as f64 * 100.0 } else { 0.0 }
     );
     for path in Path::ALL {
-        let h = &s.latency_ms[path.index()];
+        let h = &s.latency_ms[path];
         let name = path.as_str();
         if h.is_empty() {
             println!("  latency {name}     no completed task");
@@ -144,10 +143,10 @@ fn print_organism(s: &Stats) {
         s.contraction_failures
     );
     let share = |hits: u64| {
-        if s.completed[0] == 0 {
+        if s.completed.fast == 0 {
             "-".to_string()
         } else {
-            format!("{:.4}", hits as f64 / s.completed[0] as f64)
+            format!("{:.4}", hits as f64 / s.completed.fast as f64)
         }
     };
     let tiers: Vec<String> = Tier::ALL
@@ -160,7 +159,7 @@ fn print_organism(s: &Stats) {
     println!(
         "  memory           hit rate {} of {} fast completions: {}; Mfb {} events; max served age {} ms",
         share(s.cache_hits),
-        s.completed[0],
+        s.completed.fast,
         tiers.join(" · "),
         s.flashbulbs,
         s.max_cache_age_ms
@@ -186,12 +185,12 @@ fn print_organism(s: &Stats) {
 
 /// The autoscaler, the alerts and lost tasks.
 fn print_fleet(s: &Stats) {
-    if s.scale.iter().all(|p| p.events == 0) {
+    if s.scale.iter().all(|(_, p)| p.events == 0) {
         println!("  autoscaler       off");
     } else {
-        let paths: Vec<String> = Path::ALL
+        let paths: Vec<String> = s
+            .scale
             .iter()
-            .zip(&s.scale)
             .map(|(path, p)| {
                 format!(
                     "{} target up to {} ({} targets set), replicas {}..{}, {} started, {} stopped",

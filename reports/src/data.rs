@@ -5,6 +5,7 @@
 use crate::fold::EventFold;
 use crate::model::{Determinism, FaultRow, InvariantRow, Limits, OrganismReport, PathLatency, ReportData, Toolchain};
 use crate::score::{critical_failures, outcome, score};
+use seedcore_engine::Path;
 use seedcore_sim::event::RunStart;
 use seedcore_sim::invariants::{evaluate, InvariantResult, Replays, Stats};
 use seedcore_sim::Scenario;
@@ -98,16 +99,15 @@ fn invariant_rows(scenario: &Scenario, results: &[InvariantResult]) -> Vec<Invar
 /// Latency percentiles of the fast path, then the deep path (zeros for a path that
 /// completed nothing).
 fn path_latency(stats: &Stats) -> Vec<PathLatency> {
-    ["fast", "deep"]
+    Path::ALL
         .iter()
-        .enumerate()
-        .map(|(i, path)| {
-            let h = &stats.latency_ms[i];
+        .map(|&path| {
+            let h = &stats.latency_ms[path];
             let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
             PathLatency {
-                path: path.to_string(),
-                completed: stats.completed[i],
-                failed: stats.failed[i],
+                path: path.as_str().to_string(),
+                completed: stats.completed[path],
+                failed: stats.failed[path],
                 p50_ms: q(0.50),
                 p95_ms: q(0.95),
                 p99_ms: q(0.99),
@@ -153,7 +153,7 @@ fn faults(fold: &EventFold) -> Vec<FaultRow> {
 fn organism(fold: &EventFold) -> OrganismReport {
     let stats = &fold.stats;
     OrganismReport {
-        fast_completed: stats.completed[0],
+        fast_completed: stats.completed.fast,
         tier_hits: stats.tier_hits,
         tier_max_age_ms: stats.tier_max_age_ms,
         flashbulbs: stats.flashbulbs,

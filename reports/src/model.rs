@@ -130,7 +130,7 @@ pub struct OrganismReport {
     pub energy_max_ppm: Option<i64>,
     pub promotions_refused: u64,
     /// Autoscaler per path (fast, deep), and its events over time.
-    pub scale: [seedcore_sim::invariants::ScaleStats; 2],
+    pub scale: seedcore_engine::task::PerPath<seedcore_sim::invariants::ScaleStats>,
     pub scale_points: Vec<ScalePoint>,
 }
 

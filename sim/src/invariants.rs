@@ -13,7 +13,7 @@ use crate::scenario::{InvariantPolicy, Policy};
 use hdrhistogram::Histogram;
 use seedcore_engine::probe::{LedgerEvent, OutcomeSignal, Signal};
 use seedcore_engine::router::Reason;
-use seedcore_engine::task::{Path, RejectReason, Status};
+use seedcore_engine::task::{Path, PerPath, RejectReason, Status};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Totals of a run, folded from its events: the public fields are the results the
@@ -31,9 +31,9 @@ pub struct Stats {
     /// Outcomes for a task that never arrived.
     pub orphan_outcomes: u64,
     /// Completed tasks per path (fast, deep).
-    pub completed: [u64; 2],
+    pub completed: PerPath<u64>,
     /// Failed tasks per path.
-    pub failed: [u64; 2],
+    pub failed: PerPath<u64>,
     /// Completions served from Mw.
     pub cache_hits: u64,
     /// Completions whose backend overran and whose charge was clamped.
@@ -43,7 +43,7 @@ pub struct Stats {
     /// Decisions per reason (`fast`, `breach`, `planning`, `surprise`, `deferred`).
     pub decisions: BTreeMap<Reason, u64>,
     /// Latency of completed tasks per path, ms.
-    pub latency_ms: [Histogram<u64>; 2],
+    pub latency_ms: PerPath<Histogram<u64>>,
     /// Money and admissions per simulated UTC day: the one computation of those figures.
     pub days: BTreeMap<u64, DayMoney>,
     /// Highest charge of a completed task.
@@ -80,7 +80,7 @@ pub struct Stats {
     pub promotions_refused: u64,
     /// The autoscaler per path (fast, deep): scale events, highest target, most and
     /// fewest replicas taking work, workers started and stopped.
-    pub scale: [ScaleStats; 2],
+    pub scale: PerPath<ScaleStats>,
     /// Alerts per name.
     pub alerts: BTreeMap<String, u64>,
     /// Faults injected.
@@ -184,13 +184,13 @@ impl Stats {
             arrivals: 0,
             duplicate_outcomes: 0,
             orphan_outcomes: 0,
-            completed: [0; 2],
-            failed: [0; 2],
+            completed: PerPath::default(),
+            failed: PerPath::default(),
             cache_hits: 0,
             overruns_clamped: 0,
             rejected: BTreeMap::new(),
             decisions: BTreeMap::new(),
-            latency_ms: [histogram(), histogram()],
+            latency_ms: PerPath { fast: histogram(), deep: histogram() },
             days: BTreeMap::new(),
             max_cost_micro_usd: 0,
             total_cost_micro_usd: 0,
@@ -210,7 +210,7 @@ impl Stats {
             energy_max_ppm: None,
             energy_samples: 0,
             promotions_refused: 0,
-            scale: [ScaleStats::default(), ScaleStats::default()],
+            scale: PerPath::default(),
             alerts: BTreeMap::new(),
             faults: 0,
             last_fault_end_ms: None,
@@ -333,7 +333,7 @@ impl Stats {
                 self.energy_last = Some(e.clone());
             }
             Signal::PromotionRefused(_) => self.promotions_refused += 1,
-            Signal::Scale(scale) => self.scale[scale.path.index()].observe(scale),
+            Signal::Scale(scale) => self.scale[scale.path].observe(scale),
         }
     }
 
@@ -371,7 +371,7 @@ impl Stats {
     /// rejections per reason.
     fn count_status(&mut self, t_ms: u64, outcome: &OutcomeSignal) {
         // A failed task always names its path; a rejected one has none.
-        let path = outcome.path.map_or(0, Path::index);
+        let path = outcome.path.unwrap_or(Path::Fast);
         match outcome.status {
             Status::Completed => {
                 self.completed[path] += 1;
@@ -386,7 +386,7 @@ impl Stats {
                         *oldest = (*oldest).max(age);
                     }
                 }
-                self.push_recent(t_ms, path == 0);
+                self.push_recent(t_ms, path == Path::Fast);
             }
             Status::Failed => {
                 self.failed[path] += 1;
@@ -465,13 +465,13 @@ impl Stats {
 
     /// Completed fast over completed plus failed; `None` with no such task.
     pub fn fast_ratio(&self) -> Option<f64> {
-        let total = self.completed[0] + self.completed[1] + self.failed[0] + self.failed[1];
-        (total > 0).then(|| self.completed[0] as f64 / total as f64)
+        let total = self.completed.total() + self.failed.total();
+        (total > 0).then(|| self.completed.fast as f64 / total as f64)
     }
 
     /// Cache hits over fast-path completions.
     pub fn hit_rate(&self) -> Option<f64> {
-        (self.completed[0] > 0).then(|| self.cache_hits as f64 / self.completed[0] as f64)
+        (self.completed.fast > 0).then(|| self.cache_hits as f64 / self.completed.fast as f64)
     }
 }
 
@@ -578,8 +578,8 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
     let m = |value: String, rule: &'static str, limit: String, unit: &'static str| Measure { value, rule, limit, unit };
     match id {
         InvariantId::FastPathRatio => {
-            let total = stats.completed.iter().chain(&stats.failed).sum();
-            m(share(stats.completed[0], total), ">=", ratio_limit, "ratio")
+            let total = stats.completed.total() + stats.failed.total();
+            m(share(stats.completed.fast, total), ">=", ratio_limit, "ratio")
         }
         InvariantId::LipschitzBound => {
             m(stats.l_tot_max_ppm.map_or_else(String::new, ppm_text), "<", ratio_limit, "L_tot")
@@ -629,12 +629,12 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             m(u8::from(passed).to_string(), "==", "1".into(), "1 when the chain and every signature verify")
         }
         InvariantId::FastLatencyP99 | InvariantId::DeepLatencyP99 => {
-            let h = &stats.latency_ms[usize::from(id == InvariantId::DeepLatencyP99)];
+            let h = &stats.latency_ms[if id == InvariantId::DeepLatencyP99 { Path::Deep } else { Path::Fast }];
             let value = if h.is_empty() { String::new() } else { h.value_at_quantile(0.99).to_string() };
             m(value, "<=", ms_limit, "ms")
         }
         InvariantId::FastSuccessRate | InvariantId::DeepSuccessRate => {
-            let path = usize::from(id == InvariantId::DeepSuccessRate);
+            let path = if id == InvariantId::DeepSuccessRate { Path::Deep } else { Path::Fast };
             m(share(stats.completed[path], stats.completed[path] + stats.failed[path]), ">=", ratio_limit, "ratio")
         }
         InvariantId::MemoryFreshness => {
@@ -767,10 +767,10 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
                 InvariantId::Determinism => determinism(&run),
                 InvariantId::NoLostTasks => no_lost_tasks(&run),
                 InvariantId::LedgerIntegrity => ledger_integrity(&run),
-                InvariantId::FastLatencyP99 => latency_p99(&run, id, 0),
-                InvariantId::DeepLatencyP99 => latency_p99(&run, id, 1),
-                InvariantId::FastSuccessRate => success_rate(&run, id, 0),
-                InvariantId::DeepSuccessRate => success_rate(&run, id, 1),
+                InvariantId::FastLatencyP99 => latency_p99(&run, id, Path::Fast),
+                InvariantId::DeepLatencyP99 => latency_p99(&run, id, Path::Deep),
+                InvariantId::FastSuccessRate => success_rate(&run, id, Path::Fast),
+                InvariantId::DeepSuccessRate => success_rate(&run, id, Path::Deep),
                 InvariantId::MemoryFreshness => memory_freshness(&run),
                 InvariantId::RecoveryTime => recovery_time(&run),
             };
@@ -955,7 +955,7 @@ fn ledger_integrity(run: &Run<'_>) -> Judged {
     }
 }
 
-fn latency_p99(run: &Run<'_>, id: InvariantId, path: usize) -> Judged {
+fn latency_p99(run: &Run<'_>, id: InvariantId, path: Path) -> Judged {
     let rule = run.rule(id);
     let threshold = format!("<= {} ms", rule.threshold);
     let histogram = &run.stats.latency_ms[path];
@@ -971,7 +971,7 @@ fn latency_p99(run: &Run<'_>, id: InvariantId, path: usize) -> Judged {
     )
 }
 
-fn success_rate(run: &Run<'_>, id: InvariantId, path: usize) -> Judged {
+fn success_rate(run: &Run<'_>, id: InvariantId, path: Path) -> Judged {
     let (stats, rule) = (run.stats, run.rule(id));
     let threshold = format!(">= {:.2}", rule.threshold);
     let total = stats.completed[path] + stats.failed[path];

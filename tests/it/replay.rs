@@ -53,7 +53,7 @@ fn the_autoscale_scenario_starts_and_drains_workers() {
         report.results
     );
     assert_eq!(report.stats.lost(), 0);
-    let fast = &report.stats.scale[0];
+    let fast = &report.stats.scale.fast;
     assert_eq!(fast.max_replicas, 10, "the crowd takes the fast path to its maximum: {fast:?}");
     assert!(fast.started >= 8 && fast.stopped >= 8, "{fast:?}");
     assert_eq!(fast.min_replicas, Some(2), "never below the minimum");

@@ -562,7 +562,7 @@ fn energy(doc: &mut Vec<Block>, data: &ReportData) {
 fn autoscaler(doc: &mut Vec<Block>, data: &ReportData) {
     let o = &data.organism;
     doc.push(Block::Heading("Autoscaler".into()));
-    if o.scale.iter().all(|s| s.events == 0) {
+    if o.scale.iter().all(|(_, s)| s.events == 0) {
         doc.push(Block::Para("The autoscaler recorded nothing (off in this scenario).".into()));
     } else {
         let mut table = Table::new(&[
@@ -574,9 +574,9 @@ fn autoscaler(doc: &mut Vec<Block>, data: &ReportData) {
             "started",
             "stopped",
         ]);
-        for (path, s) in ["fast", "deep"].iter().zip(&o.scale) {
+        for (path, s) in o.scale.iter() {
             table.row(vec![
-                path.to_string(),
+                path.as_str().to_string(),
                 s.targets.to_string(),
                 s.max_target.to_string(),
                 s.min_replicas.map_or("-".into(), |m| m.to_string()),
