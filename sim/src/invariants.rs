@@ -920,9 +920,10 @@ fn no_lost_tasks(run: &Run<'_>) -> Judged {
 fn ledger_integrity(run: &Run<'_>) -> Judged {
     let stats = run.stats;
     let problem = match &stats.ledger_check {
-        _ if stats.ledger_halts > 0 => {
-            Some(format!("coordinator halted {} time(s) on ledger verification", stats.ledger_halts))
-        }
+        _ if stats.ledger_halts > 0 => Some(format!(
+            "coordinator halted {} time(s) on its ledger (verification failed, or writes kept failing)",
+            stats.ledger_halts
+        )),
         None => Some("the ledger was not checked".to_string()),
         // Never a pass without reading the ledger.
         Some(check) if !check.checked => Some("the ledger was not read".to_string()),

@@ -5,7 +5,7 @@
 
 use crate::support::{critical_failed, replay, scenario};
 use seedcore_engine::probe::{AttemptSignal, LedgerEvent, OrganismCause, OutcomeSignal, Signal};
-use seedcore_engine::task::{Path, Status};
+use seedcore_engine::task::{Path, RejectReason, Status};
 use seedcore_sim::event::{Body, Event, Harness};
 use seedcore_sim::invariants::Verdict;
 use seedcore_sim::run::RunReport;
@@ -239,4 +239,59 @@ fn crash_restart_and_torn_write_come_back() {
     // A crash without `for` ends at the restart of its node.
     assert_eq!(span(14).1, span(15).0);
     assert!(started("deep-1", span(15).0));
+}
+
+/// The ledger writer's bound (ARCHITECTURE.md, "The ledger writer gives up after 10
+/// minutes"): a disk that refuses every write for longer halts the coordinator, fail-stop,
+/// with the `halt` event and the `ledger_write_failed` alert; the outcomes waiting for the
+/// ledger go out without a receipt, later tasks are rejected `halted`, and no task is lost.
+#[test]
+fn a_ledger_that_stays_unwritable_for_ten_minutes_halts_the_coordinator() {
+    let text = r#"
+name = "ledger-gives-up"
+duration = "20m"
+seed = 3
+[workload]
+source = "generated"
+rate_per_s = 1.0
+[[chaos.fault]]
+at = "1m"
+kind = "ledger_io_error"
+for = "12m"
+"#;
+    let (_dir, path) = crate::support::write_scenario(text);
+    let scenario = seedcore_sim::load(&path).unwrap();
+    let (report, events) = replay(&scenario, 3, 1);
+    let halts: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Engine(Signal::Ledger(l)) if l.event == LedgerEvent::Halt))
+        .collect();
+    assert_eq!(halts.len(), 1, "one halt");
+    let halt_ms = halts[0].t_ms;
+    assert!(
+        (60_000 + 590_000..60_000 + 620_000).contains(&halt_ms),
+        "after about 10 minutes of failed writes: {halt_ms}"
+    );
+    let Body::Engine(Signal::Ledger(halt)) = &halts[0].body else { unreachable!() };
+    assert!(halt.error.as_deref().is_some_and(|e| e.contains("ledger writes failed for 600 s")), "{halt:?}");
+    assert_eq!(report.stats.alerts.get("ledger_write_failed"), Some(&1));
+    let after: Vec<&OutcomeSignal> = outcomes_of(&events).filter(|(t, _)| *t >= halt_ms).map(|(_, o)| o).collect();
+    let (arrived_later, waiting): (Vec<_>, Vec<_>) = after.into_iter().partition(|o| o.arrived_ms > halt_ms);
+    assert!(!arrived_later.is_empty(), "tasks kept arriving");
+    assert!(
+        arrived_later.iter().all(|o| o.reason == Some(RejectReason::Halted) && o.ledger_seq.is_none()),
+        "every task that arrives after the halt is rejected halted"
+    );
+    assert!(
+        !waiting.is_empty() && waiting.iter().all(|o| o.ledger_seq.is_none()),
+        "the waiting outcomes have no receipt"
+    );
+    assert_eq!(report.stats.lost(), 0);
+}
+
+fn outcomes_of(events: &[Event]) -> impl Iterator<Item = (u64, &OutcomeSignal)> {
+    events.iter().filter_map(|e| match &e.body {
+        Body::Engine(Signal::Outcome(o)) => Some((e.t_ms, o)),
+        _ => None,
+    })
 }

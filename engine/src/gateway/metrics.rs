@@ -125,7 +125,11 @@ impl Metrics {
         let e = &engine;
         let gauges: [(&str, &str, &FloatGauge); 13] = [
             ("engine_up", "1 when the coordinator and the state node answered this scrape", &e.up),
-            ("ledger_halted", "1 when the coordinator is halted (ledger verification failed)", &e.halted),
+            (
+                "ledger_halted",
+                "1 when the coordinator is halted (its ledger failed verification or kept refusing writes)",
+                &e.halted,
+            ),
             ("draining", "1 while the coordinator drains for shutdown", &e.draining),
             ("fast_path_ratio", "Fast share of the router's window of recent decisions", &e.fast_path_ratio),
             ("cusum_statistic", "The OCPS valve's CUSUM statistic S", &e.cusum_s),

@@ -6,9 +6,9 @@
 //! ledger so that receipts keep their order, for at most `GIVE_UP_MS` from the first
 //! failure. While it fails, outcomes wait and the in-flight limit turns new tasks away
 //! (`overload`); none is lost and none is recorded twice. A ledger that still cannot be
-//! written then halts the coordinator, as one that fails verification does: the waiting
-//! outcome is reported without a receipt, every later task is rejected `halted`, and a
-//! restart verifies the ledger again (ARCHITECTURE.md, "The ledger writer gives up").
+//! written then halts the coordinator, as one that fails verification does: the outcomes
+//! waiting for the ledger are reported without a receipt, every later task is rejected
+//! `halted`, and a restart verifies the ledger again (ARCHITECTURE.md, "The ledger writer gives up").
 
 use super::{Coordinator, Core};
 use crate::governor::Alert;
