@@ -3,7 +3,7 @@
 //! network and its gRPC method name live (`crate::grpc`, bincode over tonic).
 
 use crate::organism::FEATURES;
-use crate::task::{Kind, Outcome, Path, Task};
+use crate::task::{Kind, Outcome, Path, PerPath, Task};
 use madsim::net::rpc::Request;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -317,8 +317,8 @@ pub struct CoordinatorStatus {
     /// Rejections by reason, in `RejectReason::ALL` order.
     pub rejections: [u64; 5],
     /// Completed and failed tasks per path (fast, deep).
-    pub completed: [u64; 2],
-    pub failed: [u64; 2],
+    pub completed: PerPath<u64>,
+    pub failed: PerPath<u64>,
     pub cache_hits: u64,
     /// Cache hits served per memory tier (Mw, M2.5, Mlt).
     pub tier_hits: [u64; 3],

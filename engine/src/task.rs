@@ -211,6 +211,16 @@ impl<T> PerPath<T> {
     pub fn iter(&self) -> impl Iterator<Item = (Path, &T)> {
         [(Path::Fast, &self.fast), (Path::Deep, &self.deep)].into_iter()
     }
+
+    /// The values, fast first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        [&self.fast, &self.deep].into_iter()
+    }
+
+    /// The values to change, fast first.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        [&mut self.fast, &mut self.deep].into_iter()
+    }
 }
 
 impl<T: std::ops::Add<Output = T> + Copy> PerPath<T> {

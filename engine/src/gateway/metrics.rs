@@ -211,8 +211,8 @@ impl Metrics {
             }
             for path in [Path::Fast, Path::Deep] {
                 let label = PathLabel { path: path.as_str() };
-                raise(&e.completed.get_or_create(&label), c.completed[path.index()]);
-                raise(&e.failed.get_or_create(&label), c.failed[path.index()]);
+                raise(&e.completed.get_or_create(&label), c.completed[path]);
+                raise(&e.failed.get_or_create(&label), c.failed[path]);
                 let scale = &c.autoscale[path.index()];
                 e.autoscale_target.get_or_create(&label).set(f64::from(scale.target));
                 e.autoscale_demand.get_or_create(&label).set(scale.demand);
@@ -225,7 +225,7 @@ impl Metrics {
             e.cache_hit_ratio.get_or_create(&TierLabel { tier: "mw" }).set(c.mw_hit_rate);
             // The lower tiers' share of fast completions, since the coordinator started.
             for tier in [Tier::M25, Tier::Mlt] {
-                let share = c.tier_hits[tier.index()] as f64 / c.completed[0].max(1) as f64;
+                let share = c.tier_hits[tier.index()] as f64 / c.completed.fast.max(1) as f64;
                 e.cache_hit_ratio.get_or_create(&TierLabel { tier: tier.as_str() }).set(share);
             }
             raise(&e.ledger_receipts, c.ledger_receipts);

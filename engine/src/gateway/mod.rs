@@ -389,8 +389,8 @@ fn status_json(s: &CoordinatorStatus) -> Value {
         "fast_path_ratio": s.fast_ratio_window,
         "decisions": by_name(Reason::ALL.map(Reason::as_str), s.decisions),
         "rejections": by_name(RejectReason::ALL.map(RejectReason::as_str), s.rejections),
-        "completed": {"fast": s.completed[0], "deep": s.completed[1]},
-        "failed": {"fast": s.failed[0], "deep": s.failed[1]},
+        "completed": {"fast": s.completed.fast, "deep": s.completed.deep},
+        "failed": {"fast": s.failed.fast, "deep": s.failed.deep},
         "cache": {
             "hits": s.cache_hits, "mw_hit_rate": s.mw_hit_rate,
             "hits_by_tier": by_name(Tier::ALL.map(Tier::as_str), s.tier_hits),

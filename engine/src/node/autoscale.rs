@@ -16,7 +16,7 @@
 //! flight on it.
 
 use crate::config::AutoscaleConfig;
-use crate::task::Path;
+use crate::task::{Path, PerPath};
 use std::collections::VecDeque;
 
 /// What a replica is doing.
@@ -76,7 +76,7 @@ pub struct Fleet {
     config: AutoscaleConfig,
     /// Whether starts and stops happen (a scaler exists), or the target is only reported.
     acts: bool,
-    paths: [PathFleet; 2],
+    paths: PerPath<PathFleet>,
     /// Time of the last sample.
     sampled_ms: u64,
 }
@@ -84,14 +84,14 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet of `replicas[path]` addresses with the first `initial[path]` active (all of
     /// them when the fleet does not act).
-    pub fn new(config: AutoscaleConfig, replicas: [usize; 2], initial: [u32; 2], acts: bool) -> Fleet {
-        let path = |i: usize| {
-            let active = if acts { (initial[i] as usize).min(replicas[i]) } else { replicas[i] };
+    pub fn new(config: AutoscaleConfig, replicas: PerPath<usize>, initial: PerPath<u32>, acts: bool) -> Fleet {
+        let path = |path: Path| {
+            let active = if acts { (initial[path] as usize).min(replicas[path]) } else { replicas[path] };
             PathFleet {
-                replicas: (0..replicas[i])
+                replicas: (0..replicas[path])
                     .map(|r| if r < active { Replica::Active } else { Replica::Stopped })
                     .collect(),
-                in_flight: vec![0; replicas[i]],
+                in_flight: vec![0; replicas[path]],
                 calls: 0,
                 integral: 0.0,
                 last_ms: 0,
@@ -102,7 +102,7 @@ impl Fleet {
                 next: 0,
             }
         };
-        Fleet { acts, paths: [path(0), path(1)], sampled_ms: 0, config }
+        Fleet { acts, paths: PerPath::from_fn(path), sampled_ms: 0, config }
     }
 
     /// Whether the fleet starts and stops replicas.
@@ -112,24 +112,24 @@ impl Fleet {
 
     /// The replica of a path in a given state.
     pub fn state(&self, path: Path, replica: usize) -> Replica {
-        self.paths[path.index()].replicas[replica]
+        self.paths[path].replicas[replica]
     }
 
     /// Active replicas of a path.
     pub fn active(&self, path: Path) -> u32 {
-        self.paths[path.index()].count(Replica::Active)
+        self.paths[path].count(Replica::Active)
     }
 
     /// The current target and rolling demand (replicas' worth of work) of a path.
     pub fn target(&self, path: Path) -> (u32, f64) {
-        let p = &self.paths[path.index()];
+        let p = &self.paths[path];
         (p.target, p.demand)
     }
 
     /// The replica for a call: the next active one in turn, or, for a retry, the active one
     /// after the replica that just failed.
     pub fn pick(&mut self, path: Path, after: Option<usize>) -> usize {
-        let p = &mut self.paths[path.index()];
+        let p = &mut self.paths[path];
         let n = p.replicas.len();
         let start = match after {
             Some(failed) => failed + 1,
@@ -148,7 +148,7 @@ impl Fleet {
 
     /// A call to `replica` starts at `now_ms`.
     pub fn call_started(&mut self, path: Path, replica: usize, now_ms: u64) {
-        let p = &mut self.paths[path.index()];
+        let p = &mut self.paths[path];
         p.advance(now_ms);
         p.calls += 1;
         p.in_flight[replica] += 1;
@@ -156,7 +156,7 @@ impl Fleet {
 
     /// A call to `replica` returned (or timed out) at `now_ms`.
     pub fn call_ended(&mut self, path: Path, replica: usize, now_ms: u64) {
-        let p = &mut self.paths[path.index()];
+        let p = &mut self.paths[path];
         p.advance(now_ms);
         p.calls = p.calls.saturating_sub(1);
         p.in_flight[replica] = p.in_flight[replica].saturating_sub(1);
@@ -164,21 +164,20 @@ impl Fleet {
 
     /// Calls in flight on a replica.
     pub fn in_flight(&self, path: Path, replica: usize) -> u32 {
-        self.paths[path.index()].in_flight[replica]
+        self.paths[path].in_flight[replica]
     }
 
     /// Samples the demand at `now_ms`, recomputes each path's target, and says what to do.
     /// `concurrency` is one worker's concurrent calls per path. Returns the actions and,
     /// per path, whether the target changed.
-    pub fn tick(&mut self, now_ms: u64, concurrency: [u32; 2]) -> (Vec<Action>, [bool; 2]) {
+    pub fn tick(&mut self, now_ms: u64, concurrency: PerPath<u32>) -> (Vec<Action>, PerPath<bool>) {
         let interval = now_ms.saturating_sub(self.sampled_ms).max(1) as f64;
         self.sampled_ms = now_ms;
         let keep = (self.config.window_ms / self.config.interval_ms.max(1)).max(1) as usize;
         let mut actions = Vec::new();
-        let mut changed = [false; 2];
-        for path in [Path::Fast, Path::Deep] {
-            let i = path.index();
-            let p = &mut self.paths[i];
+        let mut changed = PerPath::default();
+        for path in Path::ALL {
+            let p = &mut self.paths[path];
             p.advance(now_ms);
             p.samples.push_back(p.integral / interval);
             p.integral = 0.0;
@@ -186,12 +185,12 @@ impl Fleet {
                 p.samples.pop_front();
             }
             let mean_calls = p.samples.iter().sum::<f64>() / p.samples.len() as f64;
-            p.demand = mean_calls / f64::from(concurrency[i].max(1));
+            p.demand = mean_calls / f64::from(concurrency[path].max(1));
             // Acting, the fleet cannot exceed its addresses; reporting, the target is what an
             // operator should run.
             let cap = if self.acts { p.replicas.len() as u32 } else { u32::MAX };
             let target = self.config.target(path, p.demand).min(cap);
-            changed[i] = target != p.target;
+            changed[path] = target != p.target;
             p.target = target;
             p.targets.push_back(target);
             while p.targets.len() > keep {
@@ -227,7 +226,7 @@ impl Fleet {
     /// window's samples, every path at its target, nothing starting or draining. The
     /// coordinator then parks the autoscaler instead of ticking through idle time.
     pub fn quiet(&self) -> bool {
-        self.paths.iter().all(|p| {
+        self.paths.values().all(|p| {
             p.calls == 0
                 && p.samples.iter().all(|s| *s == 0.0)
                 && p.count(Replica::Active) == p.target
@@ -238,7 +237,7 @@ impl Fleet {
     /// The autoscaler wakes from a park at `now_ms`: the idle time is not a sample.
     pub fn resume(&mut self, now_ms: u64) {
         self.sampled_ms = now_ms;
-        for p in &mut self.paths {
+        for p in self.paths.values_mut() {
             p.advance(now_ms);
             p.integral = 0.0;
         }
@@ -246,7 +245,7 @@ impl Fleet {
 
     /// A started replica finished its start-up delay.
     pub fn ready(&mut self, path: Path, replica: usize) {
-        let r = &mut self.paths[path.index()].replicas[replica];
+        let r = &mut self.paths[path].replicas[replica];
         if *r == Replica::Starting {
             *r = Replica::Active;
         }
@@ -254,7 +253,7 @@ impl Fleet {
 
     /// A drained replica was stopped.
     pub fn stopped(&mut self, path: Path, replica: usize) {
-        let p = &mut self.paths[path.index()];
+        let p = &mut self.paths[path];
         debug_assert_eq!(p.in_flight[replica], 0, "a replica is stopped only once drained");
         p.replicas[replica] = Replica::Stopped;
     }
@@ -288,15 +287,15 @@ mod tests {
 
     #[test]
     fn load_starts_replicas_and_idleness_drains_them_one_at_a_time() {
-        let mut fleet = Fleet::new(config(), [4, 2], [2, 1], true);
+        let mut fleet = Fleet::new(config(), [4, 2].into(), [2, 1].into(), true);
         // 12 calls in flight for a second on fast, 4 concurrent per worker: demand 3.
         for _ in 0..12 {
             let r = fleet.pick(Path::Fast, None);
             fleet.call_started(Path::Fast, r, 0);
         }
-        let (actions, changed) = fleet.tick(1_000, [4, 4]);
+        let (actions, changed) = fleet.tick(1_000, [4, 4].into());
         assert_eq!(fleet.target(Path::Fast), (4, 3.0));
-        assert_eq!(changed, [true, false]);
+        assert_eq!(changed, PerPath { fast: true, deep: false });
         assert_eq!(actions, vec![Action::Start(Path::Fast, 2), Action::Start(Path::Fast, 3)]);
         assert_eq!(fleet.pick(Path::Fast, None), 0, "a starting replica takes no work");
         fleet.ready(Path::Fast, 2);
@@ -311,58 +310,58 @@ mod tests {
                 fleet.call_ended(Path::Fast, r, 1_000);
             }
         }
-        let (actions, _) = fleet.tick(3_000, [4, 4]);
+        let (actions, _) = fleet.tick(3_000, [4, 4].into());
         assert!(actions.is_empty(), "the window still holds the busy sample's target");
-        let (actions, _) = fleet.tick(4_000, [4, 4]);
+        let (actions, _) = fleet.tick(4_000, [4, 4].into());
         assert_eq!(actions, vec![Action::Drain(Path::Fast, 3)]);
         assert_eq!(fleet.state(Path::Fast, 3), Replica::Draining);
         assert!(fleet.in_flight(Path::Fast, 3) > 0, "still busy: not stopped yet");
         assert!((0..20).all(|_| fleet.pick(Path::Fast, None) != 3), "a draining replica takes no new call");
-        let (actions, _) = fleet.tick(5_000, [4, 4]);
+        let (actions, _) = fleet.tick(5_000, [4, 4].into());
         assert!(actions.is_empty(), "one drain at a time");
         while fleet.in_flight(Path::Fast, 3) > 0 {
             fleet.call_ended(Path::Fast, 3, 5_000);
         }
         fleet.stopped(Path::Fast, 3);
-        let (actions, _) = fleet.tick(6_000, [4, 4]);
+        let (actions, _) = fleet.tick(6_000, [4, 4].into());
         assert_eq!(actions, vec![Action::Drain(Path::Fast, 2)]);
         fleet.stopped(Path::Fast, 2);
-        let (actions, _) = fleet.tick(7_000, [4, 4]);
+        let (actions, _) = fleet.tick(7_000, [4, 4].into());
         assert!(actions.is_empty(), "never below min");
         assert_eq!(fleet.active(Path::Fast), 2);
     }
 
     #[test]
     fn an_idle_fleet_is_quiet_and_a_call_ends_the_quiet() {
-        let mut fleet = Fleet::new(config(), [4, 2], [2, 1], true);
-        fleet.tick(1_000, [4, 4]);
+        let mut fleet = Fleet::new(config(), [4, 2].into(), [2, 1].into(), true);
+        fleet.tick(1_000, [4, 4].into());
         assert!(fleet.quiet());
         fleet.call_started(Path::Deep, 0, 1_500);
         assert!(!fleet.quiet());
         fleet.call_ended(Path::Deep, 0, 1_600);
-        fleet.tick(2_000, [4, 4]);
+        fleet.tick(2_000, [4, 4].into());
         assert!(!fleet.quiet(), "the window still holds the busy sample");
-        fleet.tick(3_000, [4, 4]);
-        fleet.tick(4_000, [4, 4]);
+        fleet.tick(3_000, [4, 4].into());
+        fleet.tick(4_000, [4, 4].into());
         assert!(fleet.quiet());
         fleet.resume(100_000);
-        fleet.tick(101_000, [4, 4]);
+        fleet.tick(101_000, [4, 4].into());
         assert_eq!(fleet.target(Path::Deep), (1, 0.0), "the parked time is not averaged in");
     }
 
     #[test]
     fn a_retry_goes_to_the_next_active_replica_and_a_reporting_fleet_never_acts() {
-        let mut fleet = Fleet::new(config(), [4, 2], [2, 1], true);
+        let mut fleet = Fleet::new(config(), [4, 2].into(), [2, 1].into(), true);
         assert_eq!(fleet.pick(Path::Fast, Some(1)), 0, "replicas 2 and 3 are stopped");
-        let mut report = Fleet::new(config(), [3, 1], [2, 1], false);
+        let mut report = Fleet::new(config(), [3, 1].into(), [2, 1].into(), false);
         assert_eq!(report.active(Path::Fast), 3, "every address takes work");
         for _ in 0..30 {
             let r = report.pick(Path::Fast, None);
             report.call_started(Path::Fast, r, 0);
         }
-        let (actions, changed) = report.tick(1_000, [4, 4]);
+        let (actions, changed) = report.tick(1_000, [4, 4].into());
         assert!(actions.is_empty());
-        assert!(changed[0]);
+        assert!(changed.fast);
         assert_eq!(report.target(Path::Fast).0, 4, "what an operator should run, beyond the 3 there are");
     }
 }

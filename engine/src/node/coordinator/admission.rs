@@ -180,7 +180,7 @@ mod tests {
     use crate::task::Kind;
 
     fn core(config: &EngineConfig) -> Core {
-        Core::new(config, [2, 1], false)
+        Core::new(config, [2, 1].into(), false)
     }
 
     fn task(task_id: u64) -> Task {

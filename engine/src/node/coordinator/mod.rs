@@ -81,7 +81,7 @@ struct Core {
 impl Core {
     /// A coordinator's state before recovery: `replicas` worker addresses per path, of
     /// which the topology's take work; `scales` when an autoscaler acts on the fleet.
-    fn new(config: &EngineConfig, replicas: [usize; 2], scales: bool) -> Core {
+    fn new(config: &EngineConfig, replicas: PerPath<usize>, scales: bool) -> Core {
         Core {
             valve: Valve::new(config.valve.clone()),
             router: Router::new(config.router.clone()),
@@ -92,7 +92,12 @@ impl Core {
             stored: StoreIndex::new(&config.memory),
             in_flight: PerPath::default(),
             recording: 0,
-            fleet: Fleet::new(config.autoscale.clone(), replicas, [config.topology.fast, config.topology.deep], scales),
+            fleet: Fleet::new(
+                config.autoscale.clone(),
+                replicas,
+                [config.topology.fast, config.topology.deep].into(),
+                scales,
+            ),
             scaler_parked: false,
             outcomes: BTreeMap::new(),
             in_progress: BTreeSet::new(),
@@ -175,7 +180,7 @@ impl CoordinatorHandle {
 /// the gateway's `SubmitTask`, `Route` and `Status`).
 pub async fn start_coordinator(server: Server, context: NodeContext) -> Result<CoordinatorHandle, NodeError> {
     let config = context.config.clone();
-    let replicas = [context.addresses.fast.len(), context.addresses.deep.len()];
+    let replicas = PerPath { fast: context.addresses.fast.len(), deep: context.addresses.deep.len() };
     let mut core = Core::new(&config, replicas, context.scaler.is_some() && config.autoscale.enabled);
     context.emit(Signal::Node(NodeSignal { event: NodeEvent::Started, role: Role::Coordinator }));
     let ledger = record::recover(&context, &mut core).await;

@@ -7,7 +7,7 @@ use crate::config::EngineConfig;
 use crate::node::autoscale::Action;
 use crate::probe::{ppm, ScaleEvent, ScaleSignal, Signal};
 use crate::rpc::{CoordinatorStatus, PathScale};
-use crate::task::Path;
+use crate::task::{Path, PerPath};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -28,8 +28,8 @@ impl Core {
             fast_ratio_window: 1.0 - self.router.deep_share(),
             decisions: self.counters.decisions,
             rejections: self.counters.rejections,
-            completed: self.counters.completed.into(),
-            failed: self.counters.failed.into(),
+            completed: self.counters.completed,
+            failed: self.counters.failed,
             cache_hits: self.counters.cache_hits,
             tier_hits: self.counters.tier_hits,
             autoscale: Path::ALL.map(|path| {
@@ -60,7 +60,7 @@ impl Coordinator {
         let Some(this) = me.upgrade() else { return };
         let config = this.context.config.clone();
         let interval = Duration::from_millis(config.autoscale.interval_ms);
-        let concurrency = [config.dispatch.fast_concurrency, config.dispatch.deep_concurrency];
+        let concurrency = PerPath { fast: config.dispatch.fast_concurrency, deep: config.dispatch.deep_concurrency };
         // The starting target (the topology), so that every run records one per path.
         for path in Path::ALL {
             this.emit_scale(path, ScaleEvent::Target, None);
@@ -83,7 +83,7 @@ impl Coordinator {
 
     /// One tick of the autoscaler: the targets, and the starts and drains they ask for.
     /// Returns whether the autoscaler should park until the next call.
-    fn autoscale_tick(self: &Arc<Self>, concurrency: [u32; 2]) -> bool {
+    fn autoscale_tick(self: &Arc<Self>, concurrency: PerPath<u32>) -> bool {
         let (actions, changed) = self.lock().fleet.tick(self.uptime_ms(), concurrency);
         let parked = {
             let mut core = self.lock();
@@ -91,7 +91,7 @@ impl Coordinator {
             core.scaler_parked
         };
         for path in Path::ALL {
-            if changed[path.index()] {
+            if changed[path] {
                 self.emit_scale(path, ScaleEvent::Target, None);
             }
         }
@@ -160,9 +160,9 @@ mod tests {
     #[test]
     fn a_fresh_coordinator_reports_its_topology_and_nothing_done() {
         let config = EngineConfig::default();
-        let core = Core::new(&config, [2, 1], false);
+        let core = Core::new(&config, [2, 1].into(), false);
         let status = core.status(&config, 0);
-        assert_eq!(status.completed, [0, 0]);
+        assert_eq!(status.completed, PerPath::default());
         assert_eq!(status.in_flight, 0);
         assert_eq!(status.autoscale.map(|a| a.active), [config.topology.fast, config.topology.deep]);
         assert_eq!(status.daily_budget_micro_usd, config.governor.daily_budget_micro_usd);
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn the_status_counts_what_is_in_flight_and_done() {
         let config = EngineConfig::default();
-        let mut core = Core::new(&config, [2, 1], false);
+        let mut core = Core::new(&config, [2, 1].into(), false);
         core.in_flight = PerPath { fast: 3, deep: 1 };
         core.recording = 2;
         core.counters.count(&Outcome::Rejected { reason: RejectReason::Overload });
