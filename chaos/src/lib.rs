@@ -56,50 +56,28 @@ pub enum FaultKind {
     TornWrite { node: NodeName, down_ms: Option<u64> },
 }
 
-/// Declares the fault kinds' names: an enum serialised to exactly these strings, with
-/// `ALL` (in this order) and `as_str`.
-macro_rules! fault_names {
-    ($($variant:ident = $text:literal,)*) => {
-        /// A fault kind without its fields: what scenarios and events call it, and what a
-        /// swarm may switch on.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub enum FaultName { $(#[serde(rename = $text)] $variant,)* }
-
-        impl FaultName {
-            /// Every kind, in the order scenarios and errors list them.
-            pub const ALL: &'static [FaultName] = &[$(FaultName::$variant,)*];
-
-            /// The name in scenarios and events.
-            pub fn as_str(self) -> &'static str {
-                match self { $(FaultName::$variant => $text,)* }
-            }
-        }
-    };
-}
-
-fault_names! {
-    Crash = "crash",
-    Restart = "restart",
-    Pause = "pause",
-    Partition = "partition",
-    Isolate = "isolate",
-    PacketLoss = "packet_loss",
-    Latency = "latency",
-    BackendErrors = "backend_errors",
-    BackendSlow = "backend_slow",
-    TokenInflation = "token_inflation",
-    BadPromotion = "bad_promotion",
-    LedgerIoError = "ledger_io_error",
-    LedgerCorrupt = "ledger_corrupt",
-    TornWrite = "torn_write",
+seedcore_engine::names! {
+    /// A fault kind without its fields: what scenarios and events call it, and what a
+    /// swarm may switch on.
+    FaultName {
+        Crash = "crash",
+        Restart = "restart",
+        Pause = "pause",
+        Partition = "partition",
+        Isolate = "isolate",
+        PacketLoss = "packet_loss",
+        Latency = "latency",
+        BackendErrors = "backend_errors",
+        BackendSlow = "backend_slow",
+        TokenInflation = "token_inflation",
+        BadPromotion = "bad_promotion",
+        LedgerIoError = "ledger_io_error",
+        LedgerCorrupt = "ledger_corrupt",
+        TornWrite = "torn_write",
+    }
 }
 
 impl FaultName {
-    /// Parses a kind's name.
-    pub fn parse(name: &str) -> Option<FaultName> {
-        FaultName::ALL.iter().copied().find(|k| k.as_str() == name)
-    }
-
     /// Every kind's name, for error messages: `crash, restart, ...`.
     pub fn list() -> String {
         FaultName::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")

@@ -205,12 +205,12 @@ pub struct Flashbulb {
     pub cause: FlashbulbCause,
 }
 
-/// Why an event went into the flashbulb tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-pub enum FlashbulbCause {
-    /// The task escalated because the valve breached.
-    #[serde(rename = "breach")]
-    Breach,
+crate::names! {
+    /// Why an event went into the flashbulb tier.
+    FlashbulbCause {
+        /// The task escalated because the valve breached.
+        Breach = "breach",
+    }
 }
 
 /// Entries held and capacity per tier, for snapshots.

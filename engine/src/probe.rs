@@ -98,34 +98,42 @@ signal_set! {
     }
 }
 
-/// Declares a closed set of names an event field takes: an enum serialised to exactly
-/// these strings (so event logs keep their bytes), with `as_str`.
+/// Declares a closed set of names a field takes (in events, scenarios, files): an enum
+/// serialised to exactly these strings (so logs keep their bytes), with `ALL` in
+/// declaration order, `as_str` and `parse`. Used by every crate of the workspace for its
+/// named sets (`seedcore_engine::names!`).
+#[macro_export]
 macro_rules! names {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant,)* }
 
         impl $name {
             /// Every name, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant,)*];
 
-            /// The name in events.
+            /// The name as it is written.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text,)* }
+            }
+
+            /// Parses the name as it is written.
+            pub fn parse(name: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|n| n.as_str() == name)
             }
         }
     };
 }
 
-names! {
+crate::names! {
     /// What happened to a node.
     NodeEvent {
         Started = "started",
     }
 }
 
-names! {
+crate::names! {
     /// A node's role in `node` events (a worker's is its path).
     Role {
         Coordinator = "coordinator",
@@ -145,7 +153,7 @@ impl Role {
     }
 }
 
-names! {
+crate::names! {
     /// The ledger's life cycle.
     LedgerEvent {
         /// Opened and verified at start.
@@ -159,7 +167,7 @@ names! {
     }
 }
 
-names! {
+crate::names! {
     /// What the autoscaler did.
     ScaleEvent {
         Target = "target",
@@ -170,7 +178,7 @@ names! {
     }
 }
 
-names! {
+crate::names! {
     /// Why the organism's certified bound or energy was reported.
     OrganismCause {
         Init = "init",
