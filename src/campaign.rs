@@ -71,6 +71,9 @@ pub fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<u8, Failure> {
 /// Writes `campaign.json` and `campaign.jsonl` (in seed order) into `dir`.
 fn write_dir(dir: &Path, info: &CampaignInfo, lines: &[SeedLine]) -> Result<(), Failure> {
     let error = |path: &Path, e: &dyn std::fmt::Display| usage(format!("{}: {e}", path.display()));
+    if seedcore_sim::run::holds_certificate(dir) {
+        return Err(seedcore_sim::run::refuse_certificate(dir, " for the campaign").into());
+    }
     std::fs::create_dir_all(dir).map_err(|e| error(dir, &e))?;
     let info_path = dir.join("campaign.json");
     let text = serde_json::to_string_pretty(info).expect("the info serialises");
@@ -316,9 +319,13 @@ mod sim {
     pub fn shrink(args: ShrinkArgs) -> Result<u8, Failure> {
         let scenario = seedcore_sim::load_with_swarm(&args.scenario, args.swarm)?;
         let seed = args.seed.unwrap_or(scenario.seed);
-        let out = args.out.unwrap_or_else(|| PathBuf::from("out").join(format!("shrink-{}-{seed}", scenario.name)));
+        let out =
+            args.out.unwrap_or_else(|| PathBuf::from("out").join("shrink").join(format!("{}-{seed}", scenario.name)));
         if out.exists() && !out.is_dir() {
             return Err(usage(format!("{}: exists and is not a directory", out.display())));
+        }
+        if seedcore_sim::run::holds_certificate(&out) {
+            return Err(seedcore_sim::run::refuse_certificate(&out, " for shrunk.toml").into());
         }
         let Some(target) = shrink_target(&scenario, seed, args.invariant.as_deref())? else {
             println!("nothing to shrink: seed {seed} passes every invariant");

@@ -4,18 +4,66 @@
 use crate::exit::{self, usage, Failure};
 use seedcore_reports::keys::{self, Keyring};
 use seedcore_reports::verify::{verify_bundle, VerifyError};
+#[cfg(madsim)]
+use seedcore_sim::run::Existing;
 use std::path::{Path, PathBuf};
 
 /// The arguments of `certify`.
+#[derive(clap::Args)]
 #[cfg_attr(not(madsim), allow(dead_code, reason = "certify runs in the simulation build only"))]
 pub struct Args {
+    /// Scenario file (TOML).
     pub scenario: PathBuf,
+    /// Run seed; defaults to the scenario's.
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// Runs of the seed for the determinism check; defaults to the scenario's (2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub replays: Option<u32>,
+    /// Ed25519 private key (PKCS#8 PEM, from `seedcore keygen`); without it, the
+    /// development key keys/development.key is used (and created if missing).
+    #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Report directory; defaults to out/<scenario>-<seed>, or, when that holds another
+    /// certificate, the first free out/<scenario>-<seed>-N. Nothing overwrites a
+    /// certificate: a directory given here that holds one is refused without --force.
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the certificate in --out DIR (the log keeps the replaced one's entry, which
+    /// `log verify` then reports).
+    #[arg(long, requires = "out")]
+    pub force: bool,
+    /// The certification log this certification is appended to (docs/certification.md 8.6).
+    #[arg(long, default_value = "out/log")]
+    pub log: PathBuf,
+    /// Exit 1 on PASS WITH CONDITIONS too.
+    #[arg(long)]
     pub fail_on_conditions: bool,
+    /// Exit 1 on any regression against --baseline.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
+    /// A previous certificate of the same scenario: verified (against --pubkey/--keyring,
+    /// or the signing key), then regressions against it are flagged.
+    #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Compare with a baseline of another scenario digest all the same, listing what
+    /// differs.
+    #[arg(long, requires = "baseline")]
+    pub baseline_allow_changed_scenario: bool,
+    /// Trusted public key for the baseline (SPKI PEM); repeatable.
+    #[arg(long)]
+    pub pubkey: Vec<PathBuf>,
+    /// Directory of trusted public keys (*.pub) for the baseline.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// A frozen policy (a TOML file with a [policy] table, kept by the governance owner):
+    /// a scenario policy that loosens or reweighs it is refused (exit 2).
+    #[arg(long)]
+    pub frozen_policy: Option<PathBuf>,
+    /// A capture of the live gateway (`serve --scenario SCENARIO --capture FILE`):
+    /// replayed in the simulator with the scenario's engine settings, its decision
+    /// agreement is the live half of `determinism`, and it is bundled.
+    #[arg(long)]
     pub capture: Option<PathBuf>,
 }
 
@@ -60,14 +108,42 @@ fn certify_replays(scenario: &seedcore_sim::Scenario, given: Option<u32>) -> Res
     )))
 }
 
+/// Where the bundle goes: `--out DIR` (refused when it holds a certificate, unless
+/// `--force`), or the default directory, or the next free name beside it.
+#[cfg(madsim)]
+fn placement(args: &Args, scenario: &seedcore_sim::Scenario, seed: u64) -> Result<(PathBuf, Existing), Failure> {
+    match &args.out {
+        None => Ok((crate::summary::default_out(scenario, seed), Existing::NextFree)),
+        Some(out) if args.force => Ok((out.clone(), Existing::Force)),
+        Some(out) if seedcore_sim::run::holds_certificate(out) => Err(usage(format!(
+            "--out {}: holds another certificate, and nothing overwrites one; give another directory, leave --out out \
+             (a new directory is chosen), or --force to replace it",
+            out.display()
+        ))),
+        Some(out) => Ok((out.clone(), Existing::Replace)),
+    }
+}
+
+/// The keys a baseline must verify against: `--pubkey`/`--keyring`, or the signing key's.
+#[cfg(madsim)]
+fn baseline_keys(args: &Args, key: &keys::SigningKey) -> Result<Keyring, Failure> {
+    if args.pubkey.is_empty() && args.keyring.is_none() {
+        let mut keyring = Keyring::default();
+        keyring.add_key(key.verifying_key(), "the signing key");
+        return Ok(keyring);
+    }
+    trusted_keys(&args.pubkey, args.keyring.as_deref())
+}
+
 #[cfg(madsim)]
 pub fn certify(args: Args) -> Result<u8, Failure> {
-    use seedcore_reports::pipeline::{certify_into, CertifyRequest};
+    use seedcore_reports::pipeline::{certify_into, Baseline, CertifyRequest};
     let scenario = seedcore_sim::load(&args.scenario)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let replays = certify_replays(&scenario, args.replays)?;
     let (key, development_key) = signing_key(args.key.as_deref())?;
-    let out = args.out.unwrap_or_else(|| crate::summary::default_out(&scenario, seed));
+    let (out, existing) = placement(&args, &scenario, seed)?;
+    let keyring = baseline_keys(&args, &key)?;
     crate::summary::banner("certify", &scenario, seed, replays);
     if let Some(capture) = &args.capture {
         eprintln!(
@@ -76,21 +152,36 @@ pub fn certify(args: Args) -> Result<u8, Failure> {
             scenario.name
         );
     }
+    let baseline = args.baseline.as_ref().map(|dir| Baseline {
+        dir: dir.clone(),
+        keyring: &keyring,
+        allow_changed_scenario: args.baseline_allow_changed_scenario,
+    });
     let done = certify_into(CertifyRequest {
         scenario: &scenario,
         seed,
         replays,
         key: &key,
         development_key,
-        out,
-        baseline: args.baseline,
-        capture: args.capture,
+        out: out.clone(),
+        existing,
+        baseline,
+        frozen_policy: args.frozen_policy.clone(),
+        log: Some(args.log.clone()),
+        capture: args.capture.clone(),
         toolchain: toolchain(),
     })?;
     crate::summary::print(&scenario, &done.report, done.wall);
+    if done.dir != out {
+        println!(
+            "{} holds another certificate, which nothing overwrites: this one is in {}",
+            out.display(),
+            done.dir.display()
+        );
+    }
     let public = keys::public_path(args.key.as_deref().unwrap_or(Path::new(keys::DEVELOPMENT_KEY)));
-    print_certified(&scenario, seed, &done, &public);
-    Ok(exit_code(&done, args.fail_on_conditions))
+    print_certified(&scenario, seed, &done, &public, &args.log);
+    Ok(exit_code(&done, args.fail_on_conditions, args.fail_on_regression))
 }
 
 /// The closing box: outcome, score, regressions, and where the report and the
@@ -101,6 +192,7 @@ fn print_certified(
     seed: u64,
     done: &seedcore_reports::pipeline::Certification,
     public: &Path,
+    log: &Path,
 ) {
     let data = &done.certified.data;
     let written = done.dir.display();
@@ -111,21 +203,47 @@ fn print_certified(
     if !data.critical_failures.is_empty() {
         println!("  critical invariant(s) not passed: {}", data.critical_failures.join(", "));
     }
+    for change in &done.scenario_changes {
+        println!("  scenario changed since the baseline: {change}");
+    }
     for regression in &data.regressions {
         println!("  regression against the baseline: {regression}");
+    }
+    for change in data.policy_changes.iter().filter(|c| c.weakens()) {
+        println!("  policy {} against the defaults: {}", change.effect, change.sentence());
     }
     println!("  report      {written}/report.html (and report.md)");
     let development = if data.development_key { " (DEVELOPMENT key)" } else { "" };
     println!("  certificate {written}/certificate.dsse.json, key id {}{development}", &data.key_id[..16]);
     println!("  verify      cargo sim verify {written} --pubkey {}", public.display());
     println!("  reproduce   cargo sim reproduce {written} --pubkey {}", public.display());
+    if let Some(entry) = &done.logged {
+        println!(
+            "  logged      entry {} of {} at {}; check it: seedcore log verify {} --pubkey {}",
+            entry.index,
+            log.display(),
+            entry.time,
+            log.display(),
+            public.display()
+        );
+    }
     println!("{rule}");
 }
 
-/// 0 for PASS (and PASS WITH CONDITIONS unless `--fail-on-conditions`), 1 otherwise.
+/// 0 for PASS (and PASS WITH CONDITIONS unless `--fail-on-conditions`), 1 otherwise, and
+/// 1 for a regression against the baseline with `--fail-on-regression`.
 #[cfg(madsim)]
-fn exit_code(done: &seedcore_reports::pipeline::Certification, fail_on_conditions: bool) -> u8 {
+fn exit_code(
+    done: &seedcore_reports::pipeline::Certification,
+    fail_on_conditions: bool,
+    fail_on_regression: bool,
+) -> u8 {
     use seedcore_reports::model::Outcome;
+    let regressions = &done.certified.data.regressions;
+    if fail_on_regression && !regressions.is_empty() && done.certified.data.outcome != Outcome::Fail {
+        println!("exit 1: {} regression(s) against the baseline and --fail-on-regression", regressions.len());
+        return exit::INVARIANT_FAILED;
+    }
     match done.certified.data.outcome {
         Outcome::Pass => exit::PASS,
         Outcome::PassWithConditions if !fail_on_conditions => exit::PASS,
@@ -150,7 +268,7 @@ pub struct VerifyArgs {
 }
 
 /// The trusted keys: every `--pubkey` and the `--keyring` directory's; at least one.
-fn trusted_keys(pubkeys: &[PathBuf], dir: Option<&Path>) -> Result<Keyring, Failure> {
+pub fn trusted_keys(pubkeys: &[PathBuf], dir: Option<&Path>) -> Result<Keyring, Failure> {
     let mut keyring = Keyring::default();
     for path in pubkeys {
         keyring.add_file(path)?;
@@ -173,6 +291,12 @@ pub fn verify(args: VerifyArgs) -> Result<u8, Failure> {
         )));
     }
     let keyring = trusted_keys(&pubkeys, keyring.as_deref())?;
+    if bundle.join(seedcore_reports::attest::ENVELOPE).is_file() {
+        if rerun {
+            return Err(usage("--rerun re-runs a certification bundle; an attestation is verified from its bundles"));
+        }
+        return crate::attest::verify(&bundle, &keyring);
+    }
     let verified = match verify_bundle(&bundle, &keyring, scenario.as_deref()) {
         Ok(verified) => verified,
         Err(error @ VerifyError::Unreadable { .. }) => return Err(usage(error.to_string())),

@@ -14,7 +14,7 @@ pub struct CompareArgs {
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Directory for the replay's tasks.csv, disagreements.csv and agreement.json;
-    /// defaults to out/compare-<capture name>.
+    /// defaults to out/compare/<capture name>.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Exit 1 when the agreement is below this share (docs/certification.md 8.1's live half of
@@ -69,7 +69,7 @@ pub fn run(args: CompareArgs) -> Result<u8, exit::Failure> {
     let (scenario, organism_seed) = live_settings(args.scenario.as_deref())?;
     let rows = read_capture(&args.capture).map_err(|e| exit::usage(e.to_string()))?;
     let stem = args.capture.file_stem().map_or_else(|| "capture".into(), |s| s.to_string_lossy().into_owned());
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("out/compare-{stem}")));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("out").join("compare").join(&stem));
     eprintln!("replaying {} captured tasks in the simulator ...", rows.len());
     let comparison = compare(&scenario, organism_seed, &rows, &out)?;
     println!("{}", report(&comparison, &args));

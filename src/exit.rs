@@ -59,6 +59,17 @@ impl From<seedcore_reports::certify::CertifyError> for Failure {
         match error {
             CertifyError::Usage(message) => usage(message),
             CertifyError::Runtime(message) => runtime(message),
+            CertifyError::Rejected(message) => Failure::new(REJECTED, message),
+        }
+    }
+}
+
+impl From<seedcore_reports::certlog::LogError> for Failure {
+    fn from(error: seedcore_reports::certlog::LogError) -> Failure {
+        use seedcore_reports::certlog::LogError;
+        match error {
+            LogError::Io { .. } => usage(error.to_string()),
+            LogError::Rejected { .. } => Failure::new(REJECTED, error.to_string()),
         }
     }
 }

@@ -5,9 +5,12 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod attest;
 mod campaign;
 mod certify;
+mod certlog;
 mod compare;
+mod dashboard;
 mod exit;
 mod load;
 mod logs;
@@ -72,7 +75,8 @@ enum Command {
         /// Runs of the seed for the determinism check; defaults to the scenario's (2).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         replays: Option<u32>,
-        /// Directory for events.jsonl and tasks.csv; defaults to out/<scenario>-<seed>.
+        /// Directory for events.jsonl and tasks.csv; defaults to out/replay/<scenario>-<seed>.
+        /// A directory that holds a certificate is refused: nothing overwrites one.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Swarm mode: the seed also draws a fault plan, within the scenario's
@@ -127,40 +131,40 @@ enum Command {
         /// The most runs to spend.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         max_runs: u32,
-        /// Directory for shrunk.toml; defaults to out/shrink-<scenario>-<seed>.
+        /// Directory for shrunk.toml; defaults to out/shrink/<scenario>-<seed>.
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Certify a scenario: replay it under the simulator with its determinism replays,
     /// evaluate and score every invariant, and write a signed report directory
     /// (simulation build: `cargo sim certify ...`).
-    Certify {
-        /// Scenario file (TOML).
-        scenario: PathBuf,
-        /// Run seed; defaults to the scenario's.
+    Certify(Box<certify::Args>),
+    /// The weekly attestation over the certification log (docs/certification.md 8.8): every
+    /// bundle of the window re-verified, figures, deviations with their actions, and a
+    /// status, as Markdown and a signed in-toto statement (exit 1 when FAIL: production
+    /// paused; 4 when the log does not verify).
+    Attest(Box<attest::Args>),
+    /// Build the fleet dashboard: one static page (SITE/index.html) over every certification
+    /// bundle, campaign and certification log under the directories, each bundle verified.
+    Dashboard {
+        /// Directories to scan (bundles, campaigns, certification logs; up to 6 levels down).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The site directory (created if needed; index.html is replaced).
         #[arg(long)]
-        seed: Option<u64>,
-        /// Runs of the seed for the determinism check; defaults to the scenario's (2).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
-        replays: Option<u32>,
-        /// Ed25519 private key (PKCS#8 PEM, from `seedcore keygen`); without it, the
-        /// development key keys/development.key is used (and created if missing).
+        out: PathBuf,
+        /// Trusted public key (SPKI PEM); repeatable. Without --pubkey or --keyring:
+        /// keys/development.pub.
         #[arg(long)]
-        key: Option<PathBuf>,
-        /// Report directory; defaults to out/<scenario>-<seed>.
+        pubkey: Vec<PathBuf>,
+        /// Directory of trusted public keys (*.pub).
         #[arg(long)]
-        out: Option<PathBuf>,
-        /// Exit 1 on PASS WITH CONDITIONS too.
-        #[arg(long)]
-        fail_on_conditions: bool,
-        /// A previous report directory of the same scenario: flag regressions against it.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// A capture of the live gateway (`serve --scenario SCENARIO --capture FILE`):
-        /// replayed in the simulator with the scenario's engine settings, its decision
-        /// agreement is the live half of `determinism`, and it is bundled.
-        #[arg(long)]
-        capture: Option<PathBuf>,
+        keyring: Option<PathBuf>,
+    },
+    /// The certification log: list its entries, or verify it as a transparency log.
+    Log {
+        #[command(subcommand)]
+        command: certlog::LogCommand,
     },
     /// Verify a report directory offline: signature, digests, event log, and every
     /// invariant recomputed from the events (exit 4 when rejected).
@@ -249,8 +253,11 @@ fn main() -> ExitCode {
         Command::Shrink { scenario, seed, swarm, invariant, max_runs, out } => {
             campaign::shrink(campaign::ShrinkArgs { scenario, seed, swarm, invariant, max_runs, out })
         }
-        Command::Certify { scenario, seed, replays, key, out, fail_on_conditions, baseline, capture } => {
-            certify::certify(certify::Args { scenario, seed, replays, key, out, fail_on_conditions, baseline, capture })
+        Command::Certify(args) => certify::certify(*args),
+        Command::Log { command } => certlog::run(command),
+        Command::Attest(args) => attest::run(*args),
+        Command::Dashboard { dirs, out, pubkey, keyring } => {
+            dashboard::run(dashboard::Args { dirs, out, pubkeys: pubkey, keyring })
         }
         Command::Verify { bundle, pubkey, keyring, scenario, rerun } => {
             certify::verify(certify::VerifyArgs { bundle, pubkeys: pubkey, keyring, scenario, rerun })

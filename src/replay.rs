@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let scenario = seedcore_sim::load_with_swarm(&args.scenario, args.swarm)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let replays = args.replays.unwrap_or(scenario.harness.replays);
-    let out = args.out.unwrap_or_else(|| crate::summary::default_out(&scenario, seed));
+    let out = args.out.unwrap_or_else(|| crate::summary::default_replay_out(&scenario, seed));
     crate::summary::banner("replay", &scenario, seed, replays);
     let replayed = seedcore_sim::run::replay_into(&scenario, seed, replays, &out).map_err(|e| {
         if e.is_usage() {

@@ -61,6 +61,12 @@ pub fn default_out(scenario: &Scenario, seed: u64) -> std::path::PathBuf {
     std::path::PathBuf::from("out").join(format!("{}-{seed}", scenario.name))
 }
 
+/// Where `replay` writes by default: `out/replay/<scenario>-<seed>`, apart from the
+/// certification bundles, which nothing overwrites.
+pub fn default_replay_out(scenario: &Scenario, seed: u64) -> std::path::PathBuf {
+    std::path::PathBuf::from("out").join("replay").join(format!("{}-{seed}", scenario.name))
+}
+
 /// Prints the run summary and the invariant table.
 pub fn print(scenario: &Scenario, report: &RunReport, wall: Duration) {
     let s = &report.stats;

@@ -758,6 +758,7 @@ pub(crate) mod tests {
             key_id: "ff".repeat(32),
             development_key: false,
             regressions: vec![],
+            policy_changes: vec![],
         }
     }
 

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-/// The envelope's file name.
-pub const CERTIFICATE: &str = "certificate.dsse.json";
+/// The envelope's file name (defined where runs are staged, which never overwrite one).
+pub use seedcore_sim::run::CERTIFICATE;
 /// The pretty statement's file name.
 pub const STATEMENT: &str = "statement.json";
 
@@ -36,6 +36,9 @@ pub enum CertifyError {
     /// Writing or reading back the bundle failed (exit 3).
     #[error("{0}")]
     Runtime(String),
+    /// Something given to check against does not verify: a baseline, the log (exit 4).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// Everything a certification needs besides the staged run.
@@ -112,8 +115,9 @@ pub fn bundled_trace(scenario: &Scenario) -> Result<Option<(PathBuf, PathBuf)>, 
     }
 }
 
-/// Reads the statement of a previous certificate (its envelope's payload) as a baseline.
-/// The baseline is compared with, not trusted: verify it on its own to rely on it.
+/// Reads the statement of a certificate (its envelope's payload) without verifying it: for
+/// naming what a bundle that does not verify claimed. A baseline is verified instead
+/// (`pipeline::verified_baseline`).
 pub fn read_baseline(dir: &Path) -> Result<Statement, CertifyError> {
     let path = dir.join(CERTIFICATE);
     let usage = |message: String| CertifyError::Usage(format!("{}: {message}", path.display()));

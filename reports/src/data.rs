@@ -72,8 +72,15 @@ pub fn report_data(
         key_id: provenance.key_id,
         development_key: provenance.development_key,
         regressions: provenance.regressions,
+        policy_changes: policy_changes(scenario),
     };
     (data, results)
+}
+
+/// The scenario's policy against the defaults of docs/certification.md 8.1.
+pub fn policy_changes(scenario: &Scenario) -> Vec<crate::model::PolicyChange> {
+    let defaults = seedcore_sim::scenario::Policy::defaults(scenario.engine.router.window);
+    scenario.policy.changes_from(&defaults).iter().map(crate::model::PolicyChange::from_change).collect()
 }
 
 /// One table row per invariant result, with the weight the scenario's policy gives it.

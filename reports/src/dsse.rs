@@ -33,8 +33,8 @@ pub struct EnvelopeSignature {
 /// Why an envelope is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DsseError {
-    #[error("unknown payload type {0:?} (expected {IN_TOTO:?})")]
-    PayloadType(String),
+    #[error("unknown payload type {found:?} (expected {expected:?})")]
+    PayloadType { found: String, expected: String },
     #[error("the payload is not valid base64")]
     Payload,
     #[error("the envelope has no signature")]
@@ -85,8 +85,13 @@ pub struct Verified {
 /// and every signature by a trusted key must verify (`verify_strict`, which also refuses
 /// weak keys and non-canonical signatures); at least one must be by a trusted key.
 pub fn verify(envelope: &Envelope, keyring: &Keyring) -> Result<Verified, DsseError> {
-    if envelope.payload_type != IN_TOTO {
-        return Err(DsseError::PayloadType(envelope.payload_type.clone()));
+    verify_as(envelope, IN_TOTO, keyring)
+}
+
+/// Verifies an envelope whose payload must be of `payload_type`, as `verify` does.
+pub fn verify_as(envelope: &Envelope, payload_type: &str, keyring: &Keyring) -> Result<Verified, DsseError> {
+    if envelope.payload_type != payload_type {
+        return Err(DsseError::PayloadType { found: envelope.payload_type.clone(), expected: payload_type.into() });
     }
     let payload = STANDARD.decode(&envelope.payload).map_err(|_| DsseError::Payload)?;
     if envelope.signatures.is_empty() {
@@ -161,7 +166,7 @@ mod tests {
         assert!(matches!(verify(&other, &trusted), Err(DsseError::BadSignature { .. })));
         let mut other = envelope.clone();
         other.payload_type = "application/json".into();
-        assert!(matches!(verify(&other, &trusted), Err(DsseError::PayloadType(_))));
+        assert!(matches!(verify(&other, &trusted), Err(DsseError::PayloadType { .. })));
         let mut other = envelope.clone();
         other.signatures.clear();
         assert_eq!(verify(&other, &trusted), Err(DsseError::Unsigned));

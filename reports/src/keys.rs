@@ -88,6 +88,11 @@ impl Keyring {
         paths.iter().try_for_each(|p| self.add_file(p))
     }
 
+    /// Adds a key held in memory (the public half of a signing key), naming where it is from.
+    pub fn add_key(&mut self, key: VerifyingKey, source: &str) {
+        self.keys.insert(key_id(&key), (key, source.to_string()));
+    }
+
     /// The key with this id and where it came from.
     pub fn get(&self, key_id: &str) -> Option<(&VerifyingKey, &str)> {
         self.keys.get(key_id).map(|(k, p)| (k, p.as_str()))

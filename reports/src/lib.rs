@@ -6,7 +6,11 @@
 //! (it uses the ledger's public cycle-message format to check cycle signatures).
 
 pub mod analytics;
+pub mod attest;
 pub mod certify;
+pub mod certlog;
+pub mod clock;
+pub mod dashboard;
 pub mod data;
 pub mod dsse;
 pub mod fold;

@@ -201,4 +201,42 @@ pub struct ReportData {
     pub development_key: bool,
     /// Regressions against a baseline certificate, as sentences.
     pub regressions: Vec<String>,
+    /// Every policy setting that differs from docs/certification.md 8.1's defaults.
+    pub policy_changes: Vec<PolicyChange>,
+}
+
+/// A policy setting that differs from the defaults, as the certificate states it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    pub invariant: String,
+    /// `threshold`, `warn`, `weight` or `window`.
+    pub setting: String,
+    pub default: String,
+    pub value: String,
+    /// `loosened`, `tightened`, `reweighted` or `changed`.
+    pub effect: String,
+}
+
+impl PolicyChange {
+    /// The certificate's form of a change.
+    pub fn from_change(change: &seedcore_sim::policy::Change) -> PolicyChange {
+        PolicyChange {
+            invariant: change.invariant.as_str().to_string(),
+            setting: change.setting.to_string(),
+            default: change.from.to_string(),
+            value: change.to.to_string(),
+            effect: change.effect.as_str().to_string(),
+        }
+    }
+
+    /// Whether a reviewer must be told: anything but a tightening.
+    pub fn weakens(&self) -> bool {
+        self.effect != "tightened"
+    }
+
+    /// One line for a banner or a list.
+    pub fn sentence(&self) -> String {
+        format!("{} {} {} (default {}): {}", self.invariant, self.setting, self.value, self.default, self.effect)
+    }
 }

@@ -3,13 +3,15 @@
 //! moved into place; and the re-run of a verified bundle. The command line only parses its
 //! arguments, calls these, and prints what they return. Simulation build only.
 
-use crate::certify::{bundled_trace, certify, read_baseline, Certified, Certify, CertifyError};
+use crate::certify::{bundled_trace, certify, Certified, Certify, CertifyError};
+use crate::certlog::{self, Entry};
+use crate::keys::Keyring;
 use crate::model::Toolchain;
 use crate::statement::{LiveRef, Statement, LIVE_CAPTURE};
 use ed25519_dalek::SigningKey;
 use seedcore_sim::compare::{Captured, Comparison};
 use seedcore_sim::invariants::LiveAgreement;
-use seedcore_sim::run::{RunError, RunReport};
+use seedcore_sim::run::{Existing, RunError, RunReport};
 use seedcore_sim::Scenario;
 use std::path::{Path, PathBuf};
 
@@ -35,14 +37,28 @@ pub struct CertifyRequest<'a> {
     pub replays: u32,
     pub key: &'a SigningKey,
     pub development_key: bool,
-    /// The report directory.
+    /// The report directory, and what to do when it exists.
     pub out: PathBuf,
-    /// A previous report directory of the same scenario.
-    pub baseline: Option<PathBuf>,
+    pub existing: Existing,
+    /// A previous certificate of the same scenario, verified before the run.
+    pub baseline: Option<Baseline<'a>>,
+    /// A frozen policy file: the scenario may tighten it, never loosen it.
+    pub frozen_policy: Option<PathBuf>,
+    /// The certification log to append to.
+    pub log: Option<PathBuf>,
     /// A capture of the live gateway: the live half of `determinism`.
     pub capture: Option<PathBuf>,
     /// What this binary was built with.
     pub toolchain: Toolchain,
+}
+
+/// `--baseline DIR`, with the keys it must verify against.
+pub struct Baseline<'a> {
+    pub dir: PathBuf,
+    pub keyring: &'a Keyring,
+    /// `--baseline-allow-changed-scenario`: a baseline of another scenario digest is
+    /// compared with all the same, its differences listed.
+    pub allow_changed_scenario: bool,
 }
 
 /// A certification written to its directory.
@@ -55,36 +71,131 @@ pub struct Certification {
     pub certified: Certified,
     /// The command that reproduces the certification.
     pub repro: String,
+    /// The log entry appended, when there is a log.
+    pub logged: Option<Entry>,
+    /// What differs between the baseline's scenario and this one (allowed by the flag).
+    pub scenario_changes: Vec<String>,
 }
 
-/// The baseline's statement, when it certifies the same scenario.
-fn baseline_of(dir: &Path, scenario: &Scenario) -> Result<Statement, CertifyError> {
-    let baseline = read_baseline(dir)?;
-    if baseline.predicate.scenario.name != scenario.name {
-        return Err(CertifyError::Usage(format!(
-            "{}: the baseline certifies scenario {:?}, not {:?}",
-            dir.display(),
-            baseline.predicate.scenario.name,
-            scenario.name
-        )));
+/// The baseline's statement, verified against the trusted keys, of the same scenario
+/// digest (or, when allowed, with the differences listed).
+pub fn verified_baseline(
+    baseline: &Baseline<'_>,
+    scenario: &Scenario,
+) -> Result<(Statement, Vec<String>), CertifyError> {
+    use crate::verify::{verify_bundle, VerifyError};
+    let dir = &baseline.dir;
+    let verified = match verify_bundle(dir, baseline.keyring, None) {
+        Ok(verified) => verified,
+        Err(VerifyError::Unreadable { path, message }) => {
+            return Err(CertifyError::Usage(format!("--baseline {path}: {message}")))
+        }
+        Err(VerifyError::Rejected(reason)) => {
+            return Err(CertifyError::Rejected(format!(
+                "--baseline {}: the baseline does not verify ({reason}); a baseline is a verified certificate",
+                dir.display()
+            )))
+        }
+    };
+    let statement = verified.statement;
+    if statement.predicate.scenario.sha256 == scenario.sha256 {
+        return Ok((statement, Vec::new()));
     }
-    Ok(baseline)
+    let before = std::fs::read_to_string(dir.join(&statement.predicate.scenario.file)).unwrap_or_default();
+    let changes = scenario_differences(&before, &scenario.source);
+    if baseline.allow_changed_scenario {
+        return Ok((statement, changes));
+    }
+    Err(CertifyError::Usage(format!(
+        "--baseline {}: it certifies scenario {} with SHA-256 {}, not this one's {}; a baseline must certify the same \
+         scenario (--baseline-allow-changed-scenario compares all the same). What differs:\n  {}",
+        dir.display(),
+        statement.predicate.scenario.name,
+        statement.predicate.scenario.sha256,
+        scenario.sha256,
+        changes.join("\n  ")
+    )))
+}
+
+/// The lines of one scenario text that the other lacks (comments and blank lines aside),
+/// as `- line N: ...` (the baseline's) and `+ line N: ...` (this one's).
+pub fn scenario_differences(before: &str, after: &str) -> Vec<String> {
+    let meaningful = |text: &str| -> Vec<(usize, String)> {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim().to_string()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    };
+    let (old, new) = (meaningful(before), meaningful(after));
+    let mut out: Vec<String> = Vec::new();
+    for (n, line) in &old {
+        if !new.iter().any(|(_, l)| l == line) {
+            out.push(format!("- line {n}: {line}"));
+        }
+    }
+    for (n, line) in &new {
+        if !old.iter().any(|(_, l)| l == line) {
+            out.push(format!("+ line {n}: {line}"));
+        }
+    }
+    out
+}
+
+/// `--frozen-policy FILE`: every change of the scenario's policy against it must tighten.
+pub fn check_frozen(scenario: &Scenario, file: &Path) -> Result<(), CertifyError> {
+    let frozen = seedcore_sim::scenario::load_policy(file, &scenario.engine).map_err(usage)?;
+    let refused: Vec<String> = scenario
+        .policy
+        .changes_from(&frozen)
+        .into_iter()
+        .filter(|c| !c.effect.allowed_under_freeze())
+        .map(|c| {
+            format!(
+                "policy.{}.{} = {} ({} against the frozen {})",
+                c.invariant,
+                c.setting,
+                c.to,
+                c.effect.as_str(),
+                c.from
+            )
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(CertifyError::Usage(format!(
+        "{}: the policy is frozen by {}, which a scenario may only tighten: {}",
+        scenario.path.display(),
+        file.display(),
+        refused.join("; ")
+    )))
 }
 
 /// `seedcore certify`: every input checked before the runs, then the runs staged, judged,
-/// written, signed and moved to `out`.
+/// written, signed, moved to `out`, and appended to the log.
 pub fn certify_into(request: CertifyRequest<'_>) -> Result<Certification, CertifyError> {
     use seedcore_sim::run::{run_staged, Staging, Verdicts};
     let scenario = request.scenario;
     bundled_trace(scenario)?;
-    let baseline = request.baseline.as_deref().map(|dir| baseline_of(dir, scenario)).transpose()?;
+    if let Some(file) = &request.frozen_policy {
+        check_frozen(scenario, file)?;
+    }
+    let (baseline, scenario_changes) = match &request.baseline {
+        Some(b) => verified_baseline(b, scenario).map(|(s, c)| (Some(s), c))?,
+        None => (None, Vec::new()),
+    };
+    if let Some(log) = &request.log {
+        certlog::check_appendable(log).map_err(log_error)?;
+    }
     let captured = match &request.capture {
         None => None,
         Some(path) => Some((path.clone(), seedcore_sim::compare::read_capture(path).map_err(usage)?)),
     };
     let build_sha256 = build_digest()
         .map_err(|e| CertifyError::Runtime(format!("cannot read the running executable to digest it: {e}")))?;
-    let staging = Staging::new(&request.out).map_err(|e| usage(format!("cannot write the report: {e}")))?;
+    let staging =
+        Staging::new(&request.out, request.existing).map_err(|e| usage(format!("cannot write the report: {e}")))?;
     let repro = format!("cargo sim certify {} --seed {}", scenario.path.display(), request.seed);
     let (mut report, wall) = run_staged(scenario, request.seed, request.replays, &staging, &repro, Verdicts::Leave)?;
     if let Some((path, rows)) = &captured {
@@ -103,7 +214,24 @@ pub fn certify_into(request: CertifyRequest<'_>) -> Result<Certification, Certif
     })?;
     let dir = staging.commit()?;
     report.results = certified.results.clone();
-    Ok(Certification { report, wall, dir, certified, repro })
+    let logged = match &request.log {
+        None => None,
+        Some(log) => Some(certlog::append(log, &dir, &certified.statement, request.key).map_err(|e| {
+            CertifyError::Runtime(format!("the certificate is written to {}, but not logged: {e}", dir.display()))
+        })?),
+    };
+    Ok(Certification { report, wall, dir, certified, repro, logged, scenario_changes })
+}
+
+/// A log that cannot take an append: unreadable is the user's to fix (2), altered is
+/// rejected (4).
+fn log_error(error: certlog::LogError) -> CertifyError {
+    match error {
+        certlog::LogError::Io { .. } => CertifyError::Usage(format!("--log: {error}")),
+        certlog::LogError::Rejected { .. } => CertifyError::Rejected(format!(
+            "--log: the certification log does not verify, so nothing is appended: {error}"
+        )),
+    }
 }
 
 fn usage(error: impl std::fmt::Display) -> CertifyError {

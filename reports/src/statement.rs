@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 // How the binary was built, as `EngineRef` states it: defined with the report's model, which
 // reads it too, and named here as well, where the certificate's readers have always found it.
 pub use crate::model::Toolchain;
+// A policy setting that differs from the defaults: defined with the report's model.
+pub use crate::model::PolicyChange;
 
 /// The in-toto statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -65,6 +67,10 @@ pub struct Predicate {
     pub regressions: Vec<String>,
     /// The baseline compared with, if any.
     pub baseline: Option<BaselineRef>,
+    /// Every policy setting that differs from docs/certification.md 8.1's defaults. Absent
+    /// when there is none (the bytes of such a statement are as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_changes: Vec<PolicyChange>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +247,7 @@ pub fn statement(data: &ReportData, files: BTreeMap<String, String>, baseline: O
             signer: SignerRef { keyid: data.key_id.clone(), development: data.development_key },
             regressions: data.regressions.clone(),
             baseline,
+            policy_changes: data.policy_changes.clone(),
         },
     }
 }

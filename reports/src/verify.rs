@@ -428,6 +428,13 @@ fn recompute(
             data.score
         )));
     }
+    if p.policy_changes != data.policy_changes {
+        return Err(reject(format!(
+            "policy: the statement lists {} change(s) from the defaults, the bundled scenario makes {}",
+            p.policy_changes.len(),
+            data.policy_changes.len()
+        )));
+    }
     if p.critical_failures != data.critical_failures {
         return Err(reject("outcome: the stated critical failures differ from the recomputed ones"));
     }

@@ -246,7 +246,7 @@ pub fn compare(
     scenario.swarm = None;
     scenario.duration_ms = tasks.last().map_or(0, |t| t.at_ms) + 1;
     let seed = seed_for_organism(organism_seed);
-    let staging = Staging::new(out)?;
+    let staging = Staging::new(out, crate::run::Existing::Replace)?;
     let tasks_path = staging.path().join("tasks.csv");
     let io =
         |path: &Path, e: std::io::Error| RunError::Output { path: path.display().to_string(), message: e.to_string() };

@@ -15,6 +15,7 @@ pub mod invariants;
 pub mod merkle;
 pub mod money;
 pub mod observer;
+pub mod policy;
 pub mod run;
 pub mod scenario;
 pub mod score;

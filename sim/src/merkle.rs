@@ -77,10 +77,104 @@ pub fn root_of(leaves: &[&[u8]]) -> [u8; 32] {
         0 => Sha256::digest(b"").into(),
         1 => leaf_hash(leaves[0]),
         n => {
-            let k = 1 << (usize::BITS - 1 - (n - 1).leading_zeros());
+            let k = split(n);
             node_hash(&root_of(&leaves[..k]), &root_of(&leaves[k..]))
         }
     }
+}
+
+/// The largest power of two strictly below `n` (n >= 2): RFC 6962's split point.
+fn split(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The Merkle tree hash over leaf hashes already computed (`leaf_hash` of each leaf).
+pub fn root_of_hashes(hashes: &[[u8; 32]]) -> [u8; 32] {
+    match hashes.len() {
+        0 => Sha256::digest(b"").into(),
+        1 => hashes[0],
+        n => {
+            let k = split(n);
+            node_hash(&root_of_hashes(&hashes[..k]), &root_of_hashes(&hashes[k..]))
+        }
+    }
+}
+
+/// RFC 6962 2.1.2 `PROOF(m, D[n])`: the nodes that show the tree of the first `m` leaves is
+/// a prefix of the tree of all of them (`hashes` are the leaf hashes). Empty for `m` of 0
+/// or `m` equal to the size; `m` above the size is a caller's bug.
+pub fn consistency_proof(hashes: &[[u8; 32]], m: usize) -> Vec<[u8; 32]> {
+    assert!(m <= hashes.len(), "a prefix of {m} leaves of a tree of {}", hashes.len());
+    let mut proof = Vec::new();
+    if m > 0 {
+        subproof(m, hashes, true, &mut proof);
+    }
+    proof
+}
+
+/// RFC 6962's `SUBPROOF(m, D[n], b)`, appending to `proof`.
+fn subproof(m: usize, hashes: &[[u8; 32]], whole: bool, proof: &mut Vec<[u8; 32]>) {
+    let n = hashes.len();
+    if m == n {
+        if !whole {
+            proof.push(root_of_hashes(hashes));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &hashes[..k], whole, proof);
+        proof.push(root_of_hashes(&hashes[k..]));
+    } else {
+        subproof(m - k, &hashes[k..], false, proof);
+        proof.push(root_of_hashes(&hashes[..k]));
+    }
+}
+
+/// RFC 9162 2.1.4.2: whether `proof` shows that the tree of size `m` with root `old` is a
+/// prefix of the tree of size `n` with root `new`, using the two roots and the proof only.
+pub fn verify_consistency(m: u64, n: u64, old: &[u8; 32], new: &[u8; 32], proof: &[[u8; 32]]) -> bool {
+    if m > n {
+        return false;
+    }
+    if m == 0 {
+        // Every tree extends the empty one.
+        return proof.is_empty();
+    }
+    if m == n {
+        return proof.is_empty() && old == new;
+    }
+    let mut path: Vec<[u8; 32]> = Vec::with_capacity(proof.len() + 1);
+    if m.is_power_of_two() {
+        path.push(*old);
+    }
+    path.extend_from_slice(proof);
+    let (mut f, mut s) = (m - 1, n - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let Some((&first, rest)) = path.split_first() else { return false };
+    let (mut fr, mut sr) = (first, first);
+    for c in rest {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    fr == *old && sr == *new && s == 0
 }
 
 #[cfg(test)]
@@ -123,6 +217,33 @@ mod tests {
             prop_assert_ne!(root_of(&refs), root_of(&changed_refs));
             let dropped: Vec<&[u8]> = refs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, l)| *l).collect();
             prop_assert_ne!(root_of(&refs), root_of(&dropped));
+        }
+
+        #[test]
+        fn a_prefix_is_proven_consistent_and_nothing_else_is(n in 1usize..70, m_at in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>()) {
+            let hashes: Vec<[u8; 32]> = (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect();
+            let m = m_at.index(n + 1);
+            let (old, new) = (root_of_hashes(&hashes[..m]), root_of_hashes(&hashes));
+            let proof = consistency_proof(&hashes, m);
+            prop_assert!(verify_consistency(m as u64, n as u64, &old, &new, &proof));
+            if m > 0 && m < n {
+                // Another old root, another new root, or an altered proof: rejected.
+                let mut other = old;
+                other[0] ^= 1;
+                prop_assert!(!verify_consistency(m as u64, n as u64, &other, &new, &proof));
+                prop_assert!(!verify_consistency(m as u64, n as u64, &old, &other, &proof));
+                if !proof.is_empty() {
+                    let mut bad = proof.clone();
+                    let i = flip.index(bad.len());
+                    bad[i][31] ^= 1;
+                    prop_assert!(!verify_consistency(m as u64, n as u64, &old, &new, &bad));
+                }
+                // A log rewritten after the prefix's leaf m - 1 is not consistent with it.
+                let mut rewritten = hashes.clone();
+                rewritten[m - 1][0] ^= 1;
+                let proof = consistency_proof(&rewritten, m);
+                prop_assert!(!verify_consistency(m as u64, n as u64, &old, &root_of_hashes(&rewritten), &proof));
+            }
         }
     }
 }

@@ -63,17 +63,53 @@ pub fn replays_fit_beside(tasks: usize) -> bool {
     BASE_BYTES.saturating_add((tasks as u64).saturating_mul(2 * RUN_BYTES_PER_TASK)) <= MEMORY_BUDGET
 }
 
+/// The signed envelope of a certification bundle: a directory holding it is a certificate,
+/// which nothing overwrites, deletes or writes into (docs/certification.md 8.6).
+pub const CERTIFICATE: &str = "certificate.dsse.json";
+
+/// Whether `dir` holds a certification bundle.
+pub fn holds_certificate(dir: &Path) -> bool {
+    dir.join(CERTIFICATE).exists()
+}
+
+/// The usage error of writing over a certificate.
+pub fn refuse_certificate(dir: &Path, how: &str) -> RunError {
+    RunError::Output {
+        path: dir.display().to_string(),
+        message: format!(
+            "holds a certification bundle ({CERTIFICATE}); nothing overwrites one: give another directory{how}"
+        ),
+    }
+}
+
+/// What becomes of the target directory when it already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Replaced, unless it holds a certificate (then a usage error, before any run).
+    Replace,
+    /// Replaced even when it holds a certificate (`certify --out DIR --force`).
+    Force,
+    /// Kept: the staged directory goes to the first free name among `target`,
+    /// `target-2`, `target-3`, ... (a certify to its default directory).
+    NextFree,
+}
+
+/// Most directories `Existing::NextFree` tries before giving up.
+const MAX_NEXT_FREE: u32 = 10_000;
+
 /// A directory written atomically: filled under a temporary name next to the target and
-/// renamed over it by `commit`; dropped without commit, it is removed.
+/// renamed into place by `commit`; dropped without commit, it is removed.
 pub struct Staging {
     staging: PathBuf,
     target: PathBuf,
+    existing: Existing,
     committed: bool,
 }
 
 impl Staging {
-    /// Prepares a staging directory for `target`; fails early if the place is not writable.
-    pub fn new(target: &Path) -> Result<Staging, RunError> {
+    /// Prepares a staging directory for `target`; fails early if the place is not writable
+    /// or, with `Existing::Replace`, holds a certificate.
+    pub fn new(target: &Path, existing: Existing) -> Result<Staging, RunError> {
         let name = target.file_name().ok_or_else(|| RunError::Output {
             path: target.display().to_string(),
             message: "not a directory name".into(),
@@ -89,6 +125,9 @@ impl Staging {
                 message: "exists and is not a directory".into(),
             });
         }
+        if existing == Existing::Replace && holds_certificate(target) {
+            return Err(refuse_certificate(target, ""));
+        }
         std::fs::create_dir_all(parent).map_err(|e| error(parent, e))?;
         // Leftovers of interrupted runs into the same target (killed before they could
         // clean up) go first; they were never the report.
@@ -102,7 +141,7 @@ impl Staging {
         }
         let staging = parent.join(format!("{prefix}{}", std::process::id()));
         std::fs::create_dir(&staging).map_err(|e| error(&staging, e))?;
-        Ok(Staging { staging, target: target.to_path_buf(), committed: false })
+        Ok(Staging { staging, target: target.to_path_buf(), existing, committed: false })
     }
 
     /// The directory to write into.
@@ -110,18 +149,58 @@ impl Staging {
         &self.staging
     }
 
-    /// Replaces the target with the staged directory.
+    /// Moves the staged directory into place (see `Existing`) and says where.
     pub fn commit(mut self) -> Result<PathBuf, RunError> {
         let error = |path: &Path, e: std::io::Error| RunError::Commit {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        if self.target.exists() {
-            std::fs::remove_dir_all(&self.target).map_err(|e| error(&self.target, e))?;
-        }
-        std::fs::rename(&self.staging, &self.target).map_err(|e| error(&self.target, e))?;
+        let target = match self.existing {
+            Existing::NextFree => self.next_free()?,
+            Existing::Replace | Existing::Force => {
+                if self.existing == Existing::Replace && holds_certificate(&self.target) {
+                    // Certified while this run ran: keep it.
+                    return Err(refuse_certificate(&self.target, ""));
+                }
+                if self.target.exists() {
+                    std::fs::remove_dir_all(&self.target).map_err(|e| error(&self.target, e))?;
+                }
+                std::fs::rename(&self.staging, &self.target).map_err(|e| error(&self.target, e))?;
+                self.target.clone()
+            }
+        };
         self.committed = true;
-        Ok(self.target.clone())
+        Ok(target)
+    }
+
+    /// Renames the staged directory to the first free name. A rename onto a directory that
+    /// is not empty fails, so two certifies racing for a name never replace each other.
+    fn next_free(&self) -> Result<PathBuf, RunError> {
+        for n in 1..=MAX_NEXT_FREE {
+            let candidate = if n == 1 {
+                self.target.clone()
+            } else {
+                let mut name = self.target.file_name().expect("checked in new").to_os_string();
+                name.push(format!("-{n}"));
+                self.target.with_file_name(name)
+            };
+            let empty = std::fs::read_dir(&candidate).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if candidate.exists() && !empty {
+                continue;
+            }
+            match std::fs::rename(&self.staging, &candidate) {
+                Ok(()) => return Ok(candidate),
+                // Taken meanwhile by another certify: try the next name.
+                Err(_) if candidate.exists() => continue,
+                Err(e) => {
+                    return Err(RunError::Commit { path: candidate.display().to_string(), message: e.to_string() })
+                }
+            }
+        }
+        Err(RunError::Commit {
+            path: self.target.display().to_string(),
+            message: format!("{MAX_NEXT_FREE} directories of this name exist already"),
+        })
     }
 }
 
@@ -254,7 +333,7 @@ pub struct Replayed {
 /// `seedcore replay`: the runs of a seed judged, their files staged and moved to `out`.
 #[cfg(madsim)]
 pub fn replay_into(scenario: &Scenario, seed: u64, replays: u32, out: &Path) -> Result<Replayed, RunError> {
-    let staging = Staging::new(out)?;
+    let staging = Staging::new(out, Existing::Replace)?;
     let repro = repro_command(scenario, seed);
     let (report, wall) = run_staged(scenario, seed, replays, &staging, &repro, Verdicts::Judge)?;
     let dir = staging.commit()?;

@@ -391,6 +391,23 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     from_source(&source, path, &base)
 }
 
+/// A frozen policy (`certify --frozen-policy FILE`): a TOML file whose `[policy]` table is
+/// read as a scenario's is, against the engine whose window it defaults to. Any other key
+/// is an error naming it.
+pub fn load_policy(path: &Path, engine: &EngineConfig) -> Result<Policy, ScenarioError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PolicyFile {
+        policy: PolicySpec,
+    }
+    let file = path.display().to_string();
+    let source =
+        std::fs::read_to_string(path).map_err(|e| FileError::Read { file: file.clone(), message: e.to_string() })?;
+    let spec: PolicyFile =
+        toml::from_str(&source).map_err(|e| FileError::Parse { file: file.clone(), message: e.to_string() })?;
+    resolve_policy(&Resolver { file: &file, source: &source }, &spec.policy, engine)
+}
+
 /// Reads a scenario with swarm mode on when `swarm` (`--swarm`).
 pub fn load_with_swarm(path: &Path, swarm: bool) -> Result<Scenario, ScenarioError> {
     let mut scenario = load(path)?;

@@ -4,21 +4,9 @@
 //! canary still gets a signed certificate that verifies; an interrupted run leaves no report
 //! directory; bad keys and bundles get clear errors.
 
-use crate::support::seedcore;
+use crate::support::{seedcore, SMALL};
 use base64::Engine;
 use std::path::{Path, PathBuf};
-
-/// A small generated scenario: two minutes at 5 tasks per second.
-const SMALL: &str = r#"
-name = "small"
-description = "Two minutes of generated traffic"
-duration = "2m"
-seed = 3
-
-[workload]
-source = "generated"
-rate_per_s = 5.0
-"#;
 
 struct Bundle {
     _dir: tempfile::TempDir,
@@ -277,7 +265,7 @@ fn an_untrusted_key_and_bad_inputs_get_clear_errors() {
         arg(&b.root.join("y")),
     ]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("the baseline certifies scenario \"small\""));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("it certifies scenario small with SHA-256"));
 }
 
 #[test]
@@ -344,7 +332,7 @@ fn an_interrupted_run_leaves_no_report() {
     assert_eq!(seedcore(&["keygen", arg(&key)]).status.code(), Some(0));
     let long = crate::support::scenario_path("steady.toml");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seedcore"))
-        .args(["certify", arg(&long), "--key", arg(&key), "--out", arg(&out)])
+        .args(["certify", arg(&long), "--key", arg(&key), "--out", arg(&out), "--log", arg(&dir.path().join("log"))])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

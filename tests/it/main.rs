@@ -23,6 +23,8 @@ mod corpus;
 #[cfg(madsim)]
 mod network;
 #[cfg(madsim)]
+mod records;
+#[cfg(madsim)]
 mod regressions;
 #[cfg(madsim)]
 mod replay;

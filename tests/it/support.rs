@@ -4,6 +4,18 @@
 
 use std::path::PathBuf;
 
+/// A small generated scenario: two minutes at 5 tasks per second.
+pub const SMALL: &str = r#"
+name = "small"
+description = "Two minutes of generated traffic"
+duration = "2m"
+seed = 3
+
+[workload]
+source = "generated"
+rate_per_s = 5.0
+"#;
+
 /// Path of a bundled scenario.
 pub fn scenario_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
@@ -29,10 +41,20 @@ pub fn inline_scenario(text: &str) -> (tempfile::TempDir, seedcore_sim::Scenario
     (dir, scenario)
 }
 
-/// Runs the seedcore binary of this build.
+/// The certification log of a test process's certifies that name none: in the temporary
+/// directory, never the repository's `out/log` (the tests run in the repository).
+pub fn test_log() -> PathBuf {
+    std::env::temp_dir().join(format!("seedcore-test-log-{}", std::process::id()))
+}
+
+/// Runs the seedcore binary of this build (a `certify` without `--log` logs to `test_log`).
 pub fn seedcore(args: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if args.first().is_some_and(|a| a == "certify") && !args.iter().any(|a| a == "--log") {
+        args.extend(["--log".to_string(), test_log().display().to_string()]);
+    }
     std::process::Command::new(env!("CARGO_BIN_EXE_seedcore"))
-        .args(args)
+        .args(&args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the seedcore binary runs")

@@ -306,6 +306,13 @@ fn document(data: &ReportData, analytics: &Analytics) -> Vec<Block> {
         ));
     }
     doc.push(Block::Banner { outcome: data.outcome, lines: banner });
+    let weakened: Vec<String> = data.policy_changes.iter().filter(|c| c.weakens()).map(|c| c.sentence()).collect();
+    if !weakened.is_empty() {
+        doc.push(Block::Notice(format!(
+            "this certification ran under a policy loosened or reweighted against the defaults of docs/certification.md              8.1, and its outcome is judged by it: {}.",
+            weakened.join("; ")
+        )));
+    }
     if data.development_key {
         doc.push(Block::Notice(format!(
             "this report was signed with the development key (key id {}). Anyone can sign with that key: the \
@@ -752,7 +759,7 @@ fn utc_timestamp(ms: u64) -> String {
 }
 
 /// Text for HTML element content or a quoted attribute.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
