@@ -236,6 +236,8 @@ fn the_dashboard_and_the_weekly_attestation_are_built_from_the_log_and_its_bundl
         &format!("{SMALL}\n[policy.fast_path_ratio]\nthreshold = 0.5\n").replace("\"small\"", "\"loose\""),
     );
     desk.expect(0, &["certify", "small.toml", "--key", "k1.key"]);
+    // The log's times are to the second: the second certification is logged a second later.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     desk.expect(0, &["certify", "small.toml", "--key", "k1.key"]);
     desk.expect(0, &["certify", "loose.toml", "--key", "k1.key"]);
     desk.expect(0, &["campaign", "small.toml", "--seeds", "1..3", "--out", "out/campaign"]);
@@ -246,6 +248,10 @@ fn the_dashboard_and_the_weekly_attestation_are_built_from_the_log_and_its_bundl
     assert_eq!(html.matches("<tr class=\"latest\"").count(), 2, "one row per scenario");
     assert!(html.contains("<svg") && html.contains("loosened") && html.contains("campaign"), "{html}");
     assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
+    // Both certifications of small have the same certificate bytes; each bundle still gets
+    // its own entry's time, so the latest is the second.
+    let row = html.split("<tr class=\"latest\"><td>small</td>").nth(1).and_then(|r| r.split("</tr>").next());
+    assert!(row.is_some_and(|r| r.contains("../out/small-3-2/report.html")), "{row:?}");
 
     // The loosened policy is a compliance deviation: the week FAILs (exit 1), signed all the same.
     let attested =

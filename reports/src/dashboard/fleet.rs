@@ -62,23 +62,42 @@ pub fn verify_all(scan: &Scan, keyring: &Keyring, site: &Path, mut progress: imp
     }
 }
 
-/// The time of every logged envelope, by its SHA-256 (the earliest, should two logs hold it).
-fn logged_times(logs: &[LogRead]) -> BTreeMap<&str, i64> {
-    let mut times: BTreeMap<&str, i64> = BTreeMap::new();
-    for entries in logs.iter().filter_map(|log| log.entries.as_ref().ok()) {
+/// The time of every logged certification: by its bundle's directory (resolved), and by
+/// its envelope's SHA-256 (the earliest) for a bundle whose log lists it elsewhere. Two
+/// certifications of one scenario, seed and key have the same certificate bytes, so the
+/// digest alone cannot tell their bundles apart.
+#[derive(Default)]
+struct Logged<'a> {
+    by_dir: BTreeMap<std::path::PathBuf, (&'a str, i64)>,
+    by_digest: BTreeMap<&'a str, i64>,
+}
+
+fn logged_times(logs: &[LogRead]) -> Logged<'_> {
+    let mut logged = Logged::default();
+    for log in logs {
+        let Ok(entries) = log.entries.as_ref() else { continue };
         for entry in entries {
             let Some(unix) = clock::parse(&entry.time) else { continue };
-            let time = times.entry(entry.envelope_sha256.as_str()).or_insert(unix);
+            let time = logged.by_digest.entry(entry.envelope_sha256.as_str()).or_insert(unix);
             *time = (*time).min(unix);
+            if let Ok(dir) = bundle_path(&log.dir, entry).canonicalize() {
+                logged.by_dir.insert(dir, (entry.envelope_sha256.as_str(), unix));
+            }
         }
     }
-    times
+    logged
 }
 
 /// A bundle's time: its log entry's, else its certificate file's modified time.
-fn bundle_stamp(dir: &Path, logged: &BTreeMap<&str, i64>) -> Option<Stamp> {
+fn bundle_stamp(dir: &Path, logged: &Logged<'_>) -> Option<Stamp> {
     let certificate = dir.join(CERTIFICATE);
-    let in_log = file_sha256(&certificate).ok().and_then(|sha| logged.get(sha.as_str()).copied());
+    let sha = file_sha256(&certificate).ok();
+    let by_dir = dir.canonicalize().ok().and_then(|d| logged.by_dir.get(&d).copied());
+    let in_log = match (by_dir, sha.as_deref()) {
+        (Some((listed, unix)), Some(sha)) if listed == sha => Some(unix),
+        (_, Some(sha)) => logged.by_digest.get(sha).copied(),
+        (_, None) => None,
+    };
     match in_log {
         Some(unix) => Some(Stamp { unix, logged: true }),
         None => file_time(&certificate).map(|unix| Stamp { unix, logged: false }),

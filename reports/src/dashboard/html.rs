@@ -17,7 +17,7 @@ const MEASURES: [(InvariantId, &str); 4] = [
     (InvariantId::FastPathRatio, "fast-path ratio"),
     (InvariantId::FastLatencyP99, "fast p99 latency"),
     (InvariantId::DeepLatencyP99, "deep p99 latency"),
-    (InvariantId::DailyBudget, "spend, highest day"),
+    (InvariantId::DailyBudget, "top daily spend"),
 ];
 
 /// Verified certifications by scenario, each in time order.
@@ -70,9 +70,9 @@ fn header(out: &mut String, fleet: &Fleet, groups: &Groups<'_>) {
     let _ = writeln!(
         out,
         "<p class=\"counts\">Generated {}. Read <span id=\"n-bundles\">{}</span> bundles (<span id=\"n-verified\">{}</span> \
-         verified, <span id=\"n-rejected\">{rejected}</span> rejected) of <span id=\"n-scenarios\">{}</span> scenarios, \
-         <span id=\"n-campaigns\">{campaigns}</span> campaigns and <span id=\"n-logs\">{logs}</span> certification \
-         logs.</p>",
+         verified, <span id=\"n-rejected\">{rejected}</span> rejected) of <span id=\"n-scenarios\">{}</span> scenarios; \
+         campaigns: <span id=\"n-campaigns\">{campaigns}</span>; certification logs: <span \
+         id=\"n-logs\">{logs}</span>.</p>",
         escape(&fleet.generated),
         rates.bundles,
         rates.verified,
@@ -157,7 +157,9 @@ fn measure_trend(certifications: &[&Certification], id: &str, title: &str) -> Op
         latest = Some(row);
     }
     let row = latest?;
-    Some(Trend { title: format!("{title} ({})", row.threshold), unit: row.unit.clone(), points })
+    // Short enough for the plot's width: `<= 500000000 micro-USD per day` loses its unit's tail.
+    let threshold = row.threshold.replace(" micro-USD per day", " µUSD");
+    Some(Trend { title: format!("{title} ({threshold})"), unit: row.unit.clone(), points })
 }
 
 fn point(certification: &Certification, value: f64, stated: &str) -> TrendPoint {
