@@ -97,6 +97,12 @@ pub enum Existing {
 /// Most directories `Existing::NextFree` tries before giving up.
 const MAX_NEXT_FREE: u32 = 10_000;
 
+/// Whether the process that named a staging directory is still running (Linux's `/proc`;
+/// where there is none, every leftover counts as abandoned, as before).
+fn process_alive(pid: &str) -> bool {
+    pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists())
+}
+
 /// A directory written atomically: filled under a temporary name next to the target and
 /// renamed into place by `commit`; dropped without commit, it is removed.
 pub struct Staging {
@@ -130,11 +136,14 @@ impl Staging {
         }
         std::fs::create_dir_all(parent).map_err(|e| error(parent, e))?;
         // Leftovers of interrupted runs into the same target (killed before they could
-        // clean up) go first; they were never the report.
+        // clean up) go first; they were never the report. A run still going (two certifies
+        // of one scenario and seed at once) keeps its own.
         let prefix = format!(".{}.partial-", name.to_string_lossy());
         if let Ok(entries) = std::fs::read_dir(parent) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let file_name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = file_name.strip_prefix(&prefix) else { continue };
+                if !process_alive(pid) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }

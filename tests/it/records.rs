@@ -128,10 +128,14 @@ fn an_edited_or_rewritten_log_is_rejected_and_takes_no_append() {
 #[test]
 fn concurrent_certifies_append_to_one_log_in_turn() {
     let desk = Desk::new();
+    // Two into directories of their own, two into the same default directory: one of those
+    // takes out/small-3, the other out/small-3-2, and neither removes the other's work.
     let children: Vec<_> = (0..4)
         .map(|i| {
+            let out = if i < 2 { vec!["--out".to_string(), format!("out/c{i}")] } else { Vec::new() };
             std::process::Command::new(env!("CARGO_BIN_EXE_seedcore"))
-                .args(["certify", "small.toml", "--key", "k1.key", "--out", &format!("out/c{i}")])
+                .args(["certify", "small.toml", "--key", "k1.key"])
+                .args(&out)
                 .current_dir(desk.dir.path())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -144,6 +148,9 @@ fn concurrent_certifies_append_to_one_log_in_turn() {
     }
     let verified = desk.expect(0, &["log", "verify", "out/log", "--pubkey", "k1.pub"]);
     assert!(verified.contains("VERIFIED out/log: 4 certifications"), "{verified}");
+    for dir in ["out/c0", "out/c1", "out/small-3", "out/small-3-2"] {
+        desk.expect(0, &["verify", dir, "--pubkey", "k1.pub"]);
+    }
 }
 
 #[test]
