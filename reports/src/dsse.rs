@@ -45,6 +45,31 @@ pub enum DsseError {
     BadSignature { keyid: String, path: String, reason: String },
 }
 
+/// Reads a signed file of `name` (a certificate, an attestation) as seedcore writes it (the
+/// envelope pretty-printed, with a final newline), at most `max_bytes`, and verifies its
+/// in-toto envelope against the keyring. The signature is checked before the layout, so
+/// that a forgery is reported as such; errors are prefixed with `name`.
+pub fn read_signed_file(
+    path: &std::path::Path,
+    name: &str,
+    max_bytes: u64,
+    keyring: &Keyring,
+) -> Result<Verified, String> {
+    let size = std::fs::metadata(path).map_err(|e| format!("{name}: cannot read: {e}"))?.len();
+    if size > max_bytes {
+        return Err(format!("{name}: {size} bytes, more than a signed file of seedcore can be"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| format!("{name}: not a DSSE envelope: {e}"))?;
+    let mut as_written = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
+    as_written.push(b'\n');
+    let verified = verify(&envelope, keyring).map_err(|e| format!("{name}: {e}"))?;
+    if as_written != bytes {
+        return Err(format!("{name}: the envelope file was altered (it is not as seedcore writes it)"));
+    }
+    Ok(verified)
+}
+
 /// The pre-authentication encoding of DSSE v1.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);

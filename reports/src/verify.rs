@@ -6,7 +6,7 @@
 
 use crate::certify::{file_sha256, list_files, parse_score, CERTIFICATE, STATEMENT};
 use crate::data::{report_data, Provenance};
-use crate::dsse::{self, Envelope};
+use crate::dsse;
 use crate::fold::{fold_events, EventFold};
 use crate::keys::Keyring;
 use crate::model::ReportData;
@@ -99,25 +99,13 @@ fn signed_statement(
     keyring: &Keyring,
     r: &mut Findings,
 ) -> Result<(Statement, serde_json::Value), VerifyError> {
-    // 1. The envelope and its signature.
+    // 1. The envelope, as certify writes it, and its signature.
     let certificate = dir.join(CERTIFICATE);
-    let size = std::fs::metadata(&certificate).map_err(|e| reject(format!("{CERTIFICATE}: cannot read: {e}")))?.len();
-    if size > MAX_ENVELOPE_BYTES {
-        return Err(reject(format!("{CERTIFICATE}: {size} bytes, more than a certificate can be")));
-    }
-    let bytes = std::fs::read(&certificate).map_err(|e| reject(format!("{CERTIFICATE}: cannot read: {e}")))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&bytes).map_err(|e| reject(format!("{CERTIFICATE}: not a DSSE envelope: {e}")))?;
-    let mut canonical_envelope = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
-    canonical_envelope.push(b'\n');
-    let verified = dsse::verify(&envelope, keyring).map_err(|e| reject(format!("{CERTIFICATE}: {e}")))?;
+    let verified = dsse::read_signed_file(&certificate, CERTIFICATE, MAX_ENVELOPE_BYTES, keyring).map_err(reject)?;
     r.checks.push(format!(
         "signature: Ed25519 (verify_strict) by trusted key {} ({})",
         verified.keyid, verified.key_source
     ));
-    if canonical_envelope != bytes {
-        return Err(reject(format!("{CERTIFICATE}: the envelope file was altered (it is not as certify writes it)")));
-    }
 
     // 2. The payload: canonical, an in-toto statement of this predicate.
     if !crate::jcs::is_canonical(&verified.payload) {

@@ -6,7 +6,7 @@
 use super::figures::{self, Checked};
 use super::render::{markdown, markdown_name};
 use super::{AttestationStatement, EntryRow, WeeklyPredicate, ENVELOPE, PREDICATE_TYPE, STATEMENT};
-use crate::dsse::{self, Envelope};
+use crate::dsse;
 use crate::keys::Keyring;
 use crate::statement::{pretty, STATEMENT_TYPE};
 use crate::verify::VerifyError;
@@ -73,24 +73,12 @@ fn signed_statement(
     keyring: &Keyring,
     checks: &mut Vec<String>,
 ) -> Result<(AttestationStatement, serde_json::Value, dsse::Verified), VerifyError> {
-    let path = dir.join(ENVELOPE);
-    let size = std::fs::metadata(&path).map_err(|e| reject(format!("{ENVELOPE}: cannot read: {e}")))?.len();
-    if size > MAX_ENVELOPE_BYTES {
-        return Err(reject(format!("{ENVELOPE}: {size} bytes, more than an attestation can be")));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| reject(format!("{ENVELOPE}: cannot read: {e}")))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&bytes).map_err(|e| reject(format!("{ENVELOPE}: not a DSSE envelope: {e}")))?;
-    let mut as_written = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
-    as_written.push(b'\n');
-    let verified = dsse::verify(&envelope, keyring).map_err(|e| reject(format!("{ENVELOPE}: {e}")))?;
+    let verified =
+        dsse::read_signed_file(&dir.join(ENVELOPE), ENVELOPE, MAX_ENVELOPE_BYTES, keyring).map_err(reject)?;
     checks.push(format!(
         "signature: Ed25519 (verify_strict) by trusted key {} ({})",
         verified.keyid, verified.key_source
     ));
-    if as_written != bytes {
-        return Err(reject(format!("{ENVELOPE}: the envelope file was altered (it is not as attest writes it)")));
-    }
     if !jcs::is_canonical(&verified.payload) {
         return Err(reject("payload: not in RFC 8785 canonical form (or holds a non-integer number)"));
     }
