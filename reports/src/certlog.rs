@@ -100,12 +100,21 @@ pub enum LogError {
 /// Reads every entry of the log in `log` (none when the log has no entries file yet); a
 /// line that does not parse, or whose index is not its position, is rejected naming it.
 pub fn read_entries(log: &Path) -> Result<Vec<Entry>, LogError> {
+    let (path, text) = entries_text(log)?;
+    parse_entries(&path, &text)
+}
+
+/// The entries file and its text (empty when there is no entries file yet).
+fn entries_text(log: &Path) -> Result<(PathBuf, String), LogError> {
     let path = log.join(ENTRIES);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(LogError::Io { path: path.display().to_string(), message: e.to_string() }),
-    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((path, text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((path, String::new())),
+        Err(e) => Err(LogError::Io { path: path.display().to_string(), message: e.to_string() }),
+    }
+}
+
+fn parse_entries(path: &Path, text: &str) -> Result<Vec<Entry>, LogError> {
     let mut entries = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let rejected =
@@ -223,9 +232,9 @@ pub struct LogState {
 /// Reads the log and checks that each checkpoint's root is the tree of its first `size`
 /// entries, that the last covers every entry, and (with a keyring) every signature.
 fn read_log(log: &Path, keyring: Option<&Keyring>) -> Result<LogState, LogError> {
-    let path = log.join(ENTRIES);
-    let entries = read_entries(log)?;
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    // One read of the file: the lines parsed and hashed are the same bytes.
+    let (path, text) = entries_text(log)?;
+    let entries = parse_entries(&path, &text)?;
     let mut hashes = Vec::with_capacity(entries.len());
     for ((number, line), entry) in text.lines().enumerate().zip(&entries) {
         if line.as_bytes() != entry_bytes(entry).as_slice() {
