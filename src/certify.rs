@@ -72,25 +72,6 @@ pub fn certify(_args: Args) -> Result<u8, Failure> {
     Err(usage("certify runs under the simulator; use the simulation build: cargo sim certify <scenario>"))
 }
 
-/// The key to sign with: `--key`, or the development key (created when missing, and said).
-#[cfg(madsim)]
-fn signing_key(path: Option<&Path>) -> Result<(keys::SigningKey, bool), Failure> {
-    if let Some(path) = path {
-        return Ok((keys::read_signing_key(path)?, false));
-    }
-    let development = Path::new(keys::DEVELOPMENT_KEY);
-    let (key, created) =
-        keys::development_key(development).map_err(|error| usage(format!("development key: {error}")))?;
-    eprintln!(
-        "note: no --key given; {} the DEVELOPMENT key {} (public key {}). Its certificates are marked as development \
-         ones, for local checks only; make a release key with `seedcore keygen keys/release.key`.",
-        if created { "created" } else { "using" },
-        keys::DEVELOPMENT_KEY,
-        keys::public_path(development).display()
-    );
-    Ok((key, true))
-}
-
 /// `--replays`, or the scenario's: certify needs two runs at least.
 #[cfg(madsim)]
 fn certify_replays(scenario: &seedcore_sim::Scenario, given: Option<u32>) -> Result<u32, Failure> {
@@ -141,7 +122,7 @@ pub fn certify(args: Args) -> Result<u8, Failure> {
     let scenario = seedcore_sim::load(&args.scenario)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let replays = certify_replays(&scenario, args.replays)?;
-    let (key, development_key) = signing_key(args.key.as_deref())?;
+    let (key, development_key) = crate::signing::signing_key(args.key.as_deref())?;
     let (out, existing) = placement(&args, &scenario, seed)?;
     let keyring = baseline_keys(&args, &key)?;
     crate::summary::banner("certify", &scenario, seed, replays);
@@ -296,6 +277,12 @@ pub fn verify(args: VerifyArgs) -> Result<u8, Failure> {
             return Err(usage("--rerun re-runs a certification bundle; an attestation is verified from its bundles"));
         }
         return crate::attest::verify(&bundle, &keyring);
+    }
+    if seedcore_reports::shadow::bundle::is_canary(&bundle) {
+        if rerun {
+            return Err(usage("--rerun re-runs a certification bundle; a canary is verified from its event logs"));
+        }
+        return crate::shadow::verify(&bundle, &keyring);
     }
     let verified = match verify_bundle(&bundle, &keyring, scenario.as_deref()) {
         Ok(verified) => verified,

@@ -18,6 +18,9 @@ mod progress;
 mod replay;
 mod secrets;
 mod serve;
+mod shadow;
+#[cfg(madsim)]
+mod signing;
 #[cfg(madsim)]
 mod summary;
 
@@ -221,6 +224,14 @@ enum Command {
     /// the share of decisions that agree; exit 1 below --min-agreement (simulation build:
     /// `cargo sim compare CAPTURE`).
     Compare(compare::CompareArgs),
+    /// Runs two engine versions on the same seed and arrivals and diffs every decision
+    /// (simulation build): diff.csv, decisions by pair, the first divergence, every
+    /// measure and invariant side by side, shadow.md and shadow.html.
+    Shadow(Box<shadow::ShadowArgs>),
+    /// Shadows a candidate over several seeds and judges it by explicit rules: PROMOTE
+    /// and PROMOTE WITH CONDITIONS exit 0, ROLLBACK exits 1 (simulation build). Writes a
+    /// signed bundle that `verify` recomputes.
+    Canary(Box<shadow::CanaryArgs>),
 }
 
 fn main() -> ExitCode {
@@ -271,6 +282,8 @@ fn main() -> ExitCode {
         Command::Token { command } => secrets::token(command),
         Command::Load(args) => load::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Shadow(args) => shadow::shadow(*args),
+        Command::Canary(args) => shadow::canary(*args),
     };
     ExitCode::from(exit::report(result))
 }

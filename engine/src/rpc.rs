@@ -322,6 +322,9 @@ pub struct CoordinatorStatus {
     pub cache_hits: u64,
     /// Cache hits served per memory tier (Mw, M2.5, Mlt).
     pub tier_hits: [u64; 3],
+    /// Age of the oldest cache entry served in the last 60 s of the coordinator's clock
+    /// (0 when none): the freshness rollback criterion's live figure.
+    pub served_age_max_ms: u64,
     /// The autoscaler per path (fast, deep).
     pub autoscale: [PathScale; 2],
     /// Rolling Mw hit rate.

@@ -21,6 +21,7 @@ pub mod model;
 pub mod pipeline;
 pub mod render;
 pub use seedcore_sim::score;
+pub mod shadow;
 pub mod siglog;
 pub mod statement;
 pub mod verify;

@@ -222,6 +222,24 @@ pub fn seed_for_organism(organism_seed: u64) -> u64 {
     organism_seed ^ crate::scenario::ORGANISM_SEED_SALT
 }
 
+/// The world a capture replays in: the capture's arrivals on the live clock's days, on a
+/// network without delay or loss and without faults (the live run had its own), with the
+/// engine settings of `scenario`.
+pub fn capture_world(
+    scenario: &crate::scenario::Scenario,
+    rows: &[Captured],
+) -> (crate::scenario::Scenario, Vec<Task>) {
+    let (tasks, epoch) = replay_tasks(rows);
+    let mut scenario = scenario.clone();
+    scenario.engine.epoch_utc_ms = epoch;
+    scenario.network.latency_ms = (0, 0);
+    scenario.network.loss = 0.0;
+    scenario.faults = seedcore_chaos::FaultPlan::new(Vec::new()).expect("an empty plan is valid");
+    scenario.swarm = None;
+    scenario.duration_ms = tasks.last().map_or(0, |t| t.at_ms) + 1;
+    (scenario, tasks)
+}
+
 /// Replays `rows` with the engine settings of `scenario` and an organism seeded with
 /// `organism_seed` (the live one), writes the replay's `tasks.csv`, the disagreements and
 /// the agreement into `out`, and compares.
@@ -237,14 +255,7 @@ pub fn compare(
     use crate::world::run_once;
     use std::sync::Arc;
 
-    let (tasks, epoch) = replay_tasks(rows);
-    let mut scenario = scenario.clone();
-    scenario.engine.epoch_utc_ms = epoch;
-    scenario.network.latency_ms = (0, 0);
-    scenario.network.loss = 0.0;
-    scenario.faults = seedcore_chaos::FaultPlan::new(Vec::new()).expect("an empty plan is valid");
-    scenario.swarm = None;
-    scenario.duration_ms = tasks.last().map_or(0, |t| t.at_ms) + 1;
+    let (scenario, tasks) = capture_world(scenario, rows);
     let seed = seed_for_organism(organism_seed);
     let staging = Staging::new(out, crate::run::Existing::Replace)?;
     let tasks_path = staging.path().join("tasks.csv");

@@ -20,6 +20,9 @@ pub enum InvariantId {
     DeepSuccessRate,
     MemoryFreshness,
     RecoveryTime,
+    RollbackFastPath,
+    RollbackFreshness,
+    RollbackSafety,
 }
 
 /// An invariant's default policy: threshold, width of the warning band, weight.
@@ -32,7 +35,7 @@ pub struct Defaults {
 
 impl InvariantId {
     /// Every invariant, in the SPEC's order.
-    pub const ALL: [InvariantId; 14] = [
+    pub const ALL: [InvariantId; 17] = [
         InvariantId::FastPathRatio,
         InvariantId::LipschitzBound,
         InvariantId::CostCeiling,
@@ -47,6 +50,9 @@ impl InvariantId {
         InvariantId::DeepSuccessRate,
         InvariantId::MemoryFreshness,
         InvariantId::RecoveryTime,
+        InvariantId::RollbackFastPath,
+        InvariantId::RollbackFreshness,
+        InvariantId::RollbackSafety,
     ];
 
     /// The id as written in scenarios, events, reports and certificates.
@@ -66,6 +72,9 @@ impl InvariantId {
             InvariantId::DeepSuccessRate => "deep_success_rate",
             InvariantId::MemoryFreshness => "memory_freshness",
             InvariantId::RecoveryTime => "recovery_time",
+            InvariantId::RollbackFastPath => "rollback_fast_path",
+            InvariantId::RollbackFreshness => "rollback_freshness",
+            InvariantId::RollbackSafety => "rollback_safety",
         }
     }
 
@@ -95,19 +104,53 @@ impl InvariantId {
             InvariantId::DeepSuccessRate => (0.90, 0.05, 1.0),
             InvariantId::MemoryFreshness => (3_000.0, 1_000.0, 1.0),
             InvariantId::RecoveryTime => (60_000.0, 30_000.0, 1.0),
+            // Seed 000's rollback criteria: the level a sustained stretch is judged against
+            // (the stretch's length is the invariant's own, `sustain_ms`).
+            InvariantId::RollbackFastPath => (0.85, 0.0, 1.0),
+            InvariantId::RollbackFreshness => (5_000.0, 0.0, 1.0),
+            InvariantId::RollbackSafety => (0.01, 0.0, 1.0),
         };
         Defaults { threshold, warn, weight }
     }
 
     /// Whether the threshold is a ratio in [0, 1].
     pub fn is_ratio(self) -> bool {
+        self.at_least() || self == InvariantId::RollbackSafety
+    }
+
+    /// Whether the observed value must reach the threshold (a share of good outcomes)
+    /// rather than stay under it: a lower threshold is then the looser one.
+    pub fn at_least(self) -> bool {
         matches!(
             self,
             InvariantId::FastPathRatio
                 | InvariantId::Determinism
                 | InvariantId::FastSuccessRate
                 | InvariantId::DeepSuccessRate
+                | InvariantId::RollbackFastPath
         )
+    }
+
+    /// Seed 000's rollback criteria (docs/certification.md 8.1): judged over sustained
+    /// stretches of simulated time, and the rules a canary rolls back on.
+    pub fn is_rollback(self) -> bool {
+        self >= InvariantId::RollbackFastPath
+    }
+
+    /// How long a breach of a rollback criterion may last (`rollback_fast_path`,
+    /// `rollback_freshness`), or the window it is counted over (`rollback_safety`), ms.
+    pub fn sustain_ms(self) -> Option<u64> {
+        match self {
+            InvariantId::RollbackFastPath | InvariantId::RollbackSafety => Some(10 * 60_000),
+            InvariantId::RollbackFreshness => Some(5 * 60_000),
+            _ => None,
+        }
+    }
+
+    /// Whether the policy may give it a warning band: not a critical invariant (a critical
+    /// failure is a failure) and not a rollback criterion (its stretch is the margin).
+    pub fn has_warning_band(self) -> bool {
+        !self.critical() && !self.is_rollback()
     }
 
     /// Whether the limit is the engine's own (money, loss, the ledger): a policy cannot set

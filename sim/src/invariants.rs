@@ -91,6 +91,9 @@ pub struct Stats {
     pub fault_recovery: BTreeMap<u64, u64>,
     /// Lowest fast ratio over any full window, ppm.
     pub worst_window_fast_ppm: Option<i64>,
+    /// Outcomes per minute of simulated time (by the minute of the outcome event): what
+    /// the rollback criteria judge stretches of, and what shadow plots over time.
+    pub minutes: BTreeMap<u64, Minute>,
     /// Times the coordinator halted on its ledger.
     pub ledger_halts: u64,
     /// The harness's own check of the ledger at the end.
@@ -108,6 +111,26 @@ pub struct Stats {
     /// The fold's working state: what it needs to compute the results, not results.
     work: Working,
 }
+
+/// The outcomes of one minute of simulated time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// Tasks completed on the fast path.
+    pub fast: u64,
+    /// Tasks completed on either path.
+    pub completed: u64,
+    /// Tasks that failed.
+    pub failed: u64,
+    /// Tasks rejected.
+    pub rejected: u64,
+    /// Charges of the minute's outcomes.
+    pub cost_micro_usd: u64,
+    /// Oldest cache entry served in the minute; `None` without a cache hit.
+    pub max_age_ms: Option<u64>,
+}
+
+/// Milliseconds in a minute: the resolution of the rollback criteria's stretches.
+pub const MINUTE_MS: u64 = 60_000;
 
 /// The fold's working state: open tasks, rolling windows, faults on and recoveries under
 /// way. Only `Stats::observe` reads it; the results are `Stats`'s public fields.
@@ -216,6 +239,7 @@ impl Stats {
             last_fault_end_ms: None,
             fault_recovery: BTreeMap::new(),
             worst_window_fast_ppm: None,
+            minutes: BTreeMap::new(),
             ledger_halts: 0,
             ledger_check: None,
             ledger_cycles: Vec::new(),
@@ -372,6 +396,19 @@ impl Stats {
     fn count_status(&mut self, t_ms: u64, outcome: &OutcomeSignal) {
         // A failed task always names its path; a rejected one has none.
         let path = outcome.path.unwrap_or(Path::Fast);
+        let minute = self.minutes.entry(t_ms / MINUTE_MS).or_default();
+        minute.cost_micro_usd += outcome.cost_micro_usd;
+        match outcome.status {
+            Status::Completed => {
+                minute.completed += 1;
+                minute.fast += u64::from(path == Path::Fast);
+                if let Some(age) = outcome.cache_age_ms {
+                    minute.max_age_ms = Some(minute.max_age_ms.map_or(age, |m| m.max(age)));
+                }
+            }
+            Status::Failed => minute.failed += 1,
+            Status::Rejected => minute.rejected += 1,
+        }
         match outcome.status {
             Status::Completed => {
                 self.completed[path] += 1;
@@ -645,7 +682,127 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             let value = stats.recovery_ms();
             m(value.map_or_else(String::new, |ms| ms.to_string()), "<=", ms_limit, "ms")
         }
+        InvariantId::RollbackFastPath | InvariantId::RollbackFreshness => {
+            let stretch = if id == InvariantId::RollbackFastPath {
+                fast_path_stretch(stats, threshold)
+            } else {
+                freshness_stretch(stats, threshold)
+            };
+            let unit = if id == InvariantId::RollbackFastPath {
+                "ms in a row with a minute's fast-path ratio below the threshold"
+            } else {
+                "ms in a row with a minute serving an entry older than the threshold"
+            };
+            let value = stretch.map_or_else(String::new, |s| s.longest_ms.to_string());
+            m(value, "<=", id.sustain_ms().unwrap_or(0).to_string(), unit)
+        }
+        InvariantId::RollbackSafety => {
+            let value = worst_failure_window(stats).map_or_else(String::new, |w| share(w.failed, w.answered));
+            m(value, "<=", ratio_limit, "share of tasks failed in the worst 10-minute window")
+        }
     }
+}
+
+/// The longest stretch of minutes in breach of a rollback criterion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stretch {
+    /// From the start of its first minute to the end of its last; 0 when no minute was in
+    /// breach.
+    pub longest_ms: u64,
+    /// Its first minute (of simulated time).
+    pub from_minute: u64,
+    /// Minutes judged (those with something to judge).
+    pub judged: u64,
+}
+
+/// The longest run of minutes for which `breach` says true. A minute it cannot judge
+/// (`None`: nothing of the kind happened in it) neither ends a stretch nor starts one; a
+/// judged minute not in breach ends it. `None` when no minute was judged.
+fn longest_stretch(stats: &Stats, breach: impl Fn(&Minute) -> Option<bool>) -> Option<Stretch> {
+    let mut best = Stretch { longest_ms: 0, from_minute: 0, judged: 0 };
+    let mut open: Option<(u64, u64)> = None;
+    let close = |open: &mut Option<(u64, u64)>, best: &mut Stretch| {
+        if let Some((first, last)) = open.take() {
+            let length = (last - first + 1) * MINUTE_MS;
+            if length > best.longest_ms {
+                best.longest_ms = length;
+                best.from_minute = first;
+            }
+        }
+    };
+    for (minute, m) in &stats.minutes {
+        match breach(m) {
+            None => {}
+            Some(true) => {
+                best.judged += 1;
+                open = Some(open.map_or((*minute, *minute), |(first, _)| (first, *minute)));
+            }
+            Some(false) => {
+                best.judged += 1;
+                close(&mut open, &mut best);
+            }
+        }
+    }
+    close(&mut open, &mut best);
+    (best.judged > 0).then_some(best)
+}
+
+/// Minutes whose fast-path ratio (fast completions over completed and failed tasks) was
+/// below `level`.
+pub fn fast_path_stretch(stats: &Stats, level: f64) -> Option<Stretch> {
+    longest_stretch(stats, |m| {
+        let answered = m.completed + m.failed;
+        (answered > 0).then_some((m.fast as f64) < level * answered as f64)
+    })
+}
+
+/// Minutes that served a cache entry older than `level_ms`.
+pub fn freshness_stretch(stats: &Stats, level_ms: f64) -> Option<Stretch> {
+    longest_stretch(stats, |m| m.max_age_ms.map(|age| age as f64 > level_ms))
+}
+
+/// The window of `rollback_safety` with the highest share of failed tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureWindow {
+    pub failed: u64,
+    /// Completed and failed tasks in it.
+    pub answered: u64,
+    /// Its first minute.
+    pub from_minute: u64,
+}
+
+/// The worst window of `rollback_safety`'s length (sliding by a minute over the run; the
+/// whole run when it is shorter); `None` when no task completed or failed.
+pub fn worst_failure_window(stats: &Stats) -> Option<FailureWindow> {
+    let width = InvariantId::RollbackSafety.sustain_ms().unwrap_or(MINUTE_MS) / MINUTE_MS;
+    let first = *stats.minutes.keys().next()?;
+    let last = *stats.minutes.keys().next_back()?;
+    let span = last - first + 1;
+    let dense: Vec<(u64, u64)> = (first..=last)
+        .map(|minute| stats.minutes.get(&minute).map_or((0, 0), |m| (m.failed, m.completed + m.failed)))
+        .collect();
+    let width = width.min(span) as usize;
+    let mut worst: Option<FailureWindow> = None;
+    let (mut failed, mut answered) = (0u64, 0u64);
+    for (i, (f, a)) in dense.iter().enumerate() {
+        failed += f;
+        answered += a;
+        if i >= width {
+            failed -= dense[i - width].0;
+            answered -= dense[i - width].1;
+        }
+        if i + 1 >= width && answered > 0 {
+            let window = FailureWindow { failed, answered, from_minute: first + (i + 1 - width) as u64 };
+            // Shares compared exactly: failed / answered > worst.failed / worst.answered.
+            let higher = worst.is_none_or(|w| {
+                u128::from(failed) * u128::from(w.answered) > u128::from(w.failed) * u128::from(answered)
+            });
+            if higher {
+                worst = Some(window);
+            }
+        }
+    }
+    worst
 }
 
 /// Digests of the determinism replays: the reference root and each replay's root, and
@@ -773,6 +930,9 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
                 InvariantId::DeepSuccessRate => success_rate(&run, id, Path::Deep),
                 InvariantId::MemoryFreshness => memory_freshness(&run),
                 InvariantId::RecoveryTime => recovery_time(&run),
+                InvariantId::RollbackFastPath => rollback_fast_path(&run),
+                InvariantId::RollbackFreshness => rollback_freshness(&run),
+                InvariantId::RollbackSafety => rollback_safety(&run),
             };
             let measure = measure(id, &run, j.verdict == Verdict::Pass);
             InvariantResult {
@@ -1028,6 +1188,54 @@ fn recovery_time(run: &Run<'_>) -> Judged {
             format!("last fault ended at {at} ms"),
         ),
     }
+}
+
+fn rollback_fast_path(run: &Run<'_>) -> Judged {
+    let id = InvariantId::RollbackFastPath;
+    let level = run.rule(id).threshold;
+    sustained(id, fast_path_stretch(run.stats, level), format!("below {level:.2}"), "no task completed or failed")
+}
+
+fn rollback_freshness(run: &Run<'_>) -> Judged {
+    let id = InvariantId::RollbackFreshness;
+    let level = run.rule(id).threshold;
+    sustained(id, freshness_stretch(run.stats, level), format!("serving entries over {level} ms old"), "no cache hit")
+}
+
+/// The verdict of a sustained-stretch criterion: fail when its longest stretch in breach
+/// lasted longer than the criterion allows.
+fn sustained(id: InvariantId, stretch: Option<Stretch>, breach: String, nothing: &str) -> Judged {
+    let allowed = id.sustain_ms().unwrap_or(0);
+    let threshold = format!("<= {} min in a row {breach}", allowed / MINUTE_MS);
+    let Some(stretch) = stretch else {
+        return judged(Verdict::Skipped, nothing, threshold, "");
+    };
+    let detail = format!("{} minutes judged", stretch.judged);
+    if stretch.longest_ms == 0 {
+        return judged(Verdict::Pass, format!("never {breach}"), threshold, detail);
+    }
+    judged(
+        pass_if(stretch.longest_ms <= allowed),
+        format!("{} min {breach}", stretch.longest_ms / MINUTE_MS),
+        threshold,
+        format!("longest stretch from minute {}; {detail}", stretch.from_minute),
+    )
+}
+
+fn rollback_safety(run: &Run<'_>) -> Judged {
+    let rule = run.rule(InvariantId::RollbackSafety);
+    let minutes = InvariantId::RollbackSafety.sustain_ms().unwrap_or(0) / MINUTE_MS;
+    let threshold = format!("<= {:.2} % failed per {minutes} min", 100.0 * rule.threshold);
+    let Some(w) = worst_failure_window(run.stats) else {
+        return judged(Verdict::Skipped, "no task completed or failed", threshold, "");
+    };
+    let share = w.failed as f64 / w.answered as f64;
+    judged(
+        pass_if(share <= rule.threshold),
+        format!("{:.2} % failed", 100.0 * share),
+        threshold,
+        format!("worst window from minute {}: {} failed of {}", w.from_minute, w.failed, w.answered),
+    )
 }
 
 #[cfg(test)]
@@ -1316,6 +1524,79 @@ mod tests {
             let v = verdicts(20, tweak);
             assert_eq!(v[id], Verdict::Fail, "{id}: {v:?}");
         }
+    }
+
+    /// Judges the rollback criteria of a run whose minutes each hold the outcomes
+    /// `minute(m)` gives: `(fast, deep, failed, oldest served age)`.
+    fn rollback_verdicts(
+        minutes: u64,
+        minute: impl Fn(u64) -> (u64, u64, u64, Option<u64>),
+    ) -> BTreeMap<&'static str, (Verdict, String)> {
+        let mut stats = Stats::new(10);
+        stats.observe(0, &start());
+        let mut id = 0;
+        for m in 0..minutes {
+            let (fast, deep, failed, age) = minute(m);
+            let t = m * MINUTE_MS + 1_000;
+            let mut push = |path: &str, status: &str, age: Option<u64>| {
+                id += 1;
+                stats.observe(t, &arrival(id, "chat"));
+                let mut body = outcome(id, "chat", path, status, 80, 1);
+                if let Body::Engine(Signal::Outcome(o)) = &mut body {
+                    o.cache_age_ms = age;
+                    o.cache_hit = age.is_some();
+                }
+                stats.observe(t, &body);
+            };
+            (0..fast).for_each(|i| push("fast", "completed", if i == 0 { age } else { None }));
+            (0..deep).for_each(|_| push("deep", "completed", None));
+            (0..failed).for_each(|_| push("fast", "failed", None));
+        }
+        let results = evaluate(&stats, &policy(), None);
+        for r in &results {
+            check_measure(r, &stats);
+        }
+        results.into_iter().filter(|r| r.id.is_rollback()).map(|r| (r.id.as_str(), (r.verdict, r.observed))).collect()
+    }
+
+    #[test]
+    fn rollback_criteria_fail_only_on_a_sustained_breach() {
+        // Healthy: 95 % fast, fresh entries, one failure in 1,000 over ten minutes.
+        let v = rollback_verdicts(30, |m| (95, 5, u64::from(m % 10 == 0), Some(1_000)));
+        assert!(v.values().all(|(verdict, _)| *verdict == Verdict::Pass), "{v:?}");
+
+        // 80 % fast for exactly ten minutes is allowed; for eleven it is a rollback. An
+        // empty minute inside the stretch neither ends nor lengthens it.
+        let dip = |from: u64, to: u64| {
+            move |m: u64| if (from..to).contains(&m) { (80, 20, 0, None) } else { (95, 5, 0, None) }
+        };
+        assert_eq!(rollback_verdicts(40, dip(5, 15))["rollback_fast_path"].0, Verdict::Pass);
+        let v = rollback_verdicts(40, dip(5, 16));
+        assert_eq!(v["rollback_fast_path"], (Verdict::Fail, "11 min below 0.85".to_string()));
+        let gap = |m: u64| match m {
+            5..=9 | 11..=15 => (80, 20, 0, None),
+            10 => (0, 0, 0, None),
+            _ => (95, 5, 0, None),
+        };
+        assert_eq!(rollback_verdicts(40, gap)["rollback_fast_path"].0, Verdict::Fail, "5 + 1 empty + 5 minutes");
+        let broken = |m: u64| if (5..16).contains(&m) && m != 10 { (80, 20, 0, None) } else { (95, 5, 0, None) };
+        assert_eq!(rollback_verdicts(40, broken)["rollback_fast_path"].0, Verdict::Pass, "a good minute ends it");
+
+        // Entries older than 5 s served for five minutes, then for six.
+        let stale = |minutes: u64| move |m: u64| (95, 5, 0, Some(if m < minutes { 6_000 } else { 1_000 }));
+        assert_eq!(rollback_verdicts(20, stale(5))["rollback_freshness"].0, Verdict::Pass);
+        assert_eq!(rollback_verdicts(20, stale(6))["rollback_freshness"].0, Verdict::Fail);
+        // No cache hit at all: nothing to judge.
+        assert_eq!(rollback_verdicts(20, |_| (95, 5, 0, None))["rollback_freshness"].0, Verdict::Skipped);
+
+        // 1 % failed in every ten minutes passes; 12 failures in one ten-minute window of
+        // 1,012 tasks do not, though the whole run's share stays under 1 %.
+        assert_eq!(rollback_verdicts(60, |_| (99, 0, 1, None))["rollback_safety"].0, Verdict::Pass);
+        let burst = |m: u64| (100, 0, if m == 30 { 12 } else { 0 }, None);
+        let v = rollback_verdicts(60, burst);
+        assert_eq!(v["rollback_safety"].0, Verdict::Fail, "{v:?}");
+        // A run shorter than the window is one window.
+        assert_eq!(rollback_verdicts(3, |_| (90, 0, 2, None))["rollback_safety"].0, Verdict::Fail);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod run;
 pub mod scenario;
 pub mod score;
+pub mod shadow;
 pub mod shrink;
 pub mod tasks;
 pub mod workload;

@@ -69,7 +69,7 @@ impl Policy {
             if now.threshold != before.threshold {
                 // Ratios must reach their threshold; every other measure must stay under it.
                 let easier =
-                    if id.is_ratio() { now.threshold < before.threshold } else { now.threshold > before.threshold };
+                    if id.at_least() { now.threshold < before.threshold } else { now.threshold > before.threshold };
                 let effect = if easier { Effect::Loosened } else { Effect::Tightened };
                 changes.push(Change {
                     invariant: id,

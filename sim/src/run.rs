@@ -328,6 +328,33 @@ pub fn run_staged(
     }
 }
 
+/// One run of `scenario` with `seed` writing `events.jsonl` and `tasks.csv` into `dir`,
+/// on the workload's arrivals or on `tasks` when given (a live capture's): what a shadow
+/// runs on each side. A panic of the simulation becomes `RunError::Panicked`.
+#[cfg(madsim)]
+pub fn run_files(
+    scenario: &Scenario,
+    tasks: Option<Vec<seedcore_engine::Task>>,
+    seed: u64,
+    dir: &Path,
+) -> Result<(), RunError> {
+    use crate::observer::Sinks;
+    use std::sync::Arc;
+    let tasks = Arc::new(tasks.unwrap_or_else(|| scenario.workload.tasks(seed, scenario.duration_ms)));
+    let create = |name: &str| {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .map_err(|e| RunError::Output { path: path.display().to_string(), message: e.to_string() })
+    };
+    let sinks = Sinks { events: Some(create("events.jsonl")?), tasks: Some(create("tasks.csv")?), stats_window: None };
+    let ran =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::world::run_once(scenario, tasks, seed, sinks)));
+    match ran {
+        Ok(observed) => observed.map(|_| ()).map_err(RunError::from),
+        Err(_) => Err(RunError::Panicked { seed, repro: repro_command(scenario, seed) }),
+    }
+}
+
 /// A replay written to its directory (`seedcore replay`).
 pub struct Replayed {
     pub report: RunReport,

@@ -7,6 +7,8 @@
 //! consistent (engine formulas validated, fault nodes exist).
 
 use crate::invariant_id::InvariantId;
+use crate::shadow::catalogue;
+use crate::shadow::rules::{CanaryRules, CanarySpec, MeasureRule, DEFAULT_TOLERANCE};
 use crate::workload::{self, Enrichment, GeneratedSpec, TraceFormat, Workload};
 use seedcore_chaos::{Fault, FaultKind, FaultName, FaultPlan, PlanError, SwarmBounds, Topology as SwarmTopology};
 pub use seedcore_engine::config::{locate, DurationMs, FileError};
@@ -130,6 +132,9 @@ pub struct PolicySpec {
     pub deep_success_rate: Option<InvariantSpec>,
     pub memory_freshness: Option<InvariantSpec>,
     pub recovery_time: Option<InvariantSpec>,
+    pub rollback_fast_path: Option<InvariantSpec>,
+    pub rollback_freshness: Option<InvariantSpec>,
+    pub rollback_safety: Option<InvariantSpec>,
 }
 
 /// `[workload]`.
@@ -236,6 +241,8 @@ pub struct ScenarioSpec {
     pub harness: HarnessSpec,
     #[serde(default)]
     pub policy: PolicySpec,
+    /// How a canary judges this scenario as the candidate (docs/certification.md 8.9).
+    pub canary: Option<CanarySpec>,
 }
 
 /// One invariant's resolved policy.
@@ -294,6 +301,8 @@ pub struct Scenario {
     pub swarm_by_flag: bool,
     pub harness: Harness,
     pub policy: Policy,
+    /// The rules a canary judges this scenario by, as its candidate.
+    pub canary: CanaryRules,
 }
 
 impl Scenario {
@@ -464,6 +473,7 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
     let (faults, swarm) = resolve_chaos(&r, &spec.chaos, &engine.topology, duration_ms)?;
     let harness = resolve_harness(&r, &spec.harness, &engine.dispatch)?;
     let policy = resolve_policy(&r, &spec.policy, &engine)?;
+    let canary = resolve_canary(&r, spec.canary.as_ref())?;
 
     Ok(Scenario {
         name: spec.name,
@@ -481,7 +491,67 @@ fn resolve(spec: ScenarioSpec, file: &str, source: &str, base: &Path, path: &Pat
         swarm_by_flag: false,
         harness,
         policy,
+        canary,
     })
+}
+
+/// What judges a run without running it: the scenario's name, its policy and its canary
+/// rules, read from a scenario file without loading its trace (a canary bundle keeps the
+/// scenarios, not their traces).
+pub fn load_judgement(path: &Path) -> Result<(String, Policy, CanaryRules), ScenarioError> {
+    let file = path.display().to_string();
+    let source =
+        std::fs::read_to_string(path).map_err(|e| FileError::Read { file: file.clone(), message: e.to_string() })?;
+    let spec: ScenarioSpec =
+        toml::from_str(&source).map_err(|e| FileError::Parse { file: file.clone(), message: e.to_string() })?;
+    let r = Resolver { file: &file, source: &source };
+    let engine = EngineConfig::from_tables(spec.topology, spec.engine, spec.backend);
+    engine.validate().map_err(|e| r.invalid(&e.field, e.message))?;
+    let policy = resolve_policy(&r, &spec.policy, &engine)?;
+    let canary = resolve_canary(&r, spec.canary.as_ref())?;
+    Ok((spec.name, policy, canary))
+}
+
+/// `[canary]`: the measures judged, their direction, tolerance and warning level.
+fn resolve_canary(r: &Resolver<'_>, spec: Option<&CanarySpec>) -> Result<CanaryRules, ScenarioError> {
+    let Some(spec) = spec else { return Ok(CanaryRules::default()) };
+    let tolerance = r.non_negative("canary.tolerance", spec.tolerance, DEFAULT_TOLERANCE)?;
+    let warn = r.non_negative("canary.warn", spec.warn, tolerance / 2.0)?;
+    if warn > tolerance {
+        return Err(r.invalid("canary.warn", format!("{warn} is above the tolerance {tolerance}")));
+    }
+    if spec.measure.is_empty() {
+        let mut rules = CanaryRules::default();
+        for rule in &mut rules.measures {
+            rule.tolerance = tolerance;
+            rule.warn = warn;
+        }
+        return Ok(rules);
+    }
+    let mut measures = Vec::new();
+    for (name, m) in &spec.measure {
+        let key = format!("canary.measure.{name}");
+        let Some((_, natural)) = catalogue::describe(name) else {
+            return Err(
+                r.invalid(&key, format!("unknown measure {name:?}; measures are {}", catalogue::names().join(", ")))
+            );
+        };
+        let better = match &m.better {
+            None => natural,
+            Some(text) => catalogue::Better::parse(text)
+                .ok_or_else(|| r.invalid(&format!("{key}.better"), format!("{text:?} is neither higher nor lower")))?,
+        };
+        let measure_tolerance = r.non_negative(&format!("{key}.tolerance"), m.tolerance, tolerance)?;
+        let measure_warn = r.non_negative(&format!("{key}.warn"), m.warn, warn.min(measure_tolerance))?;
+        if measure_warn > measure_tolerance {
+            return Err(r.invalid(
+                &format!("{key}.warn"),
+                format!("{measure_warn} is above the tolerance {measure_tolerance}"),
+            ));
+        }
+        measures.push(MeasureRule { measure: name.clone(), better, tolerance: measure_tolerance, warn: measure_warn });
+    }
+    Ok(CanaryRules { measures })
 }
 
 /// `[network]`: the run's baseline latency and loss.
@@ -877,6 +947,9 @@ impl PolicySpec {
             InvariantId::DeepSuccessRate => &self.deep_success_rate,
             InvariantId::MemoryFreshness => &self.memory_freshness,
             InvariantId::RecoveryTime => &self.recovery_time,
+            InvariantId::RollbackFastPath => &self.rollback_fast_path,
+            InvariantId::RollbackFreshness => &self.rollback_freshness,
+            InvariantId::RollbackSafety => &self.rollback_safety,
         }
     }
 }
@@ -897,6 +970,12 @@ fn resolve_policy(r: &Resolver<'_>, spec: &PolicySpec, engine: &EngineConfig) ->
         }
         if id.critical() && given.warn.is_some() {
             return Err(r.invalid(&format!("{key}.warn"), "critical invariants have no warning band"));
+        }
+        if id.is_rollback() && given.warn.is_some() {
+            return Err(r.invalid(
+                &format!("{key}.warn"),
+                "rollback criteria have no warning band: a breach may last their stretch, not longer",
+            ));
         }
         let threshold = r.non_negative(&format!("{key}.threshold"), given.threshold, defaults.threshold)?;
         if id.is_ratio() && threshold > 1.0 {

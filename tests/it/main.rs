@@ -28,6 +28,8 @@ mod records;
 mod regressions;
 #[cfg(madsim)]
 mod replay;
+#[cfg(madsim)]
+mod shadow;
 
 #[cfg(not(madsim))]
 mod abuse;

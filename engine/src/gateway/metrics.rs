@@ -80,6 +80,7 @@ struct EngineSeries {
     daily_budget: FloatGauge,
     fast_slo: FloatGauge,
     cache_hit_ratio: Family<TierLabel, FloatGauge>,
+    cache_served_age_max: FloatGauge,
     autoscale_target: Family<PathLabel, FloatGauge>,
     autoscale_demand: Family<PathLabel, FloatGauge>,
     autoscale_replicas: Family<PathLabel, FloatGauge>,
@@ -123,7 +124,7 @@ impl Metrics {
         );
         let engine = EngineSeries::default();
         let e = &engine;
-        let gauges: [(&str, &str, &FloatGauge); 13] = [
+        let gauges: [(&str, &str, &FloatGauge); 14] = [
             ("engine_up", "1 when the coordinator and the state node answered this scrape", &e.up),
             (
                 "ledger_halted",
@@ -138,6 +139,11 @@ impl Metrics {
             ("spend_today_micro_usd", "Spend of the current UTC day, micro-USD", &e.spend_today),
             ("daily_budget_micro_usd", "The daily budget, micro-USD", &e.daily_budget),
             ("fast_slo_seconds", "The fast path's latency objective", &e.fast_slo),
+            (
+                "cache_served_age_max_seconds",
+                "Oldest cache entry served in the last minute, seconds",
+                &e.cache_served_age_max,
+            ),
             ("l_tot", "Certified Lipschitz bound L_tot of the organism update", &e.l_tot),
             ("l_max", "The limit L_tot must stay below", &e.l_max),
             ("energy", "The organism's energy E (docs/engine.md 4.7)", &e.energy),
@@ -228,6 +234,7 @@ impl Metrics {
                 let share = c.tier_hits[tier.index()] as f64 / c.completed.fast.max(1) as f64;
                 e.cache_hit_ratio.get_or_create(&TierLabel { tier: tier.as_str() }).set(share);
             }
+            e.cache_served_age_max.set(c.served_age_max_ms as f64 / 1000.0);
             raise(&e.ledger_receipts, c.ledger_receipts);
             raise(&e.ledger_cycles, c.ledger_cycles);
         }

@@ -394,6 +394,7 @@ fn status_json(s: &CoordinatorStatus) -> Value {
         "cache": {
             "hits": s.cache_hits, "mw_hit_rate": s.mw_hit_rate,
             "hits_by_tier": by_name(Tier::ALL.map(Tier::as_str), s.tier_hits),
+            "served_age_max_ms": s.served_age_max_ms,
         },
         "in_flight": s.in_flight,
         "autoscale": {

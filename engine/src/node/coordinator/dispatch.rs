@@ -124,7 +124,10 @@ impl Coordinator {
         let hit = if found.is_some_and(|f| f.tier == Tier::Mw) { 1.0 } else { 0.0 };
         core.hit_rate += HIT_RATE_SMOOTHING * (hit - core.hit_rate);
         if let Some(found) = found {
+            // Every hit found here is served (`execute`); the time is the coordinator's own,
+            // read under the lock that orders it with the status's reading.
             core.counters.tier_hits[found.tier.index()] += 1;
+            core.served_ages.record(self.uptime_ms(), found.age_ms);
         }
         found
     }

@@ -10,13 +10,15 @@
 //!
 //! In parts: `admission.rs` (claim, valve, router, governor: the decision, under the lock),
 //! `dispatch.rs` (cache lookup, backend attempts, completions to the state node),
-//! `record.rs` (the ledger writer: recovery, receipts, cycles, outcomes) and `status.rs`
-//! (the status RPC and the autoscaler). This file holds the state they share and starts
-//! the node.
+//! `record.rs` (the ledger writer: recovery, receipts, cycles, outcomes), `status.rs`
+//! (the status RPC and the autoscaler) and `served.rs` (the oldest cache entry served in
+//! the last minute, for the status). This file holds the state they share and starts the
+//! node.
 
 mod admission;
 mod dispatch;
 mod record;
+mod served;
 mod status;
 
 use super::autoscale::Fleet;
@@ -35,6 +37,7 @@ use crate::valve::Valve;
 use admission::{Claim, Counters};
 use madsim::time::Instant;
 use record::Details;
+use served::ServedAges;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +75,8 @@ struct Core {
     draining: bool,
     /// Counters since start, for the status RPC (the gateway's `/ocps/status`, `/metrics`).
     counters: Counters,
+    /// The oldest cache entry served per second of `Coordinator::uptime_ms`, for the status.
+    served_ages: ServedAges,
     /// Above every task id seen: the next id `SubmitTask` assigns.
     next_task_id: u64,
     /// Completions not yet sent to the state node, in the order they happened.
@@ -104,6 +109,7 @@ impl Core {
             halted: None,
             draining: false,
             counters: Counters::default(),
+            served_ages: ServedAges::new(),
             next_task_id: 0,
             outbox: Vec::new(),
         }
@@ -234,7 +240,7 @@ fn serve(server: &Server, coordinator: &Arc<Coordinator>) {
     });
     let serving = coordinator.clone();
     server.add(move |StatusQuery { at_ms }| {
-        let status = serving.lock().status(&serving.context.config, at_ms);
+        let status = serving.lock().status(&serving.context.config, at_ms, serving.uptime_ms());
         async move { status }
     });
 }

@@ -15,8 +15,9 @@ use std::time::Duration;
 const DRAIN_POLL_MS: u64 = 100;
 
 impl Core {
-    /// Counters and state now; `at_ms` picks the budget day.
-    pub(super) fn status(&self, config: &EngineConfig, at_ms: u64) -> CoordinatorStatus {
+    /// Counters and state now; `at_ms` picks the budget day, `now_ms` (the coordinator's
+    /// clock, `Coordinator::uptime_ms`) ends the minute of served ages.
+    pub(super) fn status(&self, config: &EngineConfig, at_ms: u64, now_ms: u64) -> CoordinatorStatus {
         let day = config.day_of(at_ms);
         CoordinatorStatus {
             halted: self.halted.clone(),
@@ -32,6 +33,7 @@ impl Core {
             failed: self.counters.failed,
             cache_hits: self.counters.cache_hits,
             tier_hits: self.counters.tier_hits,
+            served_age_max_ms: self.served_ages.max_ms(now_ms),
             autoscale: Path::ALL.map(|path| {
                 let (target, demand) = self.fleet.target(path);
                 PathScale { target, demand, active: self.fleet.active(path) }
@@ -161,12 +163,13 @@ mod tests {
     fn a_fresh_coordinator_reports_its_topology_and_nothing_done() {
         let config = EngineConfig::default();
         let core = Core::new(&config, [2, 1].into(), false);
-        let status = core.status(&config, 0);
+        let status = core.status(&config, 0, 0);
         assert_eq!(status.completed, PerPath::default());
         assert_eq!(status.in_flight, 0);
         assert_eq!(status.autoscale.map(|a| a.active), [config.topology.fast, config.topology.deep]);
         assert_eq!(status.daily_budget_micro_usd, config.governor.daily_budget_micro_usd);
         assert!(status.halted.is_none() && !status.draining);
+        assert_eq!(status.served_age_max_ms, 0, "no cache entry served");
     }
 
     #[test]
@@ -177,10 +180,20 @@ mod tests {
         core.recording = 2;
         core.counters.count(&Outcome::Rejected { reason: RejectReason::Overload });
         core.halted = Some("ledger".into());
-        let status = core.status(&config, 86_400_000);
+        let status = core.status(&config, 86_400_000, 0);
         assert_eq!(status.in_flight, 6, "in dispatch on both paths, and waiting for the ledger");
         assert_eq!(status.rejections.iter().sum::<u64>(), 1);
         assert_eq!(status.day, config.day_of(86_400_000));
         assert_eq!(status.halted.as_deref(), Some("ledger"));
+    }
+
+    #[test]
+    fn the_status_reports_the_oldest_entry_served_in_the_last_minute_of_its_clock() {
+        let config = EngineConfig::default();
+        let mut core = Core::new(&config, [2, 1].into(), false);
+        core.served_ages.record(10_000, 7_500);
+        core.served_ages.record(40_000, 2_000);
+        assert_eq!(core.status(&config, 0, 40_000).served_age_max_ms, 7_500);
+        assert_eq!(core.status(&config, 0, 70_000).served_age_max_ms, 2_000, "second 10 is over a minute old");
     }
 }
