@@ -85,6 +85,8 @@ pub struct Diff {
     pub decisions_differing: u64,
     /// (base decision, candidate decision) -> tasks; `none` for a task a run does not have.
     pub pairs: BTreeMap<(String, String), u64>,
+    /// Compared field -> tasks in both runs on which it differs.
+    pub by_field: BTreeMap<&'static str, u64>,
     /// Minute of arrival -> (differing tasks, differing decisions).
     pub by_minute: BTreeMap<u64, (u64, u64)>,
     pub first: Option<Divergence>,
@@ -190,6 +192,11 @@ pub fn diff_runs(base: &Path, candidate: &Path, out: &Path) -> Result<Diff, Diff
             (Some(b), Some(c)) => b.differing(c),
             _ => FIELDS.to_vec(),
         };
+        if b.is_some() && c.is_some() {
+            for field in &fields {
+                *diff.by_field.entry(field).or_default() += 1;
+            }
+        }
         if fields.is_empty() {
             continue;
         }
@@ -278,7 +285,12 @@ fn task_events(path: &Path, id: u64) -> Result<Vec<String>, DiffError> {
     Ok(lines)
 }
 
-/// The first line where two event logs differ, with the identical lines before it.
+fn is_run_start(line: &str) -> bool {
+    line.contains("\"kind\":\"run_start\"")
+}
+
+/// The first line where two event logs differ (their `run_start` records aside), with the
+/// identical lines before it.
 fn parting(base: &Path, candidate: &Path) -> Result<Option<Parted>, DiffError> {
     let open =
         |path: &Path| std::fs::File::open(path).map(std::io::BufReader::new).map_err(|e| error(path, e.to_string()));
@@ -291,7 +303,8 @@ fn parting(base: &Path, candidate: &Path) -> Result<Option<Parted>, DiffError> {
         let cl = c.next().transpose().map_err(|e| error(candidate, e.to_string()))?;
         match (bl, cl) {
             (None, None) => return Ok(None),
-            (Some(x), Some(y)) if x == y => {
+            // The run_start records name each scenario's digest: different by construction.
+            (Some(x), Some(y)) if x == y || (is_run_start(&x) && is_run_start(&y)) => {
                 if before.len() == CONTEXT {
                     before.pop_front();
                 }
@@ -343,6 +356,8 @@ mod tests {
         assert_eq!(diff.pairs[&("fast".to_string(), "rejected:daily_budget".to_string())], 1);
         assert_eq!(diff.pairs[&("fast".to_string(), "none".to_string())], 1);
         assert_eq!(diff.by_minute[&0], (2, 1));
+        assert_eq!(diff.by_field["latency_ms"], 3);
+        assert_eq!(diff.by_field["path"], 1, "task 5 is in one run only: no field compared");
         assert_eq!(diff.by_minute[&1], (2, 2));
         let first = diff.first.unwrap();
         assert_eq!(first.task_id, 3);

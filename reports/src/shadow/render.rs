@@ -375,6 +375,7 @@ fn title(shadow: &Shadow) -> String {
 /// The shadow report's content, in reading order.
 fn document(shadow: &Shadow) -> Vec<Block> {
     let mut doc = vec![Block::Title(title(shadow)), Block::Summary(summary(&shadow.diff))];
+    doc.extend(fields_line(&shadow.diff).map(Block::Para));
     doc.push(Block::List(facts(shadow)));
     decisions(&mut doc, &shadow.diff);
     first_divergence(&mut doc, &shadow.diff, (&shadow.base, &shadow.candidate));
@@ -415,6 +416,20 @@ fn summary(diff: &Diff) -> String {
         diff.decisions_differing,
         percent(diff.decisions_differing, diff.tasks)
     )
+}
+
+/// Which fields differ, and on how many tasks: a changed decision moves the simulated
+/// backend's draws of later tasks, so latencies differ well beyond the tasks decided
+/// differently.
+fn fields_line(diff: &Diff) -> Option<String> {
+    (!diff.by_field.is_empty()).then(|| {
+        let parts: Vec<String> = diff.by_field.iter().map(|(field, n)| format!("{field} on {n}")).collect();
+        format!(
+            "Fields that differ: {}. A task decided differently changes what the tasks after it meet (the caches, the \
+             queues, the simulated backend's draws), so many more latencies than decisions differ.",
+            parts.join(", ")
+        )
+    })
 }
 
 fn facts(shadow: &Shadow) -> Vec<String> {
