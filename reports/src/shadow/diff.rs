@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(diff.pairs[&("fast".to_string(), "none".to_string())], 1);
         assert_eq!(diff.by_minute[&0], (2, 1));
         assert_eq!(diff.by_field["latency_ms"], 3);
-        assert_eq!(diff.by_field["path"], 1, "task 5 is in one run only: no field compared");
+        assert_eq!(diff.by_field["path"], 2, "tasks 3 and 4; task 5 is in one run only, no field compared");
         assert_eq!(diff.by_minute[&1], (2, 2));
         let first = diff.first.unwrap();
         assert_eq!(first.task_id, 3);

@@ -1281,6 +1281,7 @@ mod tests {
                 (pair("fast", "fast"), 24),
                 (pair("fast", "none"), 1),
             ]),
+            by_field: BTreeMap::from([("latency_ms", 6), ("path", 4)]),
             by_minute: BTreeMap::from([(0, (3, 3)), (1, (3, 2))]),
             first: Some(Divergence {
                 task_id: 3,
