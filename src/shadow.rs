@@ -112,7 +112,17 @@ pub fn shadow(args: ShadowArgs) -> Result<u8, Failure> {
         capture: args.capture.as_deref(),
         out: &out,
     };
+    // Two runs of a long scenario take a while: a spinner on a terminal, ticking on its own.
+    let spinner = crate::progress::interactive().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("running {} and {} with seed {seed}", base.name, candidate.name));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        spinner
+    });
     let (shadow, wall) = seedcore_sim::run::timed(|| shadow_into(&request));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     let shadow = shadow.map_err(failure)?;
     let d = &shadow.diff;
     println!(
