@@ -92,7 +92,6 @@ fn load_pair(base: &Path, candidate: &Path) -> Result<(seedcore_sim::Scenario, s
 #[cfg(madsim)]
 pub fn shadow(args: ShadowArgs) -> Result<u8, Failure> {
     use seedcore_reports::shadow::run::{shadow_into, ShadowRequest};
-    use seedcore_reports::shadow::side_by_side;
     let (base, candidate) = load_pair(&args.base, &args.candidate)?;
     let seed = args.seed.unwrap_or(base.seed);
     let out = args.out.unwrap_or_else(|| {
@@ -124,6 +123,16 @@ pub fn shadow(args: ShadowArgs) -> Result<u8, Failure> {
         spinner.finish_and_clear();
     }
     let shadow = shadow.map_err(failure)?;
+    print_shadow(&shadow, wall, args.show);
+    println!("wrote {}/shadow.md, shadow.html and diff.csv", shadow.dir.display());
+    Ok(exit::PASS)
+}
+
+/// What a shadow found, on the terminal: the counts, the pairs of decisions that differ,
+/// the first divergence, the measures and verdicts that changed.
+#[cfg(madsim)]
+fn print_shadow(shadow: &seedcore_reports::shadow::Shadow, wall: std::time::Duration, show: usize) {
+    use seedcore_reports::shadow::side_by_side;
     let d = &shadow.diff;
     println!(
         "{} tasks, {} differ ({} decided differently); both runs in {:.1} s",
@@ -142,7 +151,7 @@ pub fn shadow(args: ShadowArgs) -> Result<u8, Failure> {
     }
     let mut pairs: Vec<_> = d.pairs.iter().filter(|((b, c), _)| b != c).collect();
     pairs.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-    for ((b, c), n) in pairs.iter().take(args.show) {
+    for ((b, c), n) in pairs.iter().take(show) {
         println!("  {b:>24} -> {c:<24} {n} tasks");
     }
     if let Some(first) = &d.first {
@@ -169,8 +178,6 @@ pub fn shadow(args: ShadowArgs) -> Result<u8, Failure> {
             println!("  invariant {}: {} -> {}", b.id, b.verdict.as_str(), c.verdict.as_str());
         }
     }
-    println!("wrote {}/shadow.md, shadow.html and diff.csv", shadow.dir.display());
-    Ok(exit::PASS)
 }
 
 #[cfg(madsim)]

@@ -682,25 +682,31 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             let value = stats.recovery_ms();
             m(value.map_or_else(String::new, |ms| ms.to_string()), "<=", ms_limit, "ms")
         }
-        InvariantId::RollbackFastPath | InvariantId::RollbackFreshness => {
-            let stretch = if id == InvariantId::RollbackFastPath {
-                fast_path_stretch(stats, threshold)
-            } else {
-                freshness_stretch(stats, threshold)
-            };
-            let unit = if id == InvariantId::RollbackFastPath {
-                "ms in a row with a minute's fast-path ratio below the threshold"
-            } else {
-                "ms in a row with a minute serving an entry older than the threshold"
-            };
-            let value = stretch.map_or_else(String::new, |s| s.longest_ms.to_string());
-            m(value, "<=", id.sustain_ms().unwrap_or(0).to_string(), unit)
-        }
-        InvariantId::RollbackSafety => {
-            let value = worst_failure_window(stats).map_or_else(String::new, |w| share(w.failed, w.answered));
-            m(value, "<=", ratio_limit, "share of tasks failed in the worst 10-minute window")
+        InvariantId::RollbackFastPath | InvariantId::RollbackFreshness | InvariantId::RollbackSafety => {
+            rollback_measure(id, stats, threshold)
         }
     }
+}
+
+/// The measure of a rollback criterion: its longest stretch in breach against the stretch
+/// allowed, or its worst window's failed share against the threshold.
+fn rollback_measure(id: InvariantId, stats: &Stats, threshold: f64) -> Measure {
+    let m = |value: String, limit: String, unit: &'static str| Measure { value, rule: "<=", limit, unit };
+    let stretch = match id {
+        InvariantId::RollbackFastPath => fast_path_stretch(stats, threshold),
+        InvariantId::RollbackFreshness => freshness_stretch(stats, threshold),
+        _ => {
+            let value = worst_failure_window(stats).map_or_else(String::new, |w| share(w.failed, w.answered));
+            return m(value, format!("{threshold:.6}"), "share of tasks failed in the worst 10-minute window");
+        }
+    };
+    let unit = if id == InvariantId::RollbackFastPath {
+        "ms in a row with a minute's fast-path ratio below the threshold"
+    } else {
+        "ms in a row with a minute serving an entry older than the threshold"
+    };
+    let value = stretch.map_or_else(String::new, |s| s.longest_ms.to_string());
+    m(value, id.sustain_ms().unwrap_or(0).to_string(), unit)
 }
 
 /// The longest stretch of minutes in breach of a rollback criterion.

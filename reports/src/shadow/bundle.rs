@@ -206,9 +206,43 @@ fn refold(
     Ok(RunRef { events_file: file, root: fold.root, events: fold.size, stats: fold.stats, results })
 }
 
+type VerifyResult<T> = Result<T, crate::verify::VerifyError>;
+
 /// `seedcore verify DIR` of a canary bundle.
-pub fn verify(dir: &Path, keyring: &Keyring) -> Result<CanaryVerified, crate::verify::VerifyError> {
+pub fn verify(dir: &Path, keyring: &Keyring) -> VerifyResult<CanaryVerified> {
     let mut checks = Vec::new();
+    let (verified, stated) = signed_statement(dir, keyring, &mut checks)?;
+    let p = &stated["predicate"];
+    let files = check_files(dir, p, &mut checks)?;
+    let canary = recompute(dir, p, &files)?;
+    checks.push(format!(
+        "runs: {} seeds, {} event logs folded, Merkle roots recomputed, every invariant judged again",
+        canary.seeds.len(),
+        2 * canary.seeds.len()
+    ));
+    if p["verdict"] != canary.verdict.as_str() {
+        return Err(reject(format!(
+            "verdict: the statement says {}, the bundled event logs and rules give {}",
+            p["verdict"],
+            canary.verdict.as_str()
+        )));
+    }
+    let report = std::fs::read(dir.join(REPORT)).map_err(|e| reject(format!("{REPORT}: {e}")))?;
+    if report != super::render::canary_markdown(&canary).into_bytes() {
+        return Err(reject(format!("{REPORT}: differs from the report the bundled logs give")));
+    }
+    let recomputed = statement(&canary, &files, &verified.keyid);
+    if recomputed != stated {
+        let field = first_difference(&stated, &recomputed, "");
+        return Err(reject(format!("statement: {field} differs from what the bundled logs and rules give")));
+    }
+    checks.push(format!("verdict: {} recomputed from the logs and the rules, as stated", canary.verdict.as_str()));
+    Ok(CanaryVerified { canary, keyid: verified.keyid, key_source: verified.key_source, checks })
+}
+
+/// The envelope signed by a trusted key, its canonical canary statement naming its signer,
+/// and `statement.json` its copy.
+fn signed_statement(dir: &Path, keyring: &Keyring, checks: &mut Vec<String>) -> VerifyResult<(dsse::Verified, Value)> {
     let verified =
         dsse::read_signed_file(&dir.join(ENVELOPE), ENVELOPE, MAX_ENVELOPE_BYTES, keyring).map_err(reject)?;
     checks.push(format!(
@@ -222,18 +256,19 @@ pub fn verify(dir: &Path, keyring: &Keyring) -> Result<CanaryVerified, crate::ve
     if stated["predicateType"] != CANARY_PREDICATE || stated["_type"] != STATEMENT_TYPE {
         return Err(reject(format!("payload: not an in-toto statement of {CANARY_PREDICATE}")));
     }
-    let p = &stated["predicate"];
-    if p["signer"]["keyid"] != verified.keyid.as_str() {
-        return Err(reject(format!(
-            "payload: names signer {} but key {} signed it",
-            p["signer"]["keyid"], verified.keyid
-        )));
+    let signer = &stated["predicate"]["signer"]["keyid"];
+    if signer != verified.keyid.as_str() {
+        return Err(reject(format!("payload: names signer {signer} but key {} signed it", verified.keyid)));
     }
     let copy = std::fs::read(dir.join(STATEMENT)).map_err(|e| reject(format!("{STATEMENT}: cannot read: {e}")))?;
     if copy != pretty(&stated) {
         return Err(reject(format!("{STATEMENT}: differs from the signed statement")));
     }
-    // Every file's digest, and no file beside them.
+    Ok((verified, stated))
+}
+
+/// Every stated file's digest, and no file beside them.
+fn check_files(dir: &Path, p: &Value, checks: &mut Vec<String>) -> VerifyResult<BTreeMap<String, String>> {
     let files: BTreeMap<String, String> =
         serde_json::from_value(p["files"].clone()).map_err(|e| reject(format!("payload: files: {e}")))?;
     let listed = list_files(dir).map_err(|e| reject(format!("cannot list the bundle: {e}")))?;
@@ -250,14 +285,19 @@ pub fn verify(dir: &Path, keyring: &Keyring) -> Result<CanaryVerified, crate::ve
         }
     }
     checks.push(format!("files: {} digests match, no uncovered file", files.len()));
+    Ok(files)
+}
 
-    // The scenarios: what judges the runs.
+/// The canary the bundle gives: the bundled scenarios' policies and the candidate's rules,
+/// every seed's logs folded and judged, its diff recounted. What cannot be recomputed (the
+/// source paths in repro commands, the candidate build) is the statement's.
+fn recompute(dir: &Path, p: &Value, files: &BTreeMap<String, String>) -> VerifyResult<Canary> {
     let judgement = |file: &str| {
         seedcore_sim::scenario::load_judgement(&dir.join(file)).map_err(|e| reject(format!("{file}: {e}")))
     };
     let (base_name, base_policy, _) = judgement(BASE_FILE)?;
     let (candidate_name, candidate_policy, rules) = judgement(CANDIDATE_FILE)?;
-    let stated_ref = |side: &str, file: &str, name: String| -> Result<ScenarioRef, crate::verify::VerifyError> {
+    let stated_ref = |side: &str, file: &str, name: String| -> VerifyResult<ScenarioRef> {
         Ok(ScenarioRef {
             name,
             file: file.to_string(),
@@ -274,8 +314,6 @@ pub fn verify(dir: &Path, keyring: &Keyring) -> Result<CanaryVerified, crate::ve
             sha256: bin["sha256"].as_str().unwrap_or_default().to_string(),
         }),
     };
-
-    // Every seed, recomputed from its logs.
     let stated_seeds = p["seeds"].as_array().ok_or_else(|| reject("payload: no seeds"))?;
     let mut seeds = Vec::new();
     for s in stated_seeds {
@@ -300,30 +338,7 @@ pub fn verify(dir: &Path, keyring: &Keyring) -> Result<CanaryVerified, crate::ve
         });
     }
     let worst = seeds.iter().map(|s| s.effect).max().unwrap_or(Effect::Promote);
-    let canary = Canary { verdict: CanaryVerdict::of(worst), base, candidate, binary, rules: rules.clone(), seeds };
-    checks.push(format!(
-        "runs: {} seeds, {} event logs folded, Merkle roots recomputed, every invariant judged again",
-        canary.seeds.len(),
-        2 * canary.seeds.len()
-    ));
-    if p["verdict"] != canary.verdict.as_str() {
-        return Err(reject(format!(
-            "verdict: the statement says {}, the bundled event logs and rules give {}",
-            p["verdict"],
-            canary.verdict.as_str()
-        )));
-    }
-    let report = std::fs::read(dir.join(REPORT)).map_err(|e| reject(format!("{REPORT}: {e}")))?;
-    if report != super::render::canary_markdown(&canary).into_bytes() {
-        return Err(reject(format!("{REPORT}: differs from the report the bundled logs give")));
-    }
-    let recomputed = statement(&canary, &files, &verified.keyid);
-    if recomputed != stated {
-        let field = first_difference(&stated, &recomputed, "");
-        return Err(reject(format!("statement: {field} differs from what the bundled logs and rules give")));
-    }
-    checks.push(format!("verdict: {} recomputed from the logs and the rules, as stated", canary.verdict.as_str()));
-    Ok(CanaryVerified { canary, keyid: verified.keyid, key_source: verified.key_source, checks })
+    Ok(Canary { verdict: CanaryVerdict::of(worst), base, candidate, binary, rules, seeds })
 }
 
 /// The path of the first value that differs between two JSON documents.
