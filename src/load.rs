@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// `seedcore load`.
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    /// The trace to send (Azure or canonical CSV; the format is read from the header),
+    /// The trace to send (any format of `trace inspect`, guessed the same way),
     /// enriched with the default rules. Or give --scenario instead.
     trace: Option<PathBuf>,
     /// Send this scenario's workload (its trace and enrichment, or its generator).
@@ -207,10 +207,8 @@ mod live {
         let scenario = match (&args.scenario, &args.trace) {
             (Some(path), _) => seedcore_sim::load(path).map_err(|e| usage(e.to_string()))?,
             (None, Some(trace)) => {
-                let header = std::fs::read(trace)
-                    .map_err(|e| usage(format!("{}: cannot read the trace: {e}", trace.display())))?;
-                let first = header.split(|b| *b == b'\n').next().unwrap_or_default();
-                let format = if first.starts_with(b"TIMESTAMP") { "azure" } else { "canonical" };
+                let (format, _) = seedcore_sim::workload::guess_format(trace).map_err(|e| usage(e.to_string()))?;
+                let format = format.as_str();
                 let absolute = std::path::absolute(trace).map_err(|e| usage(format!("{}: {e}", trace.display())))?;
                 let source = format!(
                     "name = \"load\"\nseed = {}\n[workload]\nsource = \"trace\"\ntrace = {}\nformat = \"{format}\"\n",

@@ -23,6 +23,7 @@ mod shadow;
 mod signing;
 #[cfg(madsim)]
 mod summary;
+mod trace;
 
 /// The simulator allocates per message and per event; mimalloc spends markedly less time
 /// there than the system allocator (see ARCHITECTURE.md, performance).
@@ -232,6 +233,13 @@ enum Command {
     /// and PROMOTE WITH CONDITIONS exit 0, ROLLBACK exits 1 (simulation build). Writes a
     /// signed bundle that `verify` recomputes.
     Canary(Box<shadow::CanaryArgs>),
+    /// Look into a trace before replaying it (`trace inspect FILE`), or write it as the
+    /// canonical CSV (`trace convert FILE --to canonical`); formats canonical, azure,
+    /// mooncake, burstgpt. Both builds.
+    Trace {
+        #[command(subcommand)]
+        command: trace::TraceCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -284,6 +292,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::run(args),
         Command::Shadow(args) => shadow::shadow(*args),
         Command::Canary(args) => shadow::canary(*args),
+        Command::Trace { command } => trace::run(command),
     };
     ExitCode::from(exit::report(result))
 }

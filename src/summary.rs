@@ -136,6 +136,24 @@ fn print_spend_and_latency(s: &Stats) {
             );
         }
     }
+    for path in Path::ALL {
+        let (ttft, tpot) = (&s.ttft_ms[path], &s.tpot_us[path]);
+        if ttft.is_empty() {
+            continue;
+        }
+        let tpot = if tpot.is_empty() {
+            String::from("no decoding measured")
+        } else {
+            let ms = |q: f64| tpot.value_at_quantile(q) as f64 / 1000.0;
+            format!("TPOT p50 {:.2} ms · p99 {:.2} ms", ms(0.50), ms(0.99))
+        };
+        println!(
+            "  first token {:<5}TTFT p50 {} ms · p99 {} ms · {tpot}",
+            path.as_str(),
+            ttft.value_at_quantile(0.50),
+            ttft.value_at_quantile(0.99),
+        );
+    }
 }
 
 /// `L_tot`, the memory fabric and the energy.

@@ -8,6 +8,7 @@
 //! act: the simulated backend's draw and the ledger's write.
 
 use crate::task::Path;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 /// How the model backend of one path is degraded.
@@ -37,6 +38,7 @@ pub struct Conditions {
 struct Inner {
     backend: [BackendWeather; 2],
     disk_failing: bool,
+    failed_in_trace: BTreeSet<u64>,
 }
 
 impl Conditions {
@@ -57,6 +59,17 @@ impl Conditions {
     /// Whether writes to the ledger's disk fail now.
     pub fn disk_failing(&self) -> bool {
         self.lock().disk_failing
+    }
+
+    /// Whether the recorded backend failed task `task_id` (a trace row such as BurstGPT's
+    /// with `Response tokens` 0): every call of it fails, as it did when it was recorded.
+    pub fn failed_in_trace(&self, task_id: u64) -> bool {
+        self.lock().failed_in_trace.contains(&task_id)
+    }
+
+    /// The tasks whose calls fail because the trace records them as failed.
+    pub fn set_failed_in_trace(&self, task_ids: BTreeSet<u64>) {
+        self.lock().failed_in_trace = task_ids;
     }
 
     /// Makes ledger writes fail (or succeed again).

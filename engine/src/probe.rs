@@ -258,6 +258,9 @@ pub struct OutcomeSignal {
     pub tokens_out: u32,
     /// The context was cut to fit the token ceiling.
     pub truncated: bool,
+    /// Time to first token of a completed task (docs/engine.md 3.2); none otherwise.
+    #[serde(default)]
+    pub ttft_ms: Option<u64>,
     /// The worker that produced the generation (none for cache hits, rejections and
     /// failures).
     pub worker: Option<String>,

@@ -148,15 +148,19 @@ pub struct Execute {
     pub attempt: u32,
     /// What a model backend is told the task is (the task carries no text).
     pub kind: Kind,
+    /// Prompt tokens, after the governor's truncation.
+    pub tokens_in: u32,
     pub tokens_out: u32,
     pub max_tokens_out: u32,
 }
 
-/// A worker's answer: output tokens or an error, and the backend's latency.
+/// A worker's answer: output tokens or an error, the backend's latency and, within it, the
+/// time to the first output token (`ttft_ms <= latency_ms`; equal when the answer came whole).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Executed {
     pub result: Result<u32, String>,
     pub latency_ms: u64,
+    pub ttft_ms: u64,
 }
 
 rpc!(Execute => Executed, 0x5eed_c0de_0002);

@@ -302,9 +302,31 @@ impl RejectReason {
 /// The terminal outcome of a task: exactly one per admitted or rejected task (docs/engine.md 3.2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Completed { path: Path, latency_ms: u64, cost_micro_usd: u64, tokens_in: u32, tokens_out: u32, cache_hit: bool },
-    Rejected { reason: RejectReason },
-    Failed { path: Path, error: String },
+    /// `ttft_ms`: from the coordinator receiving the task to the answer's first token
+    /// (at most `latency_ms`; equal for a cached answer, which comes whole).
+    Completed {
+        path: Path,
+        latency_ms: u64,
+        ttft_ms: u64,
+        cost_micro_usd: u64,
+        tokens_in: u32,
+        tokens_out: u32,
+        cache_hit: bool,
+    },
+    Rejected {
+        reason: RejectReason,
+    },
+    Failed {
+        path: Path,
+        error: String,
+    },
+}
+
+/// Time per output token of a completed answer in milliseconds: its decoding time
+/// (`latency_ms - ttft_ms`) over the tokens after the first; `None` when there is no
+/// decoding to measure (a cached answer, or fewer than two output tokens).
+pub fn tpot_ms(latency_ms: u64, ttft_ms: u64, tokens_out: u32, cache_hit: bool) -> Option<f64> {
+    (!cache_hit && tokens_out >= 2).then(|| latency_ms.saturating_sub(ttft_ms) as f64 / f64::from(tokens_out - 1))
 }
 
 impl Outcome {

@@ -1,6 +1,7 @@
 //! Aggregations over a bundle's `tasks.csv` (docs/certification.md 9): per-window series for the
-//! plots, the cumulative spend of each simulated day, latencies per path, and the cost table per
-//! task kind. The per-day money figures are not computed here: they come from the event log's fold
+//! plots, the cumulative spend of each simulated day, latencies per path, the time to first
+//! token against prompt size per path ([`ttft`]), and the cost table per task kind. The per-day
+//! money figures are not computed here: they come from the event log's fold
 //! (`seedcore_sim::money`), and [`agrees_with_the_event_log`] refuses a `tasks.csv` whose spend
 //! differs from them, so the plots and the tables cannot tell two stories.
 //!
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::model::ReportData;
+use seedcore_engine::task::PerPath;
+
+pub mod ttft;
 
 /// Milliseconds in a UTC day.
 pub(crate) const DAY_MS: u64 = 86_400_000;
@@ -36,20 +40,23 @@ const WINDOWS_TARGET_MIN: u64 = 60;
 /// allocating a series of unbounded length.
 const WINDOWS_MAX: u64 = 10_000;
 
-/// The columns of `tasks.csv` read here. `day` and `cache_tier` are optional (older bundles
-/// lack them): without `day` it is derived from the run's epoch and the outcome time,
-/// without `cache_tier` no hit is attributed to a tier.
+/// The columns of `tasks.csv` read here. `day`, `cache_tier` and `ttft_ms` are optional (older
+/// bundles lack them): without `day` it is derived from the run's epoch and the outcome time,
+/// without `cache_tier` no hit is attributed to a tier, without `ttft_ms` there is no time to
+/// first token (and `tokens_in`, read only beside it, is not read).
 const COLUMNS_REQUIRED: [&str; 9] =
     ["at_ms", "kind", "path", "cusum_s", "status", "latency_ms", "cost_micro_usd", "cache_hit", "done_ms"];
 
 /// The numeric columns, parsed while reading.
-const NUMBER_COLUMNS: [(&str, DataType); 6] = [
+const NUMBER_COLUMNS: [(&str, DataType); 8] = [
     ("at_ms", DataType::UInt64),
     ("cusum_s", DataType::Float64),
     ("latency_ms", DataType::UInt64),
     ("cost_micro_usd", DataType::UInt64),
     ("done_ms", DataType::UInt64),
     ("day", DataType::UInt64),
+    ("ttft_ms", DataType::UInt64),
+    ("tokens_in", DataType::UInt64),
 ];
 
 /// Why `tasks.csv` could not be analysed. Every variant names the file.
@@ -137,6 +144,11 @@ pub struct Analytics {
     pub latency_deep_ms: Vec<u64>,
     /// Per task kind.
     pub kinds: BTreeMap<String, KindCost>,
+    /// Time to first token of completed uncached tasks per power-of-two bucket of prompt
+    /// tokens, per path, buckets in prompt-size order (only those of at least
+    /// [`ttft::MIN_BUCKET_TASKS`] tasks); `None` when `tasks.csv` has no `ttft_ms` column (a
+    /// run from before it was recorded).
+    pub ttft_by_tokens_in: Option<PerPath<Vec<ttft::TtftBucket>>>,
 }
 
 /// Whether `tasks.csv`'s money agrees with the event log's fold in `data`: the same total,
@@ -228,19 +240,14 @@ impl Ctx<'_> {
     }
 
     /// The columns used here (and only those: a day of tasks holds hundreds of thousands of
-    /// rows of 32 columns), every one as text; the header must hold them.
+    /// rows of 36 columns), every one as text; the header must hold them.
     fn read(&self, numbers: bool) -> Result<DataFrame, AnalyticsError> {
         let mut header = String::new();
         let file = std::fs::File::open(self.path).map_err(|e| self.read_error(e))?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header).map_err(|e| self.read_error(e))?;
         let header: Vec<&str> = header.trim_end_matches(['\r', '\n']).split(',').collect();
         for column in COLUMNS_REQUIRED {
-            if !header.contains(&column) {
-                return Err(AnalyticsError::MissingColumn {
-                    path: self.path.to_path_buf(),
-                    column: column.to_string(),
-                });
-            }
+            self.require(&header, column)?;
         }
         let mut used: Vec<PlSmallStr> = COLUMNS_REQUIRED.iter().map(|c| PlSmallStr::from(*c)).collect();
         if header.contains(&"cache_tier") {
@@ -248,6 +255,11 @@ impl Ctx<'_> {
         }
         if header.contains(&"day") {
             used.push("day".into());
+        }
+        if header.contains(&"ttft_ms") {
+            self.require(&header, "tokens_in")?;
+            used.push("ttft_ms".into());
+            used.push("tokens_in".into());
         }
         let number_columns: &[(&str, DataType)] = if numbers { &NUMBER_COLUMNS } else { &[] };
         let numbers: Schema = number_columns
@@ -264,6 +276,14 @@ impl Ctx<'_> {
             .try_into_reader_with_file_path(Some(self.path.to_path_buf()))
             .and_then(|reader| reader.finish())
             .map_err(|e| self.read_error(e))
+    }
+
+    /// A [`AnalyticsError::MissingColumn`] unless `header` names `column`.
+    fn require(&self, header: &[&str], column: &str) -> Result<(), AnalyticsError> {
+        if header.contains(&column) {
+            return Ok(());
+        }
+        Err(AnalyticsError::MissingColumn { path: self.path.to_path_buf(), column: column.to_string() })
     }
 
     fn text<'d>(&self, raw: &'d DataFrame, name: &str) -> Result<&'d StringChunked, AnalyticsError> {
@@ -372,6 +392,7 @@ impl Ctx<'_> {
         let hit = cache_hit.equal("true").fill_null_with_values(false).map_err(|e| self.polars(e))?;
         let fast_completed = &completed & &fast;
         let tier_columns = self.tier_columns(raw, &fast_completed)?;
+        let ttft_columns = self.ttft_columns(raw, &completed, [&fast, &deep], &hit)?;
         let columns = vec![
             at_ms,
             kind.with_name("kind".into()).into_column(),
@@ -390,7 +411,7 @@ impl Ctx<'_> {
             is("is_fast_completed", fast_completed),
             is("is_completed", completed),
         ];
-        let columns = columns.into_iter().chain(tier_columns).collect();
+        let columns = columns.into_iter().chain(tier_columns).chain(ttft_columns).collect();
         DataFrame::new(raw.height(), columns).map_err(|e| self.polars(e))
     }
 
@@ -462,7 +483,7 @@ impl Ctx<'_> {
     }
 
     /// Every aggregate of the typed frame: the windows, the costs per kind, the spend over
-    /// time and the latencies per path.
+    /// time, the latencies per path and the time to first token against prompt size.
     fn aggregate(&self, tasks: &DataFrame, data: &ReportData, window_ms: u64) -> Result<Analytics, AnalyticsError> {
         let p = |e| self.polars(e);
         let windows = self.windows(tasks, data, window_ms)?;
@@ -479,6 +500,7 @@ impl Ctx<'_> {
             latency_fast_ms: latencies("is_fast_completed")?,
             latency_deep_ms: latencies("is_deep_completed")?,
             kinds,
+            ttft_by_tokens_in: self.ttft_by_tokens_in(tasks)?,
         })
     }
 
@@ -663,12 +685,15 @@ impl Tally {
 fn fast_p99(group: &DataFrame) -> PolarsResult<Option<u64>> {
     let fast = group.filter(group.column("is_fast_completed")?.bool()?)?;
     let mut latencies: Vec<u64> = fast.column("latency_ms")?.u64()?.iter().flatten().collect();
-    if latencies.is_empty() {
-        return Ok(None);
-    }
     latencies.sort_unstable();
-    let rank = (latencies.len() * 99).div_ceil(100).max(1);
-    Ok(Some(latencies[rank - 1]))
+    Ok(nearest_rank(&latencies, 99))
+}
+
+/// The nearest-rank `percent`th percentile of ascending `sorted` (the value at rank
+/// `ceil(n * percent / 100)`, at least the first); `None` when it is empty.
+pub fn nearest_rank(sorted: &[u64], percent: usize) -> Option<u64> {
+    let rank = sorted.len().saturating_mul(percent.min(100)).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 #[cfg(test)]
@@ -744,6 +769,7 @@ pub(crate) mod tests {
                 fast_target_ppm: 900_000,
                 cusum_h: 5.0,
                 window: 100,
+                ttft_p99_threshold_ms: 800.0,
             },
             determinism: Determinism { reference: "00".repeat(32), replays: vec![], live: None },
             faults: vec![],

@@ -7,6 +7,7 @@ use crate::model::{Determinism, FaultRow, InvariantRow, Limits, OrganismReport, 
 use crate::score::{critical_failures, outcome, score};
 use seedcore_engine::Path;
 use seedcore_sim::event::RunStart;
+use seedcore_sim::invariant_id::InvariantId;
 use seedcore_sim::invariants::{evaluate, InvariantResult, Replays, Stats};
 use seedcore_sim::Scenario;
 
@@ -104,13 +105,18 @@ fn invariant_rows(scenario: &Scenario, results: &[InvariantResult]) -> Vec<Invar
 }
 
 /// Latency percentiles of the fast path, then the deep path (zeros for a path that
-/// completed nothing).
+/// completed nothing), with their time to first token and time per output token (`None`
+/// where the fold recorded none).
 fn path_latency(stats: &Stats) -> Vec<PathLatency> {
     Path::ALL
         .iter()
         .map(|&path| {
             let h = &stats.latency_ms[path];
             let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+            let ttft = &stats.ttft_ms[path];
+            let ttft_q = |q: f64| (!ttft.is_empty()).then(|| ttft.value_at_quantile(q));
+            let tpot = &stats.tpot_us[path];
+            let tpot_q = |q: f64| (!tpot.is_empty()).then(|| tpot.value_at_quantile(q));
             PathLatency {
                 path: path.as_str().to_string(),
                 completed: stats.completed[path],
@@ -119,6 +125,10 @@ fn path_latency(stats: &Stats) -> Vec<PathLatency> {
                 p95_ms: q(0.95),
                 p99_ms: q(0.99),
                 max_ms: if h.is_empty() { 0 } else { h.max() },
+                ttft_p50_ms: ttft_q(0.50),
+                ttft_p99_ms: ttft_q(0.99),
+                tpot_p50_us: tpot_q(0.50),
+                tpot_p99_us: tpot_q(0.99),
             }
         })
         .collect()
@@ -135,6 +145,11 @@ fn limits(scenario: &Scenario, start: Option<&RunStart>) -> Limits {
         fast_target_ppm: start.map_or(900_000, |s| s.fast_target_ppm),
         cusum_h: scenario.engine.valve.h,
         window: scenario.policy.window,
+        ttft_p99_threshold_ms: scenario
+            .policy
+            .invariants
+            .get(&InvariantId::TtftP99)
+            .map_or(InvariantId::TtftP99.defaults().threshold, |p| p.threshold),
     }
 }
 

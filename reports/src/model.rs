@@ -51,7 +51,8 @@ pub struct Toolchain {
     pub source_dirty: bool,
 }
 
-/// Latency percentiles of one path (completed tasks).
+/// Latency percentiles of one path (completed tasks), with those of the time to first token
+/// and of the time per output token (hdrhistogram quantiles of the event log's fold).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathLatency {
     /// `fast` or `deep`.
@@ -62,6 +63,15 @@ pub struct PathLatency {
     pub p95_ms: u64,
     pub p99_ms: u64,
     pub max_ms: u64,
+    /// Time to first token of completed tasks (a cached answer's is its latency), ms; `None`
+    /// when the event log records none (nothing completed, or a run from before it was
+    /// recorded).
+    pub ttft_p50_ms: Option<u64>,
+    pub ttft_p99_ms: Option<u64>,
+    /// Time per output token after the first, of completed uncached tasks with two output
+    /// tokens or more, microseconds; `None` when there is none.
+    pub tpot_p50_us: Option<u64>,
+    pub tpot_p99_us: Option<u64>,
 }
 
 /// The limits a run was checked against (from its `run_start` event and its scenario).
@@ -77,6 +87,9 @@ pub struct Limits {
     pub cusum_h: f64,
     /// Rolling window (tasks) of the fast-path ratio.
     pub window: usize,
+    /// Threshold of `ttft_p99` in the run's policy, ms (the line of
+    /// plots/ttft_vs_tokens_in.svg).
+    pub ttft_p99_threshold_ms: f64,
 }
 
 /// The determinism replays: the reference root and every replay's root, hex; and the

@@ -122,6 +122,7 @@ mod tests {
             tokens_in: 10,
             tokens_out: 5,
             truncated: task_id.is_multiple_of(2),
+            ttft_ms: None,
             worker: Some("fast-1".into()),
         }
     }

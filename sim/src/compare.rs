@@ -223,8 +223,9 @@ pub fn seed_for_organism(organism_seed: u64) -> u64 {
 }
 
 /// The world a capture replays in: the capture's arrivals on the live clock's days, on a
-/// network without delay or loss and without faults (the live run had its own), with the
-/// engine settings of `scenario`.
+/// network without delay or loss and without faults (the live run had its own, and the
+/// trace's failed rows name rows, not the capture's tasks), with the engine settings of
+/// `scenario`.
 pub fn capture_world(
     scenario: &crate::scenario::Scenario,
     rows: &[Captured],
@@ -236,6 +237,7 @@ pub fn capture_world(
     scenario.network.loss = 0.0;
     scenario.faults = seedcore_chaos::FaultPlan::new(Vec::new()).expect("an empty plan is valid");
     scenario.swarm = None;
+    scenario.workload = scenario.workload.without_trace_failures();
     scenario.duration_ms = tasks.last().map_or(0, |t| t.at_ms) + 1;
     (scenario, tasks)
 }

@@ -290,6 +290,7 @@ mod tests {
                 tokens_in: 374,
                 tokens_out: 44,
                 truncated: false,
+                ttft_ms: None,
                 worker: Some("fast-1".into()),
             })),
             Body::Engine(Signal::Alert(AlertSignal {

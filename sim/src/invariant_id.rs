@@ -20,6 +20,7 @@ pub enum InvariantId {
     DeepSuccessRate,
     MemoryFreshness,
     RecoveryTime,
+    TtftP99,
     RollbackFastPath,
     RollbackFreshness,
     RollbackSafety,
@@ -35,7 +36,7 @@ pub struct Defaults {
 
 impl InvariantId {
     /// Every invariant, in the SPEC's order.
-    pub const ALL: [InvariantId; 17] = [
+    pub const ALL: [InvariantId; 18] = [
         InvariantId::FastPathRatio,
         InvariantId::LipschitzBound,
         InvariantId::CostCeiling,
@@ -50,6 +51,7 @@ impl InvariantId {
         InvariantId::DeepSuccessRate,
         InvariantId::MemoryFreshness,
         InvariantId::RecoveryTime,
+        InvariantId::TtftP99,
         InvariantId::RollbackFastPath,
         InvariantId::RollbackFreshness,
         InvariantId::RollbackSafety,
@@ -72,6 +74,7 @@ impl InvariantId {
             InvariantId::DeepSuccessRate => "deep_success_rate",
             InvariantId::MemoryFreshness => "memory_freshness",
             InvariantId::RecoveryTime => "recovery_time",
+            InvariantId::TtftP99 => "ttft_p99",
             InvariantId::RollbackFastPath => "rollback_fast_path",
             InvariantId::RollbackFreshness => "rollback_freshness",
             InvariantId::RollbackSafety => "rollback_safety",
@@ -104,6 +107,8 @@ impl InvariantId {
             InvariantId::DeepSuccessRate => (0.90, 0.05, 1.0),
             InvariantId::MemoryFreshness => (3_000.0, 1_000.0, 1.0),
             InvariantId::RecoveryTime => (60_000.0, 30_000.0, 1.0),
+            // Seed 002's "5th golden signal": the fast path's time to first token.
+            InvariantId::TtftP99 => (800.0, 200.0, 1.0),
             // Seed 000's rollback criteria: the level a sustained stretch is judged against
             // (the stretch's length is the invariant's own, `sustain_ms`).
             InvariantId::RollbackFastPath => (0.85, 0.0, 1.0),

@@ -108,6 +108,7 @@ mod tests {
             tokens_in: 1,
             tokens_out: 1,
             truncated: false,
+            ttft_ms: None,
             worker: None,
         }
     }

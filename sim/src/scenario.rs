@@ -132,6 +132,7 @@ pub struct PolicySpec {
     pub deep_success_rate: Option<InvariantSpec>,
     pub memory_freshness: Option<InvariantSpec>,
     pub recovery_time: Option<InvariantSpec>,
+    pub ttft_p99: Option<InvariantSpec>,
     pub rollback_fast_path: Option<InvariantSpec>,
     pub rollback_freshness: Option<InvariantSpec>,
     pub rollback_safety: Option<InvariantSpec>,
@@ -145,8 +146,14 @@ pub struct WorkloadSpec {
     pub source: String,
     /// Trace file, relative to the scenario file.
     pub trace: Option<String>,
-    /// `azure` or `canonical`.
+    /// `canonical` (the default), `azure`, `mooncake` or `burstgpt`.
     pub format: Option<String>,
+    /// Slice of a trace: where it starts, measured from the trace's first row (applied
+    /// before `speed` and `loops`).
+    pub start: Option<DurationMs>,
+    /// Slice of a trace: how long it lasts from `start` (default: to the end).
+    #[serde(rename = "for")]
+    pub length: Option<DurationMs>,
     /// Time scale of a trace: 2.0 replays twice as fast.
     pub speed: Option<f64>,
     /// Times a trace is played back to back.
@@ -867,12 +874,21 @@ fn resolve_workload(
     let enrichment = resolve_enrichment(r, &spec.enrich)?;
     match spec.source.as_str() {
         "trace" => resolve_trace(r, spec, base, enrichment),
-        "generated" => Ok((Workload::Generated { spec: resolve_generated(r, spec)?, enrichment }, None)),
+        "generated" => {
+            if let Some(key) = [("workload.start", spec.start), ("workload.for", spec.length)]
+                .into_iter()
+                .find_map(|(key, value)| value.map(|_| key))
+            {
+                return Err(r.invalid(key, "slices a trace; a generated workload has none (use duration)"));
+            }
+            Ok((Workload::Generated { spec: resolve_generated(r, spec)?, enrichment }, None))
+        }
         other => Err(r.invalid("workload.source", format!("unknown source {other:?}; sources are trace, generated"))),
     }
 }
 
-/// A trace workload: the file (relative to the scenario), its format, speed and loops.
+/// A trace workload: the file (relative to the scenario), its format, the slice replayed
+/// (`start`, `for`, before `speed` and `loops`), speed and loops.
 fn resolve_trace(
     r: &Resolver<'_>,
     spec: &WorkloadSpec,
@@ -882,20 +898,30 @@ fn resolve_trace(
     let Some(trace) = &spec.trace else {
         return Err(r.invalid("workload.trace", "a trace workload needs a trace file"));
     };
-    let format = match spec.format.as_deref().unwrap_or("canonical") {
-        "azure" => TraceFormat::Azure,
-        "canonical" => TraceFormat::Canonical,
-        other => {
-            return Err(r.invalid("workload.format", format!("unknown format {other:?}; formats are azure, canonical")))
-        }
+    let name = spec.format.as_deref().unwrap_or("canonical");
+    let Some(format) = TraceFormat::parse(name) else {
+        let message = format!("unknown format {name:?}; formats are {}", TraceFormat::names());
+        return Err(r.invalid("workload.format", message));
     };
     let speed = r.positive("workload.speed", spec.speed, 1.0)?;
     let loops = spec.loops.unwrap_or(1);
     if !(1..=1000).contains(&loops) {
         return Err(r.invalid("workload.loops", "must be in 1..=1000"));
     }
+    let (start_ms, for_ms) = (spec.start.map_or(0, |d| d.0), spec.length.map(|d| d.0));
+    if for_ms == Some(0) {
+        return Err(r.invalid("workload.for", "must be at least 1ms (omit it to replay to the end of the trace)"));
+    }
     let path = base.join(trace);
-    let loaded = workload::load_trace(&path, format)?;
+    let mut loaded = workload::load_trace(&path, format)?;
+    if spec.start.is_some() || spec.length.is_some() {
+        loaded = loaded.slice(start_ms, for_ms).map_err(|empty| {
+            let key = if for_ms.is_none() || start_ms > empty.span_ms { "workload.start" } else { "workload.for" };
+            let end = for_ms.map_or("the end".to_string(), |f| format!("{} ms", start_ms.saturating_add(f)));
+            let span = empty.span_ms;
+            r.invalid(key, format!("the slice from {start_ms} ms to {end} holds no row: the trace spans {span} ms"))
+        })?;
+    }
     let start = loaded.start_utc_ms;
     Ok((Workload::Trace { path, format, rows: loaded.rows, speed, loops, enrichment }, start))
 }
@@ -903,8 +929,10 @@ fn resolve_trace(
 /// A generated workload: rate, daily swing, token distributions and bursts.
 fn resolve_generated(r: &Resolver<'_>, spec: &WorkloadSpec) -> Result<GeneratedSpec, ScenarioError> {
     let rate = r.positive("workload.rate_per_s", spec.rate_per_s, 1.0)?;
-    let tokens_in = spec.tokens_in.unwrap_or(TokenDistSpec { median: 800.0, p99: 6_000.0 });
-    let tokens_out = spec.tokens_out.unwrap_or(TokenDistSpec { median: 200.0, p99: 1_200.0 });
+    // The Azure conversation hour's sizes by default: the simulated backend's latency
+    // follows the tokens, and its defaults are calibrated on that hour.
+    let tokens_in = spec.tokens_in.unwrap_or(TokenDistSpec { median: 1_020.0, p99: 4_142.0 });
+    let tokens_out = spec.tokens_out.unwrap_or(TokenDistSpec { median: 129.0, p99: 601.0 });
     for (key, dist) in [("workload.tokens_in", tokens_in), ("workload.tokens_out", tokens_out)] {
         if !(dist.median >= 1.0 && dist.p99 >= dist.median && dist.p99 < 1e7) {
             return Err(r.invalid(key, "needs 1 <= median <= p99 < 10000000"));
@@ -947,6 +975,7 @@ impl PolicySpec {
             InvariantId::DeepSuccessRate => &self.deep_success_rate,
             InvariantId::MemoryFreshness => &self.memory_freshness,
             InvariantId::RecoveryTime => &self.recovery_time,
+            InvariantId::TtftP99 => &self.ttft_p99,
             InvariantId::RollbackFastPath => &self.rollback_fast_path,
             InvariantId::RollbackFreshness => &self.rollback_freshness,
             InvariantId::RollbackSafety => &self.rollback_safety,

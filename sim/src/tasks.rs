@@ -3,11 +3,12 @@
 
 use crate::event::{Arrival, Body, Harness};
 use seedcore_engine::probe::{DecisionSignal, Signal};
+use seedcore_engine::task::tpot_ms;
 use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Column names of `tasks.csv`.
-pub const COLUMNS: [&str; 34] = [
+pub const COLUMNS: [&str; 36] = [
     "task_id",
     "at_ms",
     "kind",
@@ -34,6 +35,8 @@ pub const COLUMNS: [&str; 34] = [
     "reject_reason",
     "error",
     "latency_ms",
+    "ttft_ms",
+    "tpot_ms",
     "cost_micro_usd",
     "tokens_in",
     "tokens_out",
@@ -139,6 +142,14 @@ impl<W: Write> TaskTable<W> {
                 w.write_field(o.reason.map_or("", |r| r.as_str()))?;
                 w.write_field(o.error.as_deref().unwrap_or_default())?;
                 w.write_field(n.format(o.latency_ms))?;
+                match o.ttft_ms {
+                    Some(ttft) => w.write_field(n.format(ttft))?,
+                    None => w.write_field("")?,
+                }
+                match o.ttft_ms.and_then(|ttft| tpot_ms(o.latency_ms, ttft, o.tokens_out, o.cache_hit)) {
+                    Some(tpot) => w.write_field(format!("{tpot:.3}"))?,
+                    None => w.write_field("")?,
+                }
                 w.write_field(n.format(o.cost_micro_usd))?;
                 w.write_field(n.format(o.tokens_in))?;
                 w.write_field(n.format(o.tokens_out))?;
@@ -227,6 +238,7 @@ mod tests {
             tokens_in: 0,
             tokens_out: 0,
             truncated: false,
+            ttft_ms: None,
             worker: None,
         };
         table.observe(7, &Body::Engine(Signal::Outcome(outcome))).unwrap();
@@ -235,7 +247,7 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert_eq!(
             lines[1],
-            "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,0,0,0,false,,,7,1"
+            "9,5,chat,guest,0.120000,3,low,false,10,20,,,,,,,,,,,,,rejected,halted,,2,,,0,0,0,false,,,7,1"
         );
         assert_eq!(decimal(-1_500_000), "-1.500000");
     }
@@ -267,6 +279,6 @@ mod tests {
         };
         table.observe(3, &Body::Harness(Harness::Arrival(arrival))).unwrap();
         let text = String::from_utf8(table.finish().unwrap()).unwrap();
-        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,,,,"));
+        assert_eq!(text.lines().nth(1), Some("4,3,query,guest,0.000000,1,high,true,1,2,,,,,,,,,,,,,lost,,,,,,,,,,,,,"));
     }
 }

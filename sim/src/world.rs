@@ -522,6 +522,7 @@ async fn simulate_observed(
     observer.harness("harness", run_start(&scenario, &engine, seed, tasks.len()));
     let probe: Arc<dyn Probe> = observer.clone();
     let conditions = Arc::new(Conditions::default());
+    conditions.set_failed_in_trace(scenario.workload.failed_in_trace(&tasks));
     let nodes = build_nodes(&handle, &engine, &probe, &conditions);
     let world = Arc::new(World {
         handle: handle.clone(),

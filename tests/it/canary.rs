@@ -113,11 +113,21 @@ fn rollback_safety() {
     rollback_canary("rollback_safety", &[]);
 }
 
-/// The canaries cover every critical invariant of the policy, and every rollback criterion.
+/// Long prompts on the fast path: prefill takes the first token past its objective in the
+/// tail, and nothing else breaks.
+#[test]
+fn ttft_p99() {
+    let scenario = scenario("canary-ttft-p99.toml");
+    let (report, _) = replay(&scenario, scenario.seed, 1);
+    assert_eq!(crate::support::failed(&report), vec!["ttft_p99"], "{:#?}", report.results);
+}
+
+/// The canaries cover every critical invariant of the policy, every rollback criterion and
+/// `ttft_p99`.
 #[test]
 fn every_critical_invariant_has_a_canary() {
     for id in seedcore_sim::invariant_id::InvariantId::ALL {
-        if id.critical() || id.is_rollback() {
+        if id.critical() || id.is_rollback() || id == seedcore_sim::invariant_id::InvariantId::TtftP99 {
             let path = crate::support::scenario_path(&format!("canary-{}.toml", id.as_str().replace('_', "-")));
             assert!(path.exists(), "no canary for {id}: {}", path.display());
         }

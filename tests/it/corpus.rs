@@ -122,14 +122,16 @@ fast = 2
 deep = 1
 
 [backend.fast]
-median_ms = 60.0
-p99_ms = 180.0
+ttft_base_ms = 60.0
+tpot_ms = 0.0
+noise_p99 = 3.0
 error_rate = 0.01
 token_inflation = 1.0
 
 [backend.deep]
-median_ms = 2000.0
-p99_ms = 9000.0
+ttft_base_ms = 2000.0
+tpot_ms = 0.0
+noise_p99 = 4.5
 error_rate = 0.01
 token_inflation = 1.1
 

@@ -23,8 +23,8 @@ fn config(dir: &std::path::Path, key: u8) -> EngineConfig {
     config.ledger.key_seed = Some([key; 32]);
     config.ledger.cycle_receipts = 5;
     config.epoch_utc_ms = 0;
-    config.backend.fast = PathModel { median_ms: 5.0, p99_ms: 20.0, error_rate: 0.0, token_inflation: 1.0 };
-    config.backend.deep = PathModel { median_ms: 20.0, p99_ms: 60.0, error_rate: 0.0, token_inflation: 1.0 };
+    config.backend.fast = PathModel::flat(5.0, 4.0);
+    config.backend.deep = PathModel::flat(20.0, 3.0);
     config
 }
 

@@ -36,7 +36,7 @@ fn serve_on_loopback_answers_tasks_and_keeps_a_verified_ledger() {
     config.ledger.cycle_receipts = 10;
     config.ledger.segment_receipts = 10;
     config.ledger.key_seed = Some([9; 32]);
-    config.backend.deep = PathModel { median_ms: 40.0, p99_ms: 90.0, error_rate: 0.0, token_inflation: 1.0 };
+    config.backend.deep = PathModel::flat(40.0, 2.25);
     let key = ed25519_dalek_key(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {

@@ -7,6 +7,7 @@ mod cli;
 mod layout;
 mod scenario;
 mod support;
+mod trace;
 
 #[cfg(madsim)]
 mod campaign;

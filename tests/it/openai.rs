@@ -1,8 +1,15 @@
 //! The OpenAI-compatible backend (docs/engine.md 4.8) against a fake server this test starts on
-//! loopback, which answers `/v1/chat/completions` in the API's JSON: the engine's tokens
-//! come from `usage`, the key is sent as a bearer token, an upstream 429 with
+//! loopback, which answers `/v1/chat/completions` as Server-Sent Events the way vLLM streams
+//! (or, like a server that ignores `stream`, in one JSON completion): the engine asks for a
+//! stream with its usage, its tokens come from `usage` and a completion's time to first
+//! token is measured, the key is sent as a bearer token, an upstream 429 with
 //! `Retry-After` is waited out, a failing upstream fails the task after the coordinator's
 //! retries (not a hang, not a panic), and a slow one times out on the path's timeout.
+//!
+//! The fake sends each stream in one piece after `FIRST_TOKEN_MS` (the root crate has no
+//! stream type to build a body sent over time), so the first token and the end arrive
+//! together: the tests check that the first token's time is measured and ordered, and the
+//! engine's unit tests (`engine/src/openai.rs`) feed it events split anywhere.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,10 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Milliseconds the fake waits before it answers a stream, the first token with it.
+const FIRST_TOKEN_MS: u64 = 30;
+
 /// How the fake upstream behaves.
 #[derive(Clone, Copy, PartialEq)]
 enum Upstream {
-    /// Answers every request with `usage.completion_tokens` = min(max_tokens, 7).
+    /// Streams every answer with `usage.completion_tokens` = min(max_tokens, 7).
     Healthy,
     /// The first request of each task gets 429 with `Retry-After: 1`, then healthy.
     LimitsFirst,
@@ -30,8 +40,10 @@ enum Upstream {
     Down,
     /// Answers after 3 s (the fast path's timeout is 1 s).
     Slow,
-    /// 200 without `usage`.
+    /// Streams without `usage`.
     NoUsage,
+    /// Ignores `stream`: answers one JSON completion, as `Healthy` counts it.
+    Whole,
 }
 
 #[derive(Clone)]
@@ -59,20 +71,60 @@ async fn completions(State(fake): State<Fake>, headers: HeaderMap, Json(body): J
             return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], error).into_response();
         }
         Upstream::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
-        Upstream::NoUsage => {
-            return Json(serde_json::json!({"id": "x", "object": "chat.completion", "choices": []})).into_response()
-        }
         _ => {}
     }
     let tokens = body["max_tokens"].as_u64().unwrap_or(0).min(7);
-    Json(serde_json::json!({
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 21, "completion_tokens": tokens, "total_tokens": 21 + tokens},
-    }))
-    .into_response()
+    let usage = (fake.upstream != Upstream::NoUsage)
+        .then(|| serde_json::json!({"prompt_tokens": 21, "completion_tokens": tokens, "total_tokens": 21 + tokens}));
+    if fake.upstream == Upstream::Whole || body["stream"] != true {
+        return Json(serde_json::json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    tokio::time::sleep(Duration::from_millis(FIRST_TOKEN_MS)).await;
+    events(&body["model"], usage)
+}
+
+/// A streamed answer as vLLM sends one: a comment, the role with empty content, the text
+/// in two chunks, then (with `usage`) a chunk without choices carrying it, and `[DONE]`;
+/// the chunks before the last have `"usage": null`, as `include_usage` asks.
+fn events(model: &serde_json::Value, usage: Option<serde_json::Value>) -> Response {
+    let chunk = |choices: serde_json::Value| {
+        serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model,
+            "choices": choices, "usage": null})
+    };
+    let mut chunks = vec![
+        chunk(serde_json::json!([{"index": 0, "delta": {"role": "assistant", "content": ""}}])),
+        chunk(serde_json::json!([{"index": 0, "delta": {"content": "o"}}])),
+        chunk(serde_json::json!([{"index": 0, "delta": {"content": "k"}, "finish_reason": "stop"}])),
+    ];
+    if let Some(usage) = usage {
+        let mut last = chunk(serde_json::json!([]));
+        last["usage"] = usage;
+        chunks.push(last);
+    }
+    let mut text = String::from(": ping\r\n\r\n");
+    for chunk in chunks {
+        text += &format!("data: {chunk}\n\n");
+    }
+    text += "data: [DONE]\n\n";
+    ([("content-type", "text/event-stream")], text).into_response()
+}
+
+/// Whether a completion's time to first token was measured: no earlier than the fake
+/// sent it, no later than the task's end.
+fn first_token_measured(outcome: &Outcome, streamed: bool) -> bool {
+    match outcome {
+        Outcome::Completed { latency_ms, ttft_ms, .. } => {
+            ttft_ms <= latency_ms && (!streamed || *ttft_ms >= FIRST_TOKEN_MS)
+        }
+        _ => false,
+    }
 }
 
 fn task(task_id: u64, deep: bool) -> Task {
@@ -136,6 +188,7 @@ fn tokens_come_from_usage_and_each_path_asks_for_its_model() {
             Outcome::Completed { tokens_out, cache_hit: false, .. } => assert_eq!(*tokens_out, 7, "{outcome:?}"),
             other => panic!("expected a completion from the upstream, got {other:?}"),
         }
+        assert!(first_token_measured(outcome, true), "{outcome:?}");
     }
     assert!(matches!(outcomes[1], Outcome::Completed { path: Path::Deep, .. }), "{:?}", outcomes[1]);
     let seen = fake.seen.lock().unwrap();
@@ -144,7 +197,18 @@ fn tokens_come_from_usage_and_each_path_asks_for_its_model() {
     assert_eq!(models, ["small-model", "large-model", "small-model"]);
     assert_eq!(seen[0]["max_tokens"], 50, "the task's output tokens, within the plan");
     assert_eq!(seen[0]["messages"][0]["role"], "system");
-    assert_eq!(seen[0]["stream"], false);
+    assert_eq!(seen[0]["stream"], true);
+    assert_eq!(seen[0]["stream_options"]["include_usage"], true, "the usage comes in the stream's last chunk");
+}
+
+#[test]
+fn an_upstream_that_ignores_stream_is_read_whole() {
+    let (outcomes, fake) = run(Upstream::Whole, vec![task(1, false), task(2, true)]);
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Outcome::Completed { tokens_out: 7, .. }), "{outcome:?}");
+        assert!(first_token_measured(outcome, false), "{outcome:?}");
+    }
+    assert!(fake.seen.lock().unwrap().iter().all(|b| b["stream"] == true), "a stream was asked for all the same");
 }
 
 #[test]
@@ -153,6 +217,7 @@ fn an_upstream_429_is_waited_out_within_the_attempt() {
     let (outcomes, fake) = run(Upstream::LimitsFirst, vec![task(1, true), task(2, true)]);
     for outcome in &outcomes {
         assert!(matches!(outcome, Outcome::Completed { tokens_out: 7, .. }), "{outcome:?}");
+        assert!(first_token_measured(outcome, true), "{outcome:?}");
     }
     assert_eq!(fake.requests.load(Ordering::SeqCst), 4, "one 429 and one answer per task");
 }

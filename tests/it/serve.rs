@@ -19,11 +19,13 @@ duration = "1m"
 source = "generated"
 rate_per_s = 1.0
 [backend.fast]
-median_ms = 5.0
-p99_ms = 20.0
+ttft_base_ms = 5.0
+tpot_ms = 0.0
+noise_p99 = 4.0
 [backend.deep]
-median_ms = 300.0
-p99_ms = 600.0
+ttft_base_ms = 300.0
+tpot_ms = 0.0
+noise_p99 = 2.0
 [engine.ledger]
 cycle_receipts = 50
 "#;

@@ -112,12 +112,14 @@ duration = "1m"
 source = "generated"
 rate_per_s = 1.0
 [backend.fast]
-median_ms = 5.0
-p99_ms = 20.0
+ttft_base_ms = 5.0
+tpot_ms = 0.0
+noise_p99 = 4.0
 error_rate = 0.0
 [backend.deep]
-median_ms = 100.0
-p99_ms = 300.0
+ttft_base_ms = 100.0
+tpot_ms = 0.0
+noise_p99 = 3.0
 error_rate = 0.0
 "#;
 

@@ -205,8 +205,11 @@ impl From<MemoryFile> for MemoryConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PathModelFile {
-    median_ms: Option<f64>,
-    p99_ms: Option<f64>,
+    ttft_base_ms: Option<f64>,
+    prefill_tokens_per_s: Option<f64>,
+    tpot_ms: Option<f64>,
+    batch_slope: Option<f64>,
+    noise_p99: Option<f64>,
     error_rate: Option<f64>,
     token_inflation: Option<f64>,
 }
@@ -214,8 +217,11 @@ struct PathModelFile {
 impl PathModelFile {
     fn over(self, d: PathModel) -> PathModel {
         PathModel {
-            median_ms: self.median_ms.unwrap_or(d.median_ms),
-            p99_ms: self.p99_ms.unwrap_or(d.p99_ms),
+            ttft_base_ms: self.ttft_base_ms.unwrap_or(d.ttft_base_ms),
+            prefill_tokens_per_s: self.prefill_tokens_per_s.unwrap_or(d.prefill_tokens_per_s),
+            tpot_ms: self.tpot_ms.unwrap_or(d.tpot_ms),
+            batch_slope: self.batch_slope.unwrap_or(d.batch_slope),
+            noise_p99: self.noise_p99.unwrap_or(d.noise_p99),
             error_rate: self.error_rate.unwrap_or(d.error_rate),
             token_inflation: self.token_inflation.unwrap_or(d.token_inflation),
         }
@@ -332,7 +338,7 @@ mod tests {
     fn a_file_sets_what_it_names_and_keeps_the_rest() {
         let text = "[topology]\nfast = 3\n[engine.dispatch]\nfast_timeout = \"2s\"\n[engine.prices]\ndeep_in = 7\n\
                     [engine.governor]\nrate_limits = { chat = 5 }\n[engine.memory]\nmw_capacity = { chat = 9 }\n\
-                    mlt_ttl = { query = \"1s\" }\n[backend.deep]\nmedian_ms = 5000.0\n[engine.autoscale]\nfast_max = 4\n";
+                    mlt_ttl = { query = \"1s\" }\n[backend.deep]\nttft_base_ms = 5000.0\n[engine.autoscale]\nfast_max = 4\n";
         let config = EngineConfig::from_toml(text, "engine.toml").unwrap();
         let d = EngineConfig::default();
         assert_eq!(config.topology.fast, 3);
@@ -346,8 +352,8 @@ mod tests {
         assert_eq!(config.memory.mw.capacity[Kind::Query.index()], d.memory.mw.capacity[Kind::Query.index()]);
         assert_eq!(config.memory.mlt.ttl_ms[Kind::Query.index()], 1_000);
         assert_eq!(config.memory.mlt.ttl_ms[Kind::Chat.index()], 0, "a ttl table replaces the default");
-        assert_eq!(config.backend.deep.median_ms, 5_000.0);
-        assert_eq!(config.backend.deep.p99_ms, d.backend.deep.p99_ms, "each path starts from its own default");
+        assert_eq!(config.backend.deep.ttft_base_ms, 5_000.0);
+        assert_eq!(config.backend.deep.tpot_ms, d.backend.deep.tpot_ms, "each path starts from its own default");
         assert_eq!(config.autoscale.fast_max, 4);
     }
 

@@ -147,18 +147,52 @@ impl Default for TokenConfig {
     }
 }
 
-/// The simulated model backend of one path (docs/engine.md 4.8).
+/// The simulated model backend of one path (docs/engine.md 4.8): a serving engine's latency,
+/// prefill then decode. A call's time to first token is
+/// `noise * (ttft_base_ms + tokens_in / prefill_tokens_per_s)`, and its decode takes
+/// `noise' * tokens_out * tpot_ms * (1 + batch_slope * (running - 1))`, where `running` is
+/// the calls the worker runs at once, this one included, and each noise is lognormal with
+/// median 1 and 99th percentile `noise_p99`. Queueing comes on top, from the worker's slots.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathModel {
-    /// Median latency of a call.
-    pub median_ms: f64,
-    /// 99th percentile latency of a call; with the median it fixes the lognormal.
-    pub p99_ms: f64,
+    /// Time to first token with no prompt: scheduling and the first decode step.
+    pub ttft_base_ms: f64,
+    /// Prefill speed: prompt tokens a call processes per second.
+    pub prefill_tokens_per_s: f64,
+    /// Time per output token when the worker runs one call.
+    pub tpot_ms: f64,
+    /// Growth of the time per output token with each further call the worker runs at once.
+    pub batch_slope: f64,
+    /// 99th percentile of each noise factor (median 1); 1 means no noise.
+    pub noise_p99: f64,
     /// Probability that a call fails.
     pub error_rate: f64,
     /// Factor applied to the tokens the backend returns; above 1 the backend returns more
     /// than it was asked for (docs/harness.md 7 `token_inflation`).
     pub token_inflation: f64,
+}
+
+impl PathModel {
+    /// A backend whose latency ignores the tokens: each whole answer comes after
+    /// `latency_ms` times a noise of 99th percentile `noise_p99` (tests and small demos).
+    pub fn flat(latency_ms: f64, noise_p99: f64) -> PathModel {
+        PathModel {
+            ttft_base_ms: latency_ms,
+            prefill_tokens_per_s: 1e12,
+            tpot_ms: 0.0,
+            batch_slope: 0.0,
+            noise_p99,
+            error_rate: 0.0,
+            token_inflation: 1.0,
+        }
+    }
+
+    /// The median latency of a call of `tokens_in` and `tokens_out` on an idle worker.
+    pub fn median_ms(&self, tokens_in: u32, tokens_out: u32) -> f64 {
+        self.ttft_base_ms
+            + f64::from(tokens_in) / self.prefill_tokens_per_s * 1000.0
+            + f64::from(tokens_out) * self.tpot_ms
+    }
 }
 
 /// Both simulated backends.
@@ -172,8 +206,25 @@ pub struct BackendConfig {
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
-            fast: PathModel { median_ms: 80.0, p99_ms: 180.0, error_rate: 0.002, token_inflation: 1.0 },
-            deep: PathModel { median_ms: 6_000.0, p99_ms: 18_000.0, error_rate: 0.005, token_inflation: 1.0 },
+            // Calibration and sources: ARCHITECTURE.md, "The simulated backend's latency".
+            fast: PathModel {
+                ttft_base_ms: 40.0,
+                prefill_tokens_per_s: 80_000.0,
+                tpot_ms: 0.15,
+                batch_slope: 0.015,
+                noise_p99: 1.6,
+                error_rate: 0.002,
+                token_inflation: 1.0,
+            },
+            deep: PathModel {
+                ttft_base_ms: 3_500.0,
+                prefill_tokens_per_s: 4_000.0,
+                tpot_ms: 18.0,
+                batch_slope: 0.02,
+                noise_p99: 1.6,
+                error_rate: 0.005,
+                token_inflation: 1.0,
+            },
         }
     }
 }

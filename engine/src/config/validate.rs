@@ -217,12 +217,20 @@ impl EngineConfig {
         for path in [Path::Fast, Path::Deep] {
             let model = self.backend.of(path);
             let key = |field: &str| format!("backend.{}.{field}", path.as_str());
-            positive(&key("median_ms"), model.median_ms)?;
-            positive(&key("p99_ms"), model.p99_ms)?;
+            positive(&key("ttft_base_ms"), model.ttft_base_ms)?;
+            positive(&key("prefill_tokens_per_s"), model.prefill_tokens_per_s)?;
+            non_negative(&key("tpot_ms"), model.tpot_ms)?;
+            non_negative(&key("batch_slope"), model.batch_slope)?;
+            positive(&key("noise_p99"), model.noise_p99)?;
             fraction(&key("error_rate"), model.error_rate)?;
             positive(&key("token_inflation"), model.token_inflation)?;
             let table = format!("backend.{}", path.as_str());
-            check(model.p99_ms >= model.median_ms, &table, "needs 0 < median_ms <= p99_ms")?;
+            check(model.noise_p99 >= 1.0 && model.noise_p99 <= 100.0, &table, "noise_p99 must be in [1, 100]")?;
+            check(
+                model.ttft_base_ms <= 600_000.0 && model.tpot_ms <= 60_000.0,
+                &table,
+                "ttft_base_ms and tpot_ms: at most 10 minutes and 1 minute",
+            )?;
             check(model.token_inflation >= 1.0, &table, "token_inflation must be >= 1")?;
         }
         Ok(())
@@ -254,7 +262,7 @@ mod tests {
         assert_eq!(field_of(|c| c.dispatch.deep_timeout_ms = MAX_TIMEOUT_MS + 1), "engine.dispatch.deep_timeout");
         assert_eq!(field_of(|c| c.organism.init_gain = 0.9), "engine.organism.init_gain");
         assert_eq!(field_of(|c| c.memory.mlt.capacity[0] = MAX_TIER_CAPACITY + 1), "engine.memory.mlt_capacity");
-        assert_eq!(field_of(|c| c.backend.deep.p99_ms = 1.0), "backend.deep");
+        assert_eq!(field_of(|c| c.backend.deep.noise_p99 = 0.5), "backend.deep");
         assert_eq!(field_of(|c| c.backend.fast.error_rate = -0.1), "backend.fast.error_rate");
         assert_eq!(field_of(|c| c.ledger.cycle_ms = 0), "engine.ledger.cycle");
     }

@@ -201,6 +201,7 @@ mod tests {
         let completed = Outcome::Completed {
             path: Path::Fast,
             latency_ms: 81,
+            ttft_ms: 40,
             cost_micro_usd: 5,
             tokens_in: 100,
             tokens_out: 20,

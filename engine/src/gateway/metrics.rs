@@ -50,12 +50,19 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
 }
 
+fn per_token_histogram() -> Histogram {
+    // 0.05 ms to about 3.3 s per output token.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
 /// Everything `/metrics` serves.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
     task_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
+    ttft_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
+    tpot_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
     engine: EngineSeries,
     /// Scrapes render one at a time: the engine series are set, then encoded.
     scrape: Mutex<()>,
@@ -122,6 +129,20 @@ impl Metrics {
             "Latency of completed tasks submitted through the gateway, by path (the engine's own measure)",
             task_seconds.clone(),
         );
+        let ttft_seconds: Family<PathLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "task_ttft_seconds",
+            "Time to first token of completed tasks submitted through the gateway, by path (a cached answer's whole latency)",
+            ttft_seconds.clone(),
+        );
+        let tpot_seconds: Family<PathLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(per_token_histogram);
+        registry.register(
+            "task_tpot_seconds",
+            "Time per output token after the first, of completed uncached tasks with two tokens or more, by path",
+            tpot_seconds.clone(),
+        );
         let engine = EngineSeries::default();
         let e = &engine;
         let gauges: [(&str, &str, &FloatGauge); 14] = [
@@ -176,7 +197,16 @@ impl Metrics {
             "Rows serve --capture dropped (file at its size bound, or the writer behind)",
             e.capture_dropped.clone(),
         );
-        Metrics { registry, requests, request_seconds, task_seconds, engine, scrape: Mutex::new(()) }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            task_seconds,
+            ttft_seconds,
+            tpot_seconds,
+            engine,
+            scrape: Mutex::new(()),
+        }
     }
 
     /// Counts one answered request.
@@ -186,9 +216,14 @@ impl Metrics {
         self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    /// Records a completed task's latency.
-    pub fn task(&self, path: Path, latency_ms: u64) {
-        self.task_seconds.get_or_create(&PathLabel { path: path.as_str() }).observe(latency_ms as f64 / 1000.0);
+    /// Records a completed task's latency, time to first token and time per output token.
+    pub fn task(&self, path: Path, latency_ms: u64, ttft_ms: u64, tpot_ms: Option<f64>) {
+        let label = PathLabel { path: path.as_str() };
+        self.task_seconds.get_or_create(&label).observe(latency_ms as f64 / 1000.0);
+        self.ttft_seconds.get_or_create(&label).observe(ttft_ms as f64 / 1000.0);
+        if let Some(tpot_ms) = tpot_ms {
+            self.tpot_seconds.get_or_create(&label).observe(tpot_ms / 1000.0);
+        }
     }
 
     /// Renders the text format from the engine's status (`None`: it did not answer) and

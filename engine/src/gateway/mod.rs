@@ -114,8 +114,9 @@ fn ok(value: Value) -> Response {
 /// An outcome as JSON.
 pub fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
-        Outcome::Completed { path, latency_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => json!({
-            "status": "completed", "path": path.as_str(), "latency_ms": latency_ms,
+        Outcome::Completed { path, latency_ms, ttft_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => json!({
+            "status": "completed", "path": path.as_str(), "latency_ms": latency_ms, "ttft_ms": ttft_ms,
+            "tpot_ms": crate::task::tpot_ms(*latency_ms, *ttft_ms, *tokens_out, *cache_hit),
             "cost_micro_usd": cost_micro_usd, "tokens_in": tokens_in, "tokens_out": tokens_out,
             "cache_hit": cache_hit,
         }),
@@ -325,8 +326,13 @@ async fn tasks(
         let client = caller.as_ref().map(|c| c.name.as_str());
         capture.record(&task, &capture::decision_fields(&outcome, reason, decision.map(|d| d.valve_seq), client));
     }
-    if let Outcome::Completed { path, latency_ms, .. } = outcome {
-        gateway.metrics.task(path, latency_ms);
+    if let Outcome::Completed { path, latency_ms, ttft_ms, tokens_out, cache_hit, .. } = outcome {
+        gateway.metrics.task(
+            path,
+            latency_ms,
+            ttft_ms,
+            crate::task::tpot_ms(latency_ms, ttft_ms, tokens_out, cache_hit),
+        );
     }
     let body = json!({
         "task_id": task_id,

@@ -2,7 +2,7 @@
 //! wait in the worker's queue (and so show up as latency, not as loss).
 
 use super::NodeContext;
-use crate::backend::SimulatedBackend;
+use crate::backend::{Call, CallShape, SimulatedBackend};
 use crate::conditions::BackendWeather;
 use crate::peers::Server;
 use crate::probe::{NodeEvent, NodeSignal, Role, Signal};
@@ -12,12 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Draws one backend call. `madsim::rand` is the simulator's seeded stream under
-/// `--cfg madsim` and OS entropy live, which is what each build needs.
+/// Draws one backend call of a worker running `running` calls, this one included.
+/// `madsim::rand` is the simulator's seeded stream under `--cfg madsim` and OS entropy
+/// live, which is what each build needs.
 #[allow(clippy::disallowed_methods)]
-fn draw(backend: &SimulatedBackend, request: &Execute, weather: BackendWeather) -> (u64, Result<u32, String>) {
+fn draw(backend: &SimulatedBackend, request: &Execute, running: u32, weather: BackendWeather) -> Call {
     let mut rng = madsim::rand::thread_rng();
-    backend.draw(&mut rng, request.tokens_out, request.max_tokens_out, weather)
+    let shape = CallShape {
+        tokens_in: request.tokens_in,
+        tokens_out: request.tokens_out,
+        max_tokens_out: request.max_tokens_out,
+        running,
+    };
+    backend.draw(&mut rng, shape, weather)
 }
 
 /// The worker's concurrent backend calls; more wait in its queue.
@@ -38,6 +45,7 @@ fn shed(received: madsim::time::Instant, timeout: Duration) -> Option<Executed> 
     (waited >= timeout).then(|| Executed {
         result: Err(format!("shed after {} ms in the worker's queue", waited.as_millis())),
         latency_ms: 0,
+        ttft_ms: 0,
     })
 }
 
@@ -49,6 +57,7 @@ pub async fn start_worker(server: Server, context: NodeContext, path: Path) {
     }
     let backend = Arc::new(SimulatedBackend::new(&context.config.backend, path));
     let slots = slots(context.config.as_ref(), path);
+    let concurrency = slots.available_permits();
     let conditions = context.conditions.clone();
     let timeout = Duration::from_millis(context.config.dispatch.timeout_ms(path));
     server.add(move |request: Execute| {
@@ -61,9 +70,13 @@ pub async fn start_worker(server: Server, context: NodeContext, path: Path) {
             if let Some(shed) = shed(received, timeout) {
                 return shed;
             }
-            let (latency_ms, result) = draw(&backend, &request, conditions.backend(path));
-            madsim::time::sleep(Duration::from_millis(latency_ms)).await;
-            Executed { result, latency_ms }
+            let running = concurrency.saturating_sub(slots.available_permits()) as u32;
+            let mut call = draw(&backend, &request, running, conditions.backend(path));
+            if conditions.failed_in_trace(request.task_id) {
+                call = Call { latency_ms: call.ttft_ms, result: Err("failed in the trace".to_string()), ..call };
+            }
+            madsim::time::sleep(Duration::from_millis(call.latency_ms)).await;
+            Executed { result: call.result, latency_ms: call.latency_ms, ttft_ms: call.ttft_ms }
         }
     });
     answer_pings(&server, &context.name);
@@ -82,7 +95,7 @@ fn start_openai_worker(server: Server, context: &NodeContext, path: Path, openai
             tracing::error!(%error, "the OpenAI-compatible backend is unusable");
             server.add(move |_: Execute| {
                 let error = error.clone();
-                async move { Executed { result: Err(error), latency_ms: 0 } }
+                async move { Executed { result: Err(error), latency_ms: 0, ttft_ms: 0 } }
             });
             return;
         }

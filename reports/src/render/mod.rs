@@ -385,9 +385,25 @@ fn invariants(doc: &mut Vec<Block>, data: &ReportData) {
     }
 }
 
+/// Latency, time to first token (TTFT) and time per output token (TPOT) percentiles per
+/// path: `-` where the event log records none.
 fn latency(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
     doc.push(Block::Heading("Latency per path".into()));
-    let mut table = Table::new(&["path", "completed", "failed", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+    let mut table = Table::new(&[
+        "path",
+        "completed",
+        "failed",
+        "p50 (ms)",
+        "p95 (ms)",
+        "p99 (ms)",
+        "max (ms)",
+        "TTFT p50 (ms)",
+        "TTFT p99 (ms)",
+        "TPOT p50 (ms)",
+        "TPOT p99 (ms)",
+    ]);
+    let whole_ms = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |ms| ms.to_string());
+    let us_as_ms = |value: Option<u64>| value.map_or_else(|| "-".to_string(), ms_of_us);
     for path in &data.latency {
         table.row(vec![
             path.path.clone(),
@@ -397,6 +413,10 @@ fn latency(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
             path.p95_ms.to_string(),
             path.p99_ms.to_string(),
             path.max_ms.to_string(),
+            whole_ms(path.ttft_p50_ms),
+            whole_ms(path.ttft_p99_ms),
+            us_as_ms(path.tpot_p50_us),
+            us_as_ms(path.tpot_p99_us),
         ]);
     }
     if table.rows.is_empty() {
@@ -405,7 +425,11 @@ fn latency(doc: &mut Vec<Block>, data: &ReportData, analytics: &Analytics) {
         doc.push(Block::Table(table));
     }
     doc.push(Block::Para(format!(
-        "Completed tasks in tasks.csv: {} on the fast path, {} on the deep path.",
+        "Completed tasks in tasks.csv: {} on the fast path, {} on the deep path. TTFT is the time from the \
+         coordinator receiving a task to its answer's first token (a cached answer comes whole: its TTFT is its \
+         latency); TPOT is the time per output token after the first, over completed uncached tasks with two \
+         output tokens or more; - where the event log records none. TTFT against prompt size is in \
+         plots/ttft_vs_tokens_in.svg.",
         analytics.latency_fast_ms.len(),
         analytics.latency_deep_ms.len()
     )));
@@ -726,6 +750,13 @@ fn yes_no(value: bool) -> &'static str {
     }
 }
 
+/// Microseconds as milliseconds with two decimals, rounded half up, e.g. `12.35` for
+/// 12,345 µs.
+fn ms_of_us(us: u64) -> String {
+    let hundredths = us.saturating_add(5) / 10;
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
 /// Micro-USD as dollars with all six decimals, e.g. `$0.050000`.
 fn usd(micro: u64) -> String {
     format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
@@ -856,9 +887,9 @@ mod tests {
         ]
     }
 
-    /// Latency of both paths.
+    /// Latency of both paths; time to first token and per output token on the fast path only.
     fn path_latency() -> Vec<PathLatency> {
-        let path = |path: &str, p99_ms| PathLatency {
+        let path = |path: &str, p99_ms, ttft: Option<(u64, u64)>, tpot_us: Option<(u64, u64)>| PathLatency {
             path: path.into(),
             completed: 3,
             failed: 1,
@@ -866,8 +897,12 @@ mod tests {
             p95_ms: 90,
             p99_ms,
             max_ms: p99_ms + 1,
+            ttft_p50_ms: ttft.map(|t| t.0),
+            ttft_p99_ms: ttft.map(|t| t.1),
+            tpot_p50_us: tpot_us.map(|t| t.0),
+            tpot_p99_us: tpot_us.map(|t| t.1),
         };
-        vec![path("fast", 290), path("deep", 4_900)]
+        vec![path("fast", 290, Some((40, 120)), Some((1_245, 3_504))), path("deep", 4_900, None, None)]
     }
 
     /// The event log's figures for sample_csv's two days.
@@ -919,7 +954,7 @@ mod tests {
         std::fs::read_to_string(dir.path().join(file)).expect("written by write_all")
     }
 
-    const EXPECTED_FILES: [&str; 12] = [
+    const EXPECTED_FILES: [&str; 13] = [
         "cost_report.json",
         "plots/cusum.svg",
         "plots/energy.svg",
@@ -930,6 +965,7 @@ mod tests {
         "plots/memory.svg",
         "plots/scaling.svg",
         "plots/spend.svg",
+        "plots/ttft_vs_tokens_in.svg",
         "report.html",
         "report.md",
     ];
@@ -947,18 +983,49 @@ mod tests {
             ("plots/latency_fast.svg", "p99 = 290 ms"),
             ("plots/latency_deep.svg", "p99 = 4900 ms"),
             ("plots/memory.svg", "cache hits / fast completions"),
+            ("plots/ttft_vs_tokens_in.svg", "ttft_p99 threshold 800 ms"),
         ] {
             let svg = read(&dir, file);
             assert!(svg.starts_with("<svg"), "{file}: {}", &svg[..svg.len().min(80)]);
             assert!(svg.trim_end().ends_with("</svg>"), "{file}");
             assert!(svg.contains(label), "{file} lacks `{label}`");
             assert!(svg.contains("font-family"), "{file}: text is SVG text");
-            if !file.contains("latency") {
-                assert!(svg.contains("simulated time since start (min)"), "{file}: time axis in minutes");
-            } else {
+            if file.contains("latency") {
                 assert!(svg.contains("latency (ms)"), "{file}: latency axis in ms");
+            } else if file.contains("ttft") {
+                assert!(svg.contains("prompt tokens"), "{file}: prompt-size axis");
+            } else {
+                assert!(svg.contains("simulated time since start (min)"), "{file}: time axis in minutes");
             }
         }
+        // The sample is an older tasks.csv, without `ttft_ms`.
+        assert!(read(&dir, "plots/ttft_vs_tokens_in.svg").contains("no time-to-first-token data in this run"));
+    }
+
+    /// A current tasks.csv (with `ttft_ms`): the TTFT plot inlined in report.html has a point
+    /// per bucket and percentile, and the latency table shows TTFT and TPOT, `-` where the
+    /// event log records none.
+    #[test]
+    fn time_to_first_token_is_tabled_and_plotted() {
+        use crate::analytics::ttft::tests::{completed, csv};
+        let mut tasks = completed("fast", 100, 5, |i| 40 + i);
+        tasks.extend(completed("deep", 3_000, 5, |i| 2_900 + 100 * i));
+        let dir = bundle(&csv(&tasks));
+        write_all(dir.path(), &ReportData { latency: path_latency(), ..report_data() }).expect("renders");
+        let html = read(&dir, "report.html");
+        let figure = html
+            .split("(plots/ttft_vs_tokens_in.svg)</figcaption>")
+            .nth(1)
+            .and_then(|rest| rest.split("</figure>").next())
+            .expect("the TTFT figure");
+        assert_eq!(figure.matches("<circle").count(), 4, "fast and deep: a median and a p99 point each");
+        assert!(figure.contains("ttft_p99 threshold 800 ms") && !figure.contains("no time-to-first-token data"));
+        assert!(
+            html.contains("<th>TTFT p50 (ms)</th><th>TTFT p99 (ms)</th><th>TPOT p50 (ms)</th><th>TPOT p99 (ms)</th>")
+        );
+        let md = read(&dir, "report.md");
+        assert!(md.contains("| fast | 3 | 1 | 50 | 90 | 290 | 291 | 40 | 120 | 1.25 | 3.50 |"), "{md}");
+        assert!(md.contains("| deep | 3 | 1 | 50 | 90 | 4900 | 4901 | - | - | - | - |"), "{md}");
     }
 
     #[test]
@@ -1158,6 +1225,10 @@ mod tests {
         assert_eq!(cost::date(DAY_1), "2025-11-24");
         assert_eq!(percent(1, 3), "33.33 %");
         assert_eq!(percent(1, 0), "-");
+        assert_eq!(ms_of_us(12_345), "12.35");
+        assert_eq!(ms_of_us(1_004), "1.00");
+        assert_eq!(ms_of_us(999), "1.00");
+        assert_eq!(ms_of_us(0), "0.00");
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
         assert_eq!(md_escape("a_b|c\nd"), "a\\_b\\|c d");
     }

@@ -6,16 +6,22 @@
 //! than failing; output depends only on its inputs. Every threshold line carries a legend
 //! label naming its value.
 
+use std::collections::BTreeMap;
+
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
+use crate::analytics::ttft::{TtftBucket, MIN_BUCKET_TASKS};
 use crate::analytics::{Analytics, DAY_MS};
 use crate::model::{FaultRow, ReportData};
 use seedcore_engine::memory::Tier;
+use seedcore_engine::task::PerPath;
 use seedcore_engine::Path;
 
 /// The plots, by file name, with their titles; sorted by file name.
-pub(super) const PLOTS: [(&str, &str); 9] = [
+pub(super) const PLOTS: [(&str, &str); 10] = [
     ("cusum.svg", "OCPS valve: CUSUM statistic S against its threshold h"),
     ("energy.svg", "Organism energy E over time"),
     ("fast_ratio.svg", "Fast-path ratio per window against its target"),
@@ -25,6 +31,7 @@ pub(super) const PLOTS: [(&str, &str); 9] = [
     ("memory.svg", "Memory fabric: hit rate per tier per window"),
     ("scaling.svg", "Autoscaler: replicas and targets per path, and fast-path p99 per window"),
     ("spend.svg", "Cumulative spend per simulated day against the daily budget"),
+    ("ttft_vs_tokens_in.svg", "Time to first token against prompt tokens"),
 ];
 
 const SIZE: (u32, u32) = (720, 360);
@@ -53,6 +60,7 @@ pub(super) fn render_all(data: &ReportData, analytics: &Analytics) -> Result<Vec
                     "latency_fast.svg" => latency(root, title, data, &analytics.latency_fast_ms, "fast"),
                     "memory.svg" => memory(root, title, analytics, &axis),
                     "spend.svg" => spend(root, title, data, analytics, &axis),
+                    "ttft_vs_tokens_in.svg" => ttft_vs_tokens_in(root, title, data, analytics),
                     other => Err(format!("no drawing for {other}").into()),
                 }
             };
@@ -593,6 +601,211 @@ fn l_tot(root: &Area, title: &str, data: &ReportData, axis: &TimeAxis) -> DrawRe
     Ok(())
 }
 
+/// Share of the plotting area the TTFT plot's legend box takes, across and up (five entries
+/// of 13-pixel text, the threshold's the longest).
+const TTFT_LEGEND_BOX: (f64, f64) = (0.38, 0.45);
+
+/// One path's series of the TTFT plot, in runs broken where a bucket is left out: the median
+/// and the 99th percentile of each bucket, at the bucket's middle.
+struct TtftSeries {
+    path: Path,
+    median: Vec<Vec<(f64, f64)>>,
+    p99: Vec<Vec<(f64, f64)>>,
+}
+
+/// Time to first token against prompt tokens, both axes log-scaled: per path, the median
+/// (solid line, open points) and the 99th percentile (dashed line, filled points) of each
+/// power-of-two bucket of `tokens_in` with enough completed uncached tasks, against the
+/// policy's `ttft_p99` threshold. Without a `ttft_ms` column in tasks.csv, or without a
+/// bucket, it draws the axes and the threshold with a note.
+fn ttft_vs_tokens_in(root: &Area, title: &str, data: &ReportData, analytics: &Analytics) -> DrawResult {
+    let threshold = data.limits.ttft_p99_threshold_ms;
+    let none = PerPath::default();
+    let buckets = analytics.ttft_by_tokens_in.as_ref().unwrap_or(&none);
+    let (x, y) = ttft_ranges(buckets, threshold);
+    let series = ttft_series(buckets);
+    let x_axis = (x.0..x.1).log_scale().with_key_points(thinned(log_ticks(x, 2.0, &[1.0])));
+    let y_ticks = match log_ticks(y, 10.0, &[1.0, 2.0, 5.0]) {
+        ticks if ticks.len() > MAX_TICKS => log_ticks(y, 10.0, &[1.0]),
+        ticks => ticks,
+    };
+    let y_light: Vec<f64> = log_ticks(y, 10.0, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let y_axis = (y.0..y.1).log_scale().with_key_points(thinned(y_ticks)).with_light_points(y_light);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x_axis, y_axis)?;
+    chart
+        .configure_mesh()
+        .x_desc("prompt tokens (tokens_in, in buckets of powers of two)")
+        .y_desc("time to first token (ms)")
+        .x_label_formatter(&|tokens| format!("{tokens:.0}"))
+        .y_label_formatter(&|ms| format!("{ms:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let corner = {
+        let runs: Vec<&[(f64, f64)]> =
+            series.iter().flat_map(|s| s.median.iter().chain(&s.p99)).map(Vec::as_slice).collect();
+        free_corner(&runs, x, y)
+    };
+    draw_ttft_series(&mut chart, series)?;
+    let line = on_log_axis(threshold);
+    chart
+        .draw_series(LineSeries::new([(x.0, line), (x.1, line)], RED.stroke_width(2)))?
+        .label(format!("ttft_p99 threshold {threshold} ms"))
+        .legend(legend_line(RED));
+    legend(&mut chart, corner)?;
+    match &analytics.ttft_by_tokens_in {
+        None => note(root, "no time-to-first-token data in this run")?,
+        Some(buckets) if buckets.values().all(Vec::is_empty) => {
+            note(root, &format!("no prompt-size bucket of {MIN_BUCKET_TASKS} or more completed uncached tasks"))?
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Milliseconds as drawn on a log-scaled axis: from 1 ms (a log scale has no 0) to 10^12.
+fn on_log_axis(ms: f64) -> f64 {
+    if ms.is_nan() {
+        1.0
+    } else {
+        ms.clamp(1.0, 1e12)
+    }
+}
+
+/// `2^log2` (the exponent at most 63).
+fn pow2(log2: u64) -> f64 {
+    2f64.powi(log2.min(63) as i32)
+}
+
+/// Labelled ticks an axis of the TTFT plot shows at most.
+const MAX_TICKS: usize = 12;
+
+/// A log-scaled axis with ticks of its own ([`log_ticks`]).
+type LogAxis = WithKeyPoints<LogCoord<f64>>;
+
+/// The ticks of a log-scaled axis over `range` (both ends positive): each of `steps` times
+/// each integer power of `base` (above 1), those inside the range, ascending (at most 256).
+fn log_ticks(range: (f64, f64), base: f64, steps: &[f64]) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let usable = base > 1.0 && range.0 > 0.0 && range.0.is_finite() && range.1.is_finite();
+    if !usable {
+        return ticks;
+    }
+    let mut power = base.powi(range.0.log(base).floor() as i32);
+    while power <= range.1 && ticks.len() < 256 {
+        ticks.extend(steps.iter().map(|step| step * power).filter(|tick| (range.0..=range.1).contains(tick)));
+        power *= base;
+    }
+    ticks
+}
+
+/// Every other tick, or every third..., until at most [`MAX_TICKS`] are left.
+fn thinned(ticks: Vec<f64>) -> Vec<f64> {
+    let step = ticks.len().div_ceil(MAX_TICKS).max(1);
+    ticks.into_iter().step_by(step).collect()
+}
+
+/// The TTFT plot's log-scaled ranges, `(x, y)`. Prompt tokens: from a little below the
+/// smallest bucket's first size to a little above the largest bucket's last, at least two
+/// octaves (16 to 4,096 tokens without buckets). Milliseconds: from below the lowest value to
+/// above the highest value and the threshold, from 1 ms and at least two decades. So each
+/// axis holds two powers (of 2, of 10) or more: two labelled ticks at least.
+fn ttft_ranges(buckets: &PerPath<Vec<TtftBucket>>, threshold_ms: f64) -> ((f64, f64), (f64, f64)) {
+    let all = || buckets.values().flatten();
+    let first = all().map(|b| b.log2).min().unwrap_or(4).min(60);
+    let last = all().map(|b| b.log2).max().unwrap_or(11).clamp(first + 1, 61);
+    let x = (pow2(first) / 1.25, pow2(last + 1) * 1.25);
+    let threshold = on_log_axis(threshold_ms);
+    let (lowest, highest) = all()
+        .flat_map(|b| [b.p50_ms, b.p99_ms])
+        .map(|ms| on_log_axis(ms as f64))
+        .fold((threshold, threshold), |(low, high), ms| (low.min(ms), high.max(ms)));
+    let top = highest * 1.6;
+    let bottom = (lowest / 1.6).min(top / 120.0).max(1.0);
+    (x, (bottom, top.max(bottom * 120.0)))
+}
+
+/// Each path's median and 99th-percentile runs, fast first; a run breaks where a bucket
+/// between the path's first and last is left out.
+fn ttft_series(buckets: &PerPath<Vec<TtftBucket>>) -> Vec<TtftSeries> {
+    buckets
+        .iter()
+        .map(|(path, buckets)| {
+            let by_log2: BTreeMap<u64, &TtftBucket> = buckets.iter().map(|b| (b.log2, b)).collect();
+            let first = by_log2.keys().next().copied().unwrap_or(0);
+            let last = by_log2.keys().next_back().copied().unwrap_or(0);
+            let runs = |value: fn(&TtftBucket) -> u64| {
+                segments((first..=last).map(|log2| {
+                    let middle = pow2(log2) * std::f64::consts::SQRT_2;
+                    by_log2.get(&log2).map(|&b| (middle, on_log_axis(value(b) as f64)))
+                }))
+            };
+            TtftSeries { path, median: runs(|b| b.p50_ms), p99: runs(|b| b.p99_ms) }
+        })
+        .collect()
+}
+
+/// Draws each path's median (solid, open points) and 99th percentile (dashed, filled
+/// points) in the path's colour, each with one legend entry.
+fn draw_ttft_series<'a>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<LogAxis, LogAxis>>,
+    series: Vec<TtftSeries>,
+) -> DrawResult {
+    for TtftSeries { path, median, p99 } in series {
+        let color = PATH_COLORS[path.index()];
+        for (i, run) in median.into_iter().enumerate() {
+            let drawn = chart.draw_series(LineSeries::new(run, color.stroke_width(2)).point_size(3))?;
+            if i == 0 {
+                drawn.label(format!("{} median", path.as_str())).legend(legend_line(color));
+            }
+        }
+        for (i, run) in p99.into_iter().enumerate() {
+            chart.draw_series(run.iter().map(|&point| Circle::new(point, 3, color.filled())))?;
+            let drawn = chart.draw_series(DashedLineSeries::new(run, 6, 4, color.stroke_width(2)))?;
+            if i == 0 {
+                drawn.label(format!("{} p99", path.as_str())).legend(move |(x, y)| {
+                    DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, color.stroke_width(2))
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The corner of the plotting area where a legend box of [`TTFT_LEGEND_BOX`] hides the
+/// fewest points of `runs` and middles of their segments, on the log-scaled ranges `x` and
+/// `y`; ties go to the first of upper left, upper right, lower right and lower left.
+fn free_corner(runs: &[&[(f64, f64)]], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let share = |value: f64, (low, high): (f64, f64)| (value.ln() - low.ln()) / (high.ln() - low.ln());
+    let mut marks: Vec<(f64, f64)> = Vec::new();
+    for run in runs {
+        let scaled: Vec<(f64, f64)> = run.iter().map(|&(px, py)| (share(px, x), share(py, y))).collect();
+        marks.extend(scaled.windows(2).map(|pair| ((pair[0].0 + pair[1].0) / 2.0, (pair[0].1 + pair[1].1) / 2.0)));
+        marks.extend(scaled);
+    }
+    let (width, height) = TTFT_LEGEND_BOX;
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - height),
+        (SeriesLabelPosition::UpperRight, 1.0 - width, 1.0 - height),
+        (SeriesLabelPosition::LowerRight, 1.0 - width, 0.0),
+        (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+    ];
+    let hidden = |left: f64, bottom: f64| {
+        marks
+            .iter()
+            .filter(|(mx, my)| (left..=left + width).contains(mx) && (bottom..=bottom + height).contains(my))
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|(_, left, bottom)| hidden(*left, *bottom))
+        .map_or(SeriesLabelPosition::UpperLeft, |(corner, _, _)| corner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,5 +832,107 @@ mod tests {
     #[test]
     fn plots_are_sorted_by_file_name() {
         assert!(PLOTS.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    }
+
+    /// Analytics with nothing but the time to first token against prompt size.
+    fn ttft_analytics(ttft_by_tokens_in: Option<PerPath<Vec<TtftBucket>>>) -> Analytics {
+        Analytics {
+            window_ms: 1_000,
+            windows: Vec::new(),
+            spend: Vec::new(),
+            latency_fast_ms: Vec::new(),
+            latency_deep_ms: Vec::new(),
+            kinds: BTreeMap::new(),
+            ttft_by_tokens_in,
+        }
+    }
+
+    fn ttft_svg(ttft_by_tokens_in: Option<PerPath<Vec<TtftBucket>>>) -> String {
+        let data = crate::analytics::tests::report_data();
+        svg(|root| ttft_vs_tokens_in(root, "TTFT", &data, &ttft_analytics(ttft_by_tokens_in))).expect("draws")
+    }
+
+    fn bucket(log2: u64, p50_ms: u64, p99_ms: u64) -> TtftBucket {
+        TtftBucket { log2, tasks: 5, p50_ms, p99_ms }
+    }
+
+    /// Fast buckets of 64, 128 and 512 tokens (the one of 256 left out), deep ones of 1,024
+    /// and 2,048: one open point per median and one filled point per p99, in each path's
+    /// colour, the threshold line with its label, a legend entry per series, and no note.
+    #[test]
+    fn ttft_plot_draws_both_paths_against_the_threshold() {
+        let buckets = PerPath {
+            fast: vec![bucket(6, 50, 120), bucket(7, 80, 300), bucket(9, 200, 900)],
+            deep: vec![bucket(10, 2_900, 4_100), bucket(11, 3_200, 6_000)],
+        };
+        let svg = ttft_svg(Some(buckets));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("ttft_p99 threshold 800 ms"), "the threshold is labelled");
+        for label in ["fast median", "fast p99", "deep median", "deep p99", "time to first token (ms)"] {
+            assert!(svg.contains(label), "no `{label}`");
+        }
+        assert_eq!(svg.matches("<circle").count(), 10, "a point per bucket per percentile");
+        assert_eq!(svg.matches("fill=\"#1F77B4\"").count(), 3, "the fast p99 points");
+        assert_eq!(svg.matches("fill=\"#9467BD\"").count(), 2, "the deep p99 points");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "every coordinate is finite");
+        assert!(!svg.contains("no time-to-first-token data") && !svg.contains("no prompt-size bucket"));
+    }
+
+    /// A tasks.csv without `ttft_ms` (a run before it was recorded), or without a bucket of
+    /// enough tasks, still draws the axes and the threshold, with a note saying so.
+    #[test]
+    fn ttft_plot_without_data_says_so() {
+        let svg = ttft_svg(None);
+        assert!(svg.contains("no time-to-first-token data in this run"), "{svg}");
+        assert!(svg.contains("ttft_p99 threshold 800 ms"));
+        assert_eq!(svg.matches("<circle").count(), 0);
+        let svg = ttft_svg(Some(PerPath::default()));
+        assert!(svg.contains("no prompt-size bucket of 5 or more completed uncached tasks"), "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    /// Both axes span at least two powers (two labelled ticks), the y axis from 1 ms and
+    /// around the threshold and every value; without buckets, 16 to 4,096 tokens.
+    #[test]
+    fn ttft_ranges_hold_every_value_and_two_powers() {
+        let buckets = PerPath { fast: vec![bucket(6, 0, 300)], deep: vec![bucket(6, 3_000, 5_000)] };
+        let ((x0, x1), (y0, y1)) = ttft_ranges(&buckets, 800.0);
+        assert!(x0 < 64.0 && x1 > 128.0 && x1 / x0 >= 4.0, "{x0}..{x1}");
+        assert!((1.0..300.0).contains(&y0) && y1 > 5_000.0 && y1 / y0 >= 100.0, "{y0}..{y1}");
+        let ((x0, x1), (y0, y1)) = ttft_ranges(&PerPath::default(), 800.0);
+        assert_eq!((x0, x1), (16.0 / 1.25, 4_096.0 * 1.25));
+        assert!(y0 < 800.0 && y1 > 800.0 && y1 / y0 >= 100.0, "{y0}..{y1}");
+        let (_, (y0, y1)) = ttft_ranges(&PerPath::default(), 0.0);
+        assert!(y0 >= 1.0 && y1 / y0 >= 100.0, "a threshold of 0 ms is drawn at 1 ms");
+    }
+
+    /// Ticks at 1, 2 and 5 times the powers of ten inside the range, at the powers of two;
+    /// thinned to at most twelve.
+    #[test]
+    fn log_ticks_are_powers_and_their_steps_inside_the_range() {
+        assert_eq!(log_ticks((31.25, 9_600.0), 10.0, &[1.0, 2.0, 5.0]), [50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3]);
+        let octaves = log_ticks((16.0 / 1.25, 4_096.0 * 1.25), 2.0, &[1.0]);
+        assert_eq!(octaves, [16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1_024.0, 2_048.0, 4_096.0]);
+        assert_eq!(log_ticks((1.0, 10.0), 10.0, &[1.0]), [1.0, 10.0], "both ends count");
+        assert!(log_ticks((0.0, 10.0), 10.0, &[1.0]).is_empty() && log_ticks((1.0, 10.0), 1.0, &[1.0]).is_empty());
+        let many: Vec<f64> = (0..24).map(f64::from).collect();
+        assert_eq!(thinned(many).len(), 12);
+        assert_eq!(thinned(octaves.clone()), octaves);
+    }
+
+    /// A run broken at a left-out bucket, and the legend in the corner the points leave free.
+    #[test]
+    fn ttft_series_break_at_gaps_and_the_legend_avoids_the_points() {
+        let buckets = PerPath { fast: vec![bucket(4, 10, 20), bucket(5, 10, 20), bucket(7, 10, 20)], deep: vec![] };
+        let series = ttft_series(&buckets);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].median.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        assert!(series[1].median.is_empty() && series[1].p99.is_empty());
+        let (x, y) = ((1.0, 1_000.0), (1.0, 1_000.0));
+        assert_eq!(free_corner(&[], x, y), SeriesLabelPosition::UpperLeft);
+        let upper_left: &[(f64, f64)] = &[(2.0, 900.0), (3.0, 800.0)];
+        assert_eq!(free_corner(&[upper_left], x, y), SeriesLabelPosition::UpperRight);
+        let top: &[(f64, f64)] = &[(2.0, 900.0), (900.0, 900.0)];
+        assert_eq!(free_corner(&[top], x, y), SeriesLabelPosition::LowerRight);
     }
 }

@@ -138,7 +138,8 @@ impl Core {
     fn router_inputs(&self, config: &EngineConfig, task: &Task, step: ValveStep) -> RouterInputs {
         let fast_capacity = self.fleet.active(Path::Fast).saturating_mul(config.dispatch.fast_concurrency).max(1);
         let waiting = self.in_flight.fast.saturating_sub(fast_capacity);
-        let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity) * config.backend.fast.median_ms;
+        let queue_wait_ms = f64::from(waiting) / f64::from(fast_capacity)
+            * config.backend.fast.median_ms(task.tokens_in, task.tokens_out);
         RouterInputs {
             cache_miss: 1.0 - self.hit_rate,
             valve: if step.breached { 1.0 } else { step.s / self.valve.h() },

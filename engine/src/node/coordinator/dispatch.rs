@@ -25,11 +25,14 @@ fn backoff(dispatch: &DispatchConfig, attempt: u32) -> Option<Duration> {
     (attempt > 0).then(|| Duration::from_millis(dispatch.backoff_ms << (attempt - 1).min(16)))
 }
 
-/// What an attempt gave: the tokens generated, or why it failed (the worker's error, a
-/// timeout, or the transport's error).
-fn attempt_result(answer: std::io::Result<Executed>, timeout: Duration) -> Result<u32, String> {
+/// What an attempt gave: the tokens generated and the time the backend spent decoding them
+/// (after its first token), or why it failed (the worker's error, a timeout, or the
+/// transport's error).
+fn attempt_result(answer: std::io::Result<Executed>, timeout: Duration) -> Result<(u32, u64), String> {
     match answer {
-        Ok(Executed { result, .. }) => result,
+        Ok(Executed { result, latency_ms, ttft_ms }) => {
+            result.map(|tokens| (tokens, latency_ms.saturating_sub(ttft_ms)))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(format!("timeout after {} ms", timeout.as_millis())),
         Err(e) => Err(e.to_string()),
     }
@@ -57,9 +60,12 @@ impl Coordinator {
             self.update_state(task, &task_features, found.tokens_out, (false, salient), received);
             details.cache_age_ms = Some(found.age_ms);
             details.cache_tier = Some(found.tier);
+            let latency_ms = received.elapsed().as_millis() as u64;
             let outcome = Outcome::Completed {
                 path,
-                latency_ms: received.elapsed().as_millis() as u64,
+                latency_ms,
+                // A cached answer comes whole.
+                ttft_ms: latency_ms,
                 cost_micro_usd: charge.cost_micro_usd,
                 tokens_in: plan.tokens_in,
                 tokens_out: found.tokens_out,
@@ -69,8 +75,8 @@ impl Coordinator {
             return self.finish(task, outcome, details, received).await;
         }
 
-        let outcome = match self.attempts(task, path, plan.max_tokens_out, &mut details).await {
-            Ok(tokens_out) => {
+        let outcome = match self.attempts(task, path, (plan.tokens_in, plan.max_tokens_out), &mut details).await {
+            Ok((tokens_out, decode_ms)) => {
                 let charge = self
                     .lock()
                     .governor
@@ -80,9 +86,13 @@ impl Coordinator {
                 self.emit_alerts(charge.alerts);
                 let cacheable = config.memory.caches(task.kind);
                 self.update_state(task, &task_features, charge.tokens_out, (cacheable, salient), received);
+                let latency_ms = received.elapsed().as_millis() as u64;
                 Outcome::Completed {
                     path,
-                    latency_ms: received.elapsed().as_millis() as u64,
+                    latency_ms,
+                    // The first token reached the coordinator when the last did, less the
+                    // backend's decoding.
+                    ttft_ms: latency_ms.saturating_sub(decode_ms),
                     cost_micro_usd: charge.cost_micro_usd,
                     tokens_in: plan.tokens_in,
                     tokens_out: charge.tokens_out,
@@ -132,14 +142,15 @@ impl Coordinator {
         found
     }
 
-    /// The backend attempts: the tokens generated, or the last attempt's error.
+    /// The backend attempts: the tokens generated and the successful call's decode time, or
+    /// the last attempt's error.
     async fn attempts(
         &self,
         task: &Task,
         path: Path,
-        max_tokens_out: u32,
+        (tokens_in, max_tokens_out): (u32, u32),
         details: &mut Details,
-    ) -> Result<u32, String> {
+    ) -> Result<(u32, u64), String> {
         let config = &self.context.config;
         let workers = self.context.addresses.workers(path);
         let timeout = Duration::from_millis(config.dispatch.timeout_ms(path));
@@ -159,6 +170,7 @@ impl Coordinator {
                 task_id: task.task_id,
                 attempt,
                 kind: task.kind,
+                tokens_in,
                 tokens_out: task.tokens_out,
                 max_tokens_out,
             };
@@ -166,9 +178,9 @@ impl Coordinator {
             let answer = self.peers.call(&workers[replica], request, timeout).await;
             self.lock().fleet.call_ended(path, replica, self.uptime_ms());
             match attempt_result(answer, timeout) {
-                Ok(tokens_out) => {
+                Ok(done) => {
                     details.worker = Some(worker_name());
-                    return Ok(tokens_out);
+                    return Ok(done);
                 }
                 Err(e) => error = e,
             }
@@ -282,9 +294,9 @@ mod tests {
     #[test]
     fn an_attempt_gives_tokens_or_says_why_it_failed() {
         let timeout = Duration::from_millis(1_000);
-        let done = Executed { result: Ok(12), latency_ms: 80 };
-        assert_eq!(attempt_result(Ok(done), timeout), Ok(12));
-        let refused = Executed { result: Err("backend error".into()), latency_ms: 3 };
+        let done = Executed { result: Ok(12), latency_ms: 80, ttft_ms: 30 };
+        assert_eq!(attempt_result(Ok(done), timeout), Ok((12, 50)), "50 ms decoding after the first token");
+        let refused = Executed { result: Err("backend error".into()), latency_ms: 3, ttft_ms: 3 };
         assert_eq!(attempt_result(Ok(refused), timeout), Err("backend error".into()));
         let late = Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
         assert_eq!(attempt_result(late, timeout), Err("timeout after 1000 ms".into()));

@@ -69,6 +69,8 @@ fn outcome_of_receipt(receipt: &Receipt) -> Outcome {
         (Status::Completed, Some(path)) => Outcome::Completed {
             path,
             latency_ms: receipt.latency_ms,
+            // A receipt does not record the first token: the whole answer is what is known.
+            ttft_ms: receipt.latency_ms,
             cost_micro_usd: receipt.cost_micro_usd,
             tokens_in: receipt.tokens_in,
             tokens_out: receipt.tokens_out,
@@ -101,10 +103,12 @@ fn outcome_signal(task: &Task, outcome: &Outcome, details: Details, elapsed_ms: 
         tokens_in: 0,
         tokens_out: 0,
         truncated: false,
+        ttft_ms: None,
         worker: details.worker,
     };
     match outcome {
-        Outcome::Completed { path, latency_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => {
+        Outcome::Completed { path, latency_ms, ttft_ms, cost_micro_usd, tokens_in, tokens_out, cache_hit } => {
+            signal.ttft_ms = Some(*ttft_ms);
             signal.cache_hit = *cache_hit;
             signal.cost_micro_usd = *cost_micro_usd;
             signal.latency_ms = *latency_ms;
@@ -349,6 +353,7 @@ mod tests {
             Outcome::Completed {
                 path: Path::Deep,
                 latency_ms: 70,
+                ttft_ms: 70,
                 cost_micro_usd: 31,
                 tokens_in: 300,
                 tokens_out: 40,
@@ -368,6 +373,7 @@ mod tests {
         let outcome = Outcome::Completed {
             path: Path::Fast,
             latency_ms: 6,
+            ttft_ms: 6,
             cost_micro_usd: 0,
             tokens_in: 300,
             tokens_out: 40,
