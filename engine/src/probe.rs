@@ -259,7 +259,9 @@ pub struct OutcomeSignal {
     /// The context was cut to fit the token ceiling.
     pub truncated: bool,
     /// Time to first token of a completed task (docs/engine.md 3.2); none otherwise.
-    #[serde(default)]
+    /// Left out of the line when none, so an event log written before the field existed
+    /// still reads back in canonical form (and its certificate still verifies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<u64>,
     /// The worker that produced the generation (none for cache hits, rejections and
     /// failures).

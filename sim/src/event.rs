@@ -290,7 +290,7 @@ mod tests {
                 tokens_in: 374,
                 tokens_out: 44,
                 truncated: false,
-                ttft_ms: None,
+                ttft_ms: Some(91),
                 worker: Some("fast-1".into()),
             })),
             Body::Engine(Signal::Alert(AlertSignal {
@@ -420,6 +420,28 @@ mod tests {
             assert_eq!(serde_json_canonicalizer::to_vec(&value).unwrap(), line, "{}", String::from_utf8_lossy(&line));
             assert_eq!(Event::parse(std::str::from_utf8(&line).unwrap()).unwrap(), event);
         }
+    }
+
+    /// An outcome written before `ttft_ms` existed (a failed one now, or any then) has no
+    /// such key: it still reads back in canonical form, so older event logs verify.
+    #[test]
+    fn an_outcome_without_time_to_first_token_is_canonical() {
+        let outcome = samples()
+            .into_iter()
+            .find_map(|b| match b {
+                Body::Engine(Signal::Outcome(o)) => Some(o),
+                _ => None,
+            })
+            .expect("an outcome sample");
+        let with =
+            Event { seq: 0, t_ms: 5, node: "coordinator".into(), body: Body::Engine(Signal::Outcome(outcome.clone())) };
+        let without = OutcomeSignal { ttft_ms: None, ..outcome };
+        let without =
+            Event { seq: 0, t_ms: 5, node: "coordinator".into(), body: Body::Engine(Signal::Outcome(without)) };
+        let (with, without) =
+            (String::from_utf8(with.to_line()).unwrap(), String::from_utf8(without.to_line()).unwrap());
+        assert!(with.contains("\"ttft_ms\":91,") && !without.contains("ttft_ms"), "{with}\n{without}");
+        assert_eq!(Event::parse(&without).unwrap().to_line(), without.as_bytes());
     }
 
     #[test]
