@@ -656,22 +656,7 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             let value = excess.map_or_else(String::new, |e| e.to_string());
             m(value, "<=", "0".into(), "tasks over a kind's daily limit (worst kind-day)")
         }
-        InvariantId::Determinism => {
-            // Both halves are judged against the same limit, so the binding one (the lower
-            // share) is the measure: it passes exactly when both do.
-            let halves = replays.map_or((None, None), |r| (r.replay_share(), r.live.map(|l| (l.agreed, l.tasks))));
-            let live_unit = "share of live decisions the simulator replays alike";
-            match halves {
-                (Some((same, runs)), Some((agreed, tasks)))
-                    if u128::from(agreed) * u128::from(runs) < u128::from(same) * u128::from(tasks) =>
-                {
-                    m(share(agreed, tasks), ">=", ratio_limit, live_unit)
-                }
-                (Some((same, runs)), _) => m(share(same, runs), ">=", ratio_limit, "share of replays"),
-                (None, Some((agreed, tasks))) => m(share(agreed, tasks), ">=", ratio_limit, live_unit),
-                (None, None) => m(String::new(), ">=", ratio_limit, "share of replays"),
-            }
-        }
+        InvariantId::Determinism => determinism_measure(replays, ratio_limit),
         InvariantId::NoLostTasks => m(
             (stats.lost() + stats.duplicate_outcomes + stats.orphan_outcomes).to_string(),
             "==",
@@ -682,11 +667,7 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
             m(u8::from(passed).to_string(), "==", "1".into(), "1 when the chain and every signature verify")
         }
         InvariantId::FastLatencyP99 | InvariantId::DeepLatencyP99 | InvariantId::TtftP99 => {
-            let h = match id {
-                InvariantId::DeepLatencyP99 => &stats.latency_ms[Path::Deep],
-                InvariantId::TtftP99 => &stats.ttft_ms[Path::Fast],
-                _ => &stats.latency_ms[Path::Fast],
-            };
+            let h = p99_histogram(stats, id);
             let value = if h.is_empty() { String::new() } else { h.value_at_quantile(0.99).to_string() };
             m(value, "<=", ms_limit, "ms")
         }
@@ -705,6 +686,34 @@ fn measure(id: InvariantId, run: &Run<'_>, passed: bool) -> Measure {
         InvariantId::RollbackFastPath | InvariantId::RollbackFreshness | InvariantId::RollbackSafety => {
             rollback_measure(id, stats, threshold)
         }
+    }
+}
+
+/// The measure of `determinism`. Both halves are judged against the same limit, so the
+/// binding one (the lower share) is the measure: it passes exactly when both do.
+fn determinism_measure(replays: Option<&Replays>, limit: String) -> Measure {
+    let m = |value: String, unit: &'static str| Measure { value, rule: ">=", limit, unit };
+    let halves = replays.map_or((None, None), |r| (r.replay_share(), r.live.map(|l| (l.agreed, l.tasks))));
+    let live_unit = "share of live decisions the simulator replays alike";
+    match halves {
+        (Some((same, runs)), Some((agreed, tasks)))
+            if u128::from(agreed) * u128::from(runs) < u128::from(same) * u128::from(tasks) =>
+        {
+            m(share(agreed, tasks), live_unit)
+        }
+        (Some((same, runs)), _) => m(share(same, runs), "share of replays"),
+        (None, Some((agreed, tasks))) => m(share(agreed, tasks), live_unit),
+        (None, None) => m(String::new(), "share of replays"),
+    }
+}
+
+/// The histogram a p99 invariant judges: a path's latency, or the fast path's time to
+/// first token.
+fn p99_histogram(stats: &Stats, id: InvariantId) -> &Histogram<u64> {
+    match id {
+        InvariantId::DeepLatencyP99 => &stats.latency_ms[Path::Deep],
+        InvariantId::TtftP99 => &stats.ttft_ms[Path::Fast],
+        _ => &stats.latency_ms[Path::Fast],
     }
 }
 
@@ -950,13 +959,11 @@ pub fn evaluate(stats: &Stats, policy: &Policy, replays: Option<&Replays>) -> Ve
                 InvariantId::Determinism => determinism(&run),
                 InvariantId::NoLostTasks => no_lost_tasks(&run),
                 InvariantId::LedgerIntegrity => ledger_integrity(&run),
-                InvariantId::FastLatencyP99 => latency_p99(&run, id, Path::Fast),
-                InvariantId::DeepLatencyP99 => latency_p99(&run, id, Path::Deep),
+                InvariantId::FastLatencyP99 | InvariantId::DeepLatencyP99 | InvariantId::TtftP99 => p99(&run, id),
                 InvariantId::FastSuccessRate => success_rate(&run, id, Path::Fast),
                 InvariantId::DeepSuccessRate => success_rate(&run, id, Path::Deep),
                 InvariantId::MemoryFreshness => memory_freshness(&run),
                 InvariantId::RecoveryTime => recovery_time(&run),
-                InvariantId::TtftP99 => ttft_p99(&run),
                 InvariantId::RollbackFastPath => rollback_fast_path(&run),
                 InvariantId::RollbackFreshness => rollback_freshness(&run),
                 InvariantId::RollbackSafety => rollback_safety(&run),
@@ -1143,17 +1150,10 @@ fn ledger_integrity(run: &Run<'_>) -> Judged {
     }
 }
 
-fn latency_p99(run: &Run<'_>, id: InvariantId, path: Path) -> Judged {
-    p99_of(run, id, &run.stats.latency_ms[path])
-}
-
-/// The fast path's time to first token p99 (seed 002's "5th golden signal").
-fn ttft_p99(run: &Run<'_>) -> Judged {
-    p99_of(run, InvariantId::TtftP99, &run.stats.ttft_ms[Path::Fast])
-}
-
-/// A p99 in ms against the rule of `id`.
-fn p99_of(run: &Run<'_>, id: InvariantId, histogram: &Histogram<u64>) -> Judged {
+/// A p99 in ms against the rule of `id` (`fast_latency_p99`, `deep_latency_p99`, and
+/// `ttft_p99`, seed 002's "5th golden signal").
+fn p99(run: &Run<'_>, id: InvariantId) -> Judged {
+    let histogram = p99_histogram(run.stats, id);
     let rule = run.rule(id);
     let threshold = format!("<= {} ms", rule.threshold);
     if histogram.is_empty() {
@@ -1480,9 +1480,9 @@ mod tests {
         assert_eq!(v["recovery_time"], Verdict::Skipped);
     }
 
-    #[test]
-    fn each_checker_can_fail() {
-        let cases: Vec<(&str, Tweak)> = vec![
+    /// Each invariant beside the run change that must make it fail.
+    fn failing_cases() -> Vec<(&'static str, Tweak)> {
+        vec![
             (
                 "fast_path_ratio",
                 Box::new(|e| (100..110).for_each(|id| e.push(outcome(id, "chat", "deep", "completed", 10, 1)))),
@@ -1561,8 +1561,12 @@ mod tests {
                     e.push(fault_end(1));
                 }),
             ),
-        ];
-        for (id, tweak) in cases {
+        ]
+    }
+
+    #[test]
+    fn each_checker_can_fail() {
+        for (id, tweak) in failing_cases() {
             let v = verdicts(20, tweak);
             assert_eq!(v[id], Verdict::Fail, "{id}: {v:?}");
         }

@@ -60,9 +60,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
-    task_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
-    ttft_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
-    tpot_seconds: Family<PathLabel, Histogram, fn() -> Histogram>,
+    task_seconds: PerPathHistograms,
+    ttft_seconds: PerPathHistograms,
+    tpot_seconds: PerPathHistograms,
     engine: EngineSeries,
     /// Scrapes render one at a time: the engine series are set, then encoded.
     scrape: Mutex<()>,
@@ -109,42 +109,20 @@ fn raise(counter: &Counter, value: u64) {
     }
 }
 
-impl Metrics {
-    /// A registry with every series.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("seedcore");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        let task_seconds: Family<PathLabel, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register("http_requests", "HTTP requests by endpoint and status", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by endpoint and status",
-            request_seconds.clone(),
-        );
-        registry.register(
-            "task_latency_seconds",
-            "Latency of completed tasks submitted through the gateway, by path (the engine's own measure)",
-            task_seconds.clone(),
-        );
-        let ttft_seconds: Family<PathLabel, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "task_ttft_seconds",
-            "Time to first token of completed tasks submitted through the gateway, by path (a cached answer's whole latency)",
-            ttft_seconds.clone(),
-        );
-        let tpot_seconds: Family<PathLabel, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(per_token_histogram);
-        registry.register(
-            "task_tpot_seconds",
-            "Time per output token after the first, of completed uncached tasks with two tokens or more, by path",
-            tpot_seconds.clone(),
-        );
-        let engine = EngineSeries::default();
-        let e = &engine;
+/// Histograms, one per path.
+type PerPathHistograms = Family<PathLabel, Histogram, fn() -> Histogram>;
+
+/// Registers a histogram per path with `buckets`.
+fn per_path(registry: &mut Registry, name: &str, help: &str, buckets: fn() -> Histogram) -> PerPathHistograms {
+    let family: PerPathHistograms = Family::new_with_constructor(buckets);
+    registry.register(name, help, family.clone());
+    family
+}
+
+impl EngineSeries {
+    /// Registers every engine series.
+    fn register(&self, registry: &mut Registry) {
+        let e = self;
         let gauges: [(&str, &str, &FloatGauge); 14] = [
             ("engine_up", "1 when the coordinator and the state node answered this scrape", &e.up),
             (
@@ -197,6 +175,42 @@ impl Metrics {
             "Rows serve --capture dropped (file at its size bound, or the writer behind)",
             e.capture_dropped.clone(),
         );
+    }
+}
+
+impl Metrics {
+    /// A registry with every series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("seedcore");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register("http_requests", "HTTP requests by endpoint and status", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by endpoint and status",
+            request_seconds.clone(),
+        );
+        let task_seconds = per_path(
+            &mut registry,
+            "task_latency_seconds",
+            "Latency of completed tasks submitted through the gateway, by path (the engine's own measure)",
+            latency_histogram,
+        );
+        let ttft_seconds = per_path(
+            &mut registry,
+            "task_ttft_seconds",
+            "Time to first token of completed tasks submitted through the gateway, by path (a cached answer's whole latency)",
+            latency_histogram,
+        );
+        let tpot_seconds = per_path(
+            &mut registry,
+            "task_tpot_seconds",
+            "Time per output token after the first, of completed uncached tasks with two tokens or more, by path",
+            per_token_histogram,
+        );
+        let engine = EngineSeries::default();
+        engine.register(&mut registry);
         Metrics {
             registry,
             requests,
